@@ -1,0 +1,47 @@
+"""Packaging for camsvc.
+
+``package_dir={"": "."}`` and listing ``twisted.plugins`` in ``packages`` make
+the twistd plugin visible from editable installs and from wheels alike; the
+plugin directory itself has no ``__init__.py`` (Twisted's convention).
+"""
+
+from setuptools import setup
+
+setup(
+    name="camsvc",
+    version="0.1.0",
+    description="USB camera hotplug service with a JSON-RPC 2.0 WebSocket API around MediaMTX",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.11",
+    package_dir={"": "."},
+    packages=["camsvc", "camsvc.api", "twisted.plugins"],
+    package_data={"camsvc": ["data/*", "static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
+    include_package_data=True,
+    install_requires=[
+        # Lower bounds are Debian 12's versions: the .deb runs on them.
+        "Twisted>=22.4",
+        "autobahn>=22.7",
+        "treq>=22.2",
+        "pyudev>=0.24",
+        "PyYAML>=6.0",
+        "service-identity>=21.1",
+        "PyJWT>=2.6",
+        "prometheus-client>=0.16",
+    ],
+    extras_require={
+        "test": [
+            "pytest",
+            "pytest-twisted",
+            "websockets",
+            "hypothesis",
+            "jsonschema",
+        ],
+        "dev": ["ruff"],
+    },
+    entry_points={
+        "console_scripts": [],
+    },
+    zip_safe=False,
+)
