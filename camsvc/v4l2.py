@@ -32,29 +32,29 @@ import fcntl
 import json
 import os
 import sys
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Sequence
 
 __all__ = [
+    "DEFAULT_PREFERRED",
+    "V4L2_CAP_DEVICE_CAPS",
+    "V4L2_CAP_META_CAPTURE",
     "V4L2_CAP_VIDEO_CAPTURE",
     "V4L2_CAP_VIDEO_CAPTURE_MPLANE",
-    "V4L2_CAP_META_CAPTURE",
-    "V4L2_CAP_DEVICE_CAPS",
-    "ProbeError",
-    "DeviceInfo",
-    "FrameSize",
-    "SizeRange",
-    "Format",
     "Capabilities",
     "Default",
-    "DEFAULT_PREFERRED",
+    "DeviceInfo",
+    "Format",
+    "FrameSize",
+    "ProbeError",
+    "SizeRange",
+    "choose_default",
+    "enumerate_formats",
     "fourcc",
     "fourcc_code",
-    "query_device",
-    "enumerate_formats",
-    "probe",
-    "choose_default",
     "main",
+    "probe",
+    "query_device",
 ]
 
 # --- ABI ------------------------------------------------------------------------------
@@ -299,7 +299,7 @@ class DeviceInfo:
         return V4L2_BUF_TYPE_VIDEO_CAPTURE_MPLANE
 
     @classmethod
-    def decode(cls, buf: bytes | bytearray) -> "DeviceInfo":
+    def decode(cls, buf: bytes | bytearray) -> DeviceInfo:
         cap = v4l2_capability.from_buffer_copy(bytes(buf))
         return cls(
             driver=_cstr(cap.driver),
@@ -365,7 +365,7 @@ class FrameSize:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "FrameSize":
+    def from_dict(cls, d: dict) -> FrameSize:
         rng = d.get("fps_range")
         return cls(
             width=int(d["width"]),
@@ -408,7 +408,7 @@ class Format:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Format":
+    def from_dict(cls, d: dict) -> Format:
         rng = d.get("size_range")
         return cls(
             format=d["format"],
@@ -456,7 +456,7 @@ class Capabilities:
         }
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Capabilities":
+    def from_dict(cls, d: dict) -> Capabilities:
         return cls(
             path=d["path"],
             driver=d.get("driver", ""),

@@ -26,29 +26,39 @@ with ``bench/udev_raw.py`` and ``tests/test_umockdev_bed.py``:
    ``/dev`` nodes).  So the normally started pytest process cannot see the bed; either
    run pytest itself under ``LD_PRELOAD`` (then :meth:`Testbed.activate` sets
    ``UMOCKDEV_DIR`` in-process), or run the service under test as a subprocess with
-   :meth:`Testbed.env`.  Both are exercised by the tests.
+   :meth:`Testbed.env`.  The tests exercise the subprocess path and the late
+   ``UMOCKDEV_DIR`` path (``test_late_umockdev_dir_in_a_preloaded_process``).
 2. **pyudev Monitor on a Twisted reactor.**  Yes: under the preload the monitor is an
    AF_UNIX datagram socket (``$UMOCKDEV_DIR/event<fd>``) whose fd works with
    ``reactor.addReader``; draining with ``monitor.poll(timeout=0)`` in ``doRead`` works.
-   ``Monitor.set_receive_buffer_size(n)`` succeeds (SO_RCVBUFFORCE on the unix socket;
-   needs CAP_NET_ADMIN as on real netlink) but cannot prevent overflow: a unix datagram
+   ``Monitor.set_receive_buffer_size(n)`` succeeds on the unix socket (measured as root;
+   it uses SO_RCVBUFFORCE) but cannot prevent overflow: a unix datagram
    queue is bounded by ``net.unix.max_dgram_qlen`` (10), not by bytes, and overflow makes
    umockdev's *sender* abort instead of the receiver getting ENOBUFS.  The ENOBUFS
    re-enumeration path therefore needs a unit test with a fake monitor.
 3. **V4L2 ioctls.**  ``os.open("/dev/videoN", O_RDWR|O_NONBLOCK)`` + ``fcntl.ioctl`` in a
    preloaded process reach the helper's ``UMockdev.IoctlBase`` handler over a unix
-   socket (about 0.1 ms per ioctl), so ``camsvc.v4l2.probe`` works unchanged; unhandled
-   requests fail with ENOTTY; ``fstat`` says char device 81:N.  The helper must run its
-   GLib main loop to answer, so a command that waits never blocks ioctl service.
-4. **Latency** uevent → pyudev event (200 events, helper paced, listener in a preloaded
-   venv subprocess blocking in ``select``; figures in ``bench/udev_raw.py``'s output):
-   see ``BENCH_FIGURES`` below.
+   socket, so ``camsvc.v4l2.probe`` works unchanged: ~0.2 ms per ioctl, a full probe of
+   the default 2-format camera (25 ioctls) 5.4 ms p50 / 7.7 ms max.  Unhandled requests
+   fail with ENOTTY; ``stat`` says char device 81:N; after ``remove`` the node is gone
+   (ENOENT → ProbeError "vanished"); ``fail_after`` makes a node answer ENODEV mid-probe.
+   The helper runs a GLib main loop to answer, and keeps iterating it while a command
+   waits for a listener to drain, so a listener probing the camera cannot deadlock it.
+4. **Latency** uevent → pyudev event on a Twisted reactor (``bench/udev_raw.py``, 200
+   events, listener = preloaded venv subprocess, 2-vCPU VM shared with other jobs),
+   runs of 200: ``change`` uevents p50 0.14-0.15 ms, p99 0.3-2.1 ms, max 0.4-3.8 ms;
+   ``storm`` remove/add pairs p50 0.27-0.34 ms, p99 0.5-5 ms, rare max 40-90 ms outliers
+   (host noise).  ``add`` is timestamped right before its uevent: the helper hides the
+   listener sockets while umockdev creates the sysfs entry (~2.4 ms, which would
+   otherwise count) and sends the "add" itself afterwards.
 5. Traps: a process opening a monitor steals another's events if both use the same fd
    number (socket named after the fd) — do not run two listeners with equal fd numbers
-   against one bed; devices found by enumeration have ``is_initialized == False`` and no
-   ``DEVLINKS`` (events carry only ACTION/DEVPATH/SUBSYSTEM/SEQNUM/DEVNAME/DEVTYPE, the
-   rest is read from the bed's sysfs); the preload tracks at most ~50 open emulated
-   ``/dev`` fds per process.
+   against one bed; enumerated devices have ``is_initialized == False`` (no udev
+   database) — never make "initialized" a camera condition; the properties of enumerated
+   devices *and* of events come from the device's sysfs ``uevent`` file, where the helper
+   writes udev-like ``ID_*``/``DEVLINKS`` values, but no ``/dev/v4l/by-*`` symlinks exist;
+   ``remove_device`` cleans only the device it is given (the helper removes level by
+   level); the preload tracks at most ~50 open emulated ``/dev`` fds per process.
 """
 
 from __future__ import annotations
@@ -60,25 +70,23 @@ import select
 import shutil
 import subprocess
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "umockdev_bed.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
 PRELOAD = "libumockdev-preload.so.0"
 QLEN_PATH = "/proc/sys/net/unix/max_dgram_qlen"
 
-#: Filled in from bench/udev_raw.py runs (see its docstring); informational only.
-BENCH_FIGURES = "uevent→pyudev event, 200 events: see bench/udev_raw.py"
-
 __all__ = [
     "HELPER",
-    "UMockdevError",
-    "umockdev_available",
-    "preload_env",
-    "Testbed",
     "AsyncTestbed",
-    "raised_dgram_qlen",
+    "Testbed",
+    "UMockdevError",
     "in_preloaded_process",
+    "preload_env",
+    "raised_dgram_qlen",
+    "umockdev_available",
 ]
 
 
@@ -211,6 +219,8 @@ class Testbed(_Commands):
     the capture node's uevent) or raises :class:`UMockdevError`.
     """
 
+    __test__ = False  # not a pytest test class despite the name
+
     def __init__(self, *, timeout: float = 30.0):
         ok, reason = umockdev_available()
         if not ok:
@@ -316,7 +326,7 @@ class Testbed(_Commands):
             # the Testbed's destructor normally removes it; a killed helper leaves it
             shutil.rmtree(root, ignore_errors=True)
 
-    def __enter__(self) -> "Testbed":
+    def __enter__(self) -> Testbed:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -331,6 +341,8 @@ class AsyncTestbed(_Commands):
     ``close()`` returns a Deferred that fires when the helper has exited.  Commands are
     answered in order, so they are queued FIFO.
     """
+
+    __test__ = False
 
     def __init__(self, reactor):
         self.reactor = reactor

@@ -57,7 +57,7 @@ import traceback
 import gi
 
 gi.require_version("UMockdev", "1.0")
-from gi.repository import GLib, UMockdev  # noqa: E402
+from gi.repository import GLib, UMockdev
 
 # --- V4L2 ABI (independent of camsvc.v4l2 on purpose: it cross-checks the binding) ---
 VIDIOC_QUERYCAP = 0x80685600
@@ -313,14 +313,34 @@ class Bed:
         return t
 
     def add_device(self, subsystem, name, parent, attrs, props, paced, drain_timeout):
-        """add_device sends its own "add" uevent: pace it like one."""
-        self.wait_room(paced, drain_timeout)
+        """Create a device, then send its "add" (paced, timestamped).
+
+        ``Testbed.add_device`` sends "add" itself, but only after ~2 ms of sysfs file
+        creation, so a timestamp taken before it would overstate the latency.  The
+        listener sockets are therefore hidden from umockdev's sender (renamed out of its
+        ``event[0-9]*`` glob) while the device is created, and the "add" is sent with
+        ``uevent()`` afterwards — still exactly one "add" per device."""
         flat_a = [x for kv in attrs for x in kv]
         flat_p = [x for kv in props for x in kv]
-        t = time.monotonic()
-        syspath = self.tb.add_device(subsystem, name, parent, flat_a, flat_p)
+        hidden = []
+        try:
+            for path in self.listeners():
+                tmp = os.path.join(os.path.dirname(path), ".hidden-" + os.path.basename(path))
+                try:
+                    os.rename(path, tmp)
+                    hidden.append((tmp, path))
+                except OSError:
+                    pass  # the monitor closed meanwhile
+            syspath = self.tb.add_device(subsystem, name, parent, flat_a, flat_p)
+        finally:
+            for tmp, path in hidden:
+                try:
+                    os.rename(tmp, path)
+                except OSError:
+                    pass
         if syspath is None:
             raise CommandError("add_device(%s, %s) failed" % (subsystem, name))
+        t = self.send(syspath, "add", paced, drain_timeout)
         return syspath, t
 
     # --- cameras ----------------------------------------------------------------------
@@ -504,12 +524,20 @@ class Bed:
             self.send(cam["top"], "remove", paced, dt)
         for node in cam["nodes"]:
             node["node"].detach()
-        if cam["top_is_shared"]:
-            for node in reversed(cam["nodes"]):
-                self.tb.remove_device(node["syspath"])
-        else:
-            self.tb.remove_device(cam["top"])
+        # remove_device() deletes the /dev node of the device it is given only, not of
+        # its children: remove the video nodes one by one first
+        for node in reversed(cam["nodes"]):
+            self.tb.remove_device(node["syspath"])
+        self._remove_parents(cam)
         return t
+
+    def _remove_parents(self, cam):
+        # one level at a time: remove_device() cleans the /dev node and /sys/bus link of
+        # the device it is given only, and a stale /sys/bus/usb/devices/1-1:1.0 link
+        # makes umockdev abort when the same port is used again
+        if not cam["top_is_shared"]:
+            self.tb.remove_device(cam["parent"])
+            self.tb.remove_device(cam["top"])
 
     def handle_replug(self, cmd):
         """Fields: name, video (new index, optional), paced, drain_timeout, gap (seconds
@@ -568,13 +596,14 @@ class Bed:
             # the capture node is gone: forget the camera but keep no dangling parents
             for n in cam["nodes"][1:]:
                 self.send(n["syspath"], "remove", paced, dt)
+            if not cam["top_is_shared"]:
+                self.send(cam["parent"], "remove", paced, dt)
+                self.send(cam["top"], "remove", paced, dt)
             for n in cam["nodes"]:
                 n["node"].detach()
-            if not cam["top_is_shared"]:
-                self.tb.remove_device(cam["top"])
-            else:
-                for n in cam["nodes"][1:]:
-                    self.tb.remove_device(n["syspath"])
+            for n in cam["nodes"][1:]:
+                self.tb.remove_device(n["syspath"])
+            self._remove_parents(cam)
             del self.cameras[cam["name"]]
         return {"name": cam["name"], "count": count, "times": times, "present": present}
 
