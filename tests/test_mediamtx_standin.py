@@ -7,7 +7,6 @@ any off-spec reply or request).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import socket
@@ -22,12 +21,14 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.protocol import ClientCreator, Protocol
 
-from tests.support.fixtures import (  # noqa: F401
-    mediamtx_clip,
-    mediamtx_standin,
-    mediamtx_standin_factory,
-)
-from tests.support.mediamtx import MediaMTXStandIn, split_fmp4
+from tests.support import fixtures as _fixtures
+
+# pytest finds fixtures by module attribute (the lead may instead list
+# "tests.support.fixtures" in tests/conftest.py's pytest_plugins).
+mediamtx_clip = _fixtures.mediamtx_clip
+mediamtx_standin = _fixtures.mediamtx_standin
+mediamtx_standin_factory = _fixtures.mediamtx_standin_factory
+from tests.support.mediamtx import split_fmp4
 from tests.support.openapi import OpenAPISpec
 
 SPEC = OpenAPISpec()
@@ -38,12 +39,25 @@ def sleep(seconds):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-async def call(standin, method, path, body=None, *, raw=None, auth=None, redirects=False):
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+async def call(
+    standin, method, path, body=None, *, raw=None, auth=None, redirects=False
+):
+    data = (
+        raw
+        if raw is not None
+        else (json.dumps(body).encode() if body is not None else None)
+    )
     headers = {"Content-Type": ["application/json"]} if data is not None else {}
     pool_kwargs = {"persistent": False}
-    resp = await treq.request(method, standin.url + path, data=data, headers=headers, auth=auth,
-                              allow_redirects=redirects, **pool_kwargs)
+    resp = await treq.request(
+        method,
+        standin.url + path,
+        data=data,
+        headers=headers,
+        auth=auth,
+        allow_redirects=redirects,
+        **pool_kwargs,
+    )
     content = await resp.content()
     return resp, content
 
@@ -60,45 +74,98 @@ async def call_json(standin, method, path, body=None, **kw):
 
 def test_validator_accepts_valid_requests():
     assert SPEC.request_errors("GET", "/v3/info") == []
-    assert SPEC.request_errors("GET", "/v3/config/paths/list?itemsPerPage=10&page=0") == []
-    assert SPEC.request_errors("POST", "/v3/config/paths/add/cam/sub", b'{"record": true}',
-                               {"Content-Type": "application/json"}) == []
-    assert SPEC.request_errors("DELETE", "/v3/recordings/deletesegment?path=a&start=2024-01-01T00:00:00Z") == []
+    assert (
+        SPEC.request_errors("GET", "/v3/config/paths/list?itemsPerPage=10&page=0") == []
+    )
+    assert (
+        SPEC.request_errors(
+            "POST",
+            "/v3/config/paths/add/cam/sub",
+            b'{"record": true}',
+            {"Content-Type": "application/json"},
+        )
+        == []
+    )
+    assert (
+        SPEC.request_errors(
+            "DELETE", "/v3/recordings/deletesegment?path=a&start=2024-01-01T00:00:00Z"
+        )
+        == []
+    )
 
 
-@pytest.mark.parametrize("method,target,body,needle", [
-    ("GET", "/v3/config/paths/add/cam0", None, "method not allowed"),
-    ("POST", "/v3/config/paths/patch/cam0", b"{}", "method not allowed"),
-    ("GET", "/v3/nothing", None, "no such route"),
-    ("POST", "/v3/config/paths/add/cam0", b'{"record": "yes"}', "'yes' is not of type 'boolean'"),
-    ("POST", "/v3/config/paths/add/cam0", b'{"recrd": true}', "'recrd' was unexpected"),
-    ("POST", "/v3/config/paths/add/cam0", b'{"recordFormat": "avi"}', "is not one of"),
-    ("POST", "/v3/config/paths/add/cam0", b'{"rpiCameraWidth": -1}', "less than the minimum"),
-    ("POST", "/v3/config/paths/add/cam0", None, "requires a JSON request body"),
-    ("POST", "/v3/config/paths/add/cam0", b"{nope", "not JSON"),
-    ("GET", "/v3/info", b'{"a": 1}', "takes no request body"),
-    ("GET", "/v3/paths/list?page=x", None, "not an integer"),
-    ("GET", "/v3/paths/list?limit=3", None, "unknown query parameter"),
-    ("DELETE", "/v3/recordings/deletesegment?path=a", None, "'start' is missing"),
-])
+@pytest.mark.parametrize(
+    "method,target,body,needle",
+    [
+        ("GET", "/v3/config/paths/add/cam0", None, "method not allowed"),
+        ("POST", "/v3/config/paths/patch/cam0", b"{}", "method not allowed"),
+        ("GET", "/v3/nothing", None, "no such route"),
+        (
+            "POST",
+            "/v3/config/paths/add/cam0",
+            b'{"record": "yes"}',
+            "'yes' is not of type 'boolean'",
+        ),
+        (
+            "POST",
+            "/v3/config/paths/add/cam0",
+            b'{"recrd": true}',
+            "'recrd' was unexpected",
+        ),
+        (
+            "POST",
+            "/v3/config/paths/add/cam0",
+            b'{"recordFormat": "avi"}',
+            "is not one of",
+        ),
+        (
+            "POST",
+            "/v3/config/paths/add/cam0",
+            b'{"rpiCameraWidth": -1}',
+            "less than the minimum",
+        ),
+        ("POST", "/v3/config/paths/add/cam0", None, "requires a JSON request body"),
+        ("POST", "/v3/config/paths/add/cam0", b"{nope", "not JSON"),
+        ("GET", "/v3/info", b'{"a": 1}', "takes no request body"),
+        ("GET", "/v3/paths/list?page=x", None, "not an integer"),
+        ("GET", "/v3/paths/list?limit=3", None, "unknown query parameter"),
+        ("DELETE", "/v3/recordings/deletesegment?path=a", None, "'start' is missing"),
+    ],
+)
 def test_validator_rejects_bad_requests(method, target, body, needle):
     errors = SPEC.request_errors(method, target, body)
     assert errors and any(needle in e for e in errors), errors
 
 
 def test_validator_checks_content_type_and_deprecated():
-    assert any("Content-Type" in e for e in SPEC.request_errors(
-        "PATCH", "/v3/config/paths/patch/x", b"{}", {"Content-Type": "text/plain"}))
+    assert any(
+        "Content-Type" in e
+        for e in SPEC.request_errors(
+            "PATCH", "/v3/config/paths/patch/x", b"{}", {"Content-Type": "text/plain"}
+        )
+    )
     strict = OpenAPISpec(forbid_deprecated=True)
-    assert any("deprecated" in e for e in strict.request_errors(
-        "POST", "/v3/config/paths/add/x", b'{"readUser": "u"}'))
-    assert SPEC.request_errors("POST", "/v3/config/paths/add/x", b'{"readUser": "u"}') == []
+    assert any(
+        "deprecated" in e
+        for e in strict.request_errors(
+            "POST", "/v3/config/paths/add/x", b'{"readUser": "u"}'
+        )
+    )
+    assert (
+        SPEC.request_errors("POST", "/v3/config/paths/add/x", b'{"readUser": "u"}')
+        == []
+    )
 
 
 def test_validator_checks_responses():
-    assert SPEC.response_errors("GET", "/v3/info", 200, b'{"version":"v1","started":"x"}') == []
+    assert (
+        SPEC.response_errors("GET", "/v3/info", 200, b'{"version":"v1","started":"x"}')
+        == []
+    )
     assert SPEC.response_errors("GET", "/v3/info", 404, b"{}")
-    assert SPEC.response_errors("POST", "/v3/config/paths/add/x", 200, b'{"status":"fine"}')
+    assert SPEC.response_errors(
+        "POST", "/v3/config/paths/add/x", 200, b'{"status":"fine"}'
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -118,51 +185,93 @@ async def test_info_and_static_config(mediamtx_standin):
     code, defaults = await call_json(s, "GET", "/v3/config/pathdefaults/get")
     assert code == 200
     assert defaults["recordPath"] == "./recordings/%path/%Y-%m-%d_%H-%M-%S-%f"
-    assert defaults["recordSegmentDuration"] == "1h0m0s" and defaults["recordDeleteAfter"] == "1d"
-    assert defaults["runOnDemandCloseAfter"] == "10s" and defaults["source"] == "publisher"
+    assert (
+        defaults["recordSegmentDuration"] == "1h0m0s"
+        and defaults["recordDeleteAfter"] == "1d"
+    )
+    assert (
+        defaults["runOnDemandCloseAfter"] == "10s" and defaults["source"] == "publisher"
+    )
     code, glob = await call_json(s, "GET", "/v3/config/global/get")
-    assert code == 200 and glob["api"] is True and glob["apiAddress"] == f":{s.api_port}"
+    assert (
+        code == 200 and glob["api"] is True and glob["apiAddress"] == f":{s.api_port}"
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_path_crud_status_codes_and_bodies(mediamtx_standin):
     s = mediamtx_standin
-    body = {"source": "publisher", "runOnDemand": "ffmpeg -i x -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
-            "runOnDemandRestart": True, "recordDeleteAfter": "0s"}
-    assert await call_json(s, "POST", "/v3/config/paths/add/camera0", body) == (200, {"status": "ok"})
+    body = {
+        "source": "publisher",
+        "runOnDemand": "ffmpeg -i x -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        "runOnDemandRestart": True,
+        "recordDeleteAfter": "0s",
+    }
     assert await call_json(s, "POST", "/v3/config/paths/add/camera0", body) == (
-        400, {"status": "error", "error": "path already exists"})
+        200,
+        {"status": "ok"},
+    )
+    assert await call_json(s, "POST", "/v3/config/paths/add/camera0", body) == (
+        400,
+        {"status": "error", "error": "path already exists"},
+    )
 
     code, conf = await call_json(s, "GET", "/v3/config/paths/get/camera0")
     assert code == 200
-    assert set(conf) == {k for k, v in SPEC.document["components"]["schemas"]["PathConf"]["properties"].items()
-                         if not v.get("deprecated")}
+    assert set(conf) == {
+        k
+        for k, v in SPEC.document["components"]["schemas"]["PathConf"][
+            "properties"
+        ].items()
+        if not v.get("deprecated")
+    }
     assert conf["name"] == "camera0" and conf["runOnDemandRestart"] is True
     assert conf["record"] is False and conf["runOnDemandCloseAfter"] == "10s"
     assert conf["recordDeleteAfter"] == ""  # conf.Duration marshals 0 as ""
 
-    assert await call_json(s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}) == (200, {"status": "ok"})
+    assert await call_json(
+        s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}
+    ) == (200, {"status": "ok"})
     code, conf = await call_json(s, "GET", "/v3/config/paths/get/camera0")
     assert conf["record"] is True and conf["runOnDemandRestart"] is True  # patch merges
 
-    assert await call_json(s, "POST", "/v3/config/paths/replace/camera0", {"source": "publisher"}) == (
-        200, {"status": "ok"})
+    assert await call_json(
+        s, "POST", "/v3/config/paths/replace/camera0", {"source": "publisher"}
+    ) == (200, {"status": "ok"})
     code, conf = await call_json(s, "GET", "/v3/config/paths/get/camera0")
-    assert conf["record"] is False and conf["runOnDemand"] == ""  # replace resets to defaults
+    assert (
+        conf["record"] is False and conf["runOnDemand"] == ""
+    )  # replace resets to defaults
     # replace upserts
-    assert await call_json(s, "POST", "/v3/config/paths/replace/camera9", {}) == (200, {"status": "ok"})
+    assert await call_json(s, "POST", "/v3/config/paths/replace/camera9", {}) == (
+        200,
+        {"status": "ok"},
+    )
     assert "camera9" in s.config_paths
 
-    assert await call_json(s, "DELETE", "/v3/config/paths/delete/camera0") == (200, {"status": "ok"})
     assert await call_json(s, "DELETE", "/v3/config/paths/delete/camera0") == (
-        404, {"status": "error", "error": "path not found"})
-    assert await call_json(s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}) == (
-        404, {"status": "error", "error": "path not found"})
+        200,
+        {"status": "ok"},
+    )
+    assert await call_json(s, "DELETE", "/v3/config/paths/delete/camera0") == (
+        404,
+        {"status": "error", "error": "path not found"},
+    )
+    assert await call_json(
+        s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}
+    ) == (404, {"status": "error", "error": "path not found"})
     assert await call_json(s, "GET", "/v3/config/paths/get/camera0") == (
-        404, {"status": "error", "error": "path configuration not found"})
+        404,
+        {"status": "error", "error": "path configuration not found"},
+    )
     assert await call_json(s, "GET", "/v3/paths/get/camera0") == (
-        404, {"status": "error", "error": "path not found"})
-    assert [r.method for r in s.requests_to(prefix="/v3/config/paths/delete")] == ["DELETE", "DELETE"]
+        404,
+        {"status": "error", "error": "path not found"},
+    )
+    assert [r.method for r in s.requests_to(prefix="/v3/config/paths/delete")] == [
+        "DELETE",
+        "DELETE",
+    ]
     assert s.requests_to("POST", "/v3/config/paths/add")[0].json == body
 
 
@@ -171,47 +280,83 @@ async def test_strict_decoding_and_validation_errors(mediamtx_standin):
     s = mediamtx_standin
     cases = [
         ({"recrd": True}, 'json: unknown field "recrd"'),
-        ({"record": "yes"}, "json: cannot unmarshal string into Go struct field .record of type bool"),
-        ({"maxReaders": 1.5}, "json: cannot unmarshal number 1.5 into Go struct field .maxReaders of type int"),
+        (
+            {"record": "yes"},
+            "json: cannot unmarshal string into Go struct field .record of type bool",
+        ),
+        (
+            {"maxReaders": 1.5},
+            "json: cannot unmarshal number 1.5 into Go struct field .maxReaders of type int",
+        ),
         ({"recordSegmentDuration": "soon"}, 'time: invalid duration "soon"'),
         ({"recordFormat": "avi"}, "invalid record format 'avi'"),
         ({"source": "nope"}, "invalid source: 'nope'"),
-        ({"source": "rtsp://cam/x", "runOnDemand": "x"},
-         "'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'"),
+        (
+            {"source": "rtsp://cam/x", "runOnDemand": "x"},
+            "'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'",
+        ),
     ]
     for body, message in cases:
         assert await call_json(s, "POST", "/v3/config/paths/add/p", body) == (
-            400, {"status": "error", "error": message}), body
+            400,
+            {"status": "error", "error": message},
+        ), body
     assert await call_json(s, "POST", "/v3/config/paths/add/p", raw=b"{") == (
-        400, {"status": "error", "error": "unexpected end of JSON input"})
+        400,
+        {"status": "error", "error": "unexpected end of JSON input"},
+    )
     # path name rules (conf.isValidPathName), checked after decoding
     assert await call_json(s, "POST", "/v3/config/paths/add/bad name", {}) == (
-        400, {"status": "error", "error": "invalid path name 'bad name': can contain only alphanumeric "
-              "characters, underscore, dot, tilde, minus or slash"})
+        400,
+        {
+            "status": "error",
+            "error": "invalid path name 'bad name': can contain only alphanumeric "
+            "characters, underscore, dot, tilde, minus or slash",
+        },
+    )
     assert await call_json(s, "POST", "/v3/config/paths/add/cam/", {}) == (
-        400, {"status": "error", "error": "invalid path name 'cam/': can't end with a slash"})
+        400,
+        {
+            "status": "error",
+            "error": "invalid path name 'cam/': can't end with a slash",
+        },
+    )
     assert await call_json(s, "POST", "/v3/config/paths/add/", {}) == (
-        400, {"status": "error", "error": "invalid name"})
-    assert await call_json(s, "POST", "/v3/config/paths/add/a/b.c-d_e~f", {}) == (200, {"status": "ok"})
+        400,
+        {"status": "error", "error": "invalid name"},
+    )
+    assert await call_json(s, "POST", "/v3/config/paths/add/a/b.c-d_e~f", {}) == (
+        200,
+        {"status": "ok"},
+    )
     assert "p" not in s.config_paths
     # the off-spec bodies above were recorded as violations; consume them
     violations = s.take_violations()
-    assert any("recrd" in v for v in violations) and any("'yes'" in v for v in violations)
+    assert any("recrd" in v for v in violations) and any(
+        "'yes'" in v for v in violations
+    )
     assert not any("a/b.c-d_e~f" in v for v in violations)
 
 
 @pytest_twisted.ensureDeferred
 async def test_unknown_routes_wrong_methods_and_redirects(mediamtx_standin):
     s = mediamtx_standin
-    for method, path in [("GET", "/v3/nothing"), ("GET", "/v3/config/paths/add/x"),
-                         ("POST", "/v3/info"), ("PUT", "/v3/config/paths/replace/x"), ("GET", "/")]:
+    for method, path in [
+        ("GET", "/v3/nothing"),
+        ("GET", "/v3/config/paths/add/x"),
+        ("POST", "/v3/info"),
+        ("PUT", "/v3/config/paths/replace/x"),
+        ("GET", "/"),
+    ]:
         resp, content = await call(s, method, path)
         assert resp.code == 404 and content == b"404 page not found", (method, path)
         assert resp.headers.getRawHeaders("content-type") == ["text/plain"]
     resp, _ = await call(s, "GET", "/v3/info/")
     assert resp.code == 301 and resp.headers.getRawHeaders("location") == ["/v3/info"]
     resp, _ = await call(s, "POST", "/v3/config/paths/add")
-    assert resp.code == 307 and resp.headers.getRawHeaders("location") == ["/v3/config/paths/add/"]
+    assert resp.code == 307 and resp.headers.getRawHeaders("location") == [
+        "/v3/config/paths/add/"
+    ]
     assert len(s.take_violations()) == 7
 
 
@@ -219,17 +364,31 @@ async def test_unknown_routes_wrong_methods_and_redirects(mediamtx_standin):
 async def test_pagination(mediamtx_standin_factory):
     s = await mediamtx_standin_factory(static_paths={})
     for i in range(5):
-        assert (await call_json(s, "POST", f"/v3/config/paths/add/cam{i}", {}))[0] == 200
-    code, page = await call_json(s, "GET", "/v3/config/paths/list?itemsPerPage=2&page=0")
-    assert (page["itemCount"], page["pageCount"], [i["name"] for i in page["items"]]) == (5, 3, ["cam0", "cam1"])
-    code, page = await call_json(s, "GET", "/v3/paths/list?itemsPerPage=2&page=2")
-    assert (page["itemCount"], page["pageCount"], [i["name"] for i in page["items"]]) == (5, 3, ["cam4"])
+        assert (await call_json(s, "POST", f"/v3/config/paths/add/cam{i}", {}))[
+            0
+        ] == 200
+    _, page = await call_json(s, "GET", "/v3/config/paths/list?itemsPerPage=2&page=0")
+    assert (
+        page["itemCount"],
+        page["pageCount"],
+        [i["name"] for i in page["items"]],
+    ) == (5, 3, ["cam0", "cam1"])
+    _, page = await call_json(s, "GET", "/v3/paths/list?itemsPerPage=2&page=2")
+    assert (
+        page["itemCount"],
+        page["pageCount"],
+        [i["name"] for i in page["items"]],
+    ) == (5, 3, ["cam4"])
     code, page = await call_json(s, "GET", "/v3/paths/list?itemsPerPage=2&page=7")
     assert code == 200 and page["items"] == [] and page["pageCount"] == 3
     assert await call_json(s, "GET", "/v3/paths/list?itemsPerPage=0") == (
-        400, {"status": "error", "error": "invalid items per page"})
+        400,
+        {"status": "error", "error": "invalid items per page"},
+    )
     assert await call_json(s, "GET", "/v3/paths/list?page=-1") == (
-        400, {"status": "error", "error": 'strconv.ParseUint: parsing "-1": invalid syntax'})
+        400,
+        {"status": "error", "error": 'strconv.ParseUint: parsing "-1": invalid syntax'},
+    )
     code, empty = await call_json(s, "GET", "/v3/recordings/list")
     assert empty == {"itemCount": 0, "pageCount": 0, "items": []}
 
@@ -239,7 +398,10 @@ async def test_legacy_replies(mediamtx_standin_factory):
     s = await mediamtx_standin_factory(legacy_replies=True, validate_responses=False)
     resp, content = await call(s, "POST", "/v3/config/paths/add/x", {})
     assert resp.code == 200 and content == b""
-    assert await call_json(s, "POST", "/v3/config/paths/add/x", {}) == (400, {"error": "path already exists"})
+    assert await call_json(s, "POST", "/v3/config/paths/add/x", {}) == (
+        400,
+        {"error": "path already exists"},
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -251,12 +413,17 @@ async def test_legacy_replies(mediamtx_standin_factory):
 async def test_basic_auth(mediamtx_standin_factory):
     s = await mediamtx_standin_factory(user="api", password="s3cret", auth_pause=0.2)
     resp, content = await call(s, "GET", "/v3/info")
-    assert resp.code == 401 and json.loads(content) == {"status": "error", "error": "authentication error"}
+    assert resp.code == 401 and json.loads(content) == {
+        "status": "error",
+        "error": "authentication error",
+    }
     assert resp.headers.getRawHeaders("www-authenticate") == ['Basic realm="mediamtx"']
     before = reactor.seconds()
     resp, content = await call(s, "GET", "/v3/info", auth=("api", "wrong"))
     assert resp.code == 401 and reactor.seconds() - before >= 0.2
-    assert resp.headers.getRawHeaders("www-authenticate") is None  # only asked when none were given
+    assert (
+        resp.headers.getRawHeaders("www-authenticate") is None
+    )  # only asked when none were given
     resp, content = await call(s, "GET", "/v3/info", auth=("api", "s3cret"))
     assert resp.code == 200
     resp, content = await call(s, "GET", "/v3/nothing")
@@ -293,8 +460,10 @@ async def test_stop_start_restart(mediamtx_standin):
     await s.restart()
     _, info2 = await call_json(s, "GET", "/v3/info")
     assert info2["started"] != info1["started"]
-    code, listing = await call_json(s, "GET", "/v3/config/paths/list")
-    assert [i["name"] for i in listing["items"]] == ["all_others"]  # API-made paths forgotten
+    _, listing = await call_json(s, "GET", "/v3/config/paths/list")
+    assert [i["name"] for i in listing["items"]] == [
+        "all_others"
+    ]  # API-made paths forgotten
     assert (await call_json(s, "GET", "/v3/paths/get/camera0"))[0] == 404
 
 
@@ -302,8 +471,12 @@ async def test_stop_start_restart(mediamtx_standin):
 # readers, on-demand publisher, recording
 # ---------------------------------------------------------------------------
 
-ON_DEMAND = {"source": "publisher", "runOnDemand": "ffmpeg -f v4l2 -i /dev/video0 -f rtsp "
-             "rtsp://localhost:$RTSP_PORT/$MTX_PATH", "runOnDemandCloseAfter": "300ms"}
+ON_DEMAND = {
+    "source": "publisher",
+    "runOnDemand": "ffmpeg -f v4l2 -i /dev/video0 -f rtsp "
+    "rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+    "runOnDemandCloseAfter": "300ms",
+}
 
 
 class _RTSPClient(Protocol):
@@ -320,13 +493,28 @@ class _RTSPClient(Protocol):
 @pytest_twisted.ensureDeferred
 async def test_on_demand_publisher_with_rtsp_reader(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera0", ON_DEMAND))[0] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera0", ON_DEMAND))[
+        0
+    ] == 200
     code, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert code == 200 and path["ready"] is False and path["source"] is None and path["readers"] == []
-    assert path["confName"] == "camera0" and path["tracks"] == [] and path["readyTime"] is None
+    assert (
+        code == 200
+        and path["ready"] is False
+        and path["source"] is None
+        and path["readers"] == []
+    )
+    assert (
+        path["confName"] == "camera0"
+        and path["tracks"] == []
+        and path["readyTime"] is None
+    )
 
-    client = await ClientCreator(reactor, _RTSPClient).connectTCP("127.0.0.1", s.rtsp_port)
-    client.transport.write(f"DESCRIBE rtsp://127.0.0.1:{s.rtsp_port}/camera0 RTSP/1.0\r\nCSeq: 2\r\n\r\n".encode())
+    client = await ClientCreator(reactor, _RTSPClient).connectTCP(
+        "127.0.0.1", s.rtsp_port
+    )
+    client.transport.write(
+        f"DESCRIBE rtsp://127.0.0.1:{s.rtsp_port}/camera0 RTSP/1.0\r\nCSeq: 2\r\n\r\n".encode()
+    )
     reply = await client.got
     assert reply.startswith(b"RTSP/1.0 200 OK\r\nCSeq: 2\r\n")
     code, path = await call_json(s, "GET", "/v3/paths/get/camera0")
@@ -340,7 +528,9 @@ async def test_on_demand_publisher_with_rtsp_reader(mediamtx_standin):
     client.transport.loseConnection()
     await sleep(0.1)
     _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert path["ready"] is True and path["readers"] == []  # runOnDemandCloseAfter not yet elapsed
+    assert (
+        path["ready"] is True and path["readers"] == []
+    )  # runOnDemandCloseAfter not yet elapsed
     await sleep(0.4)
     _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
     assert path["ready"] is False and path["source"] is None
@@ -351,8 +541,12 @@ async def test_rtsp_reader_refused_for_unknown_or_unpublished_path(mediamtx_stan
     s = mediamtx_standin
     assert (await call_json(s, "POST", "/v3/config/paths/add/plain", {}))[0] == 200
     for name in ("nothing", "plain"):
-        client = await ClientCreator(reactor, _RTSPClient).connectTCP("127.0.0.1", s.rtsp_port)
-        client.transport.write(f"DESCRIBE rtsp://127.0.0.1/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
+        client = await ClientCreator(reactor, _RTSPClient).connectTCP(
+            "127.0.0.1", s.rtsp_port
+        )
+        client.transport.write(
+            f"DESCRIBE rtsp://127.0.0.1/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode()
+        )
         assert (await client.got).startswith(b"RTSP/1.0 404 Not Found")
         client.transport.loseConnection()
     _, path = await call_json(s, "GET", "/v3/paths/get/plain")
@@ -362,7 +556,9 @@ async def test_rtsp_reader_refused_for_unknown_or_unpublished_path(mediamtx_stan
 @pytest_twisted.ensureDeferred
 async def test_python_reader_api_and_path_delete_kicks_readers(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera1", ON_DEMAND))[0] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera1", ON_DEMAND))[
+        0
+    ] == 200
     reader = s.attach_reader("camera1")
     await reader.when_ready()
     assert s.path_state("camera1")["ready"] is True
@@ -373,7 +569,9 @@ async def test_python_reader_api_and_path_delete_kicks_readers(mediamtx_standin)
 @pytest_twisted.ensureDeferred
 async def test_standin_reader_helper_process(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera2", ON_DEMAND))[0] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera2", ON_DEMAND))[
+        0
+    ] == 200
     from twisted.internet import protocol as tip
 
     class PP(tip.ProcessProtocol):
@@ -384,10 +582,19 @@ async def test_standin_reader_helper_process(mediamtx_standin):
             self.ended.callback(reason.value.exitCode)
 
     pp = PP()
-    proc = reactor.spawnProcess(pp, sys.executable,
-                                [sys.executable, "-m", "tests.support.standin_reader",
-                                 f"127.0.0.1:{s.rtsp_port}", "camera2"],
-                                env={**os.environ, "PYTHONPATH": str(REPO)}, path=str(REPO))
+    proc = reactor.spawnProcess(
+        pp,
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.standin_reader",
+            f"127.0.0.1:{s.rtsp_port}",
+            "camera2",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        path=str(REPO),
+    )
     try:
         for _ in range(100):
             state = s.path_state("camera2")
@@ -406,9 +613,15 @@ async def test_standin_reader_helper_process(mediamtx_standin):
 async def test_recording_writes_fmp4_segments(mediamtx_standin, tmp_path):
     s = mediamtx_standin
     rec_dir = tmp_path / "recs"
-    body = dict(ON_DEMAND, record=True, recordPath=str(rec_dir / "%path_%Y-%m-%d_%H-%M-%S-%f"),
-                recordFormat="fmp4", recordSegmentDuration="1s", recordPartDuration="200ms",
-                recordDeleteAfter="0s")
+    body = dict(
+        ON_DEMAND,
+        record=True,
+        recordPath=str(rec_dir / "%path_%Y-%m-%d_%H-%M-%S-%f"),
+        recordFormat="fmp4",
+        recordSegmentDuration="1s",
+        recordPartDuration="200ms",
+        recordDeleteAfter="0s",
+    )
     assert (await call_json(s, "POST", "/v3/config/paths/add/camera0", body))[0] == 200
     reader = s.attach_reader("camera0")
     await reader.when_ready()
@@ -425,45 +638,79 @@ async def test_recording_writes_fmp4_segments(mediamtx_standin, tmp_path):
         assert len(f.stem) == len("camera0_2024-01-01_00-00-00-000000")
         init, frags = split_fmp4(f.read_bytes())
         assert init[4:8] == b"ftyp" and frags
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "stream=codec_name",
-                            "-of", "csv=p=0", str(files[0])], capture_output=True, text=True, check=True)
+    probe = subprocess.run(  # noqa: ASYNC221 - one short ffprobe
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+            str(files[0]),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert probe.stdout.strip() == "h264"
 
     code, rec = await call_json(s, "GET", "/v3/recordings/get/camera0")
-    assert code == 200 and rec["name"] == "camera0" and len(rec["segments"]) == len(files)
+    assert (
+        code == 200 and rec["name"] == "camera0" and len(rec["segments"]) == len(files)
+    )
     code, listing = await call_json(s, "GET", "/v3/recordings/list")
-    assert [i["name"] for i in listing["items"]] == ["camera0"] and listing["itemCount"] == 1
+    assert [i["name"] for i in listing["items"]] == ["camera0"] and listing[
+        "itemCount"
+    ] == 1
 
     start = rec["segments"][0]["start"]
-    resp, _ = await call(s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}")
+    resp, _ = await call(
+        s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}"
+    )
     assert resp.code == 200 and not files[0].exists()
-    code, err = await call_json(s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}")
+    code, err = await call_json(
+        s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}"
+    )
     assert code == 400 and "no such file or directory" in err["error"]
-    code, err = await call_json(s, "DELETE", "/v3/recordings/deletesegment?path=camera0&start=yesterday")
+    code, err = await call_json(
+        s, "DELETE", "/v3/recordings/deletesegment?path=camera0&start=yesterday"
+    )
     assert code == 400 and err["error"].startswith("invalid 'start' parameter")
     # a configured-by-all_others path with nothing on disk: 200 and no segments
-    assert await call_json(s, "GET", "/v3/recordings/get/other") == (200, {"name": "other", "segments": []})
+    assert await call_json(s, "GET", "/v3/recordings/get/other") == (
+        200,
+        {"name": "other", "segments": []},
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_recordings_get_unconfigured_path(mediamtx_standin_factory):
     s = await mediamtx_standin_factory(static_paths={})
     assert await call_json(s, "GET", "/v3/recordings/get/nothing") == (
-        400, {"status": "error", "error": "path 'nothing' is not configured"})
+        400,
+        {"status": "error", "error": "path 'nothing' is not configured"},
+    )
 
 
 @pytest_twisted.ensureDeferred
 async def test_record_toggle_on_running_path(mediamtx_standin, tmp_path):
     s = mediamtx_standin
-    body = dict(ON_DEMAND, recordPath=str(tmp_path / "r" / "%path" / "%Y-%m-%d_%H-%M-%S-%f"))
+    body = dict(
+        ON_DEMAND, recordPath=str(tmp_path / "r" / "%path" / "%Y-%m-%d_%H-%M-%S-%f")
+    )
     assert (await call_json(s, "POST", "/v3/config/paths/add/camera3", body))[0] == 200
     reader = s.attach_reader("camera3")
     await reader.when_ready()
     assert not (tmp_path / "r").exists()
-    assert (await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": True}))[0] == 200
+    assert (
+        await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": True})
+    )[0] == 200
     assert reader.active  # record is applied without closing the path
     assert len(list((tmp_path / "r" / "camera3").iterdir())) == 1
-    assert (await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": False}))[0] == 200
+    assert (
+        await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": False})
+    )[0] == 200
     assert s.path_state("camera3")["ready"] is True
     s.detach_reader(reader)
 
@@ -503,14 +750,32 @@ async def test_standalone_process_prints_ready(tmp_path):
 
     pp = PP()
     proc = reactor.spawnProcess(
-        pp, sys.executable,
-        [sys.executable, "-m", "tests.support.mediamtx", "--port", str(port), "--rtsp-port", "0",
-         "--record-root", str(tmp_path), "--user", "u", "--password", "p"],
-        env={**os.environ, "PYTHONPATH": str(REPO)}, path=str(REPO))
+        pp,
+        sys.executable,
+        [
+            sys.executable,
+            "-m",
+            "tests.support.mediamtx",
+            "--port",
+            str(port),
+            "--rtsp-port",
+            "0",
+            "--record-root",
+            str(tmp_path),
+            "--user",
+            "u",
+            "--password",
+            "p",
+        ],
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        path=str(REPO),
+    )
     try:
         line = await pp.ready
         assert line.startswith(f"READY {port} rtsp=")
-        resp = await treq.get(f"http://127.0.0.1:{port}/v3/info", auth=("u", "p"), persistent=False)
+        resp = await treq.get(
+            f"http://127.0.0.1:{port}/v3/info", auth=("u", "p"), persistent=False
+        )
         assert resp.code == 200 and (await resp.json())["version"] == "v1.20.1"
     finally:
         proc.signalProcess("TERM")

@@ -48,9 +48,10 @@ import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
@@ -98,8 +99,13 @@ def go_json(obj: Any) -> bytes:
         return o
 
     text = json.dumps(norm(obj), separators=(",", ":"), ensure_ascii=False)
-    for ch, esc in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-                    ("\u2028", "\\u2028"), ("\u2029", "\\u2029")):
+    for ch, esc in (
+        ("<", "\\u003c"),
+        (">", "\\u003e"),
+        ("&", "\\u0026"),
+        ("\u2028", "\\u2028"),
+        ("\u2029", "\\u2029"),
+    ):
         text = text.replace(ch, esc)
     return text.encode("utf-8")
 
@@ -123,8 +129,16 @@ def _go_quote(s: str) -> str:
     return json.dumps(s, ensure_ascii=False)
 
 
-_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000,
-             "s": 1_000_000_000, "m": 60_000_000_000, "h": 3_600_000_000_000}
+_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 1_000_000_000,
+    "m": 60_000_000_000,
+    "h": 3_600_000_000_000,
+}
 
 
 def _parse_std_duration(text: str) -> int:
@@ -144,14 +158,16 @@ def _parse_std_duration(text: str) -> int:
         if nm.group(0) in ("", "."):
             raise _AbortError(f"time: invalid duration {_go_quote(text)}")
         num = nm.group(0)
-        s = s[nm.end():]
+        s = s[nm.end() :]
         um = re.match(r"^[^0-9.]+", s)
         if not um:
             raise _AbortError(f"time: missing unit in duration {_go_quote(text)}")
         unit = um.group(0)
         if unit not in _UNITS_NS:
-            raise _AbortError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}")
-        s = s[um.end():]
+            raise _AbortError(
+                f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}"
+            )
+        s = s[um.end() :]
         whole, _, frac = num.partition(".")
         total += int(whole or 0) * _UNITS_NS[unit]
         if frac:
@@ -168,7 +184,7 @@ def parse_go_duration(text: str) -> int:
         days = int(m.group(1))
         if days < 0:
             negative, days = True, -days
-        text = text[m.end():]
+        text = text[m.end() :]
     total = _parse_std_duration(text) if text else 0
     total += days * 86_400_000_000_000
     return -total if negative else total
@@ -217,16 +233,31 @@ def format_mediamtx_duration(ns: int) -> str:
     return out
 
 
-_SIZE_UNITS = {"": 1, "B": 1, "K": 1024, "KB": 1024, "KIB": 1024, "M": 1024**2, "MB": 1024**2,
-               "MIB": 1024**2, "G": 1024**3, "GB": 1024**3, "GIB": 1024**3, "T": 1024**4,
-               "TB": 1024**4, "TIB": 1024**4}
+_SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 1024,
+    "KB": 1024,
+    "KIB": 1024,
+    "M": 1024**2,
+    "MB": 1024**2,
+    "MIB": 1024**2,
+    "G": 1024**3,
+    "GB": 1024**3,
+    "GIB": 1024**3,
+    "T": 1024**4,
+    "TB": 1024**4,
+    "TIB": 1024**4,
+}
 
 
 def _parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not m or not m.group(2) or m.group(2).upper() not in _SIZE_UNITS:
-        raise _AbortError("byte quantity must be a positive integer with a unit of measurement "
-                          "like M, MB, MiB, G, GiB, or GB")
+        raise _AbortError(
+            "byte quantity must be a positive integer with a unit of measurement "
+            "like M, MB, MiB, G, GiB, or GB"
+        )
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
 
 
@@ -278,7 +309,9 @@ def go_json_loads(body: bytes) -> Any:
         if e.pos >= len(text.rstrip()):
             raise GoError("unexpected end of JSON input") from None
         ch = text[e.pos]
-        raise GoError(f"invalid character {ch!r} looking for beginning of value") from None
+        raise GoError(
+            f"invalid character {ch!r} looking for beginning of value"
+        ) from None
     except ValueError as e:
         raise GoError(str(e)) from None
 
@@ -296,8 +329,8 @@ class _Field:
     kind: str  # string bool int uint float64 duration size enum array object
     go_type: str
     enum: tuple = ()
-    item: "_Field | None" = None
-    props: "dict[str, _Field] | None" = None
+    item: _Field | None = None
+    props: dict[str, _Field] | None = None
     deprecated: bool = False
 
 
@@ -315,19 +348,31 @@ class _Schema:
         if "$ref" in node:
             target = spec._resolve(node["$ref"])
             if "enum" in target:
-                return _Field("enum", "string", tuple(target["enum"]), deprecated=deprecated)
+                return _Field(
+                    "enum", "string", tuple(target["enum"]), deprecated=deprecated
+                )
             if "properties" in target:
-                return _Field("object", "struct", props={
-                    k: self._field(k, v) for k, v in target["properties"].items()}, deprecated=deprecated)
+                return _Field(
+                    "object",
+                    "struct",
+                    props={
+                        k: self._field(k, v) for k, v in target["properties"].items()
+                    },
+                    deprecated=deprecated,
+                )
             node = target
         for sub in node.get("allOf", []):
             target = spec._resolve(sub["$ref"]) if "$ref" in sub else sub
             if "enum" in target:
-                return _Field("enum", "string", tuple(target["enum"]), deprecated=deprecated)
+                return _Field(
+                    "enum", "string", tuple(target["enum"]), deprecated=deprecated
+                )
         typ = node.get("type")
         if typ == "string":
             if "enum" in node:
-                return _Field("enum", "string", tuple(node["enum"]), deprecated=deprecated)
+                return _Field(
+                    "enum", "string", tuple(node["enum"]), deprecated=deprecated
+                )
             if _DURATION_KEY.search(key):
                 return _Field("duration", "string", deprecated=deprecated)
             if key in _SIZE_KEYS:
@@ -343,10 +388,16 @@ class _Schema:
             return _Field("float64", "float64", deprecated=deprecated)
         if typ == "array":
             item = self._field(key, node.get("items", {}))
-            return _Field("array", "[]" + item.go_type, item=item, deprecated=deprecated)
+            return _Field(
+                "array", "[]" + item.go_type, item=item, deprecated=deprecated
+            )
         if typ == "object" and "properties" in node:
-            return _Field("object", "struct", props={
-                k: self._field(k, v) for k, v in node["properties"].items()}, deprecated=deprecated)
+            return _Field(
+                "object",
+                "struct",
+                props={k: self._field(k, v) for k, v in node["properties"].items()},
+                deprecated=deprecated,
+            )
         return _Field("any", "interface {}", deprecated=deprecated)
 
     # -- decoding ---------------------------------------------------------
@@ -358,7 +409,9 @@ class _Schema:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise GoError(f"json: cannot unmarshal {_json_kind(raw)} into Go value of type struct {{ ... }}")
+            raise GoError(
+                f"json: cannot unmarshal {_json_kind(raw)} into Go value of type struct {{ ... }}"
+            )
         return self._decode_object(raw, self.fields, "")
 
     def _decode_object(self, raw: dict, fields: dict, prefix: str) -> dict:
@@ -384,10 +437,16 @@ class _Schema:
 
     def _type_error(self, value, f: _Field, path: str) -> GoError:
         kind = _json_kind(value)
-        if kind == "number" and f.kind in ("int", "uint") and isinstance(value, (int, float)):
+        if (
+            kind == "number"
+            and f.kind in ("int", "uint")
+            and isinstance(value, (int, float))
+        ):
             lit = value.literal if isinstance(value, _GoFloat) else str(value)
             kind = f"number {lit}"
-        return GoError(f"json: cannot unmarshal {kind} into Go struct field .{path} of type {f.go_type}")
+        return GoError(
+            f"json: cannot unmarshal {kind} into Go struct field .{path} of type {f.go_type}"
+        )
 
     def _decode_value(self, value, f: _Field, path: str):
         k = f.kind
@@ -411,15 +470,21 @@ class _Schema:
             return float(value)
         if k == "duration":
             if not isinstance(value, str):
-                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
+                raise _AbortError(
+                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
+                )
             return format_mediamtx_duration(parse_go_duration(value))
         if k == "size":
             if not isinstance(value, str):
-                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
+                raise _AbortError(
+                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
+                )
             return _format_size(_parse_size(value))
         if k == "enum":
             if not isinstance(value, str):
-                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
+                raise _AbortError(
+                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
+                )
             if value not in f.enum:
                 if path == "recordFormat":
                     raise _AbortError(f"invalid record format '{value}'")
@@ -437,8 +502,18 @@ class _Schema:
 
 
 def _zero(f: _Field):
-    return {"string": "", "bool": False, "int": 0, "uint": 0, "float64": 0, "duration": "",
-            "size": "0B", "enum": "", "array": [], "object": {}}.get(f.kind)
+    return {
+        "string": "",
+        "bool": False,
+        "int": 0,
+        "uint": 0,
+        "float64": 0,
+        "duration": "",
+        "size": "0B",
+        "enum": "",
+        "array": [],
+        "object": {},
+    }.get(f.kind)
 
 
 def _fill(f: _Field, v: Any) -> Any:
@@ -452,13 +527,19 @@ def _fill(f: _Field, v: Any) -> Any:
     if f.kind == "array" and f.item is not None:
         return [_fill(f.item, x) for x in v]
     if f.kind == "object" and f.props is not None:
-        return {k: _fill(pf, v.get(k)) for k, pf in f.props.items() if k in v or not pf.deprecated}
+        return {
+            k: _fill(pf, v.get(k))
+            for k, pf in f.props.items()
+            if k in v or not pf.deprecated
+        }
     return copy.deepcopy(v)
 
 
 def _normalise_defaults(schema: _Schema, values: dict) -> dict:
     """Defaults from mediamtx.yml, as the server would marshal them (non-deprecated fields)."""
-    return {k: _fill(f, values.get(k)) for k, f in schema.fields.items() if not f.deprecated}
+    return {
+        k: _fill(f, values.get(k)) for k, f in schema.fields.items() if not f.deprecated
+    }
 
 
 _RE_PATH_NAME = re.compile(r"^[0-9a-zA-Z_\-/.~]+$")
@@ -477,9 +558,24 @@ def path_name_error(name: str) -> str | None:
     return None
 
 
-_SOURCE_PREFIXES = ("rtsp://", "rtsps://", "rtmp://", "rtmps://", "http://", "https://",
-                    "udp://", "udp+mpegts://", "udp+rtp://", "unix+mpegts://", "unix+rtp://",
-                    "srt://", "whep://", "wheps://", "moq://", "moqs://")
+_SOURCE_PREFIXES = (
+    "rtsp://",
+    "rtsps://",
+    "rtmp://",
+    "rtmps://",
+    "http://",
+    "https://",
+    "udp://",
+    "udp+mpegts://",
+    "udp+rtp://",
+    "unix+mpegts://",
+    "unix+rtp://",
+    "srt://",
+    "whep://",
+    "wheps://",
+    "moq://",
+    "moqs://",
+)
 
 
 def _is_regexp_conf(name: str) -> bool:
@@ -501,25 +597,40 @@ def validate_path_conf(name: str, p: dict) -> None:
         except re.error:
             raise GoError(f"invalid regular expression: {name[1:]}") from None
     source = p["source"]
-    if source not in ("publisher", "redirect") and regexp is not None and not p["sourceOnDemand"]:
-        raise GoError("a path with a regular expression (or path 'all') and a static source"
-                      " must have 'sourceOnDemand' set to true")
-    if not (source in ("publisher", "redirect", "rpiCamera") or source.startswith(_SOURCE_PREFIXES)):
+    if (
+        source not in ("publisher", "redirect")
+        and regexp is not None
+        and not p["sourceOnDemand"]
+    ):
+        raise GoError(
+            "a path with a regular expression (or path 'all') and a static source"
+            " must have 'sourceOnDemand' set to true"
+        )
+    if not (
+        source in ("publisher", "redirect", "rpiCamera")
+        or source.startswith(_SOURCE_PREFIXES)
+    ):
         raise GoError(f"invalid source: '{source}'")
     if p["sourceOnDemand"] and source == "publisher":
         raise GoError("'sourceOnDemand' is useless when source is 'publisher'")
     if source == "redirect" and not p["sourceRedirect"]:
         raise GoError("source redirect must be filled")
     if p["runOnInit"] and regexp is not None:
-        raise GoError("a path with a regular expression (or path 'all')"
-                      " does not support option 'runOnInit'; use another path")
+        raise GoError(
+            "a path with a regular expression (or path 'all')"
+            " does not support option 'runOnInit'; use another path"
+        )
     if (p["runOnDemand"] or p["runOnUnDemand"]) and source != "publisher":
-        raise GoError("'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'")
+        raise GoError(
+            "'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'"
+        )
 
 
 # Fields whose change MediaMTX applies to a running path without closing it.
-_HOT_FIELDS = re.compile(r"^(record.*|runOnDemandCloseAfter|runOnDemandStartTimeout|runOnRead.*|"
-                         r"runOnUnread|runOnRecord.*|maxReaders|overridePublisher|rpiCamera.*|name)$")
+_HOT_FIELDS = re.compile(
+    r"^(record.*|runOnDemandCloseAfter|runOnDemandStartTimeout|runOnRead.*|"
+    r"runOnUnread|runOnRecord.*|maxReaders|overridePublisher|rpiCamera.*|name)$"
+)
 
 
 # ---------------------------------------------------------------------------
@@ -541,11 +652,35 @@ def ensure_clip(directory: str | Path | None = None) -> Path:
     out = Path(directory) / "clip.mp4"
     if not out.exists():
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y",
-             "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15", "-t", "6",
-             "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-g", "15",
-             "-movflags", "frag_keyframe+empty_moov+default_base_moof", "-f", "mp4", str(out)],
-            check=True, timeout=60,
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=320x240:rate=15",
+                "-t",
+                "6",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "ultrafast",
+                "-pix_fmt",
+                "yuv420p",
+                "-g",
+                "15",
+                "-movflags",
+                "frag_keyframe+empty_moov+default_base_moof",
+                "-f",
+                "mp4",
+                str(out),
+            ],
+            check=True,
+            timeout=60,
         )
     _clip_cache[key] = out
     return out
@@ -556,13 +691,13 @@ def split_fmp4(data: bytes) -> tuple[bytes, list[bytes]]:
     boxes = []
     pos = 0
     while pos + 8 <= len(data):
-        size = int.from_bytes(data[pos:pos + 4], "big")
-        typ = data[pos + 4:pos + 8]
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        typ = data[pos + 4 : pos + 8]
         if size == 1:
-            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+            size = int.from_bytes(data[pos + 8 : pos + 16], "big")
         if size < 8:
             break
-        boxes.append((typ, data[pos:pos + size]))
+        boxes.append((typ, data[pos : pos + size]))
         pos += size
     init = b"".join(b for t, b in boxes if t in (b"ftyp", b"moov"))
     frags: list[bytes] = []
@@ -586,10 +721,16 @@ def split_fmp4(data: bytes) -> tuple[bytes, list[bytes]]:
 
 def render_record_path(pattern: str, path_name: str, t: _dt.datetime) -> str:
     s = pattern.replace("%path", path_name)
-    s = (s.replace("%Y", f"{t.year:04d}").replace("%m", f"{t.month:02d}")
-         .replace("%d", f"{t.day:02d}").replace("%H", f"{t.hour:02d}")
-         .replace("%M", f"{t.minute:02d}").replace("%S", f"{t.second:02d}")
-         .replace("%f", f"{t.microsecond:06d}").replace("%s", str(int(t.timestamp()))))
+    s = (
+        s.replace("%Y", f"{t.year:04d}")
+        .replace("%m", f"{t.month:02d}")
+        .replace("%d", f"{t.day:02d}")
+        .replace("%H", f"{t.hour:02d}")
+        .replace("%M", f"{t.minute:02d}")
+        .replace("%S", f"{t.second:02d}")
+        .replace("%f", f"{t.microsecond:06d}")
+        .replace("%s", str(int(t.timestamp())))
+    )
     return s
 
 
@@ -604,9 +745,17 @@ def common_path(pattern: str) -> str:
     return "/".join(out) or "."
 
 
-_TOKENS = {"%path": r"(?P<path>.+?)", "%Y": r"(?P<Y>\d{4})", "%m": r"(?P<m>\d{2})",
-           "%d": r"(?P<d>\d{2})", "%H": r"(?P<H>\d{2})", "%M": r"(?P<M>\d{2})",
-           "%S": r"(?P<S>\d{2})", "%f": r"(?P<f>\d{6})", "%s": r"(?P<s>\d+)"}
+_TOKENS = {
+    "%path": r"(?P<path>.+?)",
+    "%Y": r"(?P<Y>\d{4})",
+    "%m": r"(?P<m>\d{2})",
+    "%d": r"(?P<d>\d{2})",
+    "%H": r"(?P<H>\d{2})",
+    "%M": r"(?P<M>\d{2})",
+    "%S": r"(?P<S>\d{2})",
+    "%f": r"(?P<f>\d{6})",
+    "%s": r"(?P<s>\d+)",
+}
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
@@ -617,7 +766,7 @@ def _pattern_regex(pattern: str) -> re.Pattern:
         for tok, rx in _TOKENS.items():
             if pattern.startswith(tok, i):
                 if tok in seen:  # repeated token: must repeat the same text
-                    out += f"(?P={rx[4:rx.index('>')]})"
+                    out += f"(?P={rx[4 : rx.index('>')]})"
                 else:
                     out += rx
                     seen.add(tok)
@@ -633,9 +782,15 @@ def _decode_start(m: re.Match) -> _dt.datetime:
     g = m.groupdict()
     if g.get("s"):
         return _dt.datetime.fromtimestamp(int(g["s"])).astimezone()
-    return _dt.datetime(int(g.get("Y") or 1), int(g.get("m") or 1), int(g.get("d") or 1),
-                        int(g.get("H") or 0), int(g.get("M") or 0), int(g.get("S") or 0),
-                        int(g.get("f") or 0)).astimezone()
+    return _dt.datetime(
+        int(g.get("Y") or 1),
+        int(g.get("m") or 1),
+        int(g.get("d") or 1),
+        int(g.get("H") or 0),
+        int(g.get("M") or 0),
+        int(g.get("S") or 0),
+        int(g.get("f") or 0),
+    ).astimezone()
 
 
 # ---------------------------------------------------------------------------
@@ -681,7 +836,7 @@ class Reader:
 class _Recorder:
     """Writes fMP4 segments for one ready path whose config says ``record: true``."""
 
-    def __init__(self, standin: "MediaMTXStandIn", runtime: "_PathRuntime"):
+    def __init__(self, standin: MediaMTXStandIn, runtime: _PathRuntime):
         self.standin = standin
         self.runtime = runtime
         self.segments: list[Path] = []
@@ -706,8 +861,12 @@ class _Recorder:
         now = self.standin.reactor.seconds()
         conf = self._conf()
         t = _dt.datetime.fromtimestamp(now).astimezone()
-        pattern = conf["recordPath"] + (".mp4" if conf["recordFormat"] == "fmp4" else ".ts")
-        target = self.standin._abs_record_path(render_record_path(pattern, self.runtime.name, t))
+        pattern = conf["recordPath"] + (
+            ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
+        )
+        target = self.standin._abs_record_path(
+            render_record_path(pattern, self.runtime.name, t)
+        )
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as f:
             f.write(self._init)
@@ -717,7 +876,11 @@ class _Recorder:
         self._seg_start = now
         self._next_frag = 1
         self.segments.append(target)
-        log.info("recording segment {file} of {path}", file=str(target), path=self.runtime.name)
+        log.info(
+            "recording segment {file} of {path}",
+            file=str(target),
+            path=self.runtime.name,
+        )
 
     def _tick(self) -> None:
         seg = parse_go_duration(self._conf()["recordSegmentDuration"] or "1h") / 1e9
@@ -742,7 +905,7 @@ class _PathRuntime:
 
     BYTES_PER_SECOND = 250_000
 
-    def __init__(self, standin: "MediaMTXStandIn", name: str, conf: dict):
+    def __init__(self, standin: MediaMTXStandIn, name: str, conf: dict):
         self.standin = standin
         self.name = name
         self.conf = conf
@@ -765,7 +928,9 @@ class _PathRuntime:
         self._counted_until = now
         if self.ready:
             self._bytes_in += elapsed * self.BYTES_PER_SECOND
-            self._bytes_out += elapsed * self.BYTES_PER_SECOND * len(self.active_readers())
+            self._bytes_out += (
+                elapsed * self.BYTES_PER_SECOND * len(self.active_readers())
+            )
 
     def active_readers(self) -> list[Reader]:
         return [r for r in self.readers if r.active]
@@ -776,7 +941,9 @@ class _PathRuntime:
         return {
             "name": self.name,
             "confName": self.name,
-            "source": {"type": "rtspSession", "id": self.source_id} if self.ready else None,
+            "source": {"type": "rtspSession", "id": self.source_id}
+            if self.ready
+            else None,
             "ready": self.ready,
             "readyTime": rt,
             "available": self.ready,
@@ -784,15 +951,29 @@ class _PathRuntime:
             "online": self.ready,
             "onlineTime": rt,
             "tracks": ["H264"] if self.ready else [],
-            "tracks2": ([{"codec": "H264", "codecProps": {
-                "width": 320, "height": 240, "profile": "Constrained Baseline", "level": "1.3"}}]
-                if self.ready else []),
+            "tracks2": (
+                [
+                    {
+                        "codec": "H264",
+                        "codecProps": {
+                            "width": 320,
+                            "height": 240,
+                            "profile": "Constrained Baseline",
+                            "level": "1.3",
+                        },
+                    }
+                ]
+                if self.ready
+                else []
+            ),
             "bytesReceived": int(self._bytes_in),
             "bytesSent": int(self._bytes_out),
             "inboundBytes": int(self._bytes_in),
             "inboundFramesInError": 0,
             "outboundBytes": int(self._bytes_out),
-            "readers": [{"type": "rtspSession", "id": r.id} for r in self.active_readers()],
+            "readers": [
+                {"type": "rtspSession", "id": r.id} for r in self.active_readers()
+            ],
         }
 
     # -- readers / publisher -------------------------------------------------
@@ -806,9 +987,14 @@ class _PathRuntime:
         if self.ready:
             self._activate(reader)
         elif self._start_call is None:
-            log.info("runOnDemand of {path}: starting {cmd!r}", path=self.name, cmd=self.conf["runOnDemand"])
+            log.info(
+                "runOnDemand of {path}: starting {cmd!r}",
+                path=self.name,
+                cmd=self.conf["runOnDemand"],
+            )
             self._start_call = self.standin.reactor.callLater(
-                self.standin.publish_delay, self._on_demand_ready)
+                self.standin.publish_delay, self._on_demand_ready
+            )
 
     def _activate(self, reader: Reader) -> None:
         reader.active = True
@@ -824,7 +1010,9 @@ class _PathRuntime:
         if not self.ready:
             self.ready = True
             self.source_id = str(uuid.uuid4())
-            self.ready_time = _dt.datetime.fromtimestamp(self.standin.reactor.seconds()).astimezone()
+            self.ready_time = _dt.datetime.fromtimestamp(
+                self.standin.reactor.seconds()
+            ).astimezone()
         for r in self.readers:
             self._activate(r)
         self.update_recording()
@@ -851,7 +1039,9 @@ class _PathRuntime:
             self._start_call = None
         elif self.on_demand and self.ready and self._close_call is None:
             after = parse_go_duration(self.conf["runOnDemandCloseAfter"] or "0s") / 1e9
-            self._close_call = self.standin.reactor.callLater(after, self._close_on_demand)
+            self._close_call = self.standin.reactor.callLater(
+                after, self._close_on_demand
+            )
 
     def _cancel_close(self) -> None:
         if self._close_call is not None:
@@ -895,7 +1085,7 @@ class _PathRuntime:
 class _RTSPReaderProtocol(Protocol):
     """A TCP connection that asks for a path counts as one reader of it."""
 
-    def __init__(self, standin: "MediaMTXStandIn"):
+    def __init__(self, standin: MediaMTXStandIn):
         self.standin = standin
         self.buffer = b""
         self.reader: Reader | None = None
@@ -935,8 +1125,12 @@ class _RTSPReaderProtocol(Protocol):
             return
         method, url = parts[0].upper(), parts[1]
         if method == "OPTIONS":
-            self._reply("200 OK", cseq, "Public: DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, "
-                        "GET_PARAMETER, TEARDOWN\r\n")
+            self._reply(
+                "200 OK",
+                cseq,
+                "Public: DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, "
+                "GET_PARAMETER, TEARDOWN\r\n",
+            )
             return
         if self.reader is not None:
             self._reply("200 OK", cseq, "Session: 12345678;timeout=60\r\n")
@@ -950,11 +1144,17 @@ class _RTSPReaderProtocol(Protocol):
             log.info("RTSP reader of {path} refused: {err}", path=name, err=str(e))
             self._reply("404 Not Found", cseq)
             return
-        sdp = (f"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=Stream\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
-               f"m=video 0 RTP/AVP 96\r\na=control:trackID=0\r\na=rtpmap:96 H264/90000\r\n").encode()
+        sdp = (
+            b"v=0\r\no=- 0 0 IN IP4 127.0.0.1\r\ns=Stream\r\nc=IN IP4 0.0.0.0\r\nt=0 0\r\n"
+            b"m=video 0 RTP/AVP 96\r\na=control:trackID=0\r\na=rtpmap:96 H264/90000\r\n"
+        )
         self.reader.when_ready().addCallbacks(
-            lambda _: self._reply("200 OK", cseq, f"Content-Base: {url}/\r\n"
-                                  "Content-Type: application/sdp\r\n", sdp),
+            lambda _: self._reply(
+                "200 OK",
+                cseq,
+                f"Content-Base: {url}/\r\nContent-Type: application/sdp\r\n",
+                sdp,
+            ),
             lambda f: (self._reply("404 Not Found", cseq), None)[1],
         )
 
@@ -1010,7 +1210,7 @@ class _Reply:
 class _APIResource(Resource):
     isLeaf = True
 
-    def __init__(self, standin: "MediaMTXStandIn"):
+    def __init__(self, standin: MediaMTXStandIn):
         super().__init__()
         self.standin = standin
 
@@ -1049,10 +1249,14 @@ def _paginate(items: list, query: dict) -> tuple[list, int]:
         if raw == "":
             return default
         if not re.fullmatch(r"[0-9]+", raw):
-            raise GoError(f'strconv.ParseUint: parsing {_go_quote(raw)}: invalid syntax')
+            raise GoError(
+                f"strconv.ParseUint: parsing {_go_quote(raw)}: invalid syntax"
+            )
         v = int(raw)
         if v >= 2**31:
-            raise GoError(f'strconv.ParseUint: parsing {_go_quote(raw)}: value out of range')
+            raise GoError(
+                f"strconv.ParseUint: parsing {_go_quote(raw)}: value out of range"
+            )
         return v
 
     per_page = parse("itemsPerPage", 100)
@@ -1123,14 +1327,20 @@ class MediaMTXStandIn:
         self._global_schema = _Schema(self.spec, "GlobalConf")
         with open(DEFAULTS_PATH, encoding="utf-8") as f:
             yml = yaml.safe_load(f)
-        self._yml_path_defaults = _normalise_defaults(self._path_schema, yml["pathDefaults"])
+        self._yml_path_defaults = _normalise_defaults(
+            self._path_schema, yml["pathDefaults"]
+        )
         self._yml_global = _normalise_defaults(
-            self._global_schema, {k: v for k, v in yml.items() if k not in ("pathDefaults", "paths")})
+            self._global_schema,
+            {k: v for k, v in yml.items() if k not in ("pathDefaults", "paths")},
+        )
         if static_paths is None:
             static_paths = {k: (v or {}) for k, v in (yml.get("paths") or {}).items()}
         self.static_paths: dict[str, dict] = {}
         for name, raw in static_paths.items():
-            self.static_paths[name] = self._path_schema.decode(json.dumps(raw or {}).encode())
+            self.static_paths[name] = self._path_schema.decode(
+                json.dumps(raw or {}).encode()
+            )
 
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
@@ -1163,16 +1373,24 @@ class MediaMTXStandIn:
         if self.running:
             return defer.succeed(self)
         self._http_factory = WrappingFactory(Site(_APIResource(self)))
-        self._api_listener = self.reactor.listenTCP(self.api_port, self._http_factory, interface=self.interface)
+        self._api_listener = self.reactor.listenTCP(
+            self.api_port, self._http_factory, interface=self.interface
+        )
         self.api_port = self._api_listener.getHost().port
         if self.rtsp_port is not None:
-            self._rtsp_listener = self.reactor.listenTCP(self.rtsp_port, _RTSPFactory(self), interface=self.interface)
+            self._rtsp_listener = self.reactor.listenTCP(
+                self.rtsp_port, _RTSPFactory(self), interface=self.interface
+            )
             self.rtsp_port = self._rtsp_listener.getHost().port
         self._reset_config()
         self.started = _dt.datetime.fromtimestamp(self.reactor.seconds()).astimezone()
         self.running = True
-        log.info("MediaMTX stand-in {version} listening: API {port}, RTSP {rtsp}",
-                 version=VERSION, port=self.api_port, rtsp=self.rtsp_port)
+        log.info(
+            "MediaMTX stand-in {version} listening: API {port}, RTSP {rtsp}",
+            version=VERSION,
+            port=self.api_port,
+            rtsp=self.rtsp_port,
+        )
         return defer.succeed(self)
 
     def stop(self) -> defer.Deferred:
@@ -1203,7 +1421,9 @@ class MediaMTXStandIn:
         for conn in list(self._rtsp_conns):
             waits.append(conn.lost)
             conn.transport.abortConnection()
-        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(
+            lambda _: None
+        )
 
     @staticmethod
     def _connection_lost(wrapper) -> defer.Deferred:
@@ -1242,9 +1462,14 @@ class MediaMTXStandIn:
     def clear_requests(self) -> None:
         self.requests.clear()
 
-    def requests_to(self, method: str | None = None, prefix: str = "") -> list[RecordedRequest]:
-        return [r for r in self.requests
-                if (method is None or r.method == method) and r.path.startswith(prefix)]
+    def requests_to(
+        self, method: str | None = None, prefix: str = ""
+    ) -> list[RecordedRequest]:
+        return [
+            r
+            for r in self.requests
+            if (method is None or r.method == method) and r.path.startswith(prefix)
+        ]
 
     @property
     def config_paths(self) -> dict[str, dict]:
@@ -1276,41 +1501,67 @@ class MediaMTXStandIn:
 
     def recorded_segments(self, path: str) -> list[Path]:
         """Files the stand-in wrote for ``path`` since it started."""
-        return [seg for rec in self._recorders_seen.get(path, []) for seg in rec.segments]
+        return [
+            seg for rec in self._recorders_seen.get(path, []) for seg in rec.segments
+        ]
 
     # -- configuration -------------------------------------------------------------
 
     def _reset_config(self) -> None:
         self._path_defaults = copy.deepcopy(self._yml_path_defaults)
         self._global = copy.deepcopy(self._yml_global)
-        self._global.update({
-            "api": True,
-            "apiAddress": f":{self.api_port}",
-            "rtsp": self.rtsp_port is not None,
-        })
+        self._global.update(
+            {
+                "api": True,
+                "apiAddress": f":{self.api_port}",
+                "rtsp": self.rtsp_port is not None,
+            }
+        )
         if self.rtsp_port is not None:
             self._global["rtspAddress"] = f":{self.rtsp_port}"
         if self.user is not None:
             self._global["authInternalUsers"] = [
-                {"user": "any", "pass": "", "ips": [], "permissions": [
-                    {"action": "publish", "path": ""}, {"action": "read", "path": ""},
-                    {"action": "playback", "path": ""}]},
-                {"user": self.user, "pass": self.password or "", "ips": [], "permissions": [
-                    {"action": "api", "path": ""}, {"action": "metrics", "path": ""},
-                    {"action": "pprof", "path": ""}]},
+                {
+                    "user": "any",
+                    "pass": "",
+                    "ips": [],
+                    "permissions": [
+                        {"action": "publish", "path": ""},
+                        {"action": "read", "path": ""},
+                        {"action": "playback", "path": ""},
+                    ],
+                },
+                {
+                    "user": self.user,
+                    "pass": self.password or "",
+                    "ips": [],
+                    "permissions": [
+                        {"action": "api", "path": ""},
+                        {"action": "metrics", "path": ""},
+                        {"action": "pprof", "path": ""},
+                    ],
+                },
             ]
         self._optional_paths = copy.deepcopy(self.static_paths)
         self._sync_runtimes()
 
-    def _effective(self, name: str, optional: dict | None = None, defaults: dict | None = None) -> dict:
+    def _effective(
+        self, name: str, optional: dict | None = None, defaults: dict | None = None
+    ) -> dict:
         out = copy.deepcopy(defaults if defaults is not None else self._path_defaults)
-        out.update(copy.deepcopy(optional if optional is not None else self._optional_paths[name]))
+        out.update(
+            copy.deepcopy(
+                optional if optional is not None else self._optional_paths[name]
+            )
+        )
         out["name"] = name
         return out
 
     def _validate_all(self, optional_paths: dict, defaults: dict) -> None:
         for name in sorted(optional_paths):
-            validate_path_conf(name, self._effective(name, optional_paths[name], defaults))
+            validate_path_conf(
+                name, self._effective(name, optional_paths[name], defaults)
+            )
 
     def _commit(self, optional_paths: dict, defaults: dict | None = None) -> None:
         defaults = defaults if defaults is not None else self._path_defaults
@@ -1381,9 +1632,13 @@ class MediaMTXStandIn:
     def _abs_record_path(self, p: str) -> Path:
         return Path(os.path.normpath(os.path.join(self.record_root, p)))
 
-    def _segments_of(self, conf: dict, path_name: str) -> list[tuple[_dt.datetime, Path]]:
+    def _segments_of(
+        self, conf: dict, path_name: str
+    ) -> list[tuple[_dt.datetime, Path]]:
         ext = ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
-        pattern = str(self._abs_record_path(conf["recordPath"].replace("%path", path_name) + ext))
+        pattern = str(
+            self._abs_record_path(conf["recordPath"].replace("%path", path_name) + ext)
+        )
         base = self._abs_record_path(common_path(conf["recordPath"]))
         rx = _pattern_regex(pattern)
         out = []
@@ -1429,31 +1684,46 @@ class MediaMTXStandIn:
             target=target,
             path=unquote(split.path),
             query=parse_qs(split.query, keep_blank_values=True),
-            headers={k.decode("latin-1").lower(): b", ".join(v).decode("latin-1")
-                     for k, v in request.requestHeaders.getAllRawHeaders()},
+            headers={
+                k.decode("latin-1").lower(): b", ".join(v).decode("latin-1")
+                for k, v in request.requestHeaders.getAllRawHeaders()
+            },
             body=body,
         )
-        rec.spec_errors = self.spec.request_errors(rec.method, target, body, rec.headers)
+        rec.spec_errors = self.spec.request_errors(
+            rec.method, target, body, rec.headers
+        )
         if rec.spec_errors:
             msg = f"{rec.method} {target}: " + "; ".join(rec.spec_errors)
-            log.warn("request not allowed by the MediaMTX spec: {msg}", msg=msg)
+            log.warn(  # noqa: G010 - twisted.logger has no .warning
+                "request not allowed by the MediaMTX spec: {msg}", msg=msg
+            )
             self.violations.append(msg)
         self.requests.append(rec)
         request.responseHeaders.removeHeader(b"server")
 
         try:
             reply = self._dispatch(rec)
-        except Exception:
+        except Exception:  # noqa: BLE001 - reported as a 500, like a Go handler panic
             log.failure("stand-in handler failed")
             reply = self._error(500, "internal stand-in error")
         rec.status = reply.status
         rec.response_body = reply.body
         # 401 comes from the auth middleware and is undocumented in the spec for every route.
-        if self.validate_responses and reply.status != 401 and self.spec.match(rec.method, rec.path) \
-                and reply.content_type and reply.content_type.startswith("application/json"):
-            errs = self.spec.response_errors(rec.method, target, reply.status, reply.body)
+        if (
+            self.validate_responses
+            and reply.status != 401
+            and self.spec.match(rec.method, rec.path)
+            and reply.content_type
+            and reply.content_type.startswith("application/json")
+        ):
+            errs = self.spec.response_errors(
+                rec.method, target, reply.status, reply.body
+            )
             if errs:
-                self.response_violations.append(f"{rec.method} {target} -> {reply.status}: " + "; ".join(errs))
+                self.response_violations.append(
+                    f"{rec.method} {target} -> {reply.status}: " + "; ".join(errs)
+                )
 
         wait = reply.pause + self.delay
         if wait <= 0:
@@ -1512,16 +1782,23 @@ class MediaMTXStandIn:
         auth = rec.headers.get("authorization", "")
         if auth[:6].lower() == "basic ":
             try:
-                user, _, password = base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
+                user, _, password = (
+                    base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
+                )
             except (ValueError, UnicodeDecodeError):
                 user = password = ""
-        if hmac.compare_digest(user.encode(), self.user.encode()) and \
-                hmac.compare_digest(password.encode(), (self.password or "").encode()):
+        if hmac.compare_digest(
+            user.encode(), self.user.encode()
+        ) and hmac.compare_digest(password.encode(), (self.password or "").encode()):
             return None
         body = {"status": "error", "error": "authentication error"}
         if not user and not password:
             # internal/auth: no credentials -> AskCredentials -> challenge, no pause.
-            return _Reply(401, go_json(body), headers={"WWW-Authenticate": 'Basic realm="mediamtx"'})
+            return _Reply(
+                401,
+                go_json(body),
+                headers={"WWW-Authenticate": 'Basic realm="mediamtx"'},
+            )
         log.info("[API] connection failed to authenticate: invalid credentials")
         return _Reply(401, go_json(body), pause=self.auth_pause)
 
@@ -1530,7 +1807,7 @@ class MediaMTXStandIn:
             if m != method:
                 continue
             if wildcard and path.startswith(p + "/"):
-                return handler, path[len(p):]
+                return handler, path[len(p) :]
             if not wildcard and path == p:
                 return handler, ""
         # gin's RedirectTrailingSlash (before any middleware).
@@ -1555,9 +1832,15 @@ class MediaMTXStandIn:
 
     def _dispatch(self, rec: RecordedRequest) -> _Reply:
         if rec.method == "OPTIONS" and rec.headers.get("access-control-request-method"):
-            return _Reply(204, b"", content_type=None, headers={
-                "Access-Control-Allow-Methods": "OPTIONS, GET, POST, PATCH, DELETE",
-                "Access-Control-Allow-Headers": "Authorization, Content-Type"})
+            return _Reply(
+                204,
+                b"",
+                content_type=None,
+                headers={
+                    "Access-Control-Allow-Methods": "OPTIONS, GET, POST, PATCH, DELETE",
+                    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+                },
+            )
         routed = self._route(rec.method, rec.path)
         if isinstance(routed, _Reply):
             return routed
@@ -1592,8 +1875,13 @@ class MediaMTXStandIn:
 
     def _on_global_patch(self, rec, _):
         values = self._global_schema.decode(rec.body)
-        self._global.update({k: v for k, v in values.items()
-                             if not self._global_schema.fields[k].deprecated})
+        self._global.update(
+            {
+                k: v
+                for k, v in values.items()
+                if not self._global_schema.fields[k].deprecated
+            }
+        )
         return self._ok()
 
     def _on_pathdefaults_get(self, rec, _):
@@ -1681,7 +1969,12 @@ class MediaMTXStandIn:
         return self._json(rt.api_item())
 
     def _recording(self, name: str, conf: dict) -> dict:
-        return {"name": name, "segments": [{"start": go_time(t)} for t, _ in self._segments_of(conf, name)]}
+        return {
+            "name": name,
+            "segments": [
+                {"start": go_time(t)} for t, _ in self._segments_of(conf, name)
+            ],
+        }
 
     def _on_recordings_list(self, rec, _):
         names = self._all_paths_with_segments()
@@ -1701,21 +1994,27 @@ class MediaMTXStandIn:
         path_name = rec.query.get("path", [""])[0]
         raw_start = rec.query.get("start", [""])[0]
         try:
-            start = _dt.datetime.fromisoformat(raw_start.replace("Z", "+00:00"))
+            start = _dt.datetime.fromisoformat(raw_start)
             if start.tzinfo is None or not re.match(r"^\d{4}-\d{2}-\d{2}T", raw_start):
                 raise ValueError
         except ValueError:
-            return self._error(400, f"invalid 'start' parameter: parsing time {_go_quote(raw_start)} "
-                                    f"as \"2006-01-02T15:04:05Z07:00\": cannot parse "
-                                    f"{_go_quote(raw_start)} as \"2006\"")
+            return self._error(
+                400,
+                f"invalid 'start' parameter: parsing time {_go_quote(raw_start)} "
+                f'as "2006-01-02T15:04:05Z07:00": cannot parse '
+                f'{_go_quote(raw_start)} as "2006"',
+            )
         conf = self._find_path_conf(path_name)
         ext = ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
         target = self._abs_record_path(
-            render_record_path(conf["recordPath"] + ext, path_name, start.astimezone()))
+            render_record_path(conf["recordPath"] + ext, path_name, start.astimezone())
+        )
         try:
             os.remove(target)
         except OSError as e:
-            return self._error(400, f"remove {target}: {(e.strerror or str(e)).lower()}")
+            return self._error(
+                400, f"remove {target}: {(e.strerror or str(e)).lower()}"
+            )
         return self._ok()
 
 
@@ -1730,28 +2029,60 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    ap = argparse.ArgumentParser(prog="python -m tests.support.mediamtx", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m tests.support.mediamtx", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--port", type=int, default=9997)
     ap.add_argument("--interface", default="127.0.0.1")
-    ap.add_argument("--rtsp-port", type=int, default=None, help="fake RTSP port for readers (0 = any)")
-    ap.add_argument("--record-root", default=None, help="directory relative recordPaths resolve against")
+    ap.add_argument(
+        "--rtsp-port",
+        type=int,
+        default=None,
+        help="fake RTSP port for readers (0 = any)",
+    )
+    ap.add_argument(
+        "--record-root",
+        default=None,
+        help="directory relative recordPaths resolve against",
+    )
     ap.add_argument("--user")
     ap.add_argument("--password")
-    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply")
+    ap.add_argument(
+        "--delay", type=float, default=0.0, help="seconds to wait before every reply"
+    )
     ap.add_argument("--auth-pause", type=float, default=AUTH_PAUSE_AFTER_ERROR)
-    ap.add_argument("--config", help="a mediamtx.yml whose 'paths' are the static configuration")
-    ap.add_argument("--legacy-replies", action="store_true", help="empty OK bodies, errors without 'status'")
+    ap.add_argument(
+        "--config", help="a mediamtx.yml whose 'paths' are the static configuration"
+    )
+    ap.add_argument(
+        "--legacy-replies",
+        action="store_true",
+        help="empty OK bodies, errors without 'status'",
+    )
     args = ap.parse_args(argv)
 
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
+    globalLogBeginner.beginLoggingTo(
+        [textFileLogObserver(sys.stderr)], redirectStandardIO=False
+    )
     static = None
     if args.config:
         with open(args.config, encoding="utf-8") as f:
-            static = {k: (v or {}) for k, v in ((yaml.safe_load(f) or {}).get("paths") or {}).items()}
+            static = {
+                k: (v or {})
+                for k, v in ((yaml.safe_load(f) or {}).get("paths") or {}).items()
+            }
     standin = MediaMTXStandIn(
-        reactor, port=args.port, interface=args.interface, rtsp_port=args.rtsp_port,
-        record_root=args.record_root, user=args.user, password=args.password, delay=args.delay,
-        static_paths=static, legacy_replies=args.legacy_replies, auth_pause=args.auth_pause,
+        reactor,
+        port=args.port,
+        interface=args.interface,
+        rtsp_port=args.rtsp_port,
+        record_root=args.record_root,
+        user=args.user,
+        password=args.password,
+        delay=args.delay,
+        static_paths=static,
+        legacy_replies=args.legacy_replies,
+        auth_pause=args.auth_pause,
     )
 
     def ready(_):
