@@ -68,12 +68,7 @@ _IOC_WRITE, _IOC_READ = 1, 2
 
 
 def _ioc(direction: int, nr: int, size: int) -> int:
-    return (
-        (direction << _IOC_DIRSHIFT)
-        | (ord("V") << _IOC_TYPESHIFT)
-        | (nr << _IOC_NRSHIFT)
-        | (size << _IOC_SIZESHIFT)
-    )
+    return (direction << _IOC_DIRSHIFT) | (ord("V") << _IOC_TYPESHIFT) | (nr << _IOC_NRSHIFT) | (size << _IOC_SIZESHIFT)
 
 
 class v4l2_capability(ctypes.Structure):
@@ -482,7 +477,7 @@ def _call(ioctl: IoctlFunc, fd: int, request: int, struct: ctypes.Structure, pat
         if e.errno == errno.EINVAL:
             return None
         if e.errno in _VANISHED_ERRNOS:
-            raise ProbeError(path, "vanished", f"device vanished ({os.strerror(e.errno)})", e.errno)
+            raise ProbeError(path, "vanished", f"device vanished ({os.strerror(e.errno)})", e.errno) from e
         raise
     return type(struct).from_buffer_copy(bytes(buf))
 
@@ -492,7 +487,7 @@ def query_device(fd: int, *, ioctl: IoctlFunc = _default_ioctl, path: str = "?")
     try:
         out = _call(ioctl, fd, VIDIOC_QUERYCAP, v4l2_capability(), path)
     except OSError as e:
-        raise ProbeError(path, "error", f"VIDIOC_QUERYCAP failed: {os.strerror(e.errno)}", e.errno)
+        raise ProbeError(path, "error", f"VIDIOC_QUERYCAP failed: {os.strerror(e.errno)}", e.errno) from e
     if out is None:
         raise ProbeError(path, "error", "VIDIOC_QUERYCAP failed: EINVAL", errno.EINVAL)
     return DeviceInfo.decode(bytes(out))
@@ -573,7 +568,7 @@ def enumerate_formats(
         try:
             out = _call(ioctl, fd, VIDIOC_ENUM_FMT, req, path)
         except OSError as e:
-            raise ProbeError(path, "error", f"VIDIOC_ENUM_FMT failed: {os.strerror(e.errno)}", e.errno)
+            raise ProbeError(path, "error", f"VIDIOC_ENUM_FMT failed: {os.strerror(e.errno)}", e.errno) from e
         if out is None:
             break
         if out.pixelformat in seen:
@@ -608,7 +603,7 @@ def probe(
         fd = opener(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         reason = "vanished" if e.errno in _VANISHED_ERRNOS else "error"
-        raise ProbeError(path, reason, f"cannot open: {os.strerror(e.errno)}", e.errno)
+        raise ProbeError(path, reason, f"cannot open: {os.strerror(e.errno)}", e.errno) from e
     try:
         info = query_device(fd, ioctl=ioctl, path=path)
         if not info.is_capture:

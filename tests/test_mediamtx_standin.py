@@ -39,14 +39,8 @@ def sleep(seconds):
     return task.deferLater(reactor, seconds, lambda: None)
 
 
-async def call(
-    standin, method, path, body=None, *, raw=None, auth=None, redirects=False
-):
-    data = (
-        raw
-        if raw is not None
-        else (json.dumps(body).encode() if body is not None else None)
-    )
+async def call(standin, method, path, body=None, *, raw=None, auth=None, redirects=False):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     headers = {"Content-Type": ["application/json"]} if data is not None else {}
     pool_kwargs = {"persistent": False}
     resp = await treq.request(
@@ -74,9 +68,7 @@ async def call_json(standin, method, path, body=None, **kw):
 
 def test_validator_accepts_valid_requests():
     assert SPEC.request_errors("GET", "/v3/info") == []
-    assert (
-        SPEC.request_errors("GET", "/v3/config/paths/list?itemsPerPage=10&page=0") == []
-    )
+    assert SPEC.request_errors("GET", "/v3/config/paths/list?itemsPerPage=10&page=0") == []
     assert (
         SPEC.request_errors(
             "POST",
@@ -86,12 +78,7 @@ def test_validator_accepts_valid_requests():
         )
         == []
     )
-    assert (
-        SPEC.request_errors(
-            "DELETE", "/v3/recordings/deletesegment?path=a&start=2024-01-01T00:00:00Z"
-        )
-        == []
-    )
+    assert SPEC.request_errors("DELETE", "/v3/recordings/deletesegment?path=a&start=2024-01-01T00:00:00Z") == []
 
 
 @pytest.mark.parametrize(
@@ -140,32 +127,17 @@ def test_validator_rejects_bad_requests(method, target, body, needle):
 def test_validator_checks_content_type_and_deprecated():
     assert any(
         "Content-Type" in e
-        for e in SPEC.request_errors(
-            "PATCH", "/v3/config/paths/patch/x", b"{}", {"Content-Type": "text/plain"}
-        )
+        for e in SPEC.request_errors("PATCH", "/v3/config/paths/patch/x", b"{}", {"Content-Type": "text/plain"})
     )
     strict = OpenAPISpec(forbid_deprecated=True)
-    assert any(
-        "deprecated" in e
-        for e in strict.request_errors(
-            "POST", "/v3/config/paths/add/x", b'{"readUser": "u"}'
-        )
-    )
-    assert (
-        SPEC.request_errors("POST", "/v3/config/paths/add/x", b'{"readUser": "u"}')
-        == []
-    )
+    assert any("deprecated" in e for e in strict.request_errors("POST", "/v3/config/paths/add/x", b'{"readUser": "u"}'))
+    assert SPEC.request_errors("POST", "/v3/config/paths/add/x", b'{"readUser": "u"}') == []
 
 
 def test_validator_checks_responses():
-    assert (
-        SPEC.response_errors("GET", "/v3/info", 200, b'{"version":"v1","started":"x"}')
-        == []
-    )
+    assert SPEC.response_errors("GET", "/v3/info", 200, b'{"version":"v1","started":"x"}') == []
     assert SPEC.response_errors("GET", "/v3/info", 404, b"{}")
-    assert SPEC.response_errors(
-        "POST", "/v3/config/paths/add/x", 200, b'{"status":"fine"}'
-    )
+    assert SPEC.response_errors("POST", "/v3/config/paths/add/x", 200, b'{"status":"fine"}')
 
 
 # ---------------------------------------------------------------------------
@@ -185,17 +157,10 @@ async def test_info_and_static_config(mediamtx_standin):
     code, defaults = await call_json(s, "GET", "/v3/config/pathdefaults/get")
     assert code == 200
     assert defaults["recordPath"] == "./recordings/%path/%Y-%m-%d_%H-%M-%S-%f"
-    assert (
-        defaults["recordSegmentDuration"] == "1h0m0s"
-        and defaults["recordDeleteAfter"] == "1d"
-    )
-    assert (
-        defaults["runOnDemandCloseAfter"] == "10s" and defaults["source"] == "publisher"
-    )
+    assert defaults["recordSegmentDuration"] == "1h0m0s" and defaults["recordDeleteAfter"] == "1d"
+    assert defaults["runOnDemandCloseAfter"] == "10s" and defaults["source"] == "publisher"
     code, glob = await call_json(s, "GET", "/v3/config/global/get")
-    assert (
-        code == 200 and glob["api"] is True and glob["apiAddress"] == f":{s.api_port}"
-    )
+    assert code == 200 and glob["api"] is True and glob["apiAddress"] == f":{s.api_port}"
 
 
 @pytest_twisted.ensureDeferred
@@ -220,28 +185,23 @@ async def test_path_crud_status_codes_and_bodies(mediamtx_standin):
     assert code == 200
     assert set(conf) == {
         k
-        for k, v in SPEC.document["components"]["schemas"]["PathConf"][
-            "properties"
-        ].items()
+        for k, v in SPEC.document["components"]["schemas"]["PathConf"]["properties"].items()
         if not v.get("deprecated")
     }
     assert conf["name"] == "camera0" and conf["runOnDemandRestart"] is True
     assert conf["record"] is False and conf["runOnDemandCloseAfter"] == "10s"
     assert conf["recordDeleteAfter"] == ""  # conf.Duration marshals 0 as ""
 
-    assert await call_json(
-        s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}
-    ) == (200, {"status": "ok"})
+    assert await call_json(s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}) == (200, {"status": "ok"})
     code, conf = await call_json(s, "GET", "/v3/config/paths/get/camera0")
     assert conf["record"] is True and conf["runOnDemandRestart"] is True  # patch merges
 
-    assert await call_json(
-        s, "POST", "/v3/config/paths/replace/camera0", {"source": "publisher"}
-    ) == (200, {"status": "ok"})
+    assert await call_json(s, "POST", "/v3/config/paths/replace/camera0", {"source": "publisher"}) == (
+        200,
+        {"status": "ok"},
+    )
     code, conf = await call_json(s, "GET", "/v3/config/paths/get/camera0")
-    assert (
-        conf["record"] is False and conf["runOnDemand"] == ""
-    )  # replace resets to defaults
+    assert conf["record"] is False and conf["runOnDemand"] == ""  # replace resets to defaults
     # replace upserts
     assert await call_json(s, "POST", "/v3/config/paths/replace/camera9", {}) == (
         200,
@@ -257,9 +217,10 @@ async def test_path_crud_status_codes_and_bodies(mediamtx_standin):
         404,
         {"status": "error", "error": "path not found"},
     )
-    assert await call_json(
-        s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}
-    ) == (404, {"status": "error", "error": "path not found"})
+    assert await call_json(s, "PATCH", "/v3/config/paths/patch/camera0", {"record": True}) == (
+        404,
+        {"status": "error", "error": "path not found"},
+    )
     assert await call_json(s, "GET", "/v3/config/paths/get/camera0") == (
         404,
         {"status": "error", "error": "path configuration not found"},
@@ -332,9 +293,7 @@ async def test_strict_decoding_and_validation_errors(mediamtx_standin):
     assert "p" not in s.config_paths
     # the off-spec bodies above were recorded as violations; consume them
     violations = s.take_violations()
-    assert any("recrd" in v for v in violations) and any(
-        "'yes'" in v for v in violations
-    )
+    assert any("recrd" in v for v in violations) and any("'yes'" in v for v in violations)
     assert not any("a/b.c-d_e~f" in v for v in violations)
 
 
@@ -354,9 +313,7 @@ async def test_unknown_routes_wrong_methods_and_redirects(mediamtx_standin):
     resp, _ = await call(s, "GET", "/v3/info/")
     assert resp.code == 301 and resp.headers.getRawHeaders("location") == ["/v3/info"]
     resp, _ = await call(s, "POST", "/v3/config/paths/add")
-    assert resp.code == 307 and resp.headers.getRawHeaders("location") == [
-        "/v3/config/paths/add/"
-    ]
+    assert resp.code == 307 and resp.headers.getRawHeaders("location") == ["/v3/config/paths/add/"]
     assert len(s.take_violations()) == 7
 
 
@@ -364,9 +321,7 @@ async def test_unknown_routes_wrong_methods_and_redirects(mediamtx_standin):
 async def test_pagination(mediamtx_standin_factory):
     s = await mediamtx_standin_factory(static_paths={})
     for i in range(5):
-        assert (await call_json(s, "POST", f"/v3/config/paths/add/cam{i}", {}))[
-            0
-        ] == 200
+        assert (await call_json(s, "POST", f"/v3/config/paths/add/cam{i}", {}))[0] == 200
     _, page = await call_json(s, "GET", "/v3/config/paths/list?itemsPerPage=2&page=0")
     assert (
         page["itemCount"],
@@ -421,9 +376,7 @@ async def test_basic_auth(mediamtx_standin_factory):
     before = reactor.seconds()
     resp, content = await call(s, "GET", "/v3/info", auth=("api", "wrong"))
     assert resp.code == 401 and reactor.seconds() - before >= 0.2
-    assert (
-        resp.headers.getRawHeaders("www-authenticate") is None
-    )  # only asked when none were given
+    assert resp.headers.getRawHeaders("www-authenticate") is None  # only asked when none were given
     resp, content = await call(s, "GET", "/v3/info", auth=("api", "s3cret"))
     assert resp.code == 200
     resp, content = await call(s, "GET", "/v3/nothing")
@@ -461,9 +414,7 @@ async def test_stop_start_restart(mediamtx_standin):
     _, info2 = await call_json(s, "GET", "/v3/info")
     assert info2["started"] != info1["started"]
     _, listing = await call_json(s, "GET", "/v3/config/paths/list")
-    assert [i["name"] for i in listing["items"]] == [
-        "all_others"
-    ]  # API-made paths forgotten
+    assert [i["name"] for i in listing["items"]] == ["all_others"]  # API-made paths forgotten
     assert (await call_json(s, "GET", "/v3/paths/get/camera0"))[0] == 404
 
 
@@ -473,8 +424,7 @@ async def test_stop_start_restart(mediamtx_standin):
 
 ON_DEMAND = {
     "source": "publisher",
-    "runOnDemand": "ffmpeg -f v4l2 -i /dev/video0 -f rtsp "
-    "rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+    "runOnDemand": "ffmpeg -f v4l2 -i /dev/video0 -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
     "runOnDemandCloseAfter": "300ms",
 }
 
@@ -493,28 +443,13 @@ class _RTSPClient(Protocol):
 @pytest_twisted.ensureDeferred
 async def test_on_demand_publisher_with_rtsp_reader(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera0", ON_DEMAND))[
-        0
-    ] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera0", ON_DEMAND))[0] == 200
     code, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert (
-        code == 200
-        and path["ready"] is False
-        and path["source"] is None
-        and path["readers"] == []
-    )
-    assert (
-        path["confName"] == "camera0"
-        and path["tracks"] == []
-        and path["readyTime"] is None
-    )
+    assert code == 200 and path["ready"] is False and path["source"] is None and path["readers"] == []
+    assert path["confName"] == "camera0" and path["tracks"] == [] and path["readyTime"] is None
 
-    client = await ClientCreator(reactor, _RTSPClient).connectTCP(
-        "127.0.0.1", s.rtsp_port
-    )
-    client.transport.write(
-        f"DESCRIBE rtsp://127.0.0.1:{s.rtsp_port}/camera0 RTSP/1.0\r\nCSeq: 2\r\n\r\n".encode()
-    )
+    client = await ClientCreator(reactor, _RTSPClient).connectTCP("127.0.0.1", s.rtsp_port)
+    client.transport.write(f"DESCRIBE rtsp://127.0.0.1:{s.rtsp_port}/camera0 RTSP/1.0\r\nCSeq: 2\r\n\r\n".encode())
     reply = await client.got
     assert reply.startswith(b"RTSP/1.0 200 OK\r\nCSeq: 2\r\n")
     code, path = await call_json(s, "GET", "/v3/paths/get/camera0")
@@ -528,9 +463,7 @@ async def test_on_demand_publisher_with_rtsp_reader(mediamtx_standin):
     client.transport.loseConnection()
     await sleep(0.1)
     _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert (
-        path["ready"] is True and path["readers"] == []
-    )  # runOnDemandCloseAfter not yet elapsed
+    assert path["ready"] is True and path["readers"] == []  # runOnDemandCloseAfter not yet elapsed
     await sleep(0.4)
     _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
     assert path["ready"] is False and path["source"] is None
@@ -541,12 +474,8 @@ async def test_rtsp_reader_refused_for_unknown_or_unpublished_path(mediamtx_stan
     s = mediamtx_standin
     assert (await call_json(s, "POST", "/v3/config/paths/add/plain", {}))[0] == 200
     for name in ("nothing", "plain"):
-        client = await ClientCreator(reactor, _RTSPClient).connectTCP(
-            "127.0.0.1", s.rtsp_port
-        )
-        client.transport.write(
-            f"DESCRIBE rtsp://127.0.0.1/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode()
-        )
+        client = await ClientCreator(reactor, _RTSPClient).connectTCP("127.0.0.1", s.rtsp_port)
+        client.transport.write(f"DESCRIBE rtsp://127.0.0.1/{name} RTSP/1.0\r\nCSeq: 1\r\n\r\n".encode())
         assert (await client.got).startswith(b"RTSP/1.0 404 Not Found")
         client.transport.loseConnection()
     _, path = await call_json(s, "GET", "/v3/paths/get/plain")
@@ -556,9 +485,7 @@ async def test_rtsp_reader_refused_for_unknown_or_unpublished_path(mediamtx_stan
 @pytest_twisted.ensureDeferred
 async def test_python_reader_api_and_path_delete_kicks_readers(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera1", ON_DEMAND))[
-        0
-    ] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera1", ON_DEMAND))[0] == 200
     reader = s.attach_reader("camera1")
     await reader.when_ready()
     assert s.path_state("camera1")["ready"] is True
@@ -569,9 +496,7 @@ async def test_python_reader_api_and_path_delete_kicks_readers(mediamtx_standin)
 @pytest_twisted.ensureDeferred
 async def test_standin_reader_helper_process(mediamtx_standin):
     s = mediamtx_standin
-    assert (await call_json(s, "POST", "/v3/config/paths/add/camera2", ON_DEMAND))[
-        0
-    ] == 200
+    assert (await call_json(s, "POST", "/v3/config/paths/add/camera2", ON_DEMAND))[0] == 200
     from twisted.internet import protocol as tip
 
     class PP(tip.ProcessProtocol):
@@ -656,26 +581,16 @@ async def test_recording_writes_fmp4_segments(mediamtx_standin, tmp_path):
     assert probe.stdout.strip() == "h264"
 
     code, rec = await call_json(s, "GET", "/v3/recordings/get/camera0")
-    assert (
-        code == 200 and rec["name"] == "camera0" and len(rec["segments"]) == len(files)
-    )
+    assert code == 200 and rec["name"] == "camera0" and len(rec["segments"]) == len(files)
     code, listing = await call_json(s, "GET", "/v3/recordings/list")
-    assert [i["name"] for i in listing["items"]] == ["camera0"] and listing[
-        "itemCount"
-    ] == 1
+    assert [i["name"] for i in listing["items"]] == ["camera0"] and listing["itemCount"] == 1
 
     start = rec["segments"][0]["start"]
-    resp, _ = await call(
-        s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}"
-    )
+    resp, _ = await call(s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}")
     assert resp.code == 200 and not files[0].exists()
-    code, err = await call_json(
-        s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}"
-    )
+    code, err = await call_json(s, "DELETE", f"/v3/recordings/deletesegment?path=camera0&start={start}")
     assert code == 400 and "no such file or directory" in err["error"]
-    code, err = await call_json(
-        s, "DELETE", "/v3/recordings/deletesegment?path=camera0&start=yesterday"
-    )
+    code, err = await call_json(s, "DELETE", "/v3/recordings/deletesegment?path=camera0&start=yesterday")
     assert code == 400 and err["error"].startswith("invalid 'start' parameter")
     # a configured-by-all_others path with nothing on disk: 200 and no segments
     assert await call_json(s, "GET", "/v3/recordings/get/other") == (
@@ -696,21 +611,15 @@ async def test_recordings_get_unconfigured_path(mediamtx_standin_factory):
 @pytest_twisted.ensureDeferred
 async def test_record_toggle_on_running_path(mediamtx_standin, tmp_path):
     s = mediamtx_standin
-    body = dict(
-        ON_DEMAND, recordPath=str(tmp_path / "r" / "%path" / "%Y-%m-%d_%H-%M-%S-%f")
-    )
+    body = dict(ON_DEMAND, recordPath=str(tmp_path / "r" / "%path" / "%Y-%m-%d_%H-%M-%S-%f"))
     assert (await call_json(s, "POST", "/v3/config/paths/add/camera3", body))[0] == 200
     reader = s.attach_reader("camera3")
     await reader.when_ready()
     assert not (tmp_path / "r").exists()
-    assert (
-        await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": True})
-    )[0] == 200
+    assert (await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": True}))[0] == 200
     assert reader.active  # record is applied without closing the path
     assert len(list((tmp_path / "r" / "camera3").iterdir())) == 1
-    assert (
-        await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": False})
-    )[0] == 200
+    assert (await call_json(s, "PATCH", "/v3/config/paths/patch/camera3", {"record": False}))[0] == 200
     assert s.path_state("camera3")["ready"] is True
     s.detach_reader(reader)
 
@@ -773,9 +682,7 @@ async def test_standalone_process_prints_ready(tmp_path):
     try:
         line = await pp.ready
         assert line.startswith(f"READY {port} rtsp=")
-        resp = await treq.get(
-            f"http://127.0.0.1:{port}/v3/info", auth=("u", "p"), persistent=False
-        )
+        resp = await treq.get(f"http://127.0.0.1:{port}/v3/info", auth=("u", "p"), persistent=False)
         assert resp.code == 200 and (await resp.json())["version"] == "v1.20.1"
     finally:
         proc.signalProcess("TERM")

@@ -31,16 +31,35 @@ pytestmark = pytest.mark.skipif(not _ok, reason=f"umockdev unavailable: {_reason
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 FORMATS = [
-    {"format": "MJPG", "description": "Motion-JPEG", "compressed": True,
-     "sizes": [{"width": 1920, "height": 1080, "fps": [30, 15]},
-               {"width": 1280, "height": 720, "fps": [60, 30]},
-               {"width": 640, "height": 480, "fps": [29.97]}]},
-    {"format": "YUYV", "description": "YUYV 4:2:2", "compressed": False,
-     "sizes": [{"width": 640, "height": 480, "fps": [30, 15, 7.5]}]},
-    {"format": "NV12", "description": "Y/UV 4:2:0",
-     "stepwise": {"min_width": 160, "max_width": 1280, "step_width": 16,
-                  "min_height": 120, "max_height": 720, "step_height": 8,
-                  "fps_range": {"min": 1, "max": 60}}},
+    {
+        "format": "MJPG",
+        "description": "Motion-JPEG",
+        "compressed": True,
+        "sizes": [
+            {"width": 1920, "height": 1080, "fps": [30, 15]},
+            {"width": 1280, "height": 720, "fps": [60, 30]},
+            {"width": 640, "height": 480, "fps": [29.97]},
+        ],
+    },
+    {
+        "format": "YUYV",
+        "description": "YUYV 4:2:2",
+        "compressed": False,
+        "sizes": [{"width": 640, "height": 480, "fps": [30, 15, 7.5]}],
+    },
+    {
+        "format": "NV12",
+        "description": "Y/UV 4:2:0",
+        "stepwise": {
+            "min_width": 160,
+            "max_width": 1280,
+            "step_width": 16,
+            "min_height": 120,
+            "max_height": 720,
+            "step_height": 8,
+            "fps_range": {"min": 1, "max": 60},
+        },
+    },
 ]
 
 
@@ -50,7 +69,11 @@ class Listener:
     def __init__(self, env: dict):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tests.support.udev_listener"],
-            cwd=REPO, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0,
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
         )
         self.buf = b""
         self.events: list[dict] = []
@@ -150,7 +173,10 @@ def test_hotplug_events_reach_a_monitor_on_the_reactor(bed, listener_factory):
     _add_two(bed)
     ev = lst.wait_events(3)
     assert [(e["action"], e["devnode"]) for e in ev] == [
-        ("add", "/dev/video0"), ("add", "/dev/video1"), ("add", "/dev/video2")]
+        ("add", "/dev/video0"),
+        ("add", "/dev/video1"),
+        ("add", "/dev/video2"),
+    ]
     # the event is built from the bed's sysfs: udev properties are there
     assert ev[0]["props"]["ID_SERIAL_SHORT"] == "ABC123"
 
@@ -199,14 +225,26 @@ def test_probe_of_emulated_nodes(bed, listener_factory):
 
 def test_vanish_mid_probe_and_cli(bed):
     bed.add_camera("flaky", serial="F1", fail_after=3)
-    r = subprocess.run([sys.executable, "-m", "camsvc.v4l2", "/dev/video0"], cwd=REPO, env=bed.env(),
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "camsvc.v4l2", "/dev/video0"],
+        cwd=REPO,
+        env=bed.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 2, r.stderr
     out = json.loads(r.stdout)
     assert out["reason"] == "vanished" and out["errno"] == 19  # ENODEV
     bed.add_camera("good", serial="G1")
-    r = subprocess.run([sys.executable, "-m", "camsvc.v4l2", "/dev/video2"], cwd=REPO, env=bed.env(),
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(
+        [sys.executable, "-m", "camsvc.v4l2", "/dev/video2"],
+        cwd=REPO,
+        env=bed.env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["default"] == {"format": "MJPG", "width": 1920, "height": 1080, "fps": 30}
@@ -215,9 +253,11 @@ def test_vanish_mid_probe_and_cli(bed):
 def test_late_umockdev_dir_in_a_preloaded_process(bed):
     """Finding 1: LD_PRELOAD must be there at exec; UMOCKDEV_DIR may come later."""
     bed.add_camera("c", serial="S")
-    code = ("import os, sys, pyudev\n"
-            "n = lambda: len(list(pyudev.Context().list_devices(subsystem='video4linux')))\n"
-            "before = n(); os.environ['UMOCKDEV_DIR'] = sys.argv[1]; print(before, n())\n")
+    code = (
+        "import os, sys, pyudev\n"
+        "n = lambda: len(list(pyudev.Context().list_devices(subsystem='video4linux')))\n"
+        "before = n(); os.environ['UMOCKDEV_DIR'] = sys.argv[1]; print(before, n())\n"
+    )
     env = {k: v for k, v in bed.env().items() if k != "UMOCKDEV_DIR"}
     r = subprocess.run([sys.executable, "-c", code, bed.root_dir], env=env, capture_output=True, text=True, timeout=30)
     before, after = map(int, r.stdout.split())
@@ -265,9 +305,10 @@ def test_end_absent_storm_and_raw_uevent(bed, listener_factory):
     r = bed.storm("c", 3, end_present=False)
     assert r["present"] is False
     ev = lst.wait_events(6)  # 3 removes and 2 adds of video0, then video1's remove
-    assert [(e["action"], e["devnode"]) for e in ev] == [
-        ("remove", "/dev/video0"), ("add", "/dev/video0")] * 2 + [
-        ("remove", "/dev/video0"), ("remove", "/dev/video1")]
+    assert [(e["action"], e["devnode"]) for e in ev] == [("remove", "/dev/video0"), ("add", "/dev/video0")] * 2 + [
+        ("remove", "/dev/video0"),
+        ("remove", "/dev/video1"),
+    ]
     assert lst.ask("list") == []
     d = bed.add_camera("d", serial="T", metadata=False)
     lst.wait_events(1)
@@ -292,7 +333,8 @@ def test_async_testbed_with_reactor():
         r = yield bed.add_camera("a", serial="X", metadata=False)
         assert r["devnode"] == "/dev/video0"
         out, err, code = yield getProcessOutputAndValue(
-            sys.executable, ["-m", "camsvc.v4l2", "/dev/video0"], env=bed.env(), path=REPO)
+            sys.executable, ["-m", "camsvc.v4l2", "/dev/video0"], env=bed.env(), path=REPO
+        )
         assert code == 0, err
         assert json.loads(out)["formats"][0]["format"] == "MJPG"
         with pytest.raises(UMockdevError):
@@ -309,7 +351,11 @@ def test_usb_replug_on_same_port_keeps_identity(bed, listener_factory):
     r = bed.replug("u", video=4)
     ev = lst.wait_events(4)
     assert [(e["action"], e["devnode"]) for e in ev] == [
-        ("remove", "/dev/video1"), ("remove", "/dev/video0"), ("add", "/dev/video4"), ("add", "/dev/video5")]
+        ("remove", "/dev/video1"),
+        ("remove", "/dev/video0"),
+        ("add", "/dev/video4"),
+        ("add", "/dev/video5"),
+    ]
     assert ev[2]["props"]["ID_SERIAL_SHORT"] == "R1"
     assert ev[2]["props"]["ID_PATH"] == ev[1]["props"]["ID_PATH"]
     assert r["devnode"] == "/dev/video4"

@@ -33,8 +33,9 @@ class FakeDevice:
     or ``("range", (minnum, minden), (maxnum, maxden))``.
     """
 
-    def __init__(self, formats, *, caps=0x84A00001, device_caps=0x04200001, card="Fake Cam",
-                 vanish_after=None, endless=False):
+    def __init__(
+        self, formats, *, caps=0x84A00001, device_caps=0x04200001, card="Fake Cam", vanish_after=None, endless=False
+    ):
         self.formats = formats
         self.caps, self.device_caps, self.card = caps, device_caps, card
         self.vanish_after = vanish_after
@@ -78,8 +79,14 @@ class FakeDevice:
                 if s.index:
                     raise OSError(errno.EINVAL, "end")
                 s.type = v4l2.V4L2_FRMSIZE_TYPE_STEPWISE
-                (s.stepwise.min_width, s.stepwise.max_width, s.stepwise.step_width,
-                 s.stepwise.min_height, s.stepwise.max_height, s.stepwise.step_height) = sizes[0][1]
+                (
+                    s.stepwise.min_width,
+                    s.stepwise.max_width,
+                    s.stepwise.step_width,
+                    s.stepwise.min_height,
+                    s.stepwise.max_height,
+                    s.stepwise.step_height,
+                ) = sizes[0][1]
                 return 0
             if s.index >= len(sizes):
                 raise OSError(errno.EINVAL, "end")
@@ -123,8 +130,17 @@ class FakeDevice:
 
 UVC = [
     ("YUYV", "YUYV 4:2:2", 0, [((640, 480), [(1, 30), (1, 15)]), ((1280, 720), [(1, 10)])]),
-    ("MJPG", "Motion-JPEG", 1, [((1920, 1080), [(1, 30), (1, 15)]), ((2592, 1944), [(1, 15)]),
-                                ((1280, 720), [(1, 60), (1, 30)]), ((640, 480), [(1001, 30000)])]),
+    (
+        "MJPG",
+        "Motion-JPEG",
+        1,
+        [
+            ((1920, 1080), [(1, 30), (1, 15)]),
+            ((2592, 1944), [(1, 15)]),
+            ((1280, 720), [(1, 60), (1, 30)]),
+            ((640, 480), [(1001, 30000)]),
+        ],
+    ),
 ]
 
 
@@ -162,8 +178,9 @@ def test_discrete_probe_decodes_everything():
 
 
 def test_stepwise_sizes_and_interval_range():
-    dev = FakeDevice([("YU12", "Planar YUV 4:2:0", 0,
-                       [("stepwise", (16, 1920, 16, 16, 1080, 8), ("range", (1, 60), (1, 1)))])])
+    dev = FakeDevice(
+        [("YU12", "Planar YUV 4:2:0", 0, [("stepwise", (16, 1920, 16, 16, 1080, 8), ("range", (1, 60), (1, 1)))])]
+    )
     caps = dev.probe()
     f = caps.formats[0]
     assert f.size_range == v4l2.SizeRange(16, 1920, 16, 16, 1080, 8)
@@ -283,8 +300,7 @@ def test_choose_default_rate_window_and_fallbacks():
     caps = _caps(_fmt("MJPG", (1280, 720, [60])))
     assert choose_default(caps) == v4l2.Default("MJPG", 1280, 720, 60)
     # YUYV preferred over H264; unknown formats last
-    caps = _caps(_fmt("NV12", (1920, 1080, [30])), _fmt("H264", (1920, 1080, [30])),
-                 _fmt("YUYV", (640, 480, [30])))
+    caps = _caps(_fmt("NV12", (1920, 1080, [30])), _fmt("H264", (1920, 1080, [30])), _fmt("YUYV", (640, 480, [30])))
     assert choose_default(caps).format == "YUYV"
     caps = _caps(_fmt("NV12", (1920, 1080, [30])), _fmt("H264", (1920, 1080, [30])))
     assert choose_default(caps).format == "H264"

@@ -41,15 +41,9 @@ def mediamtx_clip(tmp_path_factory):
 def _assert_clean(standin: MediaMTXStandIn) -> None:
     problems = []
     if standin.violations:
-        problems.append(
-            "requests not allowed by MediaMTX's OpenAPI spec:\n  "
-            + "\n  ".join(standin.violations)
-        )
+        problems.append("requests not allowed by MediaMTX's OpenAPI spec:\n  " + "\n  ".join(standin.violations))
     if standin.response_violations:
-        problems.append(
-            "stand-in replies off the spec (stand-in bug):\n  "
-            + "\n  ".join(standin.response_violations)
-        )
+        problems.append("stand-in replies off the spec (stand-in bug):\n  " + "\n  ".join(standin.response_violations))
     if problems:
         pytest.fail("\n".join(problems), pytrace=False)
 

@@ -164,9 +164,7 @@ def _parse_std_duration(text: str) -> int:
             raise _AbortError(f"time: missing unit in duration {_go_quote(text)}")
         unit = um.group(0)
         if unit not in _UNITS_NS:
-            raise _AbortError(
-                f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}"
-            )
+            raise _AbortError(f"time: unknown unit {_go_quote(unit)} in duration {_go_quote(text)}")
         s = s[um.end() :]
         whole, _, frac = num.partition(".")
         total += int(whole or 0) * _UNITS_NS[unit]
@@ -255,8 +253,7 @@ def _parse_size(text: str) -> int:
     m = re.fullmatch(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*", text)
     if not m or not m.group(2) or m.group(2).upper() not in _SIZE_UNITS:
         raise _AbortError(
-            "byte quantity must be a positive integer with a unit of measurement "
-            "like M, MB, MiB, G, GiB, or GB"
+            "byte quantity must be a positive integer with a unit of measurement like M, MB, MiB, G, GiB, or GB"
         )
     return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
 
@@ -309,9 +306,7 @@ def go_json_loads(body: bytes) -> Any:
         if e.pos >= len(text.rstrip()):
             raise GoError("unexpected end of JSON input") from None
         ch = text[e.pos]
-        raise GoError(
-            f"invalid character {ch!r} looking for beginning of value"
-        ) from None
+        raise GoError(f"invalid character {ch!r} looking for beginning of value") from None
     except ValueError as e:
         raise GoError(str(e)) from None
 
@@ -348,31 +343,23 @@ class _Schema:
         if "$ref" in node:
             target = spec._resolve(node["$ref"])
             if "enum" in target:
-                return _Field(
-                    "enum", "string", tuple(target["enum"]), deprecated=deprecated
-                )
+                return _Field("enum", "string", tuple(target["enum"]), deprecated=deprecated)
             if "properties" in target:
                 return _Field(
                     "object",
                     "struct",
-                    props={
-                        k: self._field(k, v) for k, v in target["properties"].items()
-                    },
+                    props={k: self._field(k, v) for k, v in target["properties"].items()},
                     deprecated=deprecated,
                 )
             node = target
         for sub in node.get("allOf", []):
             target = spec._resolve(sub["$ref"]) if "$ref" in sub else sub
             if "enum" in target:
-                return _Field(
-                    "enum", "string", tuple(target["enum"]), deprecated=deprecated
-                )
+                return _Field("enum", "string", tuple(target["enum"]), deprecated=deprecated)
         typ = node.get("type")
         if typ == "string":
             if "enum" in node:
-                return _Field(
-                    "enum", "string", tuple(node["enum"]), deprecated=deprecated
-                )
+                return _Field("enum", "string", tuple(node["enum"]), deprecated=deprecated)
             if _DURATION_KEY.search(key):
                 return _Field("duration", "string", deprecated=deprecated)
             if key in _SIZE_KEYS:
@@ -388,9 +375,7 @@ class _Schema:
             return _Field("float64", "float64", deprecated=deprecated)
         if typ == "array":
             item = self._field(key, node.get("items", {}))
-            return _Field(
-                "array", "[]" + item.go_type, item=item, deprecated=deprecated
-            )
+            return _Field("array", "[]" + item.go_type, item=item, deprecated=deprecated)
         if typ == "object" and "properties" in node:
             return _Field(
                 "object",
@@ -409,9 +394,7 @@ class _Schema:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise GoError(
-                f"json: cannot unmarshal {_json_kind(raw)} into Go value of type struct {{ ... }}"
-            )
+            raise GoError(f"json: cannot unmarshal {_json_kind(raw)} into Go value of type struct {{ ... }}")
         return self._decode_object(raw, self.fields, "")
 
     def _decode_object(self, raw: dict, fields: dict, prefix: str) -> dict:
@@ -437,16 +420,10 @@ class _Schema:
 
     def _type_error(self, value, f: _Field, path: str) -> GoError:
         kind = _json_kind(value)
-        if (
-            kind == "number"
-            and f.kind in ("int", "uint")
-            and isinstance(value, (int, float))
-        ):
+        if kind == "number" and f.kind in ("int", "uint") and isinstance(value, (int, float)):
             lit = value.literal if isinstance(value, _GoFloat) else str(value)
             kind = f"number {lit}"
-        return GoError(
-            f"json: cannot unmarshal {kind} into Go struct field .{path} of type {f.go_type}"
-        )
+        return GoError(f"json: cannot unmarshal {kind} into Go struct field .{path} of type {f.go_type}")
 
     def _decode_value(self, value, f: _Field, path: str):
         k = f.kind
@@ -470,21 +447,15 @@ class _Schema:
             return float(value)
         if k == "duration":
             if not isinstance(value, str):
-                raise _AbortError(
-                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
-                )
+                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
             return format_mediamtx_duration(parse_go_duration(value))
         if k == "size":
             if not isinstance(value, str):
-                raise _AbortError(
-                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
-                )
+                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
             return _format_size(_parse_size(value))
         if k == "enum":
             if not isinstance(value, str):
-                raise _AbortError(
-                    f"json: cannot unmarshal {_json_kind(value)} into Go value of type string"
-                )
+                raise _AbortError(f"json: cannot unmarshal {_json_kind(value)} into Go value of type string")
             if value not in f.enum:
                 if path == "recordFormat":
                     raise _AbortError(f"invalid record format '{value}'")
@@ -527,19 +498,13 @@ def _fill(f: _Field, v: Any) -> Any:
     if f.kind == "array" and f.item is not None:
         return [_fill(f.item, x) for x in v]
     if f.kind == "object" and f.props is not None:
-        return {
-            k: _fill(pf, v.get(k))
-            for k, pf in f.props.items()
-            if k in v or not pf.deprecated
-        }
+        return {k: _fill(pf, v.get(k)) for k, pf in f.props.items() if k in v or not pf.deprecated}
     return copy.deepcopy(v)
 
 
 def _normalise_defaults(schema: _Schema, values: dict) -> dict:
     """Defaults from mediamtx.yml, as the server would marshal them (non-deprecated fields)."""
-    return {
-        k: _fill(f, values.get(k)) for k, f in schema.fields.items() if not f.deprecated
-    }
+    return {k: _fill(f, values.get(k)) for k, f in schema.fields.items() if not f.deprecated}
 
 
 _RE_PATH_NAME = re.compile(r"^[0-9a-zA-Z_\-/.~]+$")
@@ -597,19 +562,12 @@ def validate_path_conf(name: str, p: dict) -> None:
         except re.error:
             raise GoError(f"invalid regular expression: {name[1:]}") from None
     source = p["source"]
-    if (
-        source not in ("publisher", "redirect")
-        and regexp is not None
-        and not p["sourceOnDemand"]
-    ):
+    if source not in ("publisher", "redirect") and regexp is not None and not p["sourceOnDemand"]:
         raise GoError(
             "a path with a regular expression (or path 'all') and a static source"
             " must have 'sourceOnDemand' set to true"
         )
-    if not (
-        source in ("publisher", "redirect", "rpiCamera")
-        or source.startswith(_SOURCE_PREFIXES)
-    ):
+    if not (source in ("publisher", "redirect", "rpiCamera") or source.startswith(_SOURCE_PREFIXES)):
         raise GoError(f"invalid source: '{source}'")
     if p["sourceOnDemand"] and source == "publisher":
         raise GoError("'sourceOnDemand' is useless when source is 'publisher'")
@@ -617,13 +575,10 @@ def validate_path_conf(name: str, p: dict) -> None:
         raise GoError("source redirect must be filled")
     if p["runOnInit"] and regexp is not None:
         raise GoError(
-            "a path with a regular expression (or path 'all')"
-            " does not support option 'runOnInit'; use another path"
+            "a path with a regular expression (or path 'all') does not support option 'runOnInit'; use another path"
         )
     if (p["runOnDemand"] or p["runOnUnDemand"]) and source != "publisher":
-        raise GoError(
-            "'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'"
-        )
+        raise GoError("'runOnDemand' and 'runOnUnDemand' can be used only when source is 'publisher'")
 
 
 # Fields whose change MediaMTX applies to a running path without closing it.
@@ -861,12 +816,8 @@ class _Recorder:
         now = self.standin.reactor.seconds()
         conf = self._conf()
         t = _dt.datetime.fromtimestamp(now).astimezone()
-        pattern = conf["recordPath"] + (
-            ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
-        )
-        target = self.standin._abs_record_path(
-            render_record_path(pattern, self.runtime.name, t)
-        )
+        pattern = conf["recordPath"] + (".mp4" if conf["recordFormat"] == "fmp4" else ".ts")
+        target = self.standin._abs_record_path(render_record_path(pattern, self.runtime.name, t))
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "wb") as f:
             f.write(self._init)
@@ -928,9 +879,7 @@ class _PathRuntime:
         self._counted_until = now
         if self.ready:
             self._bytes_in += elapsed * self.BYTES_PER_SECOND
-            self._bytes_out += (
-                elapsed * self.BYTES_PER_SECOND * len(self.active_readers())
-            )
+            self._bytes_out += elapsed * self.BYTES_PER_SECOND * len(self.active_readers())
 
     def active_readers(self) -> list[Reader]:
         return [r for r in self.readers if r.active]
@@ -941,9 +890,7 @@ class _PathRuntime:
         return {
             "name": self.name,
             "confName": self.name,
-            "source": {"type": "rtspSession", "id": self.source_id}
-            if self.ready
-            else None,
+            "source": {"type": "rtspSession", "id": self.source_id} if self.ready else None,
             "ready": self.ready,
             "readyTime": rt,
             "available": self.ready,
@@ -971,9 +918,7 @@ class _PathRuntime:
             "inboundBytes": int(self._bytes_in),
             "inboundFramesInError": 0,
             "outboundBytes": int(self._bytes_out),
-            "readers": [
-                {"type": "rtspSession", "id": r.id} for r in self.active_readers()
-            ],
+            "readers": [{"type": "rtspSession", "id": r.id} for r in self.active_readers()],
         }
 
     # -- readers / publisher -------------------------------------------------
@@ -992,9 +937,7 @@ class _PathRuntime:
                 path=self.name,
                 cmd=self.conf["runOnDemand"],
             )
-            self._start_call = self.standin.reactor.callLater(
-                self.standin.publish_delay, self._on_demand_ready
-            )
+            self._start_call = self.standin.reactor.callLater(self.standin.publish_delay, self._on_demand_ready)
 
     def _activate(self, reader: Reader) -> None:
         reader.active = True
@@ -1010,9 +953,7 @@ class _PathRuntime:
         if not self.ready:
             self.ready = True
             self.source_id = str(uuid.uuid4())
-            self.ready_time = _dt.datetime.fromtimestamp(
-                self.standin.reactor.seconds()
-            ).astimezone()
+            self.ready_time = _dt.datetime.fromtimestamp(self.standin.reactor.seconds()).astimezone()
         for r in self.readers:
             self._activate(r)
         self.update_recording()
@@ -1039,9 +980,7 @@ class _PathRuntime:
             self._start_call = None
         elif self.on_demand and self.ready and self._close_call is None:
             after = parse_go_duration(self.conf["runOnDemandCloseAfter"] or "0s") / 1e9
-            self._close_call = self.standin.reactor.callLater(
-                after, self._close_on_demand
-            )
+            self._close_call = self.standin.reactor.callLater(after, self._close_on_demand)
 
     def _cancel_close(self) -> None:
         if self._close_call is not None:
@@ -1128,8 +1067,7 @@ class _RTSPReaderProtocol(Protocol):
             self._reply(
                 "200 OK",
                 cseq,
-                "Public: DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, "
-                "GET_PARAMETER, TEARDOWN\r\n",
+                "Public: DESCRIBE, ANNOUNCE, SETUP, PLAY, RECORD, PAUSE, GET_PARAMETER, TEARDOWN\r\n",
             )
             return
         if self.reader is not None:
@@ -1249,14 +1187,10 @@ def _paginate(items: list, query: dict) -> tuple[list, int]:
         if raw == "":
             return default
         if not re.fullmatch(r"[0-9]+", raw):
-            raise GoError(
-                f"strconv.ParseUint: parsing {_go_quote(raw)}: invalid syntax"
-            )
+            raise GoError(f"strconv.ParseUint: parsing {_go_quote(raw)}: invalid syntax")
         v = int(raw)
         if v >= 2**31:
-            raise GoError(
-                f"strconv.ParseUint: parsing {_go_quote(raw)}: value out of range"
-            )
+            raise GoError(f"strconv.ParseUint: parsing {_go_quote(raw)}: value out of range")
         return v
 
     per_page = parse("itemsPerPage", 100)
@@ -1327,9 +1261,7 @@ class MediaMTXStandIn:
         self._global_schema = _Schema(self.spec, "GlobalConf")
         with open(DEFAULTS_PATH, encoding="utf-8") as f:
             yml = yaml.safe_load(f)
-        self._yml_path_defaults = _normalise_defaults(
-            self._path_schema, yml["pathDefaults"]
-        )
+        self._yml_path_defaults = _normalise_defaults(self._path_schema, yml["pathDefaults"])
         self._yml_global = _normalise_defaults(
             self._global_schema,
             {k: v for k, v in yml.items() if k not in ("pathDefaults", "paths")},
@@ -1338,9 +1270,7 @@ class MediaMTXStandIn:
             static_paths = {k: (v or {}) for k, v in (yml.get("paths") or {}).items()}
         self.static_paths: dict[str, dict] = {}
         for name, raw in static_paths.items():
-            self.static_paths[name] = self._path_schema.decode(
-                json.dumps(raw or {}).encode()
-            )
+            self.static_paths[name] = self._path_schema.decode(json.dumps(raw or {}).encode())
 
         self.requests: list[RecordedRequest] = []
         self.violations: list[str] = []
@@ -1373,14 +1303,10 @@ class MediaMTXStandIn:
         if self.running:
             return defer.succeed(self)
         self._http_factory = WrappingFactory(Site(_APIResource(self)))
-        self._api_listener = self.reactor.listenTCP(
-            self.api_port, self._http_factory, interface=self.interface
-        )
+        self._api_listener = self.reactor.listenTCP(self.api_port, self._http_factory, interface=self.interface)
         self.api_port = self._api_listener.getHost().port
         if self.rtsp_port is not None:
-            self._rtsp_listener = self.reactor.listenTCP(
-                self.rtsp_port, _RTSPFactory(self), interface=self.interface
-            )
+            self._rtsp_listener = self.reactor.listenTCP(self.rtsp_port, _RTSPFactory(self), interface=self.interface)
             self.rtsp_port = self._rtsp_listener.getHost().port
         self._reset_config()
         self.started = _dt.datetime.fromtimestamp(self.reactor.seconds()).astimezone()
@@ -1421,9 +1347,7 @@ class MediaMTXStandIn:
         for conn in list(self._rtsp_conns):
             waits.append(conn.lost)
             conn.transport.abortConnection()
-        return defer.gatherResults(waits, consumeErrors=True).addCallback(
-            lambda _: None
-        )
+        return defer.gatherResults(waits, consumeErrors=True).addCallback(lambda _: None)
 
     @staticmethod
     def _connection_lost(wrapper) -> defer.Deferred:
@@ -1462,14 +1386,8 @@ class MediaMTXStandIn:
     def clear_requests(self) -> None:
         self.requests.clear()
 
-    def requests_to(
-        self, method: str | None = None, prefix: str = ""
-    ) -> list[RecordedRequest]:
-        return [
-            r
-            for r in self.requests
-            if (method is None or r.method == method) and r.path.startswith(prefix)
-        ]
+    def requests_to(self, method: str | None = None, prefix: str = "") -> list[RecordedRequest]:
+        return [r for r in self.requests if (method is None or r.method == method) and r.path.startswith(prefix)]
 
     @property
     def config_paths(self) -> dict[str, dict]:
@@ -1501,9 +1419,7 @@ class MediaMTXStandIn:
 
     def recorded_segments(self, path: str) -> list[Path]:
         """Files the stand-in wrote for ``path`` since it started."""
-        return [
-            seg for rec in self._recorders_seen.get(path, []) for seg in rec.segments
-        ]
+        return [seg for rec in self._recorders_seen.get(path, []) for seg in rec.segments]
 
     # -- configuration -------------------------------------------------------------
 
@@ -1545,23 +1461,15 @@ class MediaMTXStandIn:
         self._optional_paths = copy.deepcopy(self.static_paths)
         self._sync_runtimes()
 
-    def _effective(
-        self, name: str, optional: dict | None = None, defaults: dict | None = None
-    ) -> dict:
+    def _effective(self, name: str, optional: dict | None = None, defaults: dict | None = None) -> dict:
         out = copy.deepcopy(defaults if defaults is not None else self._path_defaults)
-        out.update(
-            copy.deepcopy(
-                optional if optional is not None else self._optional_paths[name]
-            )
-        )
+        out.update(copy.deepcopy(optional if optional is not None else self._optional_paths[name]))
         out["name"] = name
         return out
 
     def _validate_all(self, optional_paths: dict, defaults: dict) -> None:
         for name in sorted(optional_paths):
-            validate_path_conf(
-                name, self._effective(name, optional_paths[name], defaults)
-            )
+            validate_path_conf(name, self._effective(name, optional_paths[name], defaults))
 
     def _commit(self, optional_paths: dict, defaults: dict | None = None) -> None:
         defaults = defaults if defaults is not None else self._path_defaults
@@ -1632,13 +1540,9 @@ class MediaMTXStandIn:
     def _abs_record_path(self, p: str) -> Path:
         return Path(os.path.normpath(os.path.join(self.record_root, p)))
 
-    def _segments_of(
-        self, conf: dict, path_name: str
-    ) -> list[tuple[_dt.datetime, Path]]:
+    def _segments_of(self, conf: dict, path_name: str) -> list[tuple[_dt.datetime, Path]]:
         ext = ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
-        pattern = str(
-            self._abs_record_path(conf["recordPath"].replace("%path", path_name) + ext)
-        )
+        pattern = str(self._abs_record_path(conf["recordPath"].replace("%path", path_name) + ext))
         base = self._abs_record_path(common_path(conf["recordPath"]))
         rx = _pattern_regex(pattern)
         out = []
@@ -1690,9 +1594,7 @@ class MediaMTXStandIn:
             },
             body=body,
         )
-        rec.spec_errors = self.spec.request_errors(
-            rec.method, target, body, rec.headers
-        )
+        rec.spec_errors = self.spec.request_errors(rec.method, target, body, rec.headers)
         if rec.spec_errors:
             msg = f"{rec.method} {target}: " + "; ".join(rec.spec_errors)
             log.warn(  # noqa: G010 - twisted.logger has no .warning
@@ -1717,13 +1619,9 @@ class MediaMTXStandIn:
             and reply.content_type
             and reply.content_type.startswith("application/json")
         ):
-            errs = self.spec.response_errors(
-                rec.method, target, reply.status, reply.body
-            )
+            errs = self.spec.response_errors(rec.method, target, reply.status, reply.body)
             if errs:
-                self.response_violations.append(
-                    f"{rec.method} {target} -> {reply.status}: " + "; ".join(errs)
-                )
+                self.response_violations.append(f"{rec.method} {target} -> {reply.status}: " + "; ".join(errs))
 
         wait = reply.pause + self.delay
         if wait <= 0:
@@ -1782,14 +1680,12 @@ class MediaMTXStandIn:
         auth = rec.headers.get("authorization", "")
         if auth[:6].lower() == "basic ":
             try:
-                user, _, password = (
-                    base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
-                )
+                user, _, password = base64.b64decode(auth[6:].strip()).decode("utf-8").partition(":")
             except (ValueError, UnicodeDecodeError):
                 user = password = ""
-        if hmac.compare_digest(
-            user.encode(), self.user.encode()
-        ) and hmac.compare_digest(password.encode(), (self.password or "").encode()):
+        if hmac.compare_digest(user.encode(), self.user.encode()) and hmac.compare_digest(
+            password.encode(), (self.password or "").encode()
+        ):
             return None
         body = {"status": "error", "error": "authentication error"}
         if not user and not password:
@@ -1875,13 +1771,7 @@ class MediaMTXStandIn:
 
     def _on_global_patch(self, rec, _):
         values = self._global_schema.decode(rec.body)
-        self._global.update(
-            {
-                k: v
-                for k, v in values.items()
-                if not self._global_schema.fields[k].deprecated
-            }
-        )
+        self._global.update({k: v for k, v in values.items() if not self._global_schema.fields[k].deprecated})
         return self._ok()
 
     def _on_pathdefaults_get(self, rec, _):
@@ -1971,9 +1861,7 @@ class MediaMTXStandIn:
     def _recording(self, name: str, conf: dict) -> dict:
         return {
             "name": name,
-            "segments": [
-                {"start": go_time(t)} for t, _ in self._segments_of(conf, name)
-            ],
+            "segments": [{"start": go_time(t)} for t, _ in self._segments_of(conf, name)],
         }
 
     def _on_recordings_list(self, rec, _):
@@ -2006,15 +1894,11 @@ class MediaMTXStandIn:
             )
         conf = self._find_path_conf(path_name)
         ext = ".mp4" if conf["recordFormat"] == "fmp4" else ".ts"
-        target = self._abs_record_path(
-            render_record_path(conf["recordPath"] + ext, path_name, start.astimezone())
-        )
+        target = self._abs_record_path(render_record_path(conf["recordPath"] + ext, path_name, start.astimezone()))
         try:
             os.remove(target)
         except OSError as e:
-            return self._error(
-                400, f"remove {target}: {(e.strerror or str(e)).lower()}"
-            )
+            return self._error(400, f"remove {target}: {(e.strerror or str(e)).lower()}")
         return self._ok()
 
 
@@ -2029,9 +1913,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
-    ap = argparse.ArgumentParser(
-        prog="python -m tests.support.mediamtx", description=__doc__.split("\n")[0]
-    )
+    ap = argparse.ArgumentParser(prog="python -m tests.support.mediamtx", description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=9997)
     ap.add_argument("--interface", default="127.0.0.1")
     ap.add_argument(
@@ -2047,13 +1929,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--user")
     ap.add_argument("--password")
-    ap.add_argument(
-        "--delay", type=float, default=0.0, help="seconds to wait before every reply"
-    )
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply")
     ap.add_argument("--auth-pause", type=float, default=AUTH_PAUSE_AFTER_ERROR)
-    ap.add_argument(
-        "--config", help="a mediamtx.yml whose 'paths' are the static configuration"
-    )
+    ap.add_argument("--config", help="a mediamtx.yml whose 'paths' are the static configuration")
     ap.add_argument(
         "--legacy-replies",
         action="store_true",
@@ -2061,16 +1939,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
-    globalLogBeginner.beginLoggingTo(
-        [textFileLogObserver(sys.stderr)], redirectStandardIO=False
-    )
+    globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     static = None
     if args.config:
         with open(args.config, encoding="utf-8") as f:
-            static = {
-                k: (v or {})
-                for k, v in ((yaml.safe_load(f) or {}).get("paths") or {}).items()
-            }
+            static = {k: (v or {}) for k, v in ((yaml.safe_load(f) or {}).get("paths") or {}).items()}
     standin = MediaMTXStandIn(
         reactor,
         port=args.port,

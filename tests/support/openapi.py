@@ -85,9 +85,7 @@ class OpenAPISpec:
     ``deprecated: true``.
     """
 
-    def __init__(
-        self, path: str | Path = DEFAULT_SPEC_PATH, *, forbid_deprecated: bool = False
-    ):
+    def __init__(self, path: str | Path = DEFAULT_SPEC_PATH, *, forbid_deprecated: bool = False):
         with open(path, encoding="utf-8") as f:
             self.document = yaml.safe_load(f)
         self.forbid_deprecated = forbid_deprecated
@@ -126,54 +124,37 @@ class OpenAPISpec:
             out["type"] = node["type"]
         if "enum" in node:
             out["enum"] = list(node["enum"])
-        if node.get("type") == "integer" and str(node.get("format", "")).startswith(
-            "uint"
-        ):
+        if node.get("type") == "integer" and str(node.get("format", "")).startswith("uint"):
             out["minimum"] = 0
         if "properties" in node:
-            out["properties"] = {
-                k: self.to_jsonschema(v, response=response)
-                for k, v in node["properties"].items()
-            }
+            out["properties"] = {k: self.to_jsonschema(v, response=response) for k, v in node["properties"].items()}
             out["additionalProperties"] = False
         elif isinstance(node.get("additionalProperties"), dict):
-            out["additionalProperties"] = self.to_jsonschema(
-                node["additionalProperties"], response=response
-            )
+            out["additionalProperties"] = self.to_jsonschema(node["additionalProperties"], response=response)
         if "items" in node:
             out["items"] = self.to_jsonschema(node["items"], response=response)
         for comb in ("allOf", "anyOf", "oneOf"):
             if comb in node:
                 key = "anyOf" if (comb == "oneOf" and response) else comb
-                out[key] = [
-                    self.to_jsonschema(s, response=response) for s in node[comb]
-                ]
+                out[key] = [self.to_jsonschema(s, response=response) for s in node[comb]]
         if "required" in node and isinstance(node["required"], list):
             out["required"] = list(node["required"])
         if node.get("nullable"):
             return {"anyOf": [{"type": "null"}, out]}
         return out
 
-    def _validator(
-        self, schema_node: dict, response: bool
-    ) -> jsonschema.Draft7Validator:
+    def _validator(self, schema_node: dict, response: bool) -> jsonschema.Draft7Validator:
         key = (json.dumps(schema_node, sort_keys=True), response)
         v = self._validators.get(key)
         if v is None:
-            v = jsonschema.Draft7Validator(
-                self.to_jsonschema(schema_node, response=response)
-            )
+            v = jsonschema.Draft7Validator(self.to_jsonschema(schema_node, response=response))
             self._validators[key] = v
         return v
 
-    def schema_errors(
-        self, schema_node: dict, instance: Any, *, response: bool = False
-    ) -> list[str]:
+    def schema_errors(self, schema_node: dict, instance: Any, *, response: bool = False) -> list[str]:
         """Validation errors of ``instance`` against an OpenAPI schema node."""
         errors = []
-        for e in sorted(
-            self._validator(schema_node, response).iter_errors(instance), key=str
-        ):
+        for e in sorted(self._validator(schema_node, response).iter_errors(instance), key=str):
             where = "/".join(str(p) for p in e.absolute_path) or "<body>"
             errors.append(f"{where}: {e.message}")
         return errors
@@ -216,9 +197,7 @@ class OpenAPISpec:
         if found is None:
             others = sorted({r.method for r in self.routes_for(path)})
             if others:
-                return [
-                    f"{method} {path}: method not allowed by the spec (allowed: {', '.join(others)})"
-                ]
+                return [f"{method} {path}: method not allowed by the spec (allowed: {', '.join(others)})"]
             return [f"{method} {path}: no such route in the spec"]
         route, path_params = found
         op = route.operation
@@ -246,12 +225,8 @@ class OpenAPISpec:
             values = query[name]
             if len(values) > 1:
                 errors.append(f"query parameter '{name}' given {len(values)} times")
-            if schema.get("type") == "integer" and not re.fullmatch(
-                r"-?\d+", values[0]
-            ):
-                errors.append(
-                    f"query parameter '{name}' is not an integer: {values[0]!r}"
-                )
+            if schema.get("type") == "integer" and not re.fullmatch(r"-?\d+", values[0]):
+                errors.append(f"query parameter '{name}' is not an integer: {values[0]!r}")
         for name in query:
             if ("query", name) not in declared:
                 errors.append(f"unknown query parameter '{name}'")
@@ -271,9 +246,7 @@ class OpenAPISpec:
         if headers is not None:
             ctype = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
             if ctype.split(";")[0].strip().lower() != "application/json":
-                errors.append(
-                    f"request body Content-Type is {ctype!r}, the spec says application/json"
-                )
+                errors.append(f"request body Content-Type is {ctype!r}, the spec says application/json")
         try:
             instance = json.loads(body)
         except ValueError as e:
@@ -282,11 +255,7 @@ class OpenAPISpec:
         schema_node = rb["content"]["application/json"]["schema"]
         errors.extend("body " + e for e in self.schema_errors(schema_node, instance))
         if self.forbid_deprecated and isinstance(instance, dict):
-            target_schema = (
-                self._resolve(schema_node["$ref"])
-                if "$ref" in schema_node
-                else schema_node
-            )
+            target_schema = self._resolve(schema_node["$ref"]) if "$ref" in schema_node else schema_node
             props = target_schema.get("properties", {})
             for key in instance:
                 if props.get(key, {}).get("deprecated"):
@@ -300,9 +269,7 @@ class OpenAPISpec:
 
     # -- responses -------------------------------------------------------------
 
-    def response_errors(
-        self, method: str, target: str, status: int, body: bytes | str | None
-    ) -> list[str]:
+    def response_errors(self, method: str, target: str, status: int, body: bytes | str | None) -> list[str]:
         """Everything about this response that the spec does not document."""
         path = unquote(urlsplit(target).path)
         found = self.match(method, path)

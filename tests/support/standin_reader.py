@@ -21,9 +21,7 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        sys.stderr.write(
-            "usage: python -m tests.support.standin_reader HOST:PORT PATH\n"
-        )
+        sys.stderr.write("usage: python -m tests.support.standin_reader HOST:PORT PATH\n")
         return 2
     hostport, path = argv
     host, _, port = hostport.rpartition(":")

@@ -43,7 +43,9 @@ def describe(dev: pyudev.Device) -> dict:
         "sys_path": dev.sys_path,
         "devnode": dev.device_node,
         "props": dict(dev.properties),
-        "usb_serial": usb.attributes.asstring("serial") if usb is not None and "serial" in usb.attributes.available_attributes else None,
+        "usb_serial": usb.attributes.asstring("serial")
+        if usb is not None and "serial" in usb.attributes.available_attributes
+        else None,
         "initialized": dev.is_initialized,
     }
 
@@ -65,9 +67,18 @@ class MonitorReader:
                 return
             if dev is None:
                 return
-            emit({"event": {"t": time.monotonic(), "action": dev.action, "sys_path": dev.sys_path,
-                            "devnode": dev.device_node, "seq": dev.sequence_number,
-                            "props": dict(dev.properties)}})
+            emit(
+                {
+                    "event": {
+                        "t": time.monotonic(),
+                        "action": dev.action,
+                        "sys_path": dev.sys_path,
+                        "devnode": dev.device_node,
+                        "seq": dev.sequence_number,
+                        "props": dict(dev.properties),
+                    }
+                }
+            )
 
     def connectionLost(self, reason) -> None:
         pass

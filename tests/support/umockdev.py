@@ -119,10 +119,7 @@ def umockdev_available() -> tuple[bool, str]:
     elif not _preload_lib_present():
         _available = (False, f"{PRELOAD} not found (apt-get install umockdev)")
     else:
-        probe = (
-            "import gi; gi.require_version('UMockdev', '1.0'); "
-            "from gi.repository import UMockdev"
-        )
+        probe = "import gi; gi.require_version('UMockdev', '1.0'); from gi.repository import UMockdev"
         try:
             r = subprocess.run([SYSTEM_PYTHON, "-I", "-c", probe], capture_output=True, text=True, timeout=30)
         except (OSError, subprocess.SubprocessError) as e:
@@ -384,8 +381,9 @@ class AsyncTestbed(_Commands):
         if not ok:
             return defer.fail(UMockdevError(reason))
         bed._proto = _Proto()
-        reactor.spawnProcess(bed._proto, SYSTEM_PYTHON, _helper_argv(), env=_helper_env(),
-                             childFDs={0: "w", 1: "r", 2: 2})
+        reactor.spawnProcess(
+            bed._proto, SYSTEM_PYTHON, _helper_argv(), env=_helper_env(), childFDs={0: "w", 1: "r", 2: 2}
+        )
         return bed._ready
 
     def _line(self, msg: dict) -> None:

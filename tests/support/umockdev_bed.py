@@ -186,7 +186,17 @@ class Node:
                 return errno.EINVAL
             f = self.formats[index]
             flags = FMT_FLAG_COMPRESSED if f.get("compressed") else 0
-            struct.pack_into("<III32sII", buf, 0, index, typ, flags, cbytes(f.get("description", f["format"]), 32), fourcc_code(f["format"]), 0)
+            struct.pack_into(
+                "<III32sII",
+                buf,
+                0,
+                index,
+                typ,
+                flags,
+                cbytes(f.get("description", f["format"]), 32),
+                fourcc_code(f["format"]),
+                0,
+            )
             return 0
         if req == VIDIOC_ENUM_FRAMESIZES:
             index, pixfmt = struct.unpack_from("<II", buf, 0)
@@ -199,9 +209,18 @@ class Node:
                 s = f["stepwise"]
                 typ = 2 if s.get("continuous") else 3
                 struct.pack_into(
-                    "<IIIIIIIII", buf, 0, 0, pixfmt, typ,
-                    s["min_width"], s["max_width"], s.get("step_width", 1),
-                    s["min_height"], s["max_height"], s.get("step_height", 1),
+                    "<IIIIIIIII",
+                    buf,
+                    0,
+                    0,
+                    pixfmt,
+                    typ,
+                    s["min_width"],
+                    s["max_width"],
+                    s.get("step_width", 1),
+                    s["min_height"],
+                    s["max_height"],
+                    s.get("step_height", 1),
                 )
                 return 0
             sizes = f.get("sizes", [])
@@ -226,8 +245,22 @@ class Node:
                 if index != 0:
                     return errno.EINVAL
                 # interval = 1/fps: the *max* rate is the *min* interval
-                struct.pack_into("<IIIIIIIIIII", buf, 0, index, pixfmt, width, height, 3,
-                                 1, int(rng["max"]), 1, int(rng["min"]), 1, int(rng["max"]))
+                struct.pack_into(
+                    "<IIIIIIIIIII",
+                    buf,
+                    0,
+                    index,
+                    pixfmt,
+                    width,
+                    height,
+                    3,
+                    1,
+                    int(rng["max"]),
+                    1,
+                    int(rng["min"]),
+                    1,
+                    int(rng["max"]),
+                )
                 return 0
             rates = spec.get("fps", [])
             if index >= len(rates):
@@ -409,31 +442,59 @@ class Bed:
             bus, port = int(spec.get("bus", 1)), str(spec.get("port", str(video // 2 + 1)))
             pci = spec.get("pci", "0000:00:14.0")
             kname = "%d-%s" % (bus, port)
-            usb_attrs = [("idVendor", vid), ("idProduct", pid), ("product", card),
-                         ("manufacturer", vendor_name), ("busnum", str(bus)),
-                         ("devnum", str(video + 2)), ("devpath", port), ("bDeviceClass", "ef")]
+            usb_attrs = [
+                ("idVendor", vid),
+                ("idProduct", pid),
+                ("product", card),
+                ("manufacturer", vendor_name),
+                ("busnum", str(bus)),
+                ("devnum", str(video + 2)),
+                ("devpath", port),
+                ("bDeviceClass", "ef"),
+            ]
             if serial:
                 usb_attrs.append(("serial", serial))
             id_serial = "%s_%s" % (vendor_name, model) + ("_%s" % serial if serial else "")
-            usb_props = [("DEVTYPE", "usb_device"), ("ID_VENDOR_ID", vid), ("ID_MODEL_ID", pid),
-                         ("ID_SERIAL", id_serial), ("DEVNAME", "/dev/bus/usb/%03d/%03d" % (bus, video + 2))]
+            usb_props = [
+                ("DEVTYPE", "usb_device"),
+                ("ID_VENDOR_ID", vid),
+                ("ID_MODEL_ID", pid),
+                ("ID_SERIAL", id_serial),
+                ("DEVNAME", "/dev/bus/usb/%03d/%03d" % (bus, video + 2)),
+            ]
             if serial:
                 usb_props.append(("ID_SERIAL_SHORT", serial))
             if self._exists("/sys/devices/pci0000:00/%s/usb%d/%s" % (pci, bus, kname)):
                 raise CommandError("USB port %s is in use" % kname)
-            usb, times["usb"] = self.add_device("usb", "pci0000:00/%s/usb%d/%s" % (pci, bus, kname),
-                                                None, usb_attrs, usb_props, paced, dt)
+            usb, times["usb"] = self.add_device(
+                "usb", "pci0000:00/%s/usb%d/%s" % (pci, bus, kname), None, usb_attrs, usb_props, paced, dt
+            )
             intf, times["usb_interface"] = self.add_device(
-                "usb", "%s:1.0" % kname, usb, [("bInterfaceClass", "0e"), ("bInterfaceNumber", "00")],
-                [("DEVTYPE", "usb_interface"), ("INTERFACE", "14/1/0")], paced, dt)
+                "usb",
+                "%s:1.0" % kname,
+                usb,
+                [("bInterfaceClass", "0e"), ("bInterfaceNumber", "00")],
+                [("DEVTYPE", "usb_interface"), ("INTERFACE", "14/1/0")],
+                paced,
+                dt,
+            )
             parent = intf
             driver = spec.get("driver", "uvcvideo")
             bus_info = spec.get("bus_info", "usb-%s-%s" % (pci, port))
             id_path = spec.get("id_path", "pci-%s-usb-0:%s:1.0" % (pci, port))
-            common = [("ID_BUS", "usb"), ("ID_VENDOR_ID", vid), ("ID_MODEL_ID", pid),
-                      ("ID_VENDOR", vendor_name), ("ID_MODEL", model), ("ID_SERIAL", id_serial),
-                      ("ID_USB_INTERFACE_NUM", "00"), ("ID_USB_DRIVER", driver),
-                      ("ID_TYPE", "video"), ("ID_PATH", id_path), ("ID_PATH_TAG", tagify(id_path))]
+            common = [
+                ("ID_BUS", "usb"),
+                ("ID_VENDOR_ID", vid),
+                ("ID_MODEL_ID", pid),
+                ("ID_VENDOR", vendor_name),
+                ("ID_MODEL", model),
+                ("ID_SERIAL", id_serial),
+                ("ID_USB_INTERFACE_NUM", "00"),
+                ("ID_USB_DRIVER", driver),
+                ("ID_TYPE", "video"),
+                ("ID_PATH", id_path),
+                ("ID_PATH_TAG", tagify(id_path)),
+            ]
             if serial:
                 common.append(("ID_SERIAL_SHORT", serial))
             by_id = "usb-%s" % id_serial
@@ -446,15 +507,27 @@ class Bed:
             links = ["/dev/v4l/by-path/%s-video-index%d" % (id_path, idx)]
             if by_id:
                 links.insert(0, "/dev/v4l/by-id/%s-video-index%d" % (by_id, idx))
-            props = [("DEVNAME", devnode), ("MAJOR", str(V4L2_MAJOR)), ("MINOR", str(n)),
-                     ("ID_V4L_VERSION", "2"), ("ID_V4L_PRODUCT", card),
-                     ("ID_V4L_CAPABILITIES", ":" if is_meta else caps),
-                     ("DEVLINKS", " ".join(links))] + common
+            props = [
+                ("DEVNAME", devnode),
+                ("MAJOR", str(V4L2_MAJOR)),
+                ("MINOR", str(n)),
+                ("ID_V4L_VERSION", "2"),
+                ("ID_V4L_PRODUCT", card),
+                ("ID_V4L_CAPABILITIES", ":" if is_meta else caps),
+                ("DEVLINKS", " ".join(links)),
+            ] + common
             attrs = [("name", card), ("index", str(idx)), ("dev", "%d:%d" % (V4L2_MAJOR, n))]
-            node = Node(self, devnode, driver, card, bus_info,
-                        (CAP_META_CAPTURE if is_meta else CAP_VIDEO_CAPTURE) | CAP_STREAMING | CAP_EXT_PIX_FORMAT,
-                        BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
-                        [META_FORMAT] if is_meta else formats, fail_after)
+            node = Node(
+                self,
+                devnode,
+                driver,
+                card,
+                bus_info,
+                (CAP_META_CAPTURE if is_meta else CAP_VIDEO_CAPTURE) | CAP_STREAMING | CAP_EXT_PIX_FORMAT,
+                BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
+                [META_FORMAT] if is_meta else formats,
+                fail_after,
+            )
             # the /dev node and its ioctl socket exist before the "add" goes out, as udev
             # guarantees for a real device
             self._make_node(devnode)
@@ -472,9 +545,15 @@ class Bed:
     def _ensure_platform(self, pname, paced, dt):
         path = "/sys/devices/platform/%s" % pname
         if not self._exists(path):
-            path, _ = self.add_device("platform", "platform/%s" % pname, None, [("driver_override", "(null)")],
-                                      [("DRIVER", pname.split(".")[0]), ("MODALIAS", "platform:%s" % pname.split(".")[0])],
-                                      paced, dt)
+            path, _ = self.add_device(
+                "platform",
+                "platform/%s" % pname,
+                None,
+                [("driver_override", "(null)")],
+                [("DRIVER", pname.split(".")[0]), ("MODALIAS", "platform:%s" % pname.split(".")[0])],
+                paced,
+                dt,
+            )
         return path
 
     def _make_node(self, devnode):
@@ -576,7 +655,8 @@ class Bed:
             if qlen is not None and qlen < 2 * count + 4 and not cmd.get("force"):
                 raise CommandError(
                     "unpaced storm of %d pairs needs net.unix.max_dgram_qlen >= %d (is %d): "
-                    "sysctl -w net.unix.max_dgram_qlen=1000 (root), or pass force" % (count, 2 * count + 4, qlen))
+                    "sysctl -w net.unix.max_dgram_qlen=1000 (root), or pass force" % (count, 2 * count + 4, qlen)
+                )
         times = []
         present = True
         for i in range(count):
@@ -588,8 +668,15 @@ class Bed:
                 break
             self._make_node(node["devnode"])
             parent = os.path.dirname(os.path.dirname(node["syspath"]))
-            _, t_add = self.add_device("video4linux", "video4linux/" + os.path.basename(node["syspath"]),
-                                       parent, node["attrs"], node["props"], paced, dt)
+            _, t_add = self.add_device(
+                "video4linux",
+                "video4linux/" + os.path.basename(node["syspath"]),
+                parent,
+                node["attrs"],
+                node["props"],
+                paced,
+                dt,
+            )
             present = True
             times.append([t_rm, t_add])
         if not present:
@@ -610,7 +697,9 @@ class Bed:
     def handle_uevent(self, cmd):
         """Fields: syspath or name (its capture node), action (add/remove/change)."""
         syspath = cmd.get("syspath") or self.camera(cmd)["nodes"][0]["syspath"]
-        t = self.send(syspath, cmd.get("action", "change"), cmd.get("paced", True), float(cmd.get("drain_timeout", 10.0)))
+        t = self.send(
+            syspath, cmd.get("action", "change"), cmd.get("paced", True), float(cmd.get("drain_timeout", 10.0))
+        )
         return {"t": t, "syspath": syspath}
 
     def handle_set_property(self, cmd):
@@ -622,7 +711,10 @@ class Bed:
         return {}
 
     def handle_listeners(self, cmd):
-        return {"listeners": [os.path.basename(p) for p in self.listeners()], "full": [os.path.basename(p) for p in self.full_listeners()]}
+        return {
+            "listeners": [os.path.basename(p) for p in self.listeners()],
+            "full": [os.path.basename(p) for p in self.full_listeners()],
+        }
 
     def handle_list(self, cmd):
         return {"cameras": [self.describe(c) for c in self.cameras.values()]}

@@ -1,0 +1,54 @@
+# camsvc developer commands.  `make run` and `make test` each do their own
+# set-up on a fresh Debian 12 / Ubuntu 22.04+ machine (Debian packages via
+# sudo when not root, then a virtualenv in .venv) and are idempotent.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+# Debian packages the service and the tests need.  Files in mk/ add more.
+APT_PACKAGES := python3 python3-venv python3-dev gcc ffmpeg v4l-utils \
+	umockdev gir1.2-umockdev-1.0 python3-gi libudev1 curl
+# Extra stages of `make test`, run after pytest (appended to by mk/*.mk).
+TEST_STAGES :=
+
+-include mk/*.mk
+
+.PHONY: all run test test-unit deps venv lint format clean bench
+all: test
+
+deps:
+	@tools/ensure-apt $(APT_PACKAGES)
+
+$(VENV)/.installed: setup.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	$(PY) -m pip install -q -e '.[test,dev]'
+	@touch $@
+
+venv: deps $(VENV)/.installed
+
+run: venv
+	@mkdir -p run/state run/recordings run/snapshots
+	$(VENV)/bin/twistd --nodaemon --pidfile= camsvc --config conf/dev.yaml
+
+test-unit: venv
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: test-unit $(TEST_STAGES)
+
+lint: venv
+	$(VENV)/bin/ruff check camsvc tests twisted bench examples
+	$(VENV)/bin/ruff format --check camsvc tests twisted bench examples
+
+format: venv
+	$(VENV)/bin/ruff format camsvc tests twisted bench examples
+	$(VENV)/bin/ruff check --fix camsvc tests twisted bench examples
+
+clean:
+	rm -rf build dist *.egg-info .pytest_cache run twisted/plugins/dropin.cache
+
+.PHONY: openrpc
+openrpc: venv
+	$(PY) -m camsvc.openrpc > docs/openrpc.json

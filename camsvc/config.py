@@ -1,0 +1,376 @@
+"""Configuration: YAML file + environment overrides -> frozen dataclasses.
+
+This module owns the configuration schema.  Every key has a default; the
+shipped ``conf/camsvc.yaml`` documents each one.  Loading is strict: an
+unknown key, a wrong type or an out-of-range value raises :class:`ConfigError`
+whose message starts with the dotted key path (``server.port: ...``), so the
+service can refuse to start with one clear line before the reactor runs.
+
+Environment variables ``CAMSVC_<SECTION>__<KEY>`` (nested keys joined with
+``__``) override the file; their values are parsed as YAML scalars, so
+``CAMSVC_SERVER__PORT=9000`` is the integer 9000.
+
+Entry points: :func:`load_config` (file + environment) and
+:func:`parse_config_dict` (a plain dict, used by tests).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+ENV_PREFIX = "CAMSVC_"
+
+
+class ConfigError(ValueError):
+    """The configuration is invalid; ``str(err)`` names the key path."""
+
+    def __init__(self, path: str, message: str):
+        self.path = path
+        super().__init__(f"{path}: {message}" if path else message)
+
+
+# -- schema -----------------------------------------------------------------
+#
+# Field metadata: ``check`` is a callable(value) -> error message or None,
+# ``choices`` a tuple of allowed values.  Keep defaults safe for production;
+# the development config in conf/dev.yaml relaxes them.
+
+
+def _port(value: int) -> str | None:
+    if not 1 <= value <= 65535:
+        return f"must be a TCP port between 1 and 65535, got {value}"
+    return None
+
+
+def _positive(value: float) -> str | None:
+    if value <= 0:
+        return f"must be greater than 0, got {value}"
+    return None
+
+
+def _non_negative(value: float) -> str | None:
+    if value < 0:
+        return f"must be 0 or greater, got {value}"
+    return None
+
+
+def _percent(value: float) -> str | None:
+    if not 0 <= value <= 100:
+        return f"must be between 0 and 100, got {value}"
+    return None
+
+
+def _quality(value: int) -> str | None:
+    if not 1 <= value <= 100:
+        return f"must be between 1 and 100, got {value}"
+    return None
+
+
+def _url(value: str) -> str | None:
+    if not (value.startswith("http://") or value.startswith("https://")):
+        return f"must be an http:// or https:// URL, got {value!r}"
+    return None
+
+
+def _abs_path(value: str) -> str | None:
+    if not value:
+        return "must not be empty"
+    return None
+
+
+def _opt(default: Any, *, check=None, choices=None, doc: str = "") -> Any:
+    meta = {"check": check, "choices": choices, "doc": doc}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    cert: str = _opt("", doc="PEM certificate chain; empty = plain ws://")
+    key: str = _opt("", doc="PEM private key for cert")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = _opt("0.0.0.0")
+    port: int = _opt(8002, check=_port)
+    endpoint: str = _opt("", doc="explicit Twisted endpoint string; overrides host/port")
+    tls: TLSConfig = field(default_factory=TLSConfig)
+    max_message_size: int = _opt(1048576, check=_positive)
+    max_connections: int = _opt(200, check=_positive)
+    max_batch_size: int = _opt(100, check=_positive)
+    outgoing_buffer_size: int = _opt(4194304, check=_positive)
+    idle_timeout: float = _opt(0.0, check=_non_negative)
+    rate_limit_per_minute: int = _opt(6000, check=_non_negative)
+    allowed_origins: list = _opt([])
+    shutdown_timeout: float = _opt(10.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    required: bool = _opt(True)
+    allow_insecure_bind: bool = _opt(False)
+    jwt_secret_file: str = _opt("/var/lib/camsvc/jwt_secret")
+    api_keys_file: str = _opt("/var/lib/camsvc/api_keys.json")
+    token_lifetime: float = _opt(86400.0, check=_positive)
+    max_failed_attempts: int = _opt(5, check=_positive)
+    failed_attempts_window: float = _opt(60.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class MediaMTXConfig:
+    api_url: str = _opt("http://127.0.0.1:9997", check=_url)
+    api_user: str = _opt("")
+    api_pass: str = _opt("")
+    request_timeout: float = _opt(5.0, check=_positive)
+    rtsp_port: int = _opt(8554, check=_port)
+    webrtc_port: int = _opt(8889, check=_port)
+    hls_port: int = _opt(8888, check=_port)
+    public_host: str = _opt("")
+    publish_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v libx264 -pix_fmt yuv420p -preset ultrafast -tune zerolatency"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH"
+    )
+    passthrough: bool = _opt(False)
+    reconcile_interval: float = _opt(30.0, check=_positive)
+    health_interval: float = _opt(5.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class DiscoveryConfig:
+    enabled: bool = _opt(True)
+    debounce: float = _opt(0.3, check=_non_negative)
+    probe_timeout: float = _opt(5.0, check=_positive)
+    receive_buffer_size: int = _opt(4194304, check=_positive)
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    recordings_dir: str = _opt("/var/lib/camsvc/recordings", check=_abs_path)
+    snapshots_dir: str = _opt("/var/lib/camsvc/snapshots", check=_abs_path)
+    state_dir: str = _opt("/var/lib/camsvc", check=_abs_path)
+    warn_free_percent: float = _opt(10.0, check=_percent)
+    critical_free_percent: float = _opt(2.0, check=_percent)
+
+
+@dataclass(frozen=True)
+class RecordingConfig:
+    format: str = _opt("fmp4", choices=("fmp4",))
+    segment_duration: float = _opt(3600.0, check=_positive)
+    max_duration: float = _opt(86400.0, check=_positive)
+    reader_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -nostdin -rtsp_transport tcp -i {rtsp_url} -c copy -f null -"
+    )
+
+
+@dataclass(frozen=True)
+class SnapshotsConfig:
+    format: str = _opt("jpg", choices=("jpg", "png"))
+    quality: int = _opt(85, check=_quality)
+    timeout: float = _opt(10.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class RetentionConfig:
+    enabled: bool = _opt(False)
+    max_age_days: float = _opt(30.0, check=_non_negative)
+    max_size_gb: float = _opt(0.0, check=_non_negative)
+    interval: float = _opt(3600.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    level: str = _opt("info", choices=("debug", "info", "warn", "error", "critical"))
+    format: str = _opt("text", choices=("text", "json"))
+
+
+@dataclass(frozen=True)
+class Config:
+    server: ServerConfig = field(default_factory=ServerConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    mediamtx: MediaMTXConfig = field(default_factory=MediaMTXConfig)
+    discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
+    snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
+    retention: RetentionConfig = field(default_factory=RetentionConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the server listens on loopback addresses only."""
+        return is_loopback_host(self.server.host)
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+# -- loading ----------------------------------------------------------------
+
+_TYPE_NAMES = {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list"}
+
+
+def _coerce(path: str, expected: type, value: Any) -> Any:
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+    elif expected is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif expected is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif expected is str:
+        if isinstance(value, str):
+            return value
+    elif expected is list:
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                if not isinstance(item, str):
+                    raise ConfigError(f"{path}[{i}]", f"must be a string, got {item!r}")
+            return list(value)
+    raise ConfigError(path, f"must be {_TYPE_NAMES[expected]}, got {value!r}")
+
+
+def _build(cls: type, data: Any, path: str) -> Any:
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(path, f"must be a mapping of keys, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in known:
+            where = f"{path}.{key}" if path else str(key)
+            allowed = ", ".join(sorted(known))
+            raise ConfigError(where, f"unknown key (allowed here: {allowed})")
+    values = {}
+    for name, f in known.items():
+        where = f"{path}.{name}" if path else name
+        expected = hints[name]
+        if dataclasses.is_dataclass(expected):
+            values[name] = _build(expected, data.get(name), where)
+            continue
+        if name not in data:
+            continue
+        value = _coerce(where, expected, data[name])
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(where, f"must be one of {', '.join(map(str, choices))}, got {value!r}")
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(value)
+            if problem:
+                raise ConfigError(where, problem)
+        values[name] = value
+    return cls(**values)
+
+
+def _apply_env(data: dict, environ: Mapping[str, str]) -> dict:
+    """Overlay ``CAMSVC_A__B=value`` variables onto the raw config mapping."""
+    merged = _deep_copy(data)
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        if not all(parts):
+            raise ConfigError(name, "malformed override variable name")
+        try:
+            value = yaml.safe_load(environ[name]) if environ[name] != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(".".join(parts), f"cannot parse {name}: {exc}") from None
+        node = merged
+        for i, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(".".join(parts[: i + 1]), "is not a section")
+            node = child
+        node[parts[-1]] = value
+    return merged
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return list(data)
+    return data
+
+
+def parse_config_dict(data: Mapping | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Validate a raw mapping (as from YAML) and return a :class:`Config`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError("", f"the configuration must be a mapping of sections, got {type(data).__name__}")
+    for key in data:
+        if not isinstance(key, str):
+            raise ConfigError(str(key), "section names must be strings")
+    raw = dict(data)
+    if environ is not None:
+        raw = _apply_env(raw, environ)
+    config = _build(Config, raw, "")
+    _check_combinations(config)
+    return config
+
+
+def _check_combinations(config: Config) -> None:
+    """Rules that involve more than one key."""
+    if not config.auth.required and not config.is_loopback and not config.auth.allow_insecure_bind:
+        raise ConfigError(
+            "auth.required",
+            f"false is only allowed when server.host is a loopback address (it is {config.server.host!r}); "
+            "set auth.allow_insecure_bind: true to override (development only)",
+        )
+    if bool(config.server.tls.cert) != bool(config.server.tls.key):
+        raise ConfigError("server.tls", "cert and key must be set together")
+    if config.storage.critical_free_percent > config.storage.warn_free_percent:
+        raise ConfigError("storage.critical_free_percent", "must not exceed storage.warn_free_percent")
+
+
+def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read ``path`` (None: defaults only), apply ``environ`` overrides, validate."""
+    data: Any = {}
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as exc:
+            raise ConfigError("", f"cannot read config file {path}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError("", f"config file {path} is not UTF-8 text: {exc}") from None
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or str(exc)
+            raise ConfigError("", f"config file {path} is not valid YAML{where}: {problem}") from None
+    return parse_config_dict(data, os.environ if environ is None else environ)
+
+
+def to_dict(config: Any) -> dict:
+    """The configuration as plain data (for logs and get_server_info); secrets masked."""
+    out = dataclasses.asdict(config)
+    if "mediamtx" in out and out["mediamtx"].get("api_pass"):
+        out["mediamtx"]["api_pass"] = "***"
+    return out

@@ -1,0 +1,87 @@
+"""The connection registry and notification fan-out.
+
+The core publishes events here (``hub.publish("camera_status_update", cam)``);
+the hub encodes each notification once and hands it to every connection whose
+session is authenticated.  It knows nothing about WebSockets: a connection is
+anything with ``session`` and ``send_notification(text, shared)``, where
+``shared`` is a per-publish dict the transport may use to cache work done once
+for all receivers (Autobahn prepares the frame once).  A connection that
+cannot take more (its outgoing buffer is full) drops itself; one failing
+connection never stops delivery to the others.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from twisted.logger import Logger
+
+from camsvc.rpc import notification
+
+log = Logger()
+
+
+class Hub:
+    """Live connections, and publish() to all authenticated ones.
+
+    Collaborators: ``on_sent(method, delivered, dropped)``, an optional hook
+    for metrics.
+    """
+
+    def __init__(self, on_sent: Callable[[str, int, int], None] | None = None) -> None:
+        self._connections: dict[Any, None] = {}
+        self._ids = itertools.count(1)
+        self.total = 0
+        self.on_sent = on_sent
+        self._listeners: list[Callable[[str, Any], None]] = []
+
+    def next_id(self) -> str:
+        """A short connection id for logs ("c17")."""
+        return f"c{next(self._ids)}"
+
+    def add(self, conn: Any) -> None:
+        self._connections[conn] = None
+        self.total += 1
+
+    def remove(self, conn: Any) -> None:
+        self._connections.pop(conn, None)
+
+    def __len__(self) -> int:
+        return len(self._connections)
+
+    @property
+    def connections(self) -> Iterable[Any]:
+        return list(self._connections)
+
+    def subscribe(self, listener: Callable[[str, Any], None]) -> None:
+        """In-process listeners (e.g. metrics, system-status tracking) see every publish."""
+        self._listeners.append(listener)
+
+    def publish(self, method: str, params: Any) -> int:
+        """Send a notification to every authenticated connection; return how many got it."""
+        for listener in self._listeners:
+            try:
+                listener(method, params)
+            except Exception:
+                log.failure("notification listener failed for {method}", method=method)
+        if not self._connections:
+            return 0
+        text = notification(method, params)
+        shared: dict = {}
+        delivered = dropped = 0
+        for conn in list(self._connections):
+            if not conn.session.authenticated:
+                continue
+            try:
+                if conn.send_notification(text, shared):
+                    delivered += 1
+                else:
+                    dropped += 1
+            except Exception:
+                dropped += 1
+                log.failure("sending {method} to connection {conn_id} failed", method=method, conn_id=conn.session.id)
+        if self.on_sent is not None:
+            self.on_sent(method, delivered, dropped)
+        return delivered

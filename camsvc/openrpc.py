@@ -1,0 +1,134 @@
+"""The OpenRPC document, generated from the method registry.
+
+The registry is the single source: each method's params schemas, required
+role, result schema, summary and errors become an OpenRPC 1.2 method entry.
+``docs/openrpc.json`` is this document committed; a test keeps it in sync.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from camsvc import __version__
+from camsvc.errors import ALL_ERRORS
+from camsvc.rpc import Registry
+
+OPENRPC_VERSION = "1.2.6"
+
+#: Server -> client notifications (OpenRPC has no notion of them; documented as an extension).
+NOTIFICATIONS: dict[str, dict] = {
+    "camera_status_update": {
+        "summary": "A camera was added, removed or changed state.",
+        "params": {"$ref": "#/components/schemas/Camera"},
+    },
+    "recording_status_update": {
+        "summary": "A recording started, stopped, was auto-stopped or failed.",
+        "params": {
+            "type": "object",
+            "properties": {
+                "device": {"type": "string"},
+                "camera_id": {"type": "string"},
+                "status": {"type": "string", "enum": ["STARTED", "STOPPED", "FAILED"]},
+                "filename": {"type": "string"},
+                "duration": {"type": ["number", "null"]},
+                "reason": {"type": "string"},
+            },
+        },
+    },
+    "system_status_update": {
+        "summary": "A system condition changed: MediaMTX reachable or not, storage low.",
+        "params": {
+            "type": "object",
+            "properties": {
+                "component": {"type": "string"},
+                "status": {"type": "string"},
+                "message": {"type": "string"},
+            },
+        },
+    },
+}
+
+SCHEMAS: dict[str, Any] = {
+    "Camera": {
+        "type": "object",
+        "required": ["device", "camera_id", "status", "name", "resolution", "fps", "streams", "recording"],
+        "properties": {
+            "device": {"type": "string", "description": "Current device node, e.g. /dev/video0"},
+            "camera_id": {"type": "string", "description": "Stable id, e.g. camera0"},
+            "status": {"type": "string", "enum": ["CONNECTED", "DISCONNECTED", "ERROR"]},
+            "name": {"type": "string"},
+            "resolution": {"type": "string", "description": "WIDTHxHEIGHT"},
+            "fps": {"type": "integer"},
+            "streams": {
+                "type": "object",
+                "properties": {"rtsp": {"type": "string"}, "webrtc": {"type": "string"}, "hls": {"type": "string"}},
+            },
+            "recording": {"type": "boolean"},
+        },
+    },
+}
+
+
+def build_document(registry: Registry, *, version: str = __version__) -> dict:
+    methods = []
+    for m in registry:
+        params = [
+            {
+                "name": name,
+                "required": name in m.required,
+                "schema": {k: v for k, v in schema.items() if k != "description"},
+                **({"description": schema["description"]} if "description" in schema else {}),
+            }
+            for name, schema in m.params.items()
+        ]
+        entry: dict[str, Any] = {
+            "name": m.name,
+            "summary": m.summary,
+            "paramStructure": "by-name",
+            "params": params,
+            "result": {"name": "result", "schema": m.result or {}},
+            "x-required-role": m.role.label,
+        }
+        if m.description:
+            entry["description"] = m.description
+        if m.errors:
+            entry["errors"] = [{"code": e.code, "message": e.default_message} for e in m.errors]
+        methods.append(entry)
+    return {
+        "openrpc": OPENRPC_VERSION,
+        "info": {
+            "title": "camsvc JSON-RPC API",
+            "version": version,
+            "description": "Camera service API over one WebSocket (JSON-RPC 2.0, text frames). "
+            "Roles: none < viewer < operator < admin; x-required-role names each method's.",
+        },
+        "servers": [{"name": "camsvc", "url": "ws://{host}:8002/ws"}],
+        "methods": methods,
+        "components": {
+            "schemas": SCHEMAS,
+            "errors": {e.__name__: {"code": e.code, "message": e.default_message} for e in ALL_ERRORS},
+        },
+        "x-notifications": NOTIFICATIONS,
+    }
+
+
+def full_registry() -> Registry:
+    """The registry of a fully wired camsvc with default configuration (nothing started)."""
+    from twisted.internet import reactor
+
+    from camsvc.config import parse_config_dict
+    from camsvc.tap import build
+
+    return build(parse_config_dict({}), reactor).registry
+
+
+def main() -> None:
+    import json
+    import sys
+
+    json.dump(build_document(full_registry()), sys.stdout, indent=2, ensure_ascii=False)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,162 @@
+"""Run camsvc as a real ``twistd -n camsvc`` subprocess for tests.
+
+:class:`ServiceProcess` writes a temporary YAML config (merged over a test
+base: loopback, a free port, no auth, state in a temp dir), starts twistd
+with the venv's interpreter, waits for ``/health/live``, and stops it with
+SIGTERM, returning the exit status.  Extra environment (e.g. the umockdev
+preload) can be passed in.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def base_config(tmp: Path, port: int) -> dict:
+    return {
+        "server": {"host": "127.0.0.1", "port": port},
+        "auth": {
+            "required": False,
+            "jwt_secret_file": str(tmp / "state" / "jwt_secret"),
+            "api_keys_file": str(tmp / "state" / "api_keys.json"),
+        },
+        "storage": {
+            "recordings_dir": str(tmp / "recordings"),
+            "snapshots_dir": str(tmp / "snapshots"),
+            "state_dir": str(tmp / "state"),
+        },
+        "discovery": {"enabled": False},
+        "logging": {"level": "debug"},
+    }
+
+
+class ServiceProcess:
+    """A camsvc under twistd.  ``url`` is its ws:// address, ``http`` its http:// base."""
+
+    def __init__(self, tmp: Path, config: dict | None = None, env: dict | None = None, *, wait_ready: bool = False):
+        self.tmp = Path(tmp)
+        self.port = free_port()
+        for sub in ("state", "recordings", "snapshots"):
+            (self.tmp / sub).mkdir(parents=True, exist_ok=True)
+        self.config = merge(base_config(self.tmp, self.port), config or {})
+        self.port = self.config["server"]["port"]
+        self.config_path = self.tmp / "camsvc.yaml"
+        self.config_path.write_text(yaml.safe_dump(self.config))
+        self.log_path = self.tmp / "camsvc.log"
+        self.env = dict(os.environ)
+        self.env.update(env or {})
+        self.env["PYTHONPATH"] = str(ROOT) + os.pathsep + self.env.get("PYTHONPATH", "")
+        self.proc: subprocess.Popen | None = None
+        self.wait_ready = wait_ready
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 20.0) -> "ServiceProcess":
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
+            cwd=str(self.tmp),
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        path = "/health/ready" if self.wait_ready else "/health/live"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"camsvc exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                with urllib.request.urlopen(self.http + path, timeout=1) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(
+            f"camsvc did not become {'ready' if self.wait_ready else 'live'} in {timeout}s:\n{self.log()}"
+        )
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes, Any]:
+        req = urllib.request.Request(self.http + path, headers=headers or {})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status, resp.read(), resp.headers
+        except urllib.error.HTTPError as err:
+            return err.code, err.read(), err.headers
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def stop_cleanly(self) -> None:
+        """Stop with SIGTERM and assert a clean shutdown.
+
+        twistd re-raises the terminating signal after a clean shutdown, so
+        the status is -SIGTERM (which systemd counts as success) or 0.
+        """
+        code = self.stop()
+        text = self.log()
+        assert code in (0, -signal.SIGTERM), f"exit status {code}:\n{text}"
+        assert "Server Shut Down." in text, text
+        assert "Unhandled error" not in text and "Traceback" not in text, text
+
+    def __enter__(self) -> "ServiceProcess":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
