@@ -17,6 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from camsvc.cameras import CameraRegistry
 from camsvc.config import Config
 from camsvc.health import Health
 from camsvc.hub import Hub
@@ -29,6 +30,7 @@ log = Logger()
 class App:
     """Shared state of one running camsvc.
 
+    ``cameras`` is the :class:`~camsvc.cameras.CameraRegistry`.
     ``status_providers`` maps a component name to a callable returning a
     JSON-able dict for ``get_status``; components add themselves there.
     """
@@ -49,6 +51,9 @@ class App:
             clock=self.clock,
         )
         self.service = MultiService()
+        self.cameras = CameraRegistry(self.clock)
+        #: Extra HTTP resources by first path segment (b"metrics", b"files"), added by components.
+        self.http_children: dict = {}
         self.status_providers: dict[str, Callable[[], dict]] = {}
         self._ready_waiters: list[Deferred] = []
         self._was_ready = False

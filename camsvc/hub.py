@@ -59,8 +59,14 @@ class Hub:
         """In-process listeners (e.g. metrics, system-status tracking) see every publish."""
         self._listeners.append(listener)
 
-    def publish(self, method: str, params: Any) -> int:
-        """Send a notification to every authenticated connection; return how many got it."""
+    def publish(self, method: str, params: Any, *, per_host: Callable[[str], Any] | None = None) -> int:
+        """Send a notification to every authenticated connection; return how many got it.
+
+        ``per_host``, when given, builds the params for one client host (stream
+        URLs depend on the host a client connected to): it is called once per
+        distinct host and each encoding is shared by that host's connections.
+        ``params`` is then what in-process listeners see.
+        """
         for listener in self._listeners:
             try:
                 listener(method, params)
@@ -68,12 +74,18 @@ class Hub:
                 log.failure("notification listener failed for {method}", method=method)
         if not self._connections:
             return 0
-        text = notification(method, params)
-        shared: dict = {}
+        encoded: dict[str, tuple[str, dict]] = {}
         delivered = dropped = 0
         for conn in list(self._connections):
-            if not conn.session.authenticated:
+            session = conn.session
+            if not session.authenticated:
                 continue
+            key = session.host if per_host is not None else ""
+            entry = encoded.get(key)
+            if entry is None:
+                body = per_host(key) if per_host is not None else params
+                entry = encoded[key] = (notification(method, body), {})
+            text, shared = entry
             try:
                 if conn.send_notification(text, shared):
                     delivered += 1

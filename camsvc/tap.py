@@ -10,6 +10,7 @@ the process with one line naming the key and exit status 78, EX_CONFIG).
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 from typing import Any
 
 from twisted.application.service import MultiService, Service
@@ -166,6 +167,12 @@ class RootService(MultiService):
         super().setServiceParent(parent)
 
 
+#: Component modules, each with ``setup(app)``: creates its services (as
+#: children of ``app.service``), readiness conditions, HTTP resources and
+#: status providers.  Order matters: later components may use earlier ones.
+COMPONENTS: tuple[str, ...] = ()
+
+
 def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> Any:
     """Wire every component for ``config``; return the App (its ``service`` is the root)."""
     from camsvc.api import register_all
@@ -176,6 +183,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app = App(config, reactor)
     if root is not None:
         app.service = root
+    for name in COMPONENTS:
+        import_module(name).setup(app)
     register_all(app)
 
     factory = RpcServerFactory(
@@ -186,7 +195,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         reactor=reactor,
     )
     app.ws_factory = factory
-    site = build_site(app, RpcWebSocketResource(factory), extra=getattr(app, "http_children", None))
+    site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)
     description = endpoint_description(config.server)
     endpoint = serverFromString(reactor, description)
     listener = ListenerService(

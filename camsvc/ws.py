@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from camsvc.session import Session
+from camsvc.streams import client_host
 
 log = Logger()
 
@@ -73,7 +74,9 @@ class RpcServerProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(code, reason)
         self._queue: deque = deque()
         conn_id = factory.hub.next_id()
-        self.session = factory.make_session(conn_id, request.peer, request.host or "", self.send_text)
+        # Stream URLs are built for the host the client used to reach us.
+        host = client_host(request.headers.get("host", "")) or self.transport.getHost().host
+        self.session = factory.make_session(conn_id, request.peer, host, self.send_text)
 
     def onOpen(self) -> None:
         transport = self.transport
