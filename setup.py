@@ -26,7 +26,7 @@ setup(
         "treq>=22.2",
         "pyudev>=0.24",
         "PyYAML>=6.0",
-        "service-identity>=21.1",
+        "service-identity>=18.1",
         "PyJWT>=2.6",
         "prometheus-client>=0.16",
     ],
