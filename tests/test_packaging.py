@@ -1,0 +1,203 @@
+"""Fast checks of the Debian packaging (debian/, mk/debian.mk) for the normal suite.
+
+The slow, root-only checks (build, lintian, install, twistd3 smoke test, QEMU
+guest) are `make test-deb` and `make test-system`; these catch the usual
+regressions in seconds: the unit's contract and hardening, its systemd-analyze
+verdicts, the production conffile, versions in sync, the plugin-cache trigger.
+"""
+
+import configparser
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEBIAN = os.path.join(TOP, "debian")
+UNIT = os.path.join(DEBIAN, "camsvc.service")
+MAX_EXPOSURE = 2.5
+
+
+def read(*parts):
+    with open(os.path.join(TOP, *parts), encoding="utf-8") as f:
+        return f.read()
+
+
+def unit_settings():
+    """[Service] settings as {key: [values...]} (repeated keys accumulate)."""
+    out = {}
+    section = None
+    for line in read("debian", "camsvc.service").splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            k, _, v = line.partition("=")
+            out.setdefault(k, []).append(v)
+    return out
+
+
+def test_unit_runs_twistd_plugin_as_camsvc():
+    s = unit_settings()
+    assert s["ExecStart"] == [
+        "/usr/bin/twistd3 --nodaemon --pidfile= camsvc --config /etc/camsvc/camsvc.yaml"]
+    assert s["User"] == ["camsvc"]
+    assert s["Restart"] == ["on-failure"]
+    assert s["StateDirectory"] == ["camsvc"]
+    assert "video" in s["SupplementaryGroups"][0].split()
+
+
+def test_unit_type_simple_until_sd_notify():
+    # The operations issue switches to Type=notify + WatchdogSec=; until the
+    # service calls sd_notify, notify would time out and kill it.
+    s = unit_settings()
+    assert s["Type"] == ["simple"]
+    assert "WatchdogSec" not in s
+    assert "Type=notify" in read("debian", "camsvc.service")  # the comment saying so
+
+
+@pytest.mark.parametrize("key,value", [
+    ("NoNewPrivileges", "yes"),
+    ("CapabilityBoundingSet", ""),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("DevicePolicy", "closed"),
+    ("DeviceAllow", "char-video4linux rw"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+    ("SystemCallFilter", "@system-service"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("LockPersonality", "yes"),
+    ("MemoryDenyWriteExecute", "yes"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+])
+def test_unit_hardening(key, value):
+    assert value in unit_settings().get(key, []), f"{key}={value} missing"
+
+
+def test_unit_keeps_camera_access():
+    s = unit_settings()
+    # PrivateDevices= would hide /dev/video*; ProcSubset=pid would blind the
+    # prometheus process collector (it reads /proc/stat).
+    assert s.get("PrivateDevices", ["no"]) == ["no"]
+    assert "ProcSubset" not in s
+    assert "PrivateUsers" not in s or s["PrivateUsers"] == ["no"]  # would unmap group video
+
+
+def systemd_analyze():
+    exe = shutil.which("systemd-analyze")
+    if not exe:
+        pytest.skip("systemd-analyze not installed")
+    return exe
+
+
+def test_systemd_analyze_verify():
+    exe = systemd_analyze()
+    p = subprocess.run([exe, "verify", "--man=no", UNIT], capture_output=True, text=True,
+                       env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    # ExecStart's twistd3 comes from python3-twisted, which a dev box may lack.
+    problems = [line for line in p.stderr.splitlines()
+                if line.strip() and "/usr/bin/twistd3" not in line]
+    assert not problems, p.stderr
+
+
+def test_systemd_analyze_security_exposure():
+    exe = systemd_analyze()
+    p = subprocess.run([exe, "security", "--offline=true", "--no-pager", UNIT],
+                       capture_output=True, text=True)
+    m = re.search(r"Overall exposure level for camsvc\.service: ([0-9.]+)", p.stdout + p.stderr)
+    if not m and "--offline" in p.stderr:
+        pytest.skip("systemd-analyze too old for --offline (needs systemd >= 250)")
+    assert m, p.stdout + p.stderr
+    assert float(m.group(1)) <= MAX_EXPOSURE, p.stdout
+
+
+def test_plugin_cache_trigger():
+    lines = [line.split() for line in read("debian", "camsvc.triggers").splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines == [["activate-noawait", "twisted-plugins-cache"]]
+    assert "dropin.cache" in read("debian", "rules")  # never shipped
+
+
+def test_sysusers_and_tmpfiles():
+    sysusers = read("debian", "camsvc.sysusers")
+    assert re.search(r"^u camsvc - .* /var/lib/camsvc /usr/sbin/nologin$", sysusers, re.M)
+    assert re.search(r"^m camsvc video$", sysusers, re.M)
+    tmpfiles = read("debian", "camsvc.tmpfiles")
+    assert re.search(r"^d /var/lib/camsvc/recordings\s+2770 camsvc camsvc", tmpfiles, re.M)
+    # dh_installsysusers is not in compat 13's sequence: rules must call it.
+    assert "dh_installsysusers" in read("debian", "rules")
+
+
+def test_control_depends_on_debian_libraries():
+    control = read("debian", "control")
+    assert "debhelper-compat (= 13)" in control
+    for dep in ("python3-twisted", "python3-autobahn", "python3-treq", "python3-pyudev",
+                "python3-yaml", "python3-jwt", "python3-prometheus-client",
+                "python3-service-identity", "ffmpeg", "${python3:Depends}", "${misc:Depends}"):
+        assert dep in control, dep
+
+
+def test_changelog_version_matches_setup_py():
+    deb = re.match(r"camsvc \(([^)]+)\)", read("debian", "changelog")).group(1)
+    upstream = re.search(r'version="([^"]+)"', read("setup.py")).group(1)
+    assert deb.split("-")[0] == upstream
+
+
+def test_plugin_directory_is_not_a_package():
+    assert not os.path.exists(os.path.join(TOP, "twisted", "plugins", "__init__.py"))
+    assert not os.path.exists(os.path.join(TOP, "twisted", "__init__.py"))
+
+
+def flatten(d, prefix=""):
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def conffile_source():
+    """The file installed as /etc/camsvc/camsvc.yaml, per debian/camsvc.install."""
+    for line in read("debian", "camsvc.install").splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].rstrip("/") == "etc/camsvc":
+            return parts[0]
+    raise AssertionError("debian/camsvc.install installs nothing into /etc/camsvc")
+
+
+def test_conffile_has_production_defaults():
+    conf = flatten(yaml.safe_load(read(conffile_source())))
+    assert conf["auth.required"] is True
+    for key in ("storage.recordings_dir", "storage.snapshots_dir", "storage.state_dir"):
+        if key in conf:
+            # Inside StateDirectory=camsvc: the only place the unit may write.
+            assert (str(conf[key]) + "/").startswith("/var/lib/camsvc/"), (key, conf[key])
+    assert conf.get("server.port", 8002) == 8002
+
+
+def test_make_targets_registered():
+    mk = read("mk", "debian.mk")
+    assert re.search(r"^TEST_STAGES \+= test-deb test-system$", mk, re.M)
+    for target in ("deb:", "test-deb:", "test-system:"):
+        assert re.search(rf"^{target}", mk, re.M), target
+
+
+def test_unit_documentation_exists():
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.read(UNIT)
+    doc = cp["Unit"]["Documentation"]
+    assert doc == "file:///usr/share/doc/camsvc/deployment.md"
+    assert os.path.exists(os.path.join(TOP, "docs", "deployment.md"))
+    assert "docs/deployment.md" in read("debian", "camsvc.docs")
