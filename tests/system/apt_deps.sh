@@ -1,0 +1,44 @@
+#!/bin/sh
+# Install (only if missing) what a make target needs from Debian, so the
+# targets run on a fresh Debian 12 CI machine as root.
+#   apt_deps.sh build      debian/control's Build-Depends (+ dpkg-dev)
+#   apt_deps.sh test-deb   lintian, systemd-analyze, the smoke test's client
+set -eu
+export DEBIAN_FRONTEND=noninteractive
+
+apt_install() {
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing Debian packages; as root run: apt-get install $*" >&2
+        exit 1
+    fi
+    apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || {
+        apt-get update -q >/dev/null
+        apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    }
+}
+
+missing() {  # print the packages among "$@" that are not installed
+    for p in "$@"; do
+        dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' || echo "$p"
+    done
+}
+
+case "$1" in
+build)
+    m=$(missing dpkg-dev fakeroot)
+    [ -z "$m" ] || apt_install $m
+    if ! dpkg-checkbuilddeps >/dev/null 2>&1; then
+        [ "$(id -u)" = 0 ] || { dpkg-checkbuilddeps; exit 1; }
+        apt-get build-dep -y -q ./ >/dev/null 2>&1 || {
+            apt-get update -q >/dev/null
+            apt-get build-dep -y -q ./ >/dev/null
+        }
+    fi
+    ;;
+test-deb)
+    m=$(missing lintian systemd python3-websockets)
+    [ -z "$m" ] || apt_install $m
+    ;;
+*)
+    echo "usage: $0 build|test-deb" >&2; exit 2 ;;
+esac
