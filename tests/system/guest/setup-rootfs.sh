@@ -1,0 +1,65 @@
+#!/bin/bash
+# Configure a freshly debootstrapped rootfs ($1) as the e2e guest: static
+# network for QEMU user-mode networking, journal on the serial console, vivid
+# loaded at boot, the test's control listener, nothing slow at boot.
+# Runs on the host; $GUEST is tests/system/guest.
+set -euo pipefail
+R=$1
+
+echo camsvc-e2e > "$R/etc/hostname"
+printf '127.0.0.1 localhost\n127.0.1.1 camsvc-e2e\n' > "$R/etc/hosts"
+printf '/dev/vda / ext4 rw,noatime 0 1\n' > "$R/etc/fstab"
+# Empty root password is never reachable: no getty, no sshd; console only.
+chroot "$R" passwd -dq root 2>/dev/null || chroot "$R" passwd -d root >/dev/null
+
+# QEMU user-mode network: static address, no DHCP wait.  udev renames the NIC,
+# so match on the type, not on "eth0".
+mkdir -p "$R/etc/systemd/network"
+cat > "$R/etc/systemd/network/10-e2e.network" <<'NET'
+[Match]
+Type=ether
+
+[Network]
+Address=10.0.2.15/24
+Gateway=10.0.2.2
+LinkLocalAddressing=no
+IPv6AcceptRA=no
+NET
+ln -sf /lib/systemd/system/systemd-networkd.service "$R/etc/systemd/system/multi-user.target.wants/systemd-networkd.service"
+
+# Everything the journal sees also goes to the serial console (the host keeps
+# it in a log file): the service's own logs are there when a test fails.
+mkdir -p "$R/etc/systemd/journald.conf.d"
+cat > "$R/etc/systemd/journald.conf.d/console.conf" <<'J'
+[Journal]
+ForwardToConsole=yes
+TTYPath=/dev/ttyS0
+MaxLevelConsole=info
+Storage=volatile
+J
+
+# The real kernel camera.
+echo vivid > "$R/etc/modules-load.d/vivid.conf"
+
+# Units that only cost boot time in a throw-away guest.
+for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
+         fstrim.timer man-db.timer getty@tty1.service serial-getty@ttyS0.service \
+         systemd-timesyncd.service systemd-networkd-wait-online.service; do
+    ln -sf /dev/null "$R/etc/systemd/system/$u"
+done
+
+# The host's command channel into the guest (test image only, never packaged).
+install -D -m 755 "$GUEST/control.py" "$R/usr/local/lib/camsvc-e2e/control.py"
+cat > "$R/etc/systemd/system/camsvc-e2e-control.service" <<'U'
+[Unit]
+Description=camsvc e2e test control listener (test image only)
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 /usr/local/lib/camsvc-e2e/control.py --port 8003
+
+[Install]
+WantedBy=multi-user.target
+U
+ln -sf /etc/systemd/system/camsvc-e2e-control.service \
+    "$R/etc/systemd/system/multi-user.target.wants/camsvc-e2e-control.service"

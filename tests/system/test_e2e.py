@@ -1,0 +1,306 @@
+"""End-to-end: the installed camsvc .deb, under its systemd unit, with a real
+kernel camera (vivid) in a Debian 12 QEMU guest, driven over its JSON-RPC API.
+
+The host talks to the guest's camsvc through a loopback-only port forward and
+simulates unplug/plug through the guest's control listener (unbind/bind of the
+vivid platform device).  Methods not implemented yet answer -32601 and the
+test depending on them is skipped naming the method, so each check turns on by
+itself as the feature lands.
+"""
+
+import asyncio
+import json
+import statistics
+import struct
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import pytest
+import websockets
+
+pytestmark = pytest.mark.system
+
+CYCLES = 20
+NOTIFY_TIMEOUT = 30  # seconds; TCG is slow, but a lost event must not hang the suite
+
+
+class MethodMissing(Exception):
+    pass
+
+
+class RpcError(Exception):
+    def __init__(self, method, error):
+        super().__init__(f"{method}: {error}")
+        self.error = error
+
+
+class Rpc:
+    """A JSON-RPC 2.0 client on one WebSocket: replies by id, notifications queued."""
+
+    def __init__(self, ws):
+        self.ws = ws
+        self.next_id = 0
+        self.pending = {}
+        self.notifications = asyncio.Queue()
+        self.reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def connect(cls, url):
+        return cls(await websockets.connect(url, open_timeout=30, max_size=2**24))
+
+    async def _read(self):
+        async for raw in self.ws:
+            msg = json.loads(raw)
+            if "id" in msg and msg["id"] in self.pending:
+                self.pending.pop(msg["id"]).set_result(msg)
+            elif "method" in msg:
+                await self.notifications.put((time.monotonic(), msg))
+
+    async def call(self, method, timeout=60, **params):
+        self.next_id += 1
+        fut = asyncio.get_running_loop().create_future()
+        self.pending[self.next_id] = fut
+        req = {"jsonrpc": "2.0", "id": self.next_id, "method": method}
+        if params:
+            req["params"] = params
+        await self.ws.send(json.dumps(req))
+        reply = await asyncio.wait_for(fut, timeout)
+        if "error" in reply:
+            if reply["error"].get("code") == -32601:
+                raise MethodMissing(method)
+            raise RpcError(method, reply["error"])
+        return reply["result"]
+
+    async def wait_status(self, camera_id, status, timeout=NOTIFY_TIMEOUT):
+        """The first camera_status_update for camera_id with status; (t, camera)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no camera_status_update {camera_id} {status} in {timeout}s")
+            t, msg = await asyncio.wait_for(self.notifications.get(), left)
+            if msg.get("method") != "camera_status_update":
+                continue
+            cam = msg.get("params") or {}
+            cam = cam.get("camera", cam) if isinstance(cam, dict) else {}
+            if cam.get("camera_id") == camera_id and cam.get("status") == status:
+                return t, cam
+
+    def drain(self):
+        while not self.notifications.empty():
+            self.notifications.get_nowait()
+
+    async def close(self):
+        self.reader.cancel()
+        await self.ws.close()
+
+
+def run(coro_fn, guest):
+    """Run one async test body against a fresh connection, -32601 → skip."""
+
+    async def body():
+        rpc = await Rpc.connect(guest.ws_url)
+        try:
+            return await coro_fn(rpc)
+        finally:
+            await rpc.close()
+
+    try:
+        return asyncio.run(body())
+    except MethodMissing as e:
+        pytest.skip(f"camsvc does not implement `{e.args[0]}` yet (-32601 method not found)")
+
+
+async def control(guest, method, path):
+    return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path)
+
+
+async def first_camera(rpc):
+    listing = await rpc.call("get_camera_list")
+    connected = [c for c in listing["cameras"] if c["status"] == "CONNECTED"]
+    assert connected, f"no connected camera in {listing}"
+    return connected[0], listing
+
+
+STATE = {}
+
+
+def test_ping_and_unit_sandbox(guest):
+    async def body(rpc):
+        assert await rpc.call("ping") == "pong"
+
+    run(body, guest)
+    unit = guest.control("GET", "/unit")
+    props, proc = unit["props"], unit["proc"]
+    assert props["ActiveState"] == "active", unit
+    assert props["User"] == "camsvc"
+    assert proc["NoNewPrivs"] == "1"
+    assert proc["Seccomp"] == "2", "SystemCallFilter= not in force"
+    assert int(proc["CapEff"], 16) == 0 and int(proc["CapBnd"], 16) == 0
+    assert "44" in proc["Groups"].split(), "not in group video (gid 44)"
+    STATE["main_pid"] = props["MainPID"]
+
+
+def test_sandbox_runs_ffmpeg_and_python(guest):
+    """ffmpeg and Python under exactly the unit's sandbox (MemoryDenyWriteExecute,
+    seccomp, DevicePolicy): ffmpeg grabs a JPEG from the camera node."""
+    probe = guest.control("POST", "/exec/ffmpeg-probe")
+    ff, py = probe["ffmpeg"], probe["python"]
+    assert ff["rc"] == 0, ff["stderr"]
+    assert ff["stdout_head"].startswith("ffd8ff") and ff["stdout_tail"] == "ffd9", ff
+    assert py["rc"] == 0 and "cffi callback 42" in py["stdout"], py
+
+
+def test_camera_listed_with_driver_capabilities(guest, results):
+    async def body(rpc):
+        cam, listing = await first_camera(rpc)
+        STATE["camera"] = cam
+        results["cameras_listed"] = [(c["camera_id"], c["device"], c["status"])
+                                     for c in listing["cameras"]]
+        caps = await rpc.call("get_camera_capabilities", device=cam["camera_id"])
+        return cam, caps
+
+    cam, caps = run(body, guest)
+    assert cam["device"].startswith("/dev/video")
+    assert cam["camera_id"].startswith("camera")
+    # vivid's capture node, as the driver itself reports it in the guest.
+    v4l = guest.control("GET", "/v4l2?device=" + urllib.parse.quote(cam["device"]))
+    assert "vivid" in v4l["info"]["stdout"], v4l["info"]
+    driver_fourccs = set()
+    for line in v4l["formats"]["stdout"].splitlines():
+        line = line.strip()
+        if line.startswith("[") and "'" in line:
+            driver_fourccs.add(line.split("'")[1])
+    assert driver_fourccs, v4l["formats"]
+    text = json.dumps(caps)
+    listed = {f for f in driver_fourccs if f in text}
+    assert listed, f"none of the driver's formats {sorted(driver_fourccs)} in {caps}"
+    results["capabilities_formats_matched"] = f"{len(listed)}/{len(driver_fourccs)}"
+    # Only capture nodes are cameras: vivid also creates output/VBI/radio/... nodes.
+    assert guest.control("GET", "/status")["video_nodes"]
+
+
+async def unplug_plug(rpc, guest, camera_id):
+    """One cycle; returns (unplug latency, plug latency) in seconds, host clock."""
+    rpc.drain()
+    t0 = time.monotonic()
+    w = await control(guest, "POST", "/vivid/unbind")
+    assert w["error"] is None, w
+    t1, cam = await rpc.wait_status(camera_id, "DISCONNECTED")
+    unplug = t1 - t0
+    t0 = time.monotonic()
+    w = await control(guest, "POST", "/vivid/bind")
+    assert w["error"] is None, w
+    t1, cam = await rpc.wait_status(camera_id, "CONNECTED")
+    plug = t1 - t0
+    assert cam["camera_id"] == camera_id
+    return unplug, plug
+
+
+def test_unplug_plug_keeps_camera_id(guest, results):
+    if "camera" not in STATE:
+        pytest.skip("no camera listed (see test_camera_listed_with_driver_capabilities)")
+    camera_id = STATE["camera"]["camera_id"]
+
+    async def body(rpc):
+        await rpc.call("get_camera_list")  # a session the service knows about
+        unplug, plug = await unplug_plug(rpc, guest, camera_id)
+        cam, _ = await first_camera(rpc)
+        return unplug, plug, cam
+
+    unplug, plug, cam = run(body, guest)
+    assert cam["camera_id"] == camera_id
+    results["first_unplug_to_notification_ms"] = round(unplug * 1000)
+    results["first_plug_to_notification_ms"] = round(plug * 1000)
+
+
+def jpeg_size(data):
+    """(width, height) from a baseline/progressive JPEG's SOF marker."""
+    assert data[:3] == b"\xff\xd8\xff", data[:8]
+    assert data.rstrip(b"\x00")[-2:] == b"\xff\xd9", "no EOI marker"
+    i = 2
+    while i < len(data):
+        if data[i] != 0xFF:
+            raise AssertionError(f"bad marker at {i}")
+        marker = data[i + 1]
+        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            return w, h
+        i += 2 + length
+    raise AssertionError("no SOF marker")
+
+
+def test_snapshot_is_a_valid_jpeg(guest, results):
+    if "camera" not in STATE:
+        pytest.skip("no camera listed")
+    camera_id = STATE["camera"]["camera_id"]
+
+    async def body(rpc):
+        t0 = time.monotonic()
+        snap = await rpc.call("take_snapshot", timeout=120, device=camera_id, format="jpg")
+        return snap, time.monotonic() - t0
+
+    snap, took = run(body, guest)
+    assert snap["status"] == "completed", snap
+    assert snap["file_size"] > 0
+    results["snapshot_ms"] = round(took * 1000)
+    url = snap.get("download_url")
+    if not url:
+        pytest.skip("take_snapshot result has no download_url: cannot fetch the file")
+    url = urllib.parse.urljoin(guest.http_base + "/", url)
+    # The service builds URLs from the Host header: the forwarded port must survive.
+    assert urllib.parse.urlsplit(url).port == guest.api_port, url
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            data = r.read()
+    except urllib.error.HTTPError as e:
+        if e.code == 404 and "/files/" in url:
+            pytest.skip(f"/files/ downloads not implemented yet ({url} → 404)")
+        raise
+    assert len(data) == snap["file_size"]
+    w, h = jpeg_size(data)
+    assert w > 0 and h > 0
+    results["snapshot_jpeg"] = f"{w}x{h}, {len(data)} bytes"
+
+
+def test_survives_unplug_plug_cycles(guest, results):
+    if "camera" not in STATE:
+        pytest.skip("no camera listed")
+    camera_id = STATE["camera"]["camera_id"]
+    before = guest.control("GET", "/unit")["props"]
+
+    async def body(rpc):
+        await rpc.call("get_camera_list")
+        lat = [await unplug_plug(rpc, guest, camera_id) for _ in range(CYCLES)]
+        assert await rpc.call("ping") == "pong"
+        cam, listing = await first_camera(rpc)
+        return lat, cam, listing
+
+    t0 = time.monotonic()
+    lat, cam, listing = run(body, guest)
+    assert cam["camera_id"] == camera_id
+    assert len([c for c in listing["cameras"] if c["camera_id"] == camera_id]) == 1
+    after = guest.control("GET", "/unit")["props"]
+    assert after["MainPID"] == before["MainPID"], "camsvc restarted during the cycles"
+    assert after["NRestarts"] == before["NRestarts"]
+    unplug = [u * 1000 for u, _ in lat]
+    plug = [p * 1000 for _, p in lat]
+    rtt = []
+    for _ in range(5):
+        t = time.monotonic()
+        guest.control("GET", "/status")
+        rtt.append((time.monotonic() - t) * 1000)
+    results["cycles"] = CYCLES
+    results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
+    results["unplug_to_notification_ms"] = summary(unplug)
+    results["plug_to_notification_ms"] = summary(plug)
+    results["control_channel_rtt_ms_median"] = round(statistics.median(rtt), 1)
+
+
+def summary(xs):
+    xs = sorted(xs)
+    return {"min": round(xs[0]), "median": round(statistics.median(xs)),
+            "p90": round(xs[int(0.9 * (len(xs) - 1))]), "max": round(xs[-1])}

@@ -1,0 +1,175 @@
+"""Boot and drive the e2e guest (Debian 12 + vivid + the camsvc .deb) in QEMU.
+
+Used by the pytest fixture in conftest.py and runnable by hand:
+
+    python3 tests/system/vm.py [--env tests/system/cache/current.env] [--keep]
+
+boots the image built by build_image.sh, waits for the guest's control
+listener and for camsvc's WebSocket, prints the forwarded URLs and (with
+--keep) stays up until Ctrl-C.
+
+QEMU runs with software emulation only (`-accel tcg`: no KVM on the CI
+machines), always under `timeout`, the disk in snapshot mode (the image is never
+modified), user-mode networking with `restrict=on` (the guest reaches nothing)
+and two forwards bound to the host's 127.0.0.1 only: camsvc's port 8002 and the
+control listener's 8003.  The serial console (kernel, systemd and, through
+journald's ForwardToConsole, camsvc's own log) goes to a log file.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+GUEST_API_PORT = 8002
+GUEST_CONTROL_PORT = 8003
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def read_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            k, sep, v = line.strip().partition("=")
+            if sep:
+                env[k] = v
+    return env
+
+
+class GuestVM:
+    """One QEMU guest.  Collaborators: the artefacts named in current.env."""
+
+    def __init__(self, env_file, log_path, max_runtime=1500, smp=2, memory_mb=1024):
+        self.env = read_env(env_file)
+        self.log_path = log_path
+        self.max_runtime = max_runtime
+        self.smp = smp
+        self.memory_mb = memory_mb
+        self.api_port = free_port()
+        self.control_port = free_port()
+        self.proc = None
+        self.boot_started = None
+        self.timings = {}
+
+    @property
+    def ws_url(self):
+        return f"ws://127.0.0.1:{self.api_port}/ws"
+
+    @property
+    def http_base(self):
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start(self):
+        fwd = (f"hostfwd=tcp:127.0.0.1:{self.api_port}-:{GUEST_API_PORT},"
+               f"hostfwd=tcp:127.0.0.1:{self.control_port}-:{GUEST_CONTROL_PORT}")
+        argv = [
+            "timeout", "--signal=KILL", str(self.max_runtime),
+            "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
+            "-smp", str(self.smp), "-m", str(self.memory_mb),
+            "-kernel", self.env["KERNEL"], "-initrd", self.env["INITRD"],
+            "-append", "console=ttyS0 root=/dev/vda rw quiet systemd.show_status=error "
+                       "net.ifnames=1 mitigations=off",
+            "-drive", f"file={self.env['IMAGE']},if=virtio,format=raw,snapshot=on",
+            "-netdev", f"user,id=n0,restrict=on,{fwd}",
+            "-device", "virtio-net-pci,netdev=n0",
+            "-device", "virtio-rng-pci",
+            "-display", "none", "-monitor", "none", "-no-reboot",
+            "-serial", f"file:{self.log_path}",
+        ]
+        open(self.log_path, "w").close()  # never read a previous boot's console
+        self.boot_started = time.monotonic()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            # snapshot=on: nothing to flush, no orderly shutdown needed.
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=30)
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def control(self, method, path, timeout=120):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}", method=method,
+                                     data=b"" if method == "POST" else None)
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return json.loads(r.read())
+
+    def serial_tail(self, n=80):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return "".join(f.readlines()[-n:])
+        except OSError:
+            return ""
+
+    def wait_ready(self, timeout=240):
+        """Until the control listener answers and camsvc accepts WebSockets."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self.alive():
+                raise RuntimeError("qemu exited: " + self.proc.stderr.read().decode(errors="replace")
+                                   + "\n--- serial ---\n" + self.serial_tail())
+            try:
+                st = self.control("GET", "/status", timeout=5)
+                if "control" not in self.timings:
+                    self.timings["control"] = time.monotonic() - self.boot_started
+                if st["camsvc"] == "active" and self._api_accepts():
+                    self.timings["api"] = time.monotonic() - self.boot_started
+                    return st
+            except (OSError, urllib.error.URLError, ValueError):
+                pass
+            tail = self.serial_tail(20)
+            if "initramfs: cannot mount" in tail or "Kernel panic" in tail:
+                raise RuntimeError("guest failed to boot\n--- serial ---\n" + self.serial_tail())
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"guest not ready after {timeout}s\n--- serial ---\n"
+                                   + self.serial_tail())
+            time.sleep(0.5)
+
+    def _api_accepts(self):
+        try:
+            with urllib.request.urlopen(self.http_base + "/health/live", timeout=5) as r:
+                return r.status == 200
+        except urllib.error.HTTPError as e:
+            return e.code < 500
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--env", default=os.path.join(here, "cache", "current.env"))
+    ap.add_argument("--log", default=os.path.join(here, "cache", "serial.log"))
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    vm = GuestVM(args.env, args.log)
+    vm.start()
+    try:
+        st = vm.wait_ready()
+        print(json.dumps({"status": st, "timings": vm.timings, "ws": vm.ws_url,
+                          "control": f"http://127.0.0.1:{vm.control_port}"}, indent=2))
+        if args.keep:
+            print("Ctrl-C stops the guest")
+            while vm.alive():
+                time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        vm.stop()
+
+
+if __name__ == "__main__":
+    main()
