@@ -126,7 +126,7 @@ fi
 deb_deps=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g; s/:[a-z0-9]*$//' | grep -v '^$' | sort -u | paste -sd' ' -)
 # dbus: systemd-run (the sandbox probe) needs the system bus.
 BASE_PKGS="systemd-sysv,udev,kmod,iproute2,v4l-utils,python3,procps,dbus"
-BASE_SETUP=$(cat "$HERE/guest/setup-rootfs.sh" "$HERE/guest/control.py")
+BASE_SETUP=$(cat "$HERE/guest/setup-rootfs.sh")
 SOURCES=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true)
 bkey=$( (echo "$RECIPE $SUITE $MIRROR $BASE_PKGS $deb_deps"; echo "$SOURCES"; echo "$BASE_SETUP") | hash_of)
 ROOTFS=$CACHE/rootfs-$bkey
@@ -185,7 +185,7 @@ fi
 
 # --- test image: base + camsvc .deb + config ---------------------------------
 GUEST_CONFIG=$(readlink -f "$GUEST_CONFIG")
-gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE/guest/install-camsvc.sh" | cut -d' ' -f1) | hash_of)
+gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE"/guest/install-camsvc.sh "$HERE"/guest/control.py | cut -d' ' -f1) | hash_of)
 IMAGE=$CACHE/image-$gkey.ext4
 if [ ! -e "$IMAGE" ]; then
     log "assembling image with $(basename "$DEB")"
@@ -195,13 +195,13 @@ if [ ! -e "$IMAGE" ]; then
     rm -f "$work/.done"
     cp "$DEB" "$work/tmp/camsvc.deb"
     cp "$GUEST_CONFIG" "$work/tmp/camsvc-test.yaml"
-    cp "$HERE/guest/install-camsvc.sh" "$work/tmp/install-camsvc.sh"
+    cp "$HERE/guest/install-camsvc.sh" "$HERE/guest/control.py" "$work/tmp/"
     # As on a real system, maintainer scripts see /proc (systemd-tmpfiles needs it).
     mount -t proc proc "$work/proc"
     chroot "$work" /bin/sh /tmp/install-camsvc.sh > "$CACHE/install-camsvc.log" 2>&1 \
         || { cat "$CACHE/install-camsvc.log" >&2; exit 1; }
     unmount_under "$work"
-    rm -f "$work"/tmp/camsvc.deb "$work"/tmp/install-camsvc.sh "$work"/tmp/camsvc-test.yaml
+    rm -f "$work"/tmp/camsvc.deb "$work"/tmp/install-camsvc.sh "$work"/tmp/camsvc-test.yaml "$work"/tmp/control.py
     # 1.5x the content + 256 MiB of room for logs, snapshots and the journal.
     size_mb=$(( $(du -sm "$work" | cut -f1) * 3 / 2 + 256 ))
     mke2fs -q -t ext4 -L camsvc-e2e -E root_owner=0:0 -d "$work" "$IMAGE.tmp" "${size_mb}M"

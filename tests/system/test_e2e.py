@@ -150,7 +150,8 @@ def test_sandbox_runs_ffmpeg_and_python(guest):
     ff, py = probe["ffmpeg"], probe["python"]
     assert ff["rc"] == 0, ff["stderr"]
     assert ff["stdout_head"].startswith("ffd8ff") and ff["stdout_tail"] == "ffd9", ff
-    assert py["rc"] == 0 and "cffi callback 42" in py["stdout"], py
+    assert py["rc"] == 0 and "imports ok" in py["stdout"], py
+    assert "FAILED" not in py["stdout"], py["stdout"]
 
 
 def test_camera_listed_with_driver_capabilities(guest, results):

@@ -98,6 +98,34 @@ def sandboxed(argv, timeout=120, binary=False):
                 *sandbox_properties(), "--", *argv], timeout=timeout, binary=binary)
 
 
+# What camsvc's Python needs from the sandbox: its libraries import, and TLS
+# contexts (pyOpenSSL registers cffi callbacks: ffi.callback needs writable+
+# executable memory unless libffi has static trampolines).
+PY_PROBE = """
+import twisted, autobahn, treq, pyudev, yaml, jwt, prometheus_client, service_identity
+print("imports ok")
+from cffi import FFI
+try:
+    cb = FFI().callback("int(int)", lambda x: x + 1)
+    print("cffi callback", cb(41))
+except MemoryError as e:
+    print("cffi callback FAILED", e)
+from OpenSSL import SSL
+try:
+    ctx = SSL.Context(SSL.TLS_METHOD)
+    ctx.set_verify(SSL.VERIFY_PEER, lambda *a: True)
+    print("pyOpenSSL set_verify ok")
+except MemoryError as e:
+    print("pyOpenSSL set_verify FAILED", e)
+from twisted.internet import ssl
+try:
+    ssl.CertificateOptions().getContext()
+    print("twisted CertificateOptions ok")
+except MemoryError as e:
+    print("twisted CertificateOptions FAILED", e)
+"""
+
+
 def ffmpeg_probe():
     # ffmpeg grabbing a JPEG from the camera and Python importing camsvc's
     # dependencies, both under the service's user, seccomp filter, device ACL
@@ -106,11 +134,7 @@ def ffmpeg_probe():
     grab = sandboxed(["/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "error",
                       "-f", "v4l2", "-i", nodes[0] if nodes else "/dev/video0",
                       "-frames:v", "1", "-f", "mjpeg", "pipe:1"], binary=True)
-    py = sandboxed(["/usr/bin/python3", "-c",
-                    "import twisted, autobahn, treq, pyudev, yaml, jwt, prometheus_client, "
-                    "service_identity, OpenSSL, cryptography; "
-                    "from cffi import FFI; f = FFI(); "
-                    "cb = f.callback('int(int)', lambda x: x + 1); print('cffi callback', cb(41))"])
+    py = sandboxed(["/usr/bin/python3", "-c", PY_PROBE])
     return {"ffmpeg": grab, "python": py}
 
 

@@ -7,6 +7,20 @@ set -e
 export DEBIAN_FRONTEND=noninteractive PATH=/usr/sbin:/usr/bin:/sbin:/bin
 dpkg -i /tmp/camsvc.deb
 install -m 0640 -o root -g camsvc /tmp/camsvc-test.yaml /etc/camsvc/camsvc.yaml
+# The host's command channel into the guest (test image only, never packaged).
+install -D -m 755 /tmp/control.py /usr/local/lib/camsvc-e2e/control.py
+cat > /etc/systemd/system/camsvc-e2e-control.service <<'U'
+[Unit]
+Description=camsvc e2e test control listener (test image only)
+After=network.target
+
+[Service]
+ExecStart=/usr/bin/python3 /usr/local/lib/camsvc-e2e/control.py --port 8003
+
+[Install]
+WantedBy=multi-user.target
+U
+systemctl enable camsvc-e2e-control.service
 # Evidence for the test: the package's maintainer scripts did their job.
 id camsvc
 test -L /etc/systemd/system/multi-user.target.wants/camsvc.service

@@ -47,19 +47,3 @@ for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.
          systemd-timesyncd.service systemd-networkd-wait-online.service; do
     ln -sf /dev/null "$R/etc/systemd/system/$u"
 done
-
-# The host's command channel into the guest (test image only, never packaged).
-install -D -m 755 "$GUEST/control.py" "$R/usr/local/lib/camsvc-e2e/control.py"
-cat > "$R/etc/systemd/system/camsvc-e2e-control.service" <<'U'
-[Unit]
-Description=camsvc e2e test control listener (test image only)
-After=network.target
-
-[Service]
-ExecStart=/usr/bin/python3 /usr/local/lib/camsvc-e2e/control.py --port 8003
-
-[Install]
-WantedBy=multi-user.target
-U
-ln -sf /etc/systemd/system/camsvc-e2e-control.service \
-    "$R/etc/systemd/system/multi-user.target.wants/camsvc-e2e-control.service"
