@@ -126,7 +126,7 @@ def main() -> int:
         finally:
             child.stdin.close()
             child.wait(timeout=10)
-    lat = [(g["t"] - s) * 1000 for g, s in zip(got, sent)]
+    lat = [(g["t"] - s) * 1000 for g, s in zip(got, sent, strict=False)]
     res = {
         "kind": args.kind,
         "events": len(lat),

@@ -15,7 +15,6 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -47,6 +46,9 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
+        from camsvc.lean import skip_tls_stack_if_unused
+
+        skip_tls_stack_if_unused(self.config)
 
 
 def endpoint_description(server: Any) -> str:
@@ -175,6 +177,8 @@ COMPONENTS: tuple[str, ...] = ()
 
 def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> Any:
     """Wire every component for ``config``; return the App (its ``service`` is the root)."""
+    from twisted.internet.endpoints import serverFromString
+
     from camsvc.api import register_all
     from camsvc.app import App
     from camsvc.web import build_site

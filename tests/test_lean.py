@@ -1,0 +1,57 @@
+"""pyOpenSSL stays unloaded when nothing needs TLS (a memory optimisation), and loads when something does."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from camsvc.config import parse_config_dict
+from camsvc.lean import tls_needed
+from tests.support.server import ROOT
+
+PROBE = """
+import sys
+from twisted.scripts.twistd import ServerOptions
+options = ServerOptions()
+options.parseOptions(["-n", "--pidfile=", "camsvc", "--config", sys.argv[1]])
+from twisted.internet import reactor
+from camsvc.tap import makeService
+makeService(options.subOptions)
+import twisted.internet.tcp, twisted.web.client
+print("OpenSSL" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, loaded",
+    [
+        ("", False),
+        ("mediamtx: {api_url: 'https://mtx.example:9997'}\n", True),
+    ],
+)
+def test_tls_stack_loaded_only_when_needed(tmp_path, extra, loaded):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "server: {host: 127.0.0.1, port: 8002}\nauth: {required: false}\n"
+        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
+        "discovery: {enabled: false}\n" + extra
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(config)],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == str(loaded)
+
+
+def test_tls_needed():
+    assert not tls_needed(parse_config_dict({}))
+    assert tls_needed(parse_config_dict({"server": {"tls": {"cert": "/c", "key": "/k"}}}))
+    assert tls_needed(parse_config_dict({"mediamtx": {"api_url": "https://x:9997"}}))
