@@ -55,6 +55,8 @@ class App:
         #: Extra HTTP resources by first path segment (b"metrics", b"files"), added by components.
         self.http_children: dict = {}
         self.status_providers: dict[str, Callable[[], dict]] = {}
+        #: Per-camera metrics contributors: ``fn(camera) -> dict`` merged into get_camera_status.
+        self.camera_metrics: list[Callable[[Any], dict]] = []
         self._ready_waiters: list[Deferred] = []
         self._was_ready = False
         self.health.subscribe(self._health_changed)

@@ -126,8 +126,24 @@ class AuthConfig:
     failed_attempts_window: float = _opt(60.0, check=_positive)
 
 
+def _publish_template(value: str) -> str | None:
+    from camsvc.mediamtx.desired import TEMPLATE_FIELDS, template_fields
+
+    if not value.strip():
+        return "must not be empty"
+    try:
+        names = template_fields(value)
+    except ValueError as exc:
+        return f"is not a valid template: {exc}"
+    unknown = sorted(names - TEMPLATE_FIELDS)
+    if unknown:
+        return f"unknown placeholder {{{unknown[0]}}} (allowed: {', '.join(sorted(TEMPLATE_FIELDS))})"
+    return None
+
+
 @dataclass(frozen=True)
 class MediaMTXConfig:
+    enabled: bool = _opt(True, doc="false = run without MediaMTX (no paths, no streams)")
     api_url: str = _opt("http://127.0.0.1:9997", check=_url)
     api_user: str = _opt("")
     api_pass: str = _opt("")
@@ -140,9 +156,16 @@ class MediaMTXConfig:
         "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
         " -video_size {width}x{height} -framerate {fps} -i {device}"
         " -c:v libx264 -pix_fmt yuv420p -preset ultrafast -tune zerolatency"
-        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
     )
     passthrough: bool = _opt(False)
+    passthrough_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v copy -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
+    )
     reconcile_interval: float = _opt(30.0, check=_positive)
     health_interval: float = _opt(5.0, check=_positive)
 

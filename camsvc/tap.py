@@ -172,7 +172,7 @@ class RootService(MultiService):
 #: Component modules, each with ``setup(app)``: creates its services (as
 #: children of ``app.service``), readiness conditions, HTTP resources and
 #: status providers.  Order matters: later components may use earlier ones.
-COMPONENTS: tuple[str, ...] = ()
+COMPONENTS: tuple[str, ...] = ("camsvc.mediamtx",)
 
 
 def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> Any:

@@ -69,6 +69,7 @@ async def app(tmp_path):
                 "snapshots_dir": str(tmp_path / "s"),
             },
             "discovery": {"enabled": False},
+            "mediamtx": {"enabled": False},
         }
     )
     application = build(config, reactor)

@@ -59,6 +59,7 @@ def base_config(tmp: Path, port: int) -> dict:
             "state_dir": str(tmp / "state"),
         },
         "discovery": {"enabled": False},
+        "mediamtx": {"enabled": False},
         "logging": {"level": "debug"},
     }
 

@@ -1,0 +1,19 @@
+"""MediaMTX integration: control-API client, desired paths, reconciler, reachability.
+
+Modules: :mod:`.client` (the ``/v3`` HTTP client and its typed errors),
+:mod:`.desired` (per-camera path configuration, semantic comparison),
+:mod:`.monitor` (reachability, readiness, notifications, restart detection),
+:mod:`.reconcile` (the reconciler and the path-ownership ledger) and
+:mod:`.component` (wiring: ``setup(app)``, the :class:`~.component.MediaMTX`
+facade other components use as ``app.mediamtx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def setup(app: Any) -> None:
+    from camsvc.mediamtx.component import setup as _setup
+
+    _setup(app)
