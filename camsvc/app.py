@@ -21,6 +21,7 @@ from camsvc.cameras import CameraRegistry
 from camsvc.config import Config
 from camsvc.health import Health
 from camsvc.hub import Hub
+from camsvc.metrics import Metrics
 from camsvc.rpc import Engine, Registry
 from camsvc.session import Session, authorize
 
@@ -52,6 +53,10 @@ class App:
         )
         self.service = MultiService()
         self.cameras = CameraRegistry(self.clock)
+        #: Prometheus metrics and the recording API for components (camsvc.metrics).
+        self.metrics = Metrics(self)
+        self.engine.observe = self.metrics.observe_rpc
+        self.hub.on_sent = self.metrics.notifications
         #: Extra HTTP resources by first path segment (b"metrics", b"files"), added by components.
         self.http_children: dict = {}
         self.status_providers: dict[str, Callable[[], dict]] = {}

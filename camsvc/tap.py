@@ -172,7 +172,10 @@ class RootService(MultiService):
 #: Component modules, each with ``setup(app)``: creates its services (as
 #: children of ``app.service``), readiness conditions, HTTP resources and
 #: status providers.  Order matters: later components may use earlier ones.
-COMPONENTS: tuple[str, ...] = ("camsvc.mediamtx",)
+COMPONENTS: tuple[str, ...] = (
+    "camsvc.metrics",
+    "camsvc.mediamtx",
+)
 
 
 def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> Any:
@@ -197,6 +200,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         make_session=app.make_session,
         server_config=config.server,
         reactor=reactor,
+        metrics=app.metrics,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)

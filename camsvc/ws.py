@@ -153,6 +153,9 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self._closing = True
         self._queue.clear()
         self._queued_bytes = 0
+        metrics = self.factory.metrics
+        if metrics is not None:
+            metrics.connection_dropped("slow_client")
         log.warn(
             "Dropping connection {conn_id} ({peer}): {reason}",
             conn_id=self.session.id,
@@ -184,7 +187,8 @@ class RpcServerFactory(WebSocketServerFactory):
     """Builds connections; owns the admission policy and shared collaborators.
 
     Collaborators: the JSON-RPC ``engine``, the ``hub``, ``make_session``
-    (``(conn_id, peer, host, send) -> Session``) and the server config section.
+    (``(conn_id, peer, host, send) -> Session``), the server config section
+    and optionally ``metrics`` (:class:`camsvc.metrics.Metrics`).
     """
 
     protocol = RpcServerProtocol
@@ -198,8 +202,10 @@ class RpcServerFactory(WebSocketServerFactory):
         server_config: Any,
         reactor: Any,
         url: str | None = None,
+        metrics: Any = None,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
+        self.metrics = metrics
         self.engine = engine
         self.hub = hub
         self.make_session = make_session
@@ -223,6 +229,7 @@ class RpcServerFactory(WebSocketServerFactory):
     def admit(self, request: Any) -> tuple[int, str] | None:
         """Return (HTTP status, reason) to refuse the handshake, or None to accept."""
         if len(self.hub) >= self.max_connections:
+            self._rejected("max_connections")
             return (503, f"too many connections (limit {self.max_connections}); try again later")
         origin = request.headers.get("origin")
         if origin and "*" not in self.allowed_origins:
@@ -232,8 +239,13 @@ class RpcServerFactory(WebSocketServerFactory):
             normalized = origin.rstrip("/").lower()
             same_origin = normalized.split("://", 1)[-1] == request.headers.get("host", "").strip().lower()
             if not same_origin and normalized not in self.allowed_origins:
+                self._rejected("origin")
                 return (403, f"origin {origin} is not allowed")
         return None
+
+    def _rejected(self, reason: str) -> None:
+        if self.metrics is not None:
+            self.metrics.connection_rejected(reason)
 
     def close_all(self, code: int = CLOSE_GOING_AWAY, reason: str = "server shutting down") -> None:
         for conn in self.hub.connections:

@@ -1,0 +1,523 @@
+"""Metrics: what the service counts, exposed at ``/metrics`` and by ``get_metrics``.
+
+This module owns every Prometheus metric camsvc exports and the small API
+components call to record events, so no other module imports
+``prometheus_client``.  :class:`Metrics` (``app.metrics``, created with the
+App) holds its own :class:`~prometheus_client.CollectorRegistry` (never the
+library's global one): event counters and histograms that components update,
+plus collectors that read the App's state (connections, cameras, readiness,
+free disk space) when scraped, and the library's process collector
+(``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
+``process_open_fds``...).
+
+The API for components (all cheap, none raises, label values are bounded):
+
+=============================================  ==============================================
+``metrics.udev_event(action)``                 a udev event was read (add, remove, change...)
+``metrics.reenumeration(reason)``              discovery re-enumerated all devices
+``metrics.mediamtx_call(endpoint, status, s)`` one control-API request (status: HTTP code,
+                                               ``"timeout"`` or ``"error"``)
+``metrics.mediamtx_reachable(ok)``             MediaMTX answered / stopped answering
+``metrics.reconcile(seconds, ok)``             one reconciliation run
+``metrics.recordings_active.set(n)``           recordings in progress (a Gauge)
+``metrics.recording_event(event)``             started, stopped, failed...
+``metrics.snapshot(seconds, source, ok)``      one snapshot (source: ``stream`` or ``device``)
+``metrics.retention_deleted(files, nbytes)``   files removed by the retention policy
+``metrics.auth_attempt(method, ok)``           one authenticate call (method: jwt, api_key)
+``metrics.connection_rejected(reason)``        a WebSocket handshake refused
+``metrics.connection_dropped(reason)``         an open connection closed by the server
+``metrics.config_reload(result)``              a SIGHUP reload (ok, invalid, error)
+=============================================  ==============================================
+
+The JSON-RPC engine and the hub report through :meth:`Metrics.observe_rpc`
+and :meth:`Metrics.notifications` (wired by the App).  Label values passed by
+callers are reduced to ``[a-z0-9_./{}-]`` and each label keeps at most
+``MAX_LABEL_VALUES`` distinct values (further ones become ``"other"``), so a
+bug can never explode the series count.  ``docs/operations.md`` lists every
+metric.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+
+from camsvc import __version__
+from camsvc.errors import ALL_ERRORS
+
+log = Logger()
+
+#: Distinct values one label may take before new ones are reported as "other".
+MAX_LABEL_VALUES = 64
+
+#: Latency buckets (seconds) for JSON-RPC calls: most answer in well under a millisecond.
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Buckets for HTTP calls to MediaMTX and reconciliation runs.
+API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Buckets for snapshots (an ffmpeg run: tenths of seconds to seconds).
+SNAPSHOT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
+
+UDEV_ACTIONS = frozenset({"add", "remove", "change", "bind", "unbind", "move", "online", "offline"})
+CAMERA_STATES = ("CONNECTED", "DISCONNECTED", "ERROR")
+#: generate_latest() writes the classic text format (0.0.4) in every library version.
+CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
+_MEDIAMTX_ACTIONS = frozenset({"get", "add", "patch", "replace", "delete", "kick", "deletesegment"})
+
+
+def _snake(name: str) -> str:
+    words = re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name)
+    return words.lower().replace("media_mtx", "mediamtx")
+
+
+#: JSON-RPC error code -> the ``outcome`` label ("method_not_found", "camera_not_found", ...).
+OUTCOMES: dict[str, str] = {str(cls.code): _snake(cls.__name__) for cls in ALL_ERRORS}
+OUTCOMES["ok"] = "ok"
+
+_UNSAFE = re.compile(r"[^a-z0-9_./{}-]+")
+
+
+class _LabelGuard:
+    """Keeps one label's value set small and tidy."""
+
+    def __init__(self, limit: int = MAX_LABEL_VALUES) -> None:
+        self.limit = limit
+        self.seen: dict[str, str] = {}
+
+    def __call__(self, value: Any) -> str:
+        key = str(value)
+        known = self.seen.get(key)
+        if known is not None:
+            return known
+        clean = _UNSAFE.sub("_", key.strip().lower())[:64] or "unknown"
+        if len(self.seen) >= self.limit:
+            return "other"
+        self.seen[key] = clean
+        return clean
+
+
+def mediamtx_endpoint(path: str) -> str:
+    """A MediaMTX API path as a label: names replaced, e.g. ``/v3/config/paths/patch/{name}``."""
+    path = path.split("?", 1)[0]
+    if "://" in path:
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    parts = [p for p in path.split("/") if p]
+    for i, part in enumerate(parts[:-1]):
+        if part in _MEDIAMTX_ACTIONS:
+            parts = parts[: i + 1] + ["{name}"]
+            break
+    return "/" + "/".join(parts)
+
+
+class Metrics:
+    """Every metric of one running camsvc.
+
+    Collaborator: the App, read at scrape time only (``hub``, ``cameras``,
+    ``health``, ``config.storage``, ``clock``, ``uptime()``).  ``registry``
+    is this instance's own CollectorRegistry.
+    """
+
+    def __init__(self, app: Any, *, process: bool = True) -> None:
+        self.app = app
+        self.registry = registry = CollectorRegistry(auto_describe=True)
+        if process:
+            ProcessCollector(registry=registry)
+            PlatformCollector(registry=registry)
+        registry.register(_StateCollector(app))
+
+        self.rpc_requests = Counter(
+            "camsvc_rpc_requests_total",
+            "JSON-RPC requests handled, by method and outcome (ok or the error's name).",
+            ["method", "outcome"],
+            registry=registry,
+        )
+        self.rpc_duration = Histogram(
+            "camsvc_rpc_request_duration_seconds",
+            "Time from receiving a JSON-RPC request to having its response, by method.",
+            ["method"],
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+        self.notifications_sent = Counter(
+            "camsvc_notifications_sent_total",
+            "Notifications handed to client connections, by notification method.",
+            ["method"],
+            registry=registry,
+        )
+        self.notifications_dropped = Counter(
+            "camsvc_notifications_dropped_total",
+            "Notifications not delivered because a connection could not take more, by method.",
+            ["method"],
+            registry=registry,
+        )
+        self.connections_rejected = Counter(
+            "camsvc_connections_rejected_total",
+            "WebSocket handshakes refused, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.connections_dropped = Counter(
+            "camsvc_connections_dropped_total",
+            "Open WebSocket connections closed by the server, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.udev_events = Counter(
+            "camsvc_udev_events_total",
+            "udev video4linux events read from the netlink monitor, by action.",
+            ["action"],
+            registry=registry,
+        )
+        self.reenumerations = Counter(
+            "camsvc_udev_reenumerations_total",
+            "Full re-enumerations of video4linux devices, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.mediamtx_requests = Counter(
+            "camsvc_mediamtx_requests_total",
+            "Requests to the MediaMTX control API, by endpoint and HTTP status (or timeout/error).",
+            ["endpoint", "status"],
+            registry=registry,
+        )
+        self.mediamtx_duration = Histogram(
+            "camsvc_mediamtx_request_duration_seconds",
+            "Duration of MediaMTX control API requests, by endpoint.",
+            ["endpoint"],
+            buckets=API_BUCKETS,
+            registry=registry,
+        )
+        self.mediamtx_up = Gauge(
+            "camsvc_mediamtx_up",
+            "1 when the MediaMTX control API answered the last check, else 0.",
+            registry=registry,
+        )
+        self.reconcile_runs = Counter(
+            "camsvc_reconcile_runs_total",
+            "Reconciliations of MediaMTX paths with camsvc's cameras, by result.",
+            ["result"],
+            registry=registry,
+        )
+        self.reconcile_duration = Histogram(
+            "camsvc_reconcile_duration_seconds",
+            "Duration of reconciliation runs.",
+            buckets=API_BUCKETS,
+            registry=registry,
+        )
+        self.recordings_active = Gauge(
+            "camsvc_recordings_active",
+            "Recordings in progress.",
+            registry=registry,
+        )
+        self.recordings = Counter(
+            "camsvc_recordings_total",
+            "Recording lifecycle events (started, stopped, failed...).",
+            ["event"],
+            registry=registry,
+        )
+        self.snapshots = Counter(
+            "camsvc_snapshots_total",
+            "Snapshots taken, by source (stream or device) and result.",
+            ["source", "result"],
+            registry=registry,
+        )
+        self.snapshot_duration = Histogram(
+            "camsvc_snapshot_duration_seconds",
+            "Time to take a snapshot, by source (stream or device).",
+            ["source"],
+            buckets=SNAPSHOT_BUCKETS,
+            registry=registry,
+        )
+        self.retention_files = Counter(
+            "camsvc_retention_deleted_files_total",
+            "Files deleted by the retention policy.",
+            registry=registry,
+        )
+        self.retention_bytes = Counter(
+            "camsvc_retention_deleted_bytes_total",
+            "Bytes freed by the retention policy.",
+            registry=registry,
+        )
+        self.auth_attempts = Counter(
+            "camsvc_auth_attempts_total",
+            "authenticate calls, by credential type (jwt, api_key) and result (ok, failed).",
+            ["method", "result"],
+            registry=registry,
+        )
+        self.config_reloads = Counter(
+            "camsvc_config_reloads_total",
+            "Configuration reloads (SIGHUP), by result (ok, invalid, error).",
+            ["result"],
+            registry=registry,
+        )
+        self._guards: dict[str, _LabelGuard] = {}
+        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+
+    def _label(self, name: str, value: Any) -> str:
+        guard = self._guards.get(name)
+        if guard is None:
+            guard = self._guards[name] = _LabelGuard()
+        return guard(value)
+
+    def _safely(self, what: str, fn: Any, *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception:
+            log.failure("Recording metric {what} failed", what=what)
+
+    # -- hooks of the engine and the hub (hot path: keep them cheap) --------------
+
+    def observe_rpc(self, method: str, outcome: str, seconds: float) -> None:
+        """Engine hook: ``method`` is a registered name or "unknown"; ``outcome`` "ok" or an error code."""
+        children = self._rpc_children.get((method, outcome))
+        if children is None:
+            label = OUTCOMES.get(outcome, "error")
+            children = self._rpc_children[(method, outcome)] = (
+                self.rpc_requests.labels(method, label),
+                self.rpc_duration.labels(method),
+            )
+        children[0].inc()
+        children[1].observe(seconds if seconds > 0 else 0.0)
+
+    def notifications(self, method: str, delivered: int, dropped: int) -> None:
+        """Hub hook: one publish reached ``delivered`` connections and missed ``dropped``."""
+        label = self._label("notification", method)
+        if delivered:
+            self.notifications_sent.labels(label).inc(delivered)
+        if dropped:
+            self.notifications_dropped.labels(label).inc(dropped)
+
+    # -- the component API ----------------------------------------------------------
+
+    def connection_rejected(self, reason: str) -> None:
+        self._safely(
+            "connection_rejected", lambda: self.connections_rejected.labels(self._label("reject", reason)).inc()
+        )
+
+    def connection_dropped(self, reason: str) -> None:
+        self._safely("connection_dropped", lambda: self.connections_dropped.labels(self._label("drop", reason)).inc())
+
+    def udev_event(self, action: str | None) -> None:
+        value = action if action in UDEV_ACTIONS else "other"
+        self._safely("udev_event", lambda: self.udev_events.labels(value).inc())
+
+    def reenumeration(self, reason: str) -> None:
+        self._safely("reenumeration", lambda: self.reenumerations.labels(self._label("reenumerate", reason)).inc())
+
+    def mediamtx_call(self, endpoint: str, status: int | str, seconds: float) -> None:
+        def record() -> None:
+            name = self._label("endpoint", mediamtx_endpoint(endpoint))
+            code = self._label("http_status", status)
+            self.mediamtx_requests.labels(name, code).inc()
+            self.mediamtx_duration.labels(name).observe(max(seconds, 0.0))
+
+        self._safely("mediamtx_call", record)
+
+    def mediamtx_reachable(self, ok: bool) -> None:
+        self.mediamtx_up.set(1 if ok else 0)
+
+    def reconcile(self, seconds: float, ok: bool) -> None:
+        def record() -> None:
+            self.reconcile_runs.labels("ok" if ok else "error").inc()
+            self.reconcile_duration.observe(max(seconds, 0.0))
+
+        self._safely("reconcile", record)
+
+    def recording_event(self, event: str) -> None:
+        self._safely("recording_event", lambda: self.recordings.labels(self._label("recording", event)).inc())
+
+    def snapshot(self, seconds: float, source: str, ok: bool = True) -> None:
+        def record() -> None:
+            label = self._label("snapshot_source", source)
+            self.snapshots.labels(label, "ok" if ok else "error").inc()
+            if ok:
+                self.snapshot_duration.labels(label).observe(max(seconds, 0.0))
+
+        self._safely("snapshot", record)
+
+    def retention_deleted(self, files: int, nbytes: int) -> None:
+        def record() -> None:
+            self.retention_files.inc(max(files, 0))
+            self.retention_bytes.inc(max(nbytes, 0))
+
+        self._safely("retention_deleted", record)
+
+    def auth_attempt(self, method: str, ok: bool) -> None:
+        self._safely(
+            "auth_attempt",
+            lambda: self.auth_attempts.labels(self._label("auth_method", method), "ok" if ok else "failed").inc(),
+        )
+
+    def config_reload(self, result: str) -> None:
+        self._safely("config_reload", lambda: self.config_reloads.labels(self._label("reload", result)).inc())
+
+    # -- output ------------------------------------------------------------------
+
+    def exposition(self) -> bytes:
+        """The Prometheus text format of every metric."""
+        return generate_latest(self.registry)
+
+    def as_json(self) -> dict:
+        """The same figures as plain data, for ``get_metrics``.
+
+        ``metrics`` maps each metric name (as in the text format) to its type,
+        help and samples (``{"name", "labels", "value"}``); ``summary`` picks
+        the figures people ask for first.
+        """
+        families: dict[str, dict] = {}
+        for family in self.registry.collect():
+            name = family.name + "_total" if family.type == "counter" else family.name
+            samples = [
+                {"name": s.name, "labels": dict(s.labels), "value": _number(s.value)}
+                for s in family.samples
+                if not s.name.endswith("_created")
+            ]
+            families[name] = {"type": family.type, "help": family.documentation, "samples": samples}
+        return {"summary": self._summary(families), "metrics": families}
+
+    def _summary(self, families: dict) -> dict:
+        def total(name: str, **match: str) -> float:
+            fam = families.get(name)
+            if fam is None:
+                return 0
+            return sum(
+                s["value"]
+                for s in fam["samples"]
+                if s["name"] == name and all(s["labels"].get(k) == v for k, v in match.items())
+            )
+
+        requests = total("camsvc_rpc_requests_total")
+        ok = total("camsvc_rpc_requests_total", outcome="ok")
+        count = total("camsvc_rpc_request_duration_seconds_count")
+        seconds = total("camsvc_rpc_request_duration_seconds_sum")
+        return {
+            "uptime_seconds": round(self.app.uptime(), 3),
+            "connections": total("camsvc_connections"),
+            "connections_total": total("camsvc_connections_accepted_total"),
+            "requests_total": requests,
+            "errors_total": requests - ok,
+            "error_rate": round((requests - ok) / requests, 6) if requests else 0.0,
+            "average_response_seconds": round(seconds / count, 6) if count else 0.0,
+            "notifications_sent_total": total("camsvc_notifications_sent_total"),
+            "notifications_dropped_total": total("camsvc_notifications_dropped_total"),
+            "cameras_connected": total("camsvc_cameras", state="connected"),
+            "recordings_active": total("camsvc_recordings_active"),
+            "mediamtx_up": total("camsvc_mediamtx_up"),
+            "resident_memory_bytes": total("process_resident_memory_bytes"),
+            "cpu_seconds_total": total("process_cpu_seconds_total"),
+            "open_fds": total("process_open_fds"),
+        }
+
+
+def _number(value: float) -> float | int:
+    if value != value or value in (float("inf"), float("-inf")):
+        return str(value)  # type: ignore[return-value]  # JSON has no NaN/Inf
+    return int(value) if float(value).is_integer() and abs(value) < 2**53 else value
+
+
+class _StateCollector:
+    """Figures read from the App when scraped: connections, cameras, readiness, disk space."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable:
+        app = self.app
+        info = GaugeMetricFamily("camsvc_info", "camsvc version (always 1).", labels=["version"])
+        info.add_metric([__version__], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "camsvc_start_time_seconds", "When camsvc started, in seconds since the epoch.", value=app.started_wall
+        )
+        yield GaugeMetricFamily("camsvc_uptime_seconds", "Seconds since camsvc started.", value=max(app.uptime(), 0.0))
+        hub = getattr(app, "hub", None)
+        if hub is not None:
+            yield GaugeMetricFamily("camsvc_connections", "Open WebSocket connections.", value=len(hub))
+            yield CounterMetricFamily(
+                "camsvc_connections_accepted", "WebSocket connections accepted since start.", value=hub.total
+            )
+        cameras = getattr(app, "cameras", None)
+        if cameras is not None:
+            counts = dict.fromkeys(CAMERA_STATES, 0)
+            for camera in cameras.cameras():
+                counts[camera.status] = counts.get(camera.status, 0) + 1
+            family = GaugeMetricFamily("camsvc_cameras", "Known cameras by state.", labels=["state"])
+            for state, n in counts.items():
+                family.add_metric([state.lower()], n)
+            yield family
+        health = getattr(app, "health", None)
+        if health is not None:
+            report = health.report()
+            yield GaugeMetricFamily(
+                "camsvc_ready", "1 when every readiness check passes, else 0.", value=int(report["ready"])
+            )
+            family = GaugeMetricFamily("camsvc_health_check", "Readiness checks: 1 ok, 0 failing.", labels=["check"])
+            for name, check in report["checks"].items():
+                family.add_metric([name], int(check["ok"]))
+            yield family
+        storage = getattr(getattr(app, "config", None), "storage", None)
+        if storage is not None:
+            free = GaugeMetricFamily(
+                "camsvc_storage_free_bytes", "Bytes available to camsvc on the volume, by directory.", labels=["volume"]
+            )
+            size = GaugeMetricFamily(
+                "camsvc_storage_size_bytes", "Size of the filesystem holding the directory.", labels=["volume"]
+            )
+            for volume, path in (("recordings", storage.recordings_dir), ("snapshots", storage.snapshots_dir)):
+                try:
+                    st = os.statvfs(path)
+                except OSError:
+                    continue
+                free.add_metric([volume], st.f_bavail * st.f_frsize)
+                size.add_metric([volume], st.f_blocks * st.f_frsize)
+            yield free
+            yield size
+
+
+class MetricsResource(Resource):
+    """``GET /metrics``: the Prometheus text format."""
+
+    isLeaf = True
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__()
+        self.metrics = metrics
+
+    def render_GET(self, request: Any) -> bytes:
+        try:
+            body = self.metrics.exposition()
+        except Exception:
+            log.failure("Building the metrics exposition failed")
+            request.setResponseCode(500)
+            request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+            return b"metrics unavailable: see the service log\n"
+        request.setHeader(b"content-type", CONTENT_TYPE)
+        request.setHeader(b"cache-control", b"no-store")
+        return body
+
+
+def setup(app: Any) -> None:
+    """Component entry point: serve ``/metrics``.
+
+    The resource is open (like Prometheus' usual targets).  To require a
+    role, a later component replaces it with a wrapped one:
+    ``app.http_children[b"metrics"] = Protected(app.http_children[b"metrics"], Role.VIEWER)``.
+    """
+    app.http_children[b"metrics"] = MetricsResource(app.metrics)

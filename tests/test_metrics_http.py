@@ -1,0 +1,67 @@
+"""/metrics and get_metrics on a real camsvc under twistd, after a scripted scenario."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import InvalidStatus
+from websockets.sync.client import connect
+
+from tests.support.server import ServiceProcess
+from tests.support.wsclient import RpcClient
+
+
+def scrape(proc: ServiceProcess) -> dict:
+    status, body, headers = proc.get("/metrics")
+    assert status == 200
+    assert headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def sample(samples: dict, name: str, **labels: str) -> float | None:
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+def test_metrics_after_a_scripted_scenario(tmp_path):
+    proc = ServiceProcess(tmp_path).start()
+    try:
+        before = scrape(proc)
+        assert sample(before, "camsvc_connections") == 0
+        with RpcClient(proc.url) as one, RpcClient(proc.url) as two:
+            for _ in range(3):
+                assert one.call("ping") == "pong"
+            assert one.request("no_such_method")["error"]["code"] == -32601
+            assert two.request("get_status", {"bogus": 1})["error"]["code"] == -32602
+            two.send_raw("[]")  # an invalid request (empty batch): not a method call
+            two.recv_json()
+            with pytest.raises(InvalidStatus):
+                connect(proc.url, origin="http://evil.example")
+            during = scrape(proc)
+            assert sample(during, "camsvc_connections") == 2
+            summary = one.call("get_metrics")["summary"]
+        after = scrape(proc)
+    finally:
+        proc.stop_cleanly()
+
+    assert sample(after, "camsvc_rpc_requests_total", method="ping", outcome="ok") == 3
+    assert sample(after, "camsvc_rpc_requests_total", method="unknown", outcome="method_not_found") == 1
+    assert sample(after, "camsvc_rpc_requests_total", method="get_status", outcome="invalid_params") == 1
+    assert sample(after, "camsvc_rpc_request_duration_seconds_count", method="ping") == 3
+    assert sample(after, "camsvc_rpc_request_duration_seconds_bucket", method="ping", le="+Inf") == 3
+    assert sample(after, "camsvc_connections_rejected_total", reason="origin") == 1
+    assert sample(after, "camsvc_connections_accepted_total") == 2
+    assert sample(after, "camsvc_connections") == 0  # both closed before the last scrape
+    assert sample(after, "camsvc_cameras", state="connected") == 0
+    assert sample(after, "camsvc_ready") == 1
+    assert sample(after, "camsvc_storage_free_bytes", volume="recordings") > 0
+    assert 5_000_000 < sample(after, "process_resident_memory_bytes") < 1_000_000_000
+    assert sample(after, "process_open_fds") > 0
+    # get_metrics saw the same counters (itself not yet counted when it ran).
+    assert summary["requests_total"] == 5
+    assert summary["errors_total"] == 2
+    assert summary["connections"] == 2
+    assert summary["resident_memory_bytes"] > 0
