@@ -147,8 +147,13 @@ async def run_phase(url: str, connections: int, seconds: float, window: int = 1)
     await asyncio.sleep(0.2)
     for c in clients:
         c.transport.close()
-    return {"connections": connections, "window": window, "seconds": round(elapsed, 3), "replies": got,
-            "per_second": round(got / elapsed)}
+    return {
+        "connections": connections,
+        "window": window,
+        "seconds": round(elapsed, 3),
+        "replies": got,
+        "per_second": round(got / elapsed),
+    }
 
 
 def vm_rss_kib(pid: int) -> int:
@@ -191,10 +196,14 @@ def main() -> None:
         return
     one, many = report["one_connection"], report["many_connections"]
     print(f"one connection:   {one['per_second']:>7} ping round trips/s ({one['replies']} in {one['seconds']}s)")
-    print(f"{many['connections']} connections:  {many['per_second']:>7} req/s ({many['replies']} in {many['seconds']}s)")
+    print(
+        f"{many['connections']} connections:  {many['per_second']:>7} req/s ({many['replies']} in {many['seconds']}s)"
+    )
     if "idle_rss_kib" in report:
-        print(f"server VmRSS:     {report['idle_rss_kib'] / 1024:.1f} MiB idle, "
-              f"{report['rss_after_load_kib'] / 1024:.1f} MiB after the load")
+        print(
+            f"server VmRSS:     {report['idle_rss_kib'] / 1024:.1f} MiB idle, "
+            f"{report['rss_after_load_kib'] / 1024:.1f} MiB after the load"
+        )
 
 
 if __name__ == "__main__":

@@ -3,12 +3,16 @@
 This module owns every Prometheus metric camsvc exports and the small API
 components call to record events, so no other module imports
 ``prometheus_client``.  :class:`Metrics` (``app.metrics``, created with the
-App) holds its own :class:`~prometheus_client.CollectorRegistry` (never the
-library's global one): event counters and histograms that components update,
-plus collectors that read the App's state (connections, cameras, readiness,
-free disk space) when scraped, and the library's process collector
+App) records events in plain Python structures: an increment is a dict
+update, with no lock and no import of the client library, which is loaded
+only at the first scrape (``/metrics`` or ``get_metrics``; it costs about
+1 MB of resident memory).  Its :attr:`Metrics.registry` is then an own
+:class:`~prometheus_client.CollectorRegistry` (never the library's global
+one) holding: the recorded counters, gauges and histograms; collectors that
+read the App's state when scraped (connections, cameras, readiness, free
+disk space); and the library's process collector
 (``process_resident_memory_bytes``, ``process_cpu_seconds_total``,
-``process_open_fds``...).
+``process_open_fds``...).  The text format is written by the library.
 
 The API for components (all cheap, none raises, label values are bounded):
 
@@ -19,7 +23,7 @@ The API for components (all cheap, none raises, label values are bounded):
                                                ``"timeout"`` or ``"error"``)
 ``metrics.mediamtx_reachable(ok)``             MediaMTX answered / stopped answering
 ``metrics.reconcile(seconds, ok)``             one reconciliation run
-``metrics.recordings_active.set(n)``           recordings in progress (a Gauge)
+``metrics.recordings_active.set(n)``           recordings in progress (also ``inc()``/``dec()``)
 ``metrics.recording_event(event)``             started, stopped, failed...
 ``metrics.snapshot(seconds, source, ok)``      one snapshot (source: ``stream`` or ``device``)
 ``metrics.retention_deleted(files, nbytes)``   files removed by the retention policy
@@ -41,19 +45,10 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import (
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    PlatformCollector,
-    ProcessCollector,
-    generate_latest,
-)
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
@@ -74,9 +69,70 @@ SNAPSHOT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0)
 
 UDEV_ACTIONS = frozenset({"add", "remove", "change", "bind", "unbind", "move", "online", "offline"})
 CAMERA_STATES = ("CONNECTED", "DISCONNECTED", "ERROR")
-#: generate_latest() writes the classic text format (0.0.4) in every library version.
+#: The registry writes the classic text format (0.0.4) in every library version.
 CONTENT_TYPE = b"text/plain; version=0.0.4; charset=utf-8"
 _MEDIAMTX_ACTIONS = frozenset({"get", "add", "patch", "replace", "delete", "kick", "deletesegment"})
+
+
+# -- recording primitives: plain data, exported by _RecordedCollector ----------------
+
+
+class Counter:
+    """A counter family: label values tuple -> total."""
+
+    __slots__ = ("name", "help", "labelnames", "values")
+    kind = "counter"
+
+    def __init__(self, name: str, help: str, labelnames: tuple = ()) -> None:
+        assert name.endswith("_total")
+        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
+        self.values: dict[tuple, float] = {} if labelnames else {(): 0.0}
+
+    def inc(self, labels: tuple = (), amount: float = 1) -> None:
+        self.values[labels] = self.values.get(labels, 0.0) + amount
+
+
+class Gauge:
+    """A gauge without labels: ``set``, ``inc``, ``dec``."""
+
+    __slots__ = ("name", "help", "value")
+    kind = "gauge"
+    labelnames = ()
+
+    def __init__(self, name: str, help: str) -> None:
+        self.name, self.help, self.value = name, help, 0.0
+
+    def set(self, value: float) -> None:
+        self.value = float(value)
+
+    def inc(self, amount: float = 1) -> None:
+        self.value += amount
+
+    def dec(self, amount: float = 1) -> None:
+        self.value -= amount
+
+    @property
+    def values(self) -> dict:
+        return {(): self.value}
+
+
+class Histogram:
+    """A histogram family: label values tuple -> [per-bucket counts..., +Inf count, sum]."""
+
+    __slots__ = ("name", "help", "labelnames", "buckets", "values")
+    kind = "histogram"
+
+    def __init__(self, name: str, help: str, labelnames: tuple = (), buckets: tuple = RPC_BUCKETS) -> None:
+        self.name, self.help, self.labelnames = name, help, tuple(labelnames)
+        self.buckets = tuple(buckets)
+        self.values: dict[tuple, list] = {} if labelnames else {(): [0] * (len(self.buckets) + 1) + [0.0]}
+
+    def observe(self, labels: tuple, value: float) -> None:
+        cells = self.values.get(labels)
+        if cells is None:
+            cells = self.values[labels] = [0] * (len(self.buckets) + 1) + [0.0]
+        cells[bisect_left(self.buckets, value)] += 1
+        cells[-1] += value
 
 
 def _snake(name: str) -> str:
@@ -127,145 +183,116 @@ class Metrics:
     """Every metric of one running camsvc.
 
     Collaborator: the App, read at scrape time only (``hub``, ``cameras``,
-    ``health``, ``config.storage``, ``clock``, ``uptime()``).  ``registry``
-    is this instance's own CollectorRegistry.
+    ``health``, ``config.storage``, ``uptime()``, ``started_wall``).
+    ``registry`` (created at first use) is this instance's own
+    CollectorRegistry; ``process=False`` leaves out the process and platform
+    collectors (unit tests).
     """
 
     def __init__(self, app: Any, *, process: bool = True) -> None:
         self.app = app
-        self.registry = registry = CollectorRegistry(auto_describe=True)
-        if process:
-            ProcessCollector(registry=registry)
-            PlatformCollector(registry=registry)
-        registry.register(_StateCollector(app))
-
+        self._process = process
+        self._registry: Any = None
         self.rpc_requests = Counter(
             "camsvc_rpc_requests_total",
             "JSON-RPC requests handled, by method and outcome (ok or the error's name).",
-            ["method", "outcome"],
-            registry=registry,
+            ("method", "outcome"),
         )
         self.rpc_duration = Histogram(
             "camsvc_rpc_request_duration_seconds",
             "Time from receiving a JSON-RPC request to having its response, by method.",
-            ["method"],
-            buckets=RPC_BUCKETS,
-            registry=registry,
+            ("method",),
+            RPC_BUCKETS,
         )
         self.notifications_sent = Counter(
             "camsvc_notifications_sent_total",
             "Notifications handed to client connections, by notification method.",
-            ["method"],
-            registry=registry,
+            ("method",),
         )
         self.notifications_dropped = Counter(
             "camsvc_notifications_dropped_total",
             "Notifications not delivered because a connection could not take more, by method.",
-            ["method"],
-            registry=registry,
+            ("method",),
         )
         self.connections_rejected = Counter(
-            "camsvc_connections_rejected_total",
-            "WebSocket handshakes refused, by reason.",
-            ["reason"],
-            registry=registry,
+            "camsvc_connections_rejected_total", "WebSocket handshakes refused, by reason.", ("reason",)
         )
         self.connections_dropped = Counter(
             "camsvc_connections_dropped_total",
             "Open WebSocket connections closed by the server, by reason.",
-            ["reason"],
-            registry=registry,
+            ("reason",),
         )
         self.udev_events = Counter(
-            "camsvc_udev_events_total",
-            "udev video4linux events read from the netlink monitor, by action.",
-            ["action"],
-            registry=registry,
+            "camsvc_udev_events_total", "udev video4linux events read from the netlink monitor, by action.", ("action",)
         )
         self.reenumerations = Counter(
-            "camsvc_udev_reenumerations_total",
-            "Full re-enumerations of video4linux devices, by reason.",
-            ["reason"],
-            registry=registry,
+            "camsvc_udev_reenumerations_total", "Full re-enumerations of video4linux devices, by reason.", ("reason",)
         )
         self.mediamtx_requests = Counter(
             "camsvc_mediamtx_requests_total",
             "Requests to the MediaMTX control API, by endpoint and HTTP status (or timeout/error).",
-            ["endpoint", "status"],
-            registry=registry,
+            ("endpoint", "status"),
         )
         self.mediamtx_duration = Histogram(
             "camsvc_mediamtx_request_duration_seconds",
             "Duration of MediaMTX control API requests, by endpoint.",
-            ["endpoint"],
-            buckets=API_BUCKETS,
-            registry=registry,
+            ("endpoint",),
+            API_BUCKETS,
         )
         self.mediamtx_up = Gauge(
-            "camsvc_mediamtx_up",
-            "1 when the MediaMTX control API answered the last check, else 0.",
-            registry=registry,
+            "camsvc_mediamtx_up", "1 when the MediaMTX control API answered the last check, else 0."
         )
         self.reconcile_runs = Counter(
             "camsvc_reconcile_runs_total",
             "Reconciliations of MediaMTX paths with camsvc's cameras, by result.",
-            ["result"],
-            registry=registry,
+            ("result",),
         )
         self.reconcile_duration = Histogram(
-            "camsvc_reconcile_duration_seconds",
-            "Duration of reconciliation runs.",
-            buckets=API_BUCKETS,
-            registry=registry,
+            "camsvc_reconcile_duration_seconds", "Duration of reconciliation runs.", (), API_BUCKETS
         )
-        self.recordings_active = Gauge(
-            "camsvc_recordings_active",
-            "Recordings in progress.",
-            registry=registry,
-        )
+        self.recordings_active = Gauge("camsvc_recordings_active", "Recordings in progress.")
         self.recordings = Counter(
-            "camsvc_recordings_total",
-            "Recording lifecycle events (started, stopped, failed...).",
-            ["event"],
-            registry=registry,
+            "camsvc_recordings_total", "Recording lifecycle events (started, stopped, failed...).", ("event",)
         )
         self.snapshots = Counter(
-            "camsvc_snapshots_total",
-            "Snapshots taken, by source (stream or device) and result.",
-            ["source", "result"],
-            registry=registry,
+            "camsvc_snapshots_total", "Snapshots taken, by source (stream or device) and result.", ("source", "result")
         )
         self.snapshot_duration = Histogram(
             "camsvc_snapshot_duration_seconds",
             "Time to take a snapshot, by source (stream or device).",
-            ["source"],
-            buckets=SNAPSHOT_BUCKETS,
-            registry=registry,
+            ("source",),
+            SNAPSHOT_BUCKETS,
         )
-        self.retention_files = Counter(
-            "camsvc_retention_deleted_files_total",
-            "Files deleted by the retention policy.",
-            registry=registry,
-        )
-        self.retention_bytes = Counter(
-            "camsvc_retention_deleted_bytes_total",
-            "Bytes freed by the retention policy.",
-            registry=registry,
-        )
+        self.retention_files = Counter("camsvc_retention_deleted_files_total", "Files deleted by the retention policy.")
+        self.retention_bytes = Counter("camsvc_retention_deleted_bytes_total", "Bytes freed by the retention policy.")
         self.auth_attempts = Counter(
             "camsvc_auth_attempts_total",
             "authenticate calls, by credential type (jwt, api_key) and result (ok, failed).",
-            ["method", "result"],
-            registry=registry,
+            ("method", "result"),
         )
         self.config_reloads = Counter(
             "camsvc_config_reloads_total",
             "Configuration reloads (SIGHUP), by result (ok, invalid, error).",
-            ["result"],
-            registry=registry,
+            ("result",),
         )
+        self.recorded = [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
         self._guards: dict[str, _LabelGuard] = {}
-        self._rpc_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._outcomes: dict[str, tuple[str, str]] = {}
+
+    @property
+    def registry(self) -> Any:
+        """The CollectorRegistry (prometheus_client is imported here, on first use)."""
+        if self._registry is None:
+            from prometheus_client import CollectorRegistry, PlatformCollector, ProcessCollector
+
+            registry = CollectorRegistry(auto_describe=False)
+            if self._process:
+                ProcessCollector(registry=registry)
+                PlatformCollector(registry=registry)
+            registry.register(_StateCollector(self.app))
+            registry.register(_RecordedCollector(self.recorded))
+            self._registry = registry
+        return self._registry
 
     def _label(self, name: str, value: Any) -> str:
         guard = self._guards.get(name)
@@ -283,47 +310,38 @@ class Metrics:
 
     def observe_rpc(self, method: str, outcome: str, seconds: float) -> None:
         """Engine hook: ``method`` is a registered name or "unknown"; ``outcome`` "ok" or an error code."""
-        children = self._rpc_children.get((method, outcome))
-        if children is None:
-            label = OUTCOMES.get(outcome, "error")
-            children = self._rpc_children[(method, outcome)] = (
-                self.rpc_requests.labels(method, label),
-                self.rpc_duration.labels(method),
-            )
-        children[0].inc()
-        children[1].observe(seconds if seconds > 0 else 0.0)
+        self.rpc_requests.inc((method, OUTCOMES.get(outcome, "error")))
+        self.rpc_duration.observe((method,), seconds if seconds > 0 else 0.0)
 
     def notifications(self, method: str, delivered: int, dropped: int) -> None:
         """Hub hook: one publish reached ``delivered`` connections and missed ``dropped``."""
         label = self._label("notification", method)
         if delivered:
-            self.notifications_sent.labels(label).inc(delivered)
+            self.notifications_sent.inc((label,), delivered)
         if dropped:
-            self.notifications_dropped.labels(label).inc(dropped)
+            self.notifications_dropped.inc((label,), dropped)
 
     # -- the component API ----------------------------------------------------------
 
     def connection_rejected(self, reason: str) -> None:
-        self._safely(
-            "connection_rejected", lambda: self.connections_rejected.labels(self._label("reject", reason)).inc()
-        )
+        self._safely("connection_rejected", lambda: self.connections_rejected.inc((self._label("reject", reason),)))
 
     def connection_dropped(self, reason: str) -> None:
-        self._safely("connection_dropped", lambda: self.connections_dropped.labels(self._label("drop", reason)).inc())
+        self._safely("connection_dropped", lambda: self.connections_dropped.inc((self._label("drop", reason),)))
 
     def udev_event(self, action: str | None) -> None:
         value = action if action in UDEV_ACTIONS else "other"
-        self._safely("udev_event", lambda: self.udev_events.labels(value).inc())
+        self._safely("udev_event", lambda: self.udev_events.inc((value,)))
 
     def reenumeration(self, reason: str) -> None:
-        self._safely("reenumeration", lambda: self.reenumerations.labels(self._label("reenumerate", reason)).inc())
+        self._safely("reenumeration", lambda: self.reenumerations.inc((self._label("reenumerate", reason),)))
 
     def mediamtx_call(self, endpoint: str, status: int | str, seconds: float) -> None:
         def record() -> None:
             name = self._label("endpoint", mediamtx_endpoint(endpoint))
             code = self._label("http_status", status)
-            self.mediamtx_requests.labels(name, code).inc()
-            self.mediamtx_duration.labels(name).observe(max(seconds, 0.0))
+            self.mediamtx_requests.inc((name, code))
+            self.mediamtx_duration.observe((name,), max(seconds, 0.0))
 
         self._safely("mediamtx_call", record)
 
@@ -332,43 +350,45 @@ class Metrics:
 
     def reconcile(self, seconds: float, ok: bool) -> None:
         def record() -> None:
-            self.reconcile_runs.labels("ok" if ok else "error").inc()
-            self.reconcile_duration.observe(max(seconds, 0.0))
+            self.reconcile_runs.inc(("ok" if ok else "error",))
+            self.reconcile_duration.observe((), max(seconds, 0.0))
 
         self._safely("reconcile", record)
 
     def recording_event(self, event: str) -> None:
-        self._safely("recording_event", lambda: self.recordings.labels(self._label("recording", event)).inc())
+        self._safely("recording_event", lambda: self.recordings.inc((self._label("recording", event),)))
 
     def snapshot(self, seconds: float, source: str, ok: bool = True) -> None:
         def record() -> None:
             label = self._label("snapshot_source", source)
-            self.snapshots.labels(label, "ok" if ok else "error").inc()
+            self.snapshots.inc((label, "ok" if ok else "error"))
             if ok:
-                self.snapshot_duration.labels(label).observe(max(seconds, 0.0))
+                self.snapshot_duration.observe((label,), max(seconds, 0.0))
 
         self._safely("snapshot", record)
 
     def retention_deleted(self, files: int, nbytes: int) -> None:
         def record() -> None:
-            self.retention_files.inc(max(files, 0))
-            self.retention_bytes.inc(max(nbytes, 0))
+            self.retention_files.inc((), max(files, 0))
+            self.retention_bytes.inc((), max(nbytes, 0))
 
         self._safely("retention_deleted", record)
 
     def auth_attempt(self, method: str, ok: bool) -> None:
         self._safely(
             "auth_attempt",
-            lambda: self.auth_attempts.labels(self._label("auth_method", method), "ok" if ok else "failed").inc(),
+            lambda: self.auth_attempts.inc((self._label("auth_method", method), "ok" if ok else "failed")),
         )
 
     def config_reload(self, result: str) -> None:
-        self._safely("config_reload", lambda: self.config_reloads.labels(self._label("reload", result)).inc())
+        self._safely("config_reload", lambda: self.config_reloads.inc((self._label("reload", result),)))
 
     # -- output ------------------------------------------------------------------
 
     def exposition(self) -> bytes:
         """The Prometheus text format of every metric."""
+        from prometheus_client import generate_latest
+
         return generate_latest(self.registry)
 
     def as_json(self) -> dict:
@@ -381,11 +401,7 @@ class Metrics:
         families: dict[str, dict] = {}
         for family in self.registry.collect():
             name = family.name + "_total" if family.type == "counter" else family.name
-            samples = [
-                {"name": s.name, "labels": dict(s.labels), "value": _number(s.value)}
-                for s in family.samples
-                if not s.name.endswith("_created")
-            ]
+            samples = [{"name": s.name, "labels": dict(s.labels), "value": _number(s.value)} for s in family.samples]
             families[name] = {"type": family.type, "help": family.documentation, "samples": samples}
         return {"summary": self._summary(families), "metrics": families}
 
@@ -439,6 +455,8 @@ class _StateCollector:
         return []
 
     def collect(self) -> Iterable:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         app = self.app
         info = GaugeMetricFamily("camsvc_info", "camsvc version (always 1).", labels=["version"])
         info.add_metric([__version__], 1)
@@ -489,6 +507,43 @@ class _StateCollector:
                 size.add_metric([volume], st.f_blocks * st.f_frsize)
             yield free
             yield size
+
+
+class _RecordedCollector:
+    """Exports the recorded Counters, Gauges and Histograms."""
+
+    def __init__(self, recorded: list) -> None:
+        self.recorded = recorded
+
+    def describe(self) -> Iterable:
+        return []
+
+    def collect(self) -> Iterable:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+        from prometheus_client.utils import floatToGoString
+
+        for metric in self.recorded:
+            labelnames = list(metric.labelnames)
+            values = sorted(metric.values.items())
+            if metric.kind == "counter":
+                family = CounterMetricFamily(metric.name[: -len("_total")], metric.help, labels=labelnames)
+                for labels, value in values:
+                    family.add_metric(list(labels), value)
+            elif metric.kind == "gauge":
+                family = GaugeMetricFamily(metric.name, metric.help, labels=labelnames)
+                for labels, value in values:
+                    family.add_metric(list(labels), value)
+            else:
+                family = HistogramMetricFamily(metric.name, metric.help, labels=labelnames)
+                bounds = [floatToGoString(b) for b in metric.buckets] + ["+Inf"]
+                for labels, cells in values:
+                    running = 0
+                    buckets = []
+                    for bound, n in zip(bounds, cells[:-1], strict=True):
+                        running += n
+                        buckets.append((bound, running))
+                    family.add_metric(list(labels), buckets, cells[-1])
+            yield family
 
 
 class MetricsResource(Resource):

@@ -247,3 +247,30 @@ def test_failing_metric_never_breaks_the_caller(app):
     # Nothing raised; the bad call was logged and the good ones still work.
     app.metrics.reconcile(0.1, True)
     assert value(app, "camsvc_reconcile_runs_total", result="ok") == 1
+
+
+def test_the_client_library_is_loaded_only_when_scraped():
+    """Recording needs no prometheus_client: an unscraped service does not pay its memory."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from twisted.internet.task import Clock\n"
+        "from camsvc.config import parse_config_dict\n"
+        "from camsvc.tap import build\n"
+        "app = build(parse_config_dict({}), Clock())\n"
+        "app.metrics.observe_rpc('ping', 'ok', 0.001)\n"
+        "app.metrics.reconcile(0.1, True)\n"
+        "assert 'prometheus_client' not in sys.modules, 'imported too early'\n"
+        "assert b'camsvc_reconcile_runs_total{result=\"ok\"} 1.0' in app.metrics.exposition()\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+
+
+def test_unlabelled_histograms_and_counters_start_at_zero(app):
+    assert value(app, "camsvc_reconcile_duration_seconds_count") == 0
+    assert value(app, "camsvc_reconcile_duration_seconds_bucket", le="+Inf") == 0
+    assert value(app, "camsvc_retention_deleted_files_total") == 0
+    assert value(app, "camsvc_recordings_active") == 0
