@@ -57,7 +57,7 @@ class Camera:
 
     @property
     def fps(self) -> int:
-        if not self.default:
+        if not self.default or not self.default.get("fps"):
             return 0
         return int(round(self.default["fps"]))
 
@@ -133,9 +133,11 @@ class CameraRegistry:
         if camera is not None:
             return camera
         if device.startswith("/dev/"):
-            for camera in self._cameras.values():
-                if device == camera.device or device in camera.links:
-                    return camera
+            # A node number may have belonged to a camera now unplugged: the present one wins.
+            matches = [c for c in self._cameras.values() if device == c.device or device in c.links]
+            if matches:
+                matches.sort(key=lambda c: (c.status == DISCONNECTED, -c.since))
+                return matches[0]
             if device.startswith("/dev/v4l/"):
                 try:
                     target = os.path.realpath(device)
@@ -185,6 +187,19 @@ class CameraRegistry:
         else:
             self._tell("camera_changed", camera)
         return camera
+
+    def discard(self, camera_id: str) -> Camera | None:
+        """Forget a record entirely (a node that turned out not to be a camera).
+
+        Observers see ``camera_removed`` with the record marked DISCONNECTED.
+        """
+        camera = self._cameras.pop(camera_id, None)
+        if camera is None:
+            return None
+        gone = replace(camera, status=DISCONNECTED, error=None, since=self.clock.seconds())
+        if camera.status != DISCONNECTED:
+            self._tell("camera_removed", gone)
+        return gone
 
     def mark_disconnected(self, camera_id: str) -> Camera | None:
         camera = self._cameras.get(camera_id)

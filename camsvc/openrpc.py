@@ -66,6 +66,53 @@ SCHEMAS: dict[str, Any] = {
             "recording": {"type": "boolean"},
         },
     },
+    "CameraCapabilities": {
+        "type": "object",
+        "required": ["driver", "card", "bus_info", "formats", "default", "resolutions", "fps_options"],
+        "properties": {
+            "driver": {"type": "string", "description": "V4L2 driver, e.g. uvcvideo"},
+            "card": {"type": "string", "description": "V4L2 card name"},
+            "bus_info": {"type": "string"},
+            "formats": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "format": {"type": "string", "description": "FourCC, e.g. MJPG, YUYV, H264"},
+                        "description": {"type": "string"},
+                        "compressed": {"type": "boolean"},
+                        "sizes": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "width": {"type": "integer"},
+                                    "height": {"type": "integer"},
+                                    "fps": {"type": "array", "items": {"type": "number"}},
+                                    "fps_range": {
+                                        "type": "object",
+                                        "properties": {"min": {"type": "number"}, "max": {"type": "number"}},
+                                    },
+                                },
+                            },
+                        },
+                        "size_range": {"type": "object"},
+                    },
+                },
+            },
+            "default": {
+                "type": ["object", "null"],
+                "properties": {
+                    "format": {"type": "string"},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "fps": {"type": ["number", "null"]},
+                },
+            },
+            "resolutions": {"type": "array", "items": {"type": "string"}, "description": "WIDTHxHEIGHT, largest first"},
+            "fps_options": {"type": "array", "items": {"type": "number"}, "description": "highest first"},
+        },
+    },
 }
 
 

@@ -175,6 +175,7 @@ class RootService(MultiService):
 COMPONENTS: tuple[str, ...] = (
     "camsvc.metrics",
     "camsvc.mediamtx",
+    "camsvc.discovery",
 )
 
 

@@ -1,0 +1,810 @@
+"""Camera discovery: udev on the reactor, stable ids, capability probes.
+
+This module owns turning udev's view of ``video4linux`` into camera records in the
+one :class:`~camsvc.cameras.CameraRegistry`:
+
+* **Enumeration, then a monitor.**  At start a ``pyudev.Monitor`` (netlink, subsystem
+  ``video4linux``, receive buffer ``discovery.receive_buffer_size``) is opened *first*,
+  then ``video4linux`` is enumerated, then the monitor's fd is added to the reactor
+  as an ``IReadDescriptor`` — so no event falls between the two.  ``doRead`` drains
+  the monitor with ``poll(timeout=0)`` (bounded per call; the reactor calls again while
+  the fd stays readable), never raises and never returns a truthy value.  ``ENOBUFS``
+  (the kernel dropped events: a storm larger than the socket buffer) discards what is
+  still queued — it predates the loss and could be stale — and re-enumerates.
+* **What is a camera.**  A node whose ``ID_V4L_CAPABILITIES`` contains ``:capture:``
+  (udev's ``v4l_id`` runs VIDIOC_QUERYCAP for it), confirmed by our own probe: a node
+  the probe finds is not a capture node is withdrawn.  UVC metadata nodes (``:``) and
+  output-only nodes are ignored.  USB, CSI and platform devices all count.
+* **Identity.**  :mod:`camsvc.identity` maps the node's identity key to ``camera<N>``,
+  persisted in ``storage.state_dir``.  Two present cameras with the same key (a
+  serial shared by identical cameras) are told apart by port.
+* **Announce at once, probe after.**  A new node is committed to the registry as
+  CONNECTED straight from the udev event (the first ``camera_status_update`` never
+  waits for anything slow: the id map is written afterwards, the probe starts
+  afterwards).  Capabilities come from :class:`camsvc.probing.ProcessProber` (a child
+  process with a timeout, see there why); when they arrive the record changes
+  (resolution, fps); a failed probe makes it ERROR with the reason; a node that
+  vanished mid-probe is retried once, then ERROR unless udev removed it meanwhile.
+* **Flapping.**  Presence changes of one camera are rate-limited, leading edge first:
+  the first change is committed at once; further changes within ``discovery.debounce``
+  seconds of it are coalesced and the *current* udev state is committed when the
+  window ends.  The registry therefore always converges to udev's final state (never
+  a stale CONNECTED) and a flapping camera costs at most one notification and one
+  probe per window.
+
+Collaborators (all injected): the registry; the ``discovery`` config section; an
+:class:`~camsvc.identity.IdentityStore`; the reactor (``IReactorFDSet``,
+``IReactorTime``); ``health`` (condition ``"discovery"``, ok after the first
+enumeration); ``udev_factory() -> backend`` (default :class:`PyudevBackend`;
+``camsvc.testing.FakeUdev`` in unit tests); a prober (``probe(path) -> Deferred``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import select
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.interfaces import IReadDescriptor
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, Camera
+from camsvc.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
+
+log = Logger()
+
+SUBSYSTEM = "video4linux"
+#: Events handled per doRead before yielding to the reactor (it calls again while readable).
+MAX_EVENTS_PER_READ = 256
+#: Queued events discarded after an overflow before re-enumerating.
+MAX_DISCARD = 100000
+#: Seconds between attempts to open udev when it is unavailable at start.
+RETRY_DELAY = 10.0
+#: Seconds between a commit and the probes it starts: the notification frame leaves
+#: first (a fork in the same reactor turn would delay it), bursts coalesce.
+PROBE_START_DELAY = 0.01
+#: Seconds before re-probing a node that vanished mid-probe while udev still lists it.
+VANISHED_RETRY_DELAY = 0.5
+
+
+# -- udev records and the real backend ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UdevDevice:
+    """One udev device as discovery needs it (plain data, built at the pyudev boundary).
+
+    ``action`` is None for enumerated devices; ``index`` is sysfs ``index`` (0 for
+    the first node of an interface).
+    """
+
+    sys_path: str
+    device_node: str | None
+    properties: Mapping[str, str] = field(default_factory=dict)
+    action: str | None = None
+    index: int = 0
+
+    @property
+    def capture(self) -> bool | None:
+        """True/False from ``ID_V4L_CAPABILITIES``; None when udev did not set it."""
+        caps = self.properties.get("ID_V4L_CAPABILITIES")
+        if caps is None:
+            return None
+        return ":capture:" in caps
+
+    @property
+    def links(self) -> tuple[str, ...]:
+        return tuple(sorted(self.properties.get("DEVLINKS", "").split()))
+
+    @property
+    def product(self) -> str:
+        """The V4L2 card name as udev's v4l_id read it (``ID_V4L_PRODUCT``), or ""."""
+        return self.properties.get("ID_V4L_PRODUCT", "").strip()
+
+    @property
+    def name(self) -> str:
+        """A display name: the V4L2 card, else the USB model, else the node's name."""
+        props = self.properties
+        model = props.get("ID_MODEL_FROM_DATABASE") or props.get("ID_MODEL", "").replace("_", " ")
+        return self.product or model.strip() or os.path.basename(self.device_node or self.sys_path)
+
+    def describe(self) -> str:
+        return f"{self.device_node or self.sys_path}"
+
+
+def from_pyudev(device: Any) -> UdevDevice:
+    action = device.action
+    index = 0
+    if action != "remove":
+        try:
+            index = int(device.attributes.asstring("index"))
+        except (KeyError, ValueError, OSError, UnicodeDecodeError):
+            index = 0
+    return UdevDevice(
+        sys_path=device.sys_path,
+        device_node=device.device_node,
+        properties=dict(device.properties),
+        action=action,
+        index=index,
+    )
+
+
+class PyudevMonitor:
+    """A started ``pyudev.Monitor`` for video4linux; ``receive()`` never blocks."""
+
+    def __init__(self, context: Any, receive_buffer_size: int) -> None:
+        import pyudev
+
+        monitor = pyudev.Monitor.from_netlink(context)
+        monitor.filter_by(SUBSYSTEM)
+        self.receive_buffer = "default"
+        try:
+            monitor.set_receive_buffer_size(receive_buffer_size)
+            self.receive_buffer = str(receive_buffer_size)
+        except Exception as exc:  # unprivileged: the kernel may cap SO_RCVBUF; keep going
+            log.warn(
+                "Cannot enlarge the udev receive buffer to {size} bytes ({error}); "
+                "event storms are more likely to overflow (handled by re-enumeration)",
+                size=receive_buffer_size,
+                error=exc,
+            )
+        monitor.start()
+        self._monitor: Any = monitor
+        self._fd = monitor.fileno()
+
+    def fileno(self) -> int:
+        return self._fd if self._monitor is not None else -1
+
+    def receive(self) -> UdevDevice | None:
+        device = self._monitor.poll(timeout=0)
+        return None if device is None else from_pyudev(device)
+
+    def pending(self) -> bool:
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return bool(poller.poll(0))
+
+    def close(self) -> None:
+        # libudev closes the socket when the last reference goes (udev_monitor_unref)
+        self._monitor = None
+
+
+class PyudevBackend:
+    """The host's udev through pyudev (libudev)."""
+
+    def __init__(self) -> None:
+        import pyudev
+
+        self.context = pyudev.Context()
+
+    def enumerate(self) -> list[UdevDevice]:
+        return [from_pyudev(d) for d in self.context.list_devices(subsystem=SUBSYSTEM)]
+
+    def monitor(self, receive_buffer_size: int) -> PyudevMonitor:
+        return PyudevMonitor(self.context, receive_buffer_size)
+
+
+# -- discovery ------------------------------------------------------------------------
+
+
+@implementer(IReadDescriptor)
+class MonitorReader:
+    """The monitor's fd on the reactor; every read goes to :meth:`DiscoveryService.read_events`."""
+
+    def __init__(self, discovery: DiscoveryService) -> None:
+        self.discovery = discovery
+
+    def fileno(self) -> int:
+        monitor = self.discovery.monitor
+        return monitor.fileno() if monitor is not None else -1
+
+    def doRead(self) -> None:
+        try:
+            self.discovery.read_events()
+        except Exception:
+            log.failure("udev monitor reader failed; it keeps running")
+        return None
+
+    def connectionLost(self, reason: Any) -> None:
+        if self.discovery.running:
+            log.error("The reactor dropped the udev monitor: {reason}", reason=reason)
+
+    def logPrefix(self) -> str:
+        return "udev"
+
+
+class _Node:
+    """A capture node udev reports present, and the camera it is."""
+
+    __slots__ = ("device", "camera_id", "key")
+
+    def __init__(self, device: UdevDevice, camera_id: str, key: str) -> None:
+        self.device = device
+        self.camera_id = camera_id
+        self.key = key
+
+
+class _ProbeState:
+    """Probe knowledge of one camera id (kept across unplug: capabilities stay known)."""
+
+    __slots__ = ("caps", "default", "card", "error", "done_for", "running", "retried", "retry", "waiters")
+
+    def __init__(self) -> None:
+        self.caps: dict | None = None
+        self.default: dict | None = None
+        self.card = ""
+        self.error: str | None = None
+        self.done_for: _Node | None = None  # the node the current outcome belongs to
+        self.running: tuple[_Node, Deferred] | None = None
+        self.retried = False
+        self.retry: Any = None
+        self.waiters: list[Deferred] = []
+
+
+class DiscoveryService(Service):
+    """Keeps the camera registry equal to udev's capture nodes (see module docstring)."""
+
+    name = "discovery"
+
+    def __init__(
+        self,
+        registry: Any,
+        config: Any,
+        identity: IdentityStore,
+        reactor: Any,
+        *,
+        health: Any = None,
+        udev_factory: Callable[[], Any] | None = None,
+        prober: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.config = config
+        self.identity = identity
+        self.reactor = reactor
+        self.health = health
+        self.udev_factory = udev_factory or PyudevBackend
+        self.prober = prober or ProcessProber(reactor, config.probe_timeout)
+        self.udev: Any = None
+        self.monitor: Any = None
+        self.reader = MonitorReader(self)
+        self._nodes: dict[str, _Node] = {}  # sys_path -> node
+        self._present: dict[str, _Node] = {}  # camera_id -> node
+        self._key_holders: dict[str, str] = {}  # key -> sys_path of the present node
+        self._rejected: set[str] = set()  # sys_paths the probe found are not capture nodes
+        self._probes: dict[str, _ProbeState] = {}
+        self._probe_queue: dict[str, None] = {}
+        self._probing = 0
+        self._probe_call: Any = None
+        self._windows: dict[str, float] = {}  # camera_id -> end of its debounce window
+        self._timers: dict[str, Any] = {}  # camera_id -> pending coalesced commit
+        self._flush_call: Any = None
+        self._retry_call: Any = None
+        self.started = False
+        self.stats = {
+            "events": 0,
+            "enumerations": 0,
+            "overflows": 0,
+            "read_errors": 0,
+            "probes": 0,
+            "probe_failures": 0,
+            "probe_timeouts": 0,
+            "coalesced": 0,
+        }
+        self.last_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------
+
+    def startService(self) -> None:
+        super().startService()
+        if not self.config.enabled:
+            log.info("Camera discovery is disabled (discovery.enabled: false): no cameras")
+            self._health(True)
+            return
+        self.identity.load()
+        self._open()
+
+    def _open(self) -> None:
+        self._retry_call = None
+        if not self.running:
+            return
+        try:
+            self.udev = self.udev_factory()
+            self.monitor = self.udev.monitor(self.config.receive_buffer_size)
+            self._resync("start")
+        except Exception as exc:
+            self.last_error = f"udev unavailable: {exc}"
+            log.failure("Cannot start udev camera discovery; retrying in {delay:g}s", delay=RETRY_DELAY)
+            self._close_monitor()
+            self._health(False, self.last_error)
+            self._retry_call = self.reactor.callLater(RETRY_DELAY, self._open)
+            return
+        self.reactor.addReader(self.reader)
+        self.started = True
+        self.last_error = None
+        log.info(
+            "Camera discovery running: {connected} camera(s) present, watching udev {subsystem}",
+            connected=len(self._present),
+            subsystem=SUBSYSTEM,
+        )
+        self._health(True)
+
+    def stopService(self) -> Any:
+        super().stopService()
+        if self.started:
+            self.reactor.removeReader(self.reader)
+        self.started = False
+        self._close_monitor()
+        for call in (self._retry_call, self._probe_call, *self._timers.values()):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry_call = self._probe_call = None
+        self._timers.clear()
+        self._probe_queue.clear()
+        for ps in self._probes.values():
+            if ps.retry is not None and ps.retry.active():
+                ps.retry.cancel()
+            if ps.running is not None:
+                ps.running[1].cancel()
+            self._wake(ps)
+        if hasattr(self.prober, "kill_all"):
+            self.prober.kill_all()
+        self._flush()
+        return None
+
+    def _close_monitor(self) -> None:
+        if self.monitor is not None:
+            try:
+                self.monitor.close()
+            except Exception:
+                log.failure("closing the udev monitor failed")
+        self.monitor = None
+
+    def _health(self, ok: bool, reason: str = "") -> None:
+        if self.health is not None:
+            self.health.set("discovery", ok, reason)
+
+    # -- reading udev ---------------------------------------------------------------
+
+    def read_events(self) -> None:
+        """Drain the monitor (the reader's doRead)."""
+        for _ in range(MAX_EVENTS_PER_READ):
+            monitor = self.monitor
+            if monitor is None:
+                return
+            try:
+                device = monitor.receive()
+            except OSError as exc:
+                if exc.errno == errno.ENOBUFS:
+                    self._overflowed()
+                    continue
+                self.stats["read_errors"] += 1
+                log.error("Reading the udev monitor failed: {error}", error=exc)
+                return
+            if device is None:
+                return
+            self.stats["events"] += 1
+            try:
+                self.handle_event(device)
+            except Exception:
+                log.failure(
+                    "Handling udev {action} of {sys_path} failed", action=device.action, sys_path=device.sys_path
+                )
+
+    def _overflowed(self) -> None:
+        self.stats["overflows"] += 1
+        log.warn(
+            "udev events were lost (receive queue overflow, ENOBUFS): re-enumerating {subsystem}", subsystem=SUBSYSTEM
+        )
+        discarded = 0
+        monitor = self.monitor
+        while monitor is not None and discarded < MAX_DISCARD and monitor.pending():
+            try:
+                if monitor.receive() is None:
+                    break
+            except OSError:
+                pass  # another overflow report: we are re-enumerating anyway
+            discarded += 1
+        try:
+            self._resync("overflow")
+        except Exception:
+            log.failure("Re-enumerating {subsystem} after an overflow failed", subsystem=SUBSYSTEM)
+
+    def _resync(self, why: str) -> None:
+        """Make the present set equal to a fresh enumeration."""
+        devices = self.udev.enumerate()
+        self.stats["enumerations"] += 1
+        found = [d for d in devices if d.capture and d.device_node]
+        found.sort(key=lambda d: _node_number(d.device_node))
+        seen = {d.sys_path for d in found}
+        for sys_path in list(self._nodes):
+            if sys_path not in seen:
+                self._node_gone(sys_path)
+        for sys_path in list(self._rejected):
+            if sys_path not in seen:
+                self._rejected.discard(sys_path)
+        for device in found:
+            self._node_seen(device, resync=True)
+        log.debug(
+            "Enumerated {subsystem} ({why}): {count} capture node(s)", subsystem=SUBSYSTEM, why=why, count=len(found)
+        )
+
+    def handle_event(self, device: UdevDevice) -> None:
+        action = device.action
+        if action == "remove":
+            self._node_gone(device.sys_path)
+        elif action in ("unbind", "offline"):
+            return
+        else:
+            if action == "move":
+                old = device.properties.get("DEVPATH_OLD")
+                devpath = device.properties.get("DEVPATH", "")
+                if old and devpath and device.sys_path.endswith(devpath):
+                    self._node_gone(device.sys_path[: -len(devpath)] + old)
+            self._node_seen(device)
+
+    # -- the present set ------------------------------------------------------------
+
+    def _node_seen(self, device: UdevDevice, *, resync: bool = False) -> None:
+        sys_path = device.sys_path
+        if device.capture is not True or not device.device_node:
+            if sys_path in self._nodes:
+                log.info("{device} is no longer a capture node", device=device.describe())
+                self._node_gone(sys_path)
+            return
+        if sys_path in self._rejected:
+            if device.action != "add":
+                return
+            self._rejected.discard(sys_path)
+        node = self._nodes.get(sys_path)
+        if node is not None and device.action == "add":
+            same = node.device.device_node == device.device_node and node.key in (
+                identity_key(device.properties, device.device_node, device.index),
+                fallback_key(device.properties, device.device_node, device.index),
+            )
+            if not same:
+                self._node_gone(sys_path)  # an "add" without the "remove": another device on the path
+                node = None
+        if node is None:
+            self._node_added(device)
+            return
+        node.device = device
+        ps = self._probes[node.camera_id]
+        if ps.done_for is node and ps.running is None and (ps.error is not None or device.action == "add"):
+            ps.done_for = None  # probe again: an ERROR camera on change/re-enumeration, a re-"add"
+            ps.retried = False
+        self._commit(node.camera_id)
+
+    def _node_added(self, device: UdevDevice) -> None:
+        props, devnode = device.properties, device.device_node
+        key = identity_key(props, devnode, device.index)
+        holder = self._key_holders.get(key)
+        if holder is not None and holder != device.sys_path:
+            alternative = fallback_key(props, devnode, device.index)
+            if alternative in self._key_holders:
+                alternative = f"sys:{device.sys_path}"
+            log.warn(
+                "{device} has the same identity {key} as {other} (cameras sharing a serial number?); "
+                "identifying it by its port instead: {alternative}",
+                device=device.describe(),
+                key=key,
+                other=holder,
+                alternative=alternative,
+            )
+            key = alternative
+        camera_id, new = self.identity.camera_id(key, device.name)
+        if new:
+            self._schedule_flush()
+        node = _Node(device, camera_id, key)
+        self._nodes[device.sys_path] = node
+        self._present[camera_id] = node
+        self._key_holders[key] = device.sys_path
+        ps = self._probes.get(camera_id)
+        if ps is None:
+            ps = self._probes[camera_id] = _ProbeState()
+        ps.error = None
+        ps.retried = False
+        log.info(
+            "Camera {camera_id} present at {device} ({name}; {key}{new})",
+            camera_id=camera_id,
+            device=devnode,
+            name=device.name,
+            key=key,
+            new=", new id" if new else "",
+        )
+        self._commit(camera_id)
+
+    def _node_gone(self, sys_path: str) -> None:
+        self._rejected.discard(sys_path)
+        node = self._nodes.pop(sys_path, None)
+        if node is None:
+            return
+        camera_id = node.camera_id
+        if self._present.get(camera_id) is node:
+            del self._present[camera_id]
+        if self._key_holders.get(node.key) == sys_path:
+            del self._key_holders[node.key]
+        ps = self._probes[camera_id]
+        self._probe_queue.pop(camera_id, None)
+        if ps.retry is not None and ps.retry.active():
+            ps.retry.cancel()
+        ps.retry = None
+        if ps.running is not None and ps.running[0] is node:
+            ps.running[1].cancel()
+        self._wake(ps)
+        log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
+        self._commit(camera_id)
+
+    # -- committing to the registry ---------------------------------------------------
+
+    def _record(self, camera_id: str) -> Camera | None:
+        node = self._present.get(camera_id)
+        ps = self._probes.get(camera_id) or _ProbeState()
+        if node is None:
+            previous = self.registry.get(camera_id)
+            if previous is None:
+                return None
+            return replace(previous, status=DISCONNECTED, error=None)
+        device = node.device
+        return Camera(
+            camera_id=camera_id,
+            device=device.device_node or "",
+            status=ERROR if ps.error else CONNECTED,
+            name=device.product or ps.card or device.name,
+            key=node.key,
+            links=device.links,
+            capabilities=ps.caps,
+            default=ps.default,
+            error=ps.error,
+        )
+
+    def _commit(self, camera_id: str) -> None:
+        """Put the current udev state of ``camera_id`` into the registry, rate-limiting
+        presence changes (leading edge at once, the rest at the end of the window)."""
+        desired = self._record(camera_id)
+        if desired is None:
+            return
+        current = self.registry.get(camera_id)
+        present = desired.status != DISCONNECTED
+        if current is None or (current.status != DISCONNECTED) != present:
+            now = self.reactor.seconds()
+            end = self._windows.get(camera_id)
+            if end is not None and now < end:
+                if camera_id not in self._timers:
+                    self.stats["coalesced"] += 1
+                    self._timers[camera_id] = self.reactor.callLater(end - now, self._window_ended, camera_id)
+                return
+            self._windows[camera_id] = now + self.config.debounce
+        elif camera_id in self._timers:
+            return  # the coalesced commit at the end of the window carries this too
+        self.registry.put(desired)
+        if present:
+            self._want_probe(camera_id)
+
+    def _window_ended(self, camera_id: str) -> None:
+        self._timers.pop(camera_id, None)
+        try:
+            self._commit(camera_id)
+        except Exception:
+            log.failure("Committing camera {camera_id} failed", camera_id=camera_id)
+
+    # -- probes ---------------------------------------------------------------------
+
+    def _want_probe(self, camera_id: str) -> None:
+        node = self._present.get(camera_id)
+        ps = self._probes[camera_id]
+        if node is None or ps.done_for is node or camera_id in self._probe_queue:
+            return
+        if ps.running is not None and ps.running[0] is node:
+            return
+        if ps.retry is not None and ps.retry.active():
+            return
+        self._probe_queue[camera_id] = None
+        if self._probe_call is None and self.running:
+            self._probe_call = self.reactor.callLater(PROBE_START_DELAY, self._start_probes)
+
+    def _start_probes(self) -> None:
+        self._probe_call = None
+        while self._probe_queue and self._probing < MAX_CONCURRENT and self.running:
+            camera_id = next(iter(self._probe_queue))
+            del self._probe_queue[camera_id]
+            node = self._present.get(camera_id)
+            ps = self._probes[camera_id]
+            if node is None or ps.done_for is node:
+                continue
+            if ps.running is not None:
+                ps.running[1].cancel()  # a probe of an older node of this camera
+            self.stats["probes"] += 1
+            self._probing += 1
+            started = self.reactor.seconds()
+            try:
+                d = self.prober.probe(node.device.device_node)
+            except Exception as exc:
+                log.failure("Starting the capability probe of {camera_id} failed", camera_id=camera_id)
+                d = _failed(ProbeFailed("error", f"cannot start the probe: {exc}"))
+            ps.running = (node, d)
+            d.addBoth(self._probe_done, camera_id, node, started)
+            d.addErrback(lambda f: log.failure("Handling a probe result failed", f))
+
+    def _probe_done(self, outcome: Any, camera_id: str, node: _Node, started: float) -> None:
+        self._probing -= 1
+        ps = self._probes[camera_id]
+        if ps.running is not None and ps.running[0] is node:
+            ps.running = None
+        try:
+            if isinstance(outcome, Failure) and outcome.check(CancelledError):
+                return
+            if self._present.get(camera_id) is not node or not self.running:
+                return
+            self._apply_probe(outcome, camera_id, node, self.reactor.seconds() - started)
+        finally:
+            if ps.running is None and not (ps.retry is not None and ps.retry.active()):
+                self._wake(ps)
+            if self._probe_queue and self._probe_call is None and self.running:
+                self._probe_call = self.reactor.callLater(0, self._start_probes)
+
+    def _apply_probe(self, outcome: Any, camera_id: str, node: _Node, elapsed: float) -> None:
+        ps = self._probes[camera_id]
+        devnode = node.device.device_node
+        if not isinstance(outcome, Failure):
+            ps.caps = {k: outcome.get(k) for k in ("driver", "card", "bus_info", "formats")}
+            ps.default = outcome.get("default")
+            ps.card = str(outcome.get("card") or "")
+            ps.error = None
+            ps.done_for = node
+            default = ps.default or {}
+            log.info(
+                "Camera {camera_id} ({device}): {formats} format(s), default {pixfmt} {width}x{height}@{fps} "
+                "(probed in {ms:.0f} ms)",
+                camera_id=camera_id,
+                device=devnode,
+                formats=len(ps.caps["formats"] or ()),
+                pixfmt=default.get("format", "-"),
+                width=default.get("width", 0),
+                height=default.get("height", 0),
+                fps=default.get("fps", 0),
+                ms=elapsed * 1000,
+            )
+            self._commit(camera_id)
+            return
+        self.stats["probe_failures"] += 1
+        exc = outcome.value
+        if not isinstance(exc, ProbeFailed):
+            log.failure("Capability probe of {device} failed unexpectedly", outcome, device=devnode)
+            exc = ProbeFailed("error", f"capability probe failed: {exc}")
+        if exc.reason == "not_capture":
+            log.warn(
+                "{device} is not a video capture node after all ({message}); ignoring it",
+                device=devnode,
+                message=exc.message,
+            )
+            self._reject(node)
+            return
+        if exc.reason == "vanished" and not ps.retried:
+            ps.retried = True
+            log.info("{device} vanished during its capability probe; checking again", device=devnode)
+            ps.retry = self.reactor.callLater(max(VANISHED_RETRY_DELAY, self.config.debounce), self._retry, camera_id)
+            return
+        if exc.reason == "timeout":
+            self.stats["probe_timeouts"] += 1
+        ps.error = exc.message
+        ps.done_for = node
+        log.warn(
+            "Camera {camera_id} ({device}) is in ERROR: {error}", camera_id=camera_id, device=devnode, error=exc.message
+        )
+        self._commit(camera_id)
+
+    def _retry(self, camera_id: str) -> None:
+        ps = self._probes[camera_id]
+        ps.retry = None
+        if camera_id in self._present:
+            self._want_probe(camera_id)
+        else:
+            self._wake(ps)
+
+    def _reject(self, node: _Node) -> None:
+        sys_path = node.device.sys_path
+        camera_id = node.camera_id
+        self._nodes.pop(sys_path, None)
+        if self._present.get(camera_id) is node:
+            del self._present[camera_id]
+        if self._key_holders.get(node.key) == sys_path:
+            del self._key_holders[node.key]
+        self._rejected.add(sys_path)
+        timer = self._timers.pop(camera_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        ps = self._probes[camera_id]
+        if ps.caps is None:
+            self.registry.discard(camera_id)  # never was a camera: no DISCONNECTED ghost
+        else:
+            self._commit(camera_id)
+
+    def _wake(self, ps: _ProbeState) -> None:
+        waiters, ps.waiters = ps.waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def when_probed(self, camera_id: str) -> Deferred | None:
+        """A Deferred firing (with None) when the capability probe pending for the
+        present node of ``camera_id`` has an outcome; None when there is none pending."""
+        node = self._present.get(camera_id)
+        ps = self._probes.get(camera_id)
+        if node is None or ps is None:
+            return None
+        pending = (
+            camera_id in self._probe_queue
+            or (ps.running is not None and ps.running[0] is node)
+            or (ps.retry is not None and ps.retry.active())
+        )
+        if not pending:
+            return None
+        d: Deferred = Deferred()
+        ps.waiters.append(d)
+        return d
+
+    # -- identity persistence -------------------------------------------------------
+
+    def _schedule_flush(self) -> None:
+        if self._flush_call is None or not self._flush_call.active():
+            self._flush_call = self.reactor.callLater(0, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_call is not None and self._flush_call.active():
+            self._flush_call.cancel()
+        self._flush_call = None
+        if self.identity.loaded:
+            self.identity.flush()
+
+    # -- status -----------------------------------------------------------------------
+
+    def status(self) -> dict:
+        cameras = self.registry.cameras()
+        return {
+            "enabled": bool(self.config.enabled),
+            "running": self.started,
+            "error": self.last_error,
+            "cameras": len(cameras),
+            "connected": sum(1 for c in cameras if c.status == CONNECTED),
+            "errors": sum(1 for c in cameras if c.status == ERROR),
+            "known_ids": len(self.identity),
+            "probes_running": self._probing,
+            "probes_queued": len(self._probe_queue),
+            **self.stats,
+        }
+
+
+def _node_number(devnode: str | None) -> tuple[int, str]:
+    base = os.path.basename(devnode or "")
+    digits = base[len(base.rstrip("0123456789")) :]
+    return (int(digits) if digits else 1 << 30, base)
+
+
+def _failed(exc: Exception) -> Deferred:
+    d: Deferred = Deferred()
+    d.errback(exc)
+    return d
+
+
+def setup(app: Any) -> None:
+    """Component entry point: the discovery service, its readiness and status."""
+    config = app.config.discovery
+    app.health.require("discovery")
+    identity = IdentityStore(os.path.join(app.config.storage.state_dir, FILENAME))
+    service = DiscoveryService(
+        app.cameras,
+        config,
+        identity,
+        app.reactor,
+        health=app.health,
+    )
+    service.setServiceParent(app.service)
+    app.discovery = service
+    app.status_providers["discovery"] = service.status

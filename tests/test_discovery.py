@@ -1,0 +1,509 @@
+"""camsvc.discovery with a fake udev, a fake prober and a MemoryReactorClock (no I/O)."""
+
+from __future__ import annotations
+
+import errno
+import json
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.testing import MemoryReactorClock
+
+from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
+from camsvc.config import parse_config_dict
+from camsvc.discovery import PROBE_START_DELAY, RETRY_DELAY, VANISHED_RETRY_DELAY, DiscoveryService
+from camsvc.health import Health
+from camsvc.identity import FILENAME, IdentityStore
+from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
+
+DEBOUNCE = 0.3
+
+
+class Recorder:
+    def __init__(self):
+        self.events = []
+
+    def camera_added(self, camera):
+        self.events.append(("added", camera.camera_id, camera.status, camera.device))
+
+    def camera_removed(self, camera):
+        self.events.append(("removed", camera.camera_id, camera.status, camera.device))
+
+    def camera_changed(self, camera):
+        self.events.append(("changed", camera.camera_id, camera.status, camera.device))
+
+    def take(self):
+        out, self.events = self.events, []
+        return out
+
+
+class Harness:
+    def __init__(self, tmp_path, devices=(), **discovery):
+        self.tmp_path = tmp_path
+        self.reactor = MemoryReactorClock()
+        self.udev = FakeUdev(devices)
+        self.prober = FakeProber()
+        self.registry = CameraRegistry(self.reactor)
+        self.recorder = Recorder()
+        self.registry.subscribe(self.recorder)
+        self.health = Health(self.reactor)
+        self.health.require("discovery")
+        self.config = parse_config_dict({"discovery": {"debounce": DEBOUNCE, **discovery}}).discovery
+        self.identity = IdentityStore(str(tmp_path / FILENAME))
+        self.svc = DiscoveryService(
+            self.registry,
+            self.config,
+            self.identity,
+            self.reactor,
+            health=self.health,
+            udev_factory=self.udev,
+            prober=self.prober,
+        )
+
+    def start(self):
+        self.svc.startService()
+        return self
+
+    def deliver(self):
+        for reader in list(self.reactor.readers):
+            assert reader.doRead() is None
+
+    def advance(self, seconds=0.0):
+        self.reactor.advance(seconds)
+
+    def probes_start(self):
+        self.advance(PROBE_START_DELAY)
+
+    def status(self, camera_id):
+        return self.registry.get(camera_id).status
+
+    def cam(self, camera_id):
+        return self.registry.get(camera_id)
+
+    def stop(self):
+        self.svc.stopService()
+        assert self.reactor.getDelayedCalls() == []
+        assert not self.reactor.readers
+
+
+@pytest.fixture
+def make(tmp_path):
+    harnesses = []
+
+    def factory(devices=(), **discovery):
+        h = Harness(tmp_path, devices, **discovery)
+        harnesses.append(h)
+        return h
+
+    yield factory
+    for h in harnesses:
+        if h.svc.running:
+            h.svc.stopService()
+
+
+def test_start_enumerates_capture_nodes_only(make, tmp_path):
+    usb = usb_camera(0, serial="S1", port="1")
+    meta = usb_camera(1, serial="S1", port="1", metadata=True)
+    vivid = platform_camera(2)
+    output = replace(platform_camera(3, name="vivid.1"), properties={"ID_V4L_CAPABILITIES": ":video_output:"})
+    no_caps = replace(platform_camera(4, name="x.0"), properties={"ID_PATH": "platform-x.0"})
+    h = make([vivid, meta, output, usb, no_caps])
+    assert not h.health.is_ok("discovery")
+    h.start()
+    assert h.health.is_ok("discovery")
+    assert len(h.reactor.readers) == 1
+    # ids follow the node numbers on the first start
+    assert [(c.camera_id, c.device, c.status) for c in h.registry.cameras()] == [
+        ("camera0", "/dev/video0", CONNECTED),
+        ("camera1", "/dev/video2", CONNECTED),
+    ]
+    assert h.cam("camera0").key == "usb:Vendor_USB_Camera_S1:00"
+    assert h.cam("camera1").key == "path:platform-vivid.0"
+    assert h.cam("camera1").name == "vivid"
+    assert "/dev/v4l/by-id/usb-Vendor_USB_Camera_S1-video-index0" in h.cam("camera0").links
+    # the id map is written right after, not before, the announcement
+    assert not (tmp_path / FILENAME).exists()
+    h.advance(0)
+    saved = json.loads((tmp_path / FILENAME).read_text())["cameras"]
+    assert saved == {
+        "camera0": {"key": "usb:Vendor_USB_Camera_S1:00", "name": "USB Camera"},
+        "camera1": {"key": "path:platform-vivid.0", "name": "vivid"},
+    }
+    # events for the metadata and output nodes change nothing
+    h.recorder.take()
+    h.udev.change(meta)
+    h.udev.remove(output)
+    h.udev.add(output)
+    h.deliver()
+    assert h.recorder.take() == []
+    h.stop()
+
+
+def test_hot_add_is_announced_at_once_then_probed(make):
+    h = make().start()
+    assert h.registry.cameras() == []
+    cam = h.udev.add(usb_camera(0, serial="S1", card="HD Webcam"))
+    h.deliver()
+    assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]
+    record = h.cam("camera0")
+    assert (record.name, record.resolution, record.fps, record.capabilities) == ("HD Webcam", "", 0, None)
+    assert h.prober.pending == []  # the probe starts after the announcement
+    h.probes_start()
+    assert h.prober.pending == ["/dev/video0"]
+    h.prober.succeed("/dev/video0", probe_result(cam.device_node, card="HD Webcam"))
+    assert h.recorder.take() == [("changed", "camera0", CONNECTED, "/dev/video0")]
+    record = h.cam("camera0")
+    assert (record.resolution, record.fps) == ("1920x1080", 30)
+    assert record.capabilities["driver"] == "uvcvideo"
+    assert [f["format"] for f in record.capabilities["formats"]] == ["MJPG", "YUYV"]
+    assert h.svc.status()["probes"] == 1
+    h.stop()
+
+
+def test_hot_remove_and_replug_keep_the_id(make):
+    cam = usb_camera(0, serial="S1", port="1")
+    h = make([cam]).start()
+    h.probes_start()
+    h.prober.succeed("/dev/video0")
+    h.recorder.take()
+    h.advance(DEBOUNCE)
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video0")]
+    gone = h.cam("camera0")
+    assert gone.capabilities is not None and gone.resolution == "1920x1080"  # last known mode kept
+    h.advance(DEBOUNCE)
+    # back on another port and node: the serial identifies it
+    h.udev.add(usb_camera(4, serial="S1", port="3"))
+    h.deliver()
+    assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video4")]
+    assert h.cam("camera0").resolution == "1920x1080"  # cached until the new probe answers
+    h.probes_start()
+    assert h.prober.pending == ["/dev/video4"]
+    assert len(h.registry.cameras()) == 1
+    h.stop()
+
+
+def test_ids_survive_a_restart(make, tmp_path):
+    a, b = usb_camera(0, serial="S1", port="1"), platform_camera(2)
+    h = make([a, b]).start()
+    h.stop()
+    # reboot: nodes renumbered, enumeration order different
+    h2 = make([replace(b, device_node="/dev/video0"), replace(a, device_node="/dev/video3")]).start()
+    assert {c.camera_id: c.device for c in h2.registry.cameras()} == {
+        "camera0": "/dev/video3",
+        "camera1": "/dev/video0",
+    }
+    new = h2.udev.add(usb_camera(6, serial="S9", port="5"))
+    h2.deliver()
+    assert h2.registry.resolve(new.device_node).camera_id == "camera2"
+    h2.stop()
+    assert json.loads((tmp_path / FILENAME).read_text())["next_number"] == 3
+
+
+def test_identical_serialless_cameras_on_different_ports(make):
+    a, b = usb_camera(0, port="1"), usb_camera(2, port="2")
+    h = make([a, b]).start()
+    assert [c.camera_id for c in h.registry.cameras()] == ["camera0", "camera1"]
+    h.advance(DEBOUNCE)
+    # both unplugged, then replugged in the opposite order (nodes swap): ids follow the ports
+    h.udev.remove(a)
+    h.udev.remove(b)
+    h.deliver()
+    h.advance(DEBOUNCE)
+    h.udev.add(usb_camera(0, port="2"))
+    h.udev.add(usb_camera(2, port="1"))
+    h.deliver()
+    assert {c.camera_id: (c.device, c.status) for c in h.registry.cameras()} == {
+        "camera0": ("/dev/video2", CONNECTED),
+        "camera1": ("/dev/video0", CONNECTED),
+    }
+    h.stop()
+
+
+def test_a_serial_shared_by_two_present_cameras_falls_back_to_the_port(make):
+    a, b = usb_camera(0, serial="0001", port="1"), usb_camera(2, serial="0001", port="2")
+    h = make([a, b]).start()
+    cams = h.registry.cameras()
+    assert [c.camera_id for c in cams] == ["camera0", "camera1"]
+    assert cams[0].key == "usb:Vendor_USB_Camera_0001:00"
+    assert cams[1].key == "path:pci-0000:00:14.0-usb-0:2:1.0"
+    h.stop()
+
+
+def test_flapping_is_coalesced_and_ends_in_the_final_state(make):
+    cam = usb_camera(0, serial="S1")
+    h = make().start()
+    h.udev.add(cam)
+    h.deliver()
+    assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]  # at once
+    for _ in range(5):
+        h.udev.remove(cam)
+        h.udev.add(cam)
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.recorder.take() == []  # within the window: nothing yet
+    assert h.status("camera0") == CONNECTED
+    h.advance(DEBOUNCE)
+    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video0")]  # never a stale CONNECTED
+    assert h.svc.status()["coalesced"] >= 1
+    # an isolated change after the window is again immediate
+    h.advance(DEBOUNCE)
+    h.udev.add(cam)
+    h.deliver()
+    assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]
+    h.stop()
+
+
+def test_flapping_costs_at_most_one_probe_per_window(make):
+    cam = usb_camera(0, serial="S1")
+    h = make().start()
+    for _ in range(20):
+        h.udev.add(cam)
+        h.udev.remove(cam)
+        h.deliver()
+        h.advance(0.02)
+    h.udev.add(cam)
+    h.deliver()
+    h.advance(DEBOUNCE)
+    h.probes_start()
+    # the first probe was cancelled when the node went away; one probe for the final node
+    assert len(h.prober.calls) <= 3
+    assert h.prober.pending == ["/dev/video0"]
+    assert h.status("camera0") == CONNECTED
+    h.stop()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["add", "remove", "change", "renumber"]), st.sampled_from([0, 0.01, 0.1, 0.31])),
+        max_size=30,
+    )
+)
+def test_registry_converges_to_udev_state(tmp_path_factory, steps):
+    h = Harness(tmp_path_factory.mktemp("conv"), debounce=DEBOUNCE).start()
+    present = None
+    for action, gap in steps:
+        if action == "add" or (action == "renumber" and present is not None):
+            if present is not None:
+                h.udev.remove(present)
+            present = usb_camera(2 if present is not None and present.device_node.endswith("0") else 0, serial="S")
+            h.udev.add(present)
+        elif action == "remove" and present is not None:
+            h.udev.remove(present)
+            present = None
+        elif action == "change" and present is not None:
+            h.udev.change(present)
+        h.deliver()
+        h.advance(gap)
+    h.advance(DEBOUNCE)
+    record = h.registry.get("camera0")
+    if present is None:
+        assert record is None or record.status == DISCONNECTED
+    else:
+        assert record.status == CONNECTED and record.device == present.device_node
+    h.svc.stopService()
+    assert h.reactor.getDelayedCalls() == []
+
+
+def test_overflow_discards_stale_events_and_re_enumerates(make):
+    a, b = usb_camera(0, serial="A"), usb_camera(2, serial="B", port="2")
+    h = make([a]).start()
+    h.advance(DEBOUNCE)
+    monitor = h.udev.monitors[-1]
+    # The kernel dropped events: "a" went away and "b" came, unseen.  What is still
+    # queued predates the loss (an "add" of "a") and must not resurrect it.
+    h.udev.remove(a, quiet=True)
+    h.udev.add(b, quiet=True)
+    h.udev.overflow()
+    h.udev.event(a, "add")
+    before = h.udev.enumerations
+    h.deliver()
+    assert h.udev.enumerations == before + 1
+    assert monitor.queue == []
+    assert {c.camera_id: c.status for c in h.registry.cameras()} == {"camera0": DISCONNECTED, "camera1": CONNECTED}
+    assert h.svc.status()["overflows"] == 1
+    # the reader lives on
+    h.advance(DEBOUNCE)
+    h.udev.remove(b)
+    h.deliver()
+    assert h.status("camera1") == DISCONNECTED
+    assert len(h.reactor.readers) == 1
+    h.stop()
+
+
+def test_reader_survives_errors(make):
+    cam = usb_camera(0, serial="A")
+    h = make().start()
+    h.udev.monitors[-1].queue.append(OSError(errno.EIO, "boom"))
+    h.deliver()
+    assert h.svc.status()["read_errors"] == 1
+    h.udev.monitors[-1].queue.append(RuntimeError("unexpected"))
+    h.deliver()
+    h.udev.overflow()
+    h.udev.fail_enumerate = OSError(errno.EIO, "sysfs unreadable")
+    h.deliver()  # re-enumeration fails: logged, reader alive
+    h.udev.fail_enumerate = None
+    h.udev.add(cam)
+    h.deliver()
+    assert h.status("camera0") == CONNECTED
+    assert len(h.reactor.readers) == 1
+    h.stop()
+
+
+def test_probe_timeout_is_an_error_until_the_camera_changes(make):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    h.probes_start()
+    h.recorder.take()
+    h.prober.fail("/dev/video0", "timeout", "capability probe of /dev/video0 timed out after 5s")
+    assert h.recorder.take() == [("changed", "camera0", ERROR, "/dev/video0")]
+    assert h.cam("camera0").error == "capability probe of /dev/video0 timed out after 5s"
+    assert h.svc.status()["probe_timeouts"] == 1
+    assert h.prober.pending == []
+    # a udev "change" gives it another chance
+    h.udev.change(cam)
+    h.deliver()
+    h.probes_start()
+    h.prober.succeed("/dev/video0")
+    assert h.status("camera0") == CONNECTED and h.cam("camera0").error is None
+    h.stop()
+
+
+def test_vanished_mid_probe_then_removed(make):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    h.advance(DEBOUNCE)  # the probe starts; the plug's debounce window ends
+    h.recorder.take()
+    h.prober.fail("/dev/video0", "vanished")
+    assert h.recorder.take() == []  # no ERROR flash: udev's remove is probably on its way
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video0")]
+    h.advance(VANISHED_RETRY_DELAY)
+    assert h.prober.pending == []
+    h.stop()
+
+
+def test_vanished_twice_while_udev_still_lists_it_is_an_error(make):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    h.probes_start()
+    h.prober.fail("/dev/video0", "vanished")
+    h.advance(VANISHED_RETRY_DELAY)
+    h.probes_start()
+    h.prober.fail("/dev/video0", "vanished", "/dev/video0: device vanished (No such device)")
+    assert h.status("camera0") == ERROR
+    assert "vanished" in h.cam("camera0").error
+    h.stop()
+
+
+def test_removal_cancels_a_running_probe(make):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    h.probes_start()
+    assert h.prober.pending == ["/dev/video0"]
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.prober.cancelled == ["/dev/video0"]
+    h.advance(DEBOUNCE)  # the removal came within the plug's window: committed at its end
+    assert h.status("camera0") == DISCONNECTED
+    assert h.svc.status()["probes_running"] == 0
+    h.stop()
+
+
+def test_a_node_the_probe_rejects_is_withdrawn(make):
+    odd = platform_camera(5, name="odd.0", card="Odd")
+    h = make().start()
+    h.udev.add(odd)
+    h.deliver()
+    h.probes_start()
+    h.recorder.take()
+    h.prober.fail("/dev/video5", "not_capture", "not a video capture node")
+    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video5")]
+    assert h.registry.get("camera0") is None  # no ghost record
+    h.udev.change(odd)
+    h.deliver()
+    h.advance(1)
+    assert h.registry.cameras() == [] and h.prober.pending == []
+    # a new device on that path gets a fresh look
+    h.udev.remove(odd)
+    h.udev.add(odd)
+    h.deliver()
+    assert h.status("camera0") == CONNECTED
+    h.stop()
+
+
+def test_probes_are_bounded_and_queued(make):
+    cams = [usb_camera(2 * i, serial=f"S{i}", port=str(i + 1)) for i in range(4)]
+    h = make(cams).start()
+    h.probes_start()
+    assert h.prober.pending == ["/dev/video0", "/dev/video2"]
+    h.prober.succeed("/dev/video0")
+    h.advance(0)
+    assert h.prober.pending == ["/dev/video2", "/dev/video4"]
+    h.prober.fail("/dev/video2", "error", "permission denied")
+    h.prober.succeed("/dev/video4")
+    h.advance(0)
+    h.prober.succeed("/dev/video6")
+    assert [c.status for c in h.registry.cameras()] == [CONNECTED, ERROR, CONNECTED, CONNECTED]
+    h.stop()
+
+
+def test_when_probed(make):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    waiting = h.svc.when_probed("camera0")
+    assert waiting is not None and not waiting.called
+    h.probes_start()
+    h.prober.succeed("/dev/video0")
+    assert waiting.called
+    assert h.svc.when_probed("camera0") is None
+    assert h.svc.when_probed("camera9") is None
+    h.stop()
+
+
+def test_disabled_discovery_is_ready_with_no_cameras(make):
+    h = make([usb_camera(0, serial="A")], enabled=False).start()
+    assert h.health.is_ok("discovery")
+    assert h.registry.cameras() == [] and not h.reactor.readers and h.udev.enumerations == 0
+    assert h.svc.status()["enabled"] is False
+    h.stop()
+
+
+def test_udev_unavailable_at_start_is_retried(make):
+    h = make([usb_camera(0, serial="A")])
+    h.udev.fail_enumerate = OSError(errno.ENOENT, "no /sys")
+    h.start()
+    assert not h.health.is_ok("discovery")
+    assert "udev unavailable" in h.health.report()["checks"]["discovery"]["reason"]
+    assert h.udev.monitors[-1].closed
+    h.udev.fail_enumerate = None
+    h.advance(RETRY_DELAY)
+    assert h.health.is_ok("discovery") and h.status("camera0") == CONNECTED
+    h.stop()
+
+
+def test_stop_cleans_up(make, tmp_path):
+    cam = usb_camera(0, serial="A")
+    h = make([cam]).start()
+    h.probes_start()
+    h.udev.remove(cam)
+    h.udev.add(cam)
+    h.deliver()  # a coalesced commit is pending
+    monitor = h.udev.monitors[-1]
+    h.stop()  # asserts no delayed calls and no readers remain
+    assert monitor.closed
+    assert (tmp_path / FILENAME).exists()
+
+
+def test_status_section(make):
+    h = make([usb_camera(0, serial="A"), platform_camera(2)]).start()
+    status = h.svc.status()
+    assert status["enabled"] and status["running"]
+    assert (status["cameras"], status["connected"], status["known_ids"]) == (2, 2, 2)
+    assert status["enumerations"] == 1
+    h.stop()
