@@ -211,6 +211,10 @@ if [ ! -e "$IMAGE" ]; then
     ls -t "$CACHE"/image-*.ext4 | tail -n +3 | xargs -r rm -f
 fi
 
+# Artefacts of older kernels/recipes are never used again.
+for old in "$CACHE"/initrd-*.cpio.gz; do [ "$old" = "$INITRD" ] || rm -f "$old"; done
+for old in "$CACHE"/kernel-*; do [ "$old" = "$KDIR" ] || rm -rf "$old"; done
+
 cat > "$CACHE/current.env" <<EOF
 KERNEL=$KERNEL
 INITRD=$INITRD

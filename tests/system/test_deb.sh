@@ -38,6 +38,8 @@ id -nG camsvc | tr ' ' '\n' | grep -qx video || fail "camsvc is not in group vid
 [ "$(stat -c %U:%G:%a /var/lib/camsvc/recordings)" = camsvc:camsvc:2770 ] \
     || fail "recordings dir: $(stat -c %U:%G:%a /var/lib/camsvc/recordings)"
 dpkg-query -W -f='${Conffiles}\n' camsvc | grep -q /etc/camsvc/camsvc.yaml || fail "conffile not registered"
+[ "$(stat -c %U:%G:%a /etc/camsvc/camsvc.yaml)" = root:camsvc:640 ] \
+    || fail "conffile permissions: $(stat -c %U:%G:%a /etc/camsvc/camsvc.yaml)"
 [ -L /etc/systemd/system/multi-user.target.wants/camsvc.service ] || fail "unit not enabled"
 
 step "twisted plugin cache rebuilt by the twisted-plugins-cache trigger"
