@@ -54,6 +54,9 @@ def guest(results):
         vm.wait_ready()
         results["boot_to_control_s"] = round(vm.timings["control"], 1)
         results["boot_to_api_s"] = round(vm.timings["api"], 1)
+        boot = vm.control("GET", "/boot", timeout=30)
+        results["guest_boot"] = boot["time"]["stdout"].strip().splitlines()[0:1]
+        results["guest_boot_slowest_units"] = boot["blame"]["stdout"].strip().splitlines()[:5]
         yield vm
     finally:
         try:

@@ -9,6 +9,7 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   POST /camsvc/restart    systemctl restart camsvc
   GET  /journal?unit=U&lines=N   journalctl output of one unit
   GET  /unit              `systemctl show camsvc` plus the main process's ids
+  GET  /boot              systemd-analyze time / blame
   GET  /v4l2?device=D     v4l2-ctl --info / --list-formats-ext of one node
   POST /exec/ffmpeg-probe run ffmpeg as camsvc inside the unit's sandbox (see below)
 
@@ -161,6 +162,9 @@ class Handler(BaseHTTPRequestHandler):
                              "-u", unit, "-n", str(int(lines))]))
         elif u.path == "/unit":
             self._reply(unit_info())
+        elif u.path == "/boot":
+            self._reply({"time": run(["systemd-analyze", "time"]),
+                         "blame": run(["systemd-analyze", "blame", "--no-pager"])})
         elif u.path == "/v4l2":
             dev = q.get("device", ["/dev/video0"])[0]
             if dev not in glob.glob("/dev/video*"):

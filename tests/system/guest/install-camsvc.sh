@@ -21,6 +21,10 @@ ExecStart=/usr/bin/python3 /usr/local/lib/camsvc-e2e/control.py --port 8003
 WantedBy=multi-user.target
 U
 systemctl enable camsvc-e2e-control.service
+# camsvc's log also on the serial console (the host keeps it in serial.log).
+mkdir -p /etc/systemd/system/camsvc.service.d
+printf '[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n' \
+    > /etc/systemd/system/camsvc.service.d/e2e-console.conf
 # Evidence for the test: the package's maintainer scripts did their job.
 id camsvc
 test -L /etc/systemd/system/multi-user.target.wants/camsvc.service
