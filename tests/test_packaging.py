@@ -9,6 +9,7 @@ verdicts, the production conffile, versions in sync, the plugin-cache trigger.
 import configparser
 import os
 import re
+import runpy
 import shutil
 import subprocess
 
@@ -152,6 +153,43 @@ def test_changelog_version_matches_setup_py():
     deb = re.match(r"camsvc \(([^)]+)\)", read("debian", "changelog")).group(1)
     upstream = re.search(r'version="([^"]+)"', read("setup.py")).group(1)
     assert deb.split("-")[0] == upstream
+
+
+def setup_kwargs(monkeypatch):
+    """The keyword arguments setup.py passes to setuptools.setup()."""
+    import setuptools
+
+    captured = {}
+    monkeypatch.chdir(TOP)
+    monkeypatch.setattr(setuptools, "setup", lambda **kw: captured.update(kw))
+    runpy.run_path(os.path.join(TOP, "setup.py"), run_name="__main__")
+    return captured
+
+
+def test_setup_py_ships_every_package(monkeypatch):
+    """The .deb installs what setup.py lists, not the source tree: a package
+    missing there imports fine in the editable venv and is absent on Debian."""
+    listed = set(setup_kwargs(monkeypatch)["packages"])
+    on_disk = {os.path.relpath(d, TOP).replace(os.sep, ".")
+               for d, _, files in os.walk(os.path.join(TOP, "camsvc")) if "__init__.py" in files}
+    assert on_disk - listed == set(), "packages missing from setup.py"
+    assert "twisted.plugins" in listed
+
+
+def test_setup_py_ships_every_data_file(monkeypatch):
+    import fnmatch
+
+    package_data = setup_kwargs(monkeypatch).get("package_data", {})
+    unshipped = []
+    for d, dirs, files in os.walk(os.path.join(TOP, "camsvc")):
+        dirs[:] = [x for x in dirs if x != "__pycache__"]
+        for f in files:
+            if f.endswith((".py", ".pyc")):
+                continue
+            rel = os.path.relpath(os.path.join(d, f), os.path.join(TOP, "camsvc"))
+            if not any(fnmatch.fnmatch(rel, pat) for pat in package_data.get("camsvc", [])):
+                unshipped.append(rel)
+    assert not unshipped, "files under camsvc/ not in setup.py's package_data"
 
 
 def test_plugin_directory_is_not_a_package():
