@@ -5,7 +5,7 @@ the twistd plugin visible from editable installs and from wheels alike; the
 plugin directory itself has no ``__init__.py`` (Twisted's convention).
 """
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 setup(
     name="camsvc",
@@ -16,7 +16,7 @@ setup(
     license="MIT",
     python_requires=">=3.11",
     package_dir={"": "."},
-    packages=["camsvc", "camsvc.api", "twisted.plugins"],
+    packages=find_packages(include=["camsvc", "camsvc.*"]) + ["twisted.plugins"],
     package_data={"camsvc": ["data/*", "static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
     include_package_data=True,
     install_requires=[
