@@ -80,6 +80,10 @@ def _url(value: str) -> str | None:
     return None
 
 
+def _optional_url(value: str) -> str | None:
+    return _url(value) if value else None
+
+
 def _abs_path(value: str) -> str | None:
     if not value:
         return "must not be empty"
@@ -185,6 +189,8 @@ class StorageConfig:
     state_dir: str = _opt("/var/lib/camsvc", check=_abs_path)
     warn_free_percent: float = _opt(10.0, check=_percent)
     critical_free_percent: float = _opt(2.0, check=_percent)
+    check_interval: float = _opt(30.0, check=_positive)
+    download_base_url: str = _opt("", check=_optional_url)
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,9 @@ class SnapshotsConfig:
     format: str = _opt("jpg", choices=("jpg", "png"))
     quality: int = _opt(85, check=_quality)
     timeout: float = _opt(10.0, check=_positive)
+    device_input: str = _opt("-f v4l2 -input_format {input_format} -video_size {width}x{height} -i {device}")
+    device_skip_frames: int = _opt(0, check=_non_negative)
+    stream_input: str = _opt("-rtsp_transport tcp -probesize 10000 -analyzeduration 200000 -i {rtsp_url}")
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,7 @@ COMPONENTS: tuple[str, ...] = (
     "camsvc.metrics",
     "camsvc.mediamtx",
     "camsvc.discovery",
+    "camsvc.media",
 )
 
 

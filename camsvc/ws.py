@@ -77,6 +77,8 @@ class RpcServerProtocol(WebSocketServerProtocol):
         # Stream URLs are built for the host the client used to reach us.
         host = client_host(request.headers.get("host", "")) or self.transport.getHost().host
         self.session = factory.make_session(conn_id, request.peer, host, self.send_text)
+        # The full Host header (with its port) is where download URLs point.
+        self.session.extra["http_host"] = request.headers.get("host", "")
 
     def onOpen(self) -> None:
         transport = self.transport

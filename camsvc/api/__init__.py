@@ -17,6 +17,7 @@ MODULES = (
     "cameras",
     "streams",
     "metrics",
+    "media",
 )
 
 

@@ -1,0 +1,117 @@
+"""Downloads over real HTTP from camsvc under twistd: Range, types, confinement, auth."""
+
+from __future__ import annotations
+
+import http.client
+import os
+
+import pytest
+
+from tests.support.server import ServiceProcess
+from tests.support.wsclient import RpcClient
+
+DATA = bytes(range(256)) * 40  # 10240 bytes
+REC = "camera0_2024-03-04_05-06-07-000008.mp4"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("files")
+    for sub in ("recordings", "snapshots"):
+        (tmp / sub).mkdir()
+    (tmp / "recordings" / REC).write_bytes(DATA)
+    (tmp / "snapshots" / "camera0_a.jpg").write_bytes(b"\xff\xd8\xff\xe0jpeg")
+    (tmp / "snapshots" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (tmp / "outside.mp4").write_bytes(b"secret")
+    os.symlink(tmp / "outside.mp4", tmp / "recordings" / "escape.mp4")
+    proc = ServiceProcess(tmp).start()
+    yield proc
+    proc.stop_cleanly()
+
+
+def request(server, method, path, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(method, path, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read(), resp
+    finally:
+        conn.close()
+
+
+def test_listed_download_url_serves_the_file(server):
+    with RpcClient(server.url) as client:
+        page = client.call("list_recordings")
+    (entry,) = page["files"]
+    url = entry["download_url"]
+    assert url == f"http://127.0.0.1:{server.port}/files/recordings/{REC}"
+    status, body, resp = request(server, "GET", url.split(str(server.port), 1)[1])
+    assert status == 200 and body == DATA
+    assert resp.getheader("content-type") == "video/mp4"
+    assert resp.getheader("accept-ranges") == "bytes" and resp.getheader("content-length") == str(len(DATA))
+
+
+def test_range_requests(server):
+    status, body, resp = request(server, "GET", f"/files/recordings/{REC}", {"Range": "bytes=100-199"})
+    assert status == 206 and body == DATA[100:200]
+    assert resp.getheader("content-range") == f"bytes 100-199/{len(DATA)}"
+    status, body, _ = request(server, "GET", f"/files/recordings/{REC}", {"Range": "bytes=-10"})
+    assert status == 206 and body == DATA[-10:]
+    status, _, resp = request(server, "GET", f"/files/recordings/{REC}", {"Range": "bytes=20000-"})
+    assert status == 416 and resp.getheader("content-range") == f"bytes */{len(DATA)}"
+
+
+def test_head_and_image_types(server):
+    status, body, resp = request(server, "HEAD", f"/files/recordings/{REC}")
+    assert status == 200 and body == b"" and resp.getheader("content-length") == str(len(DATA))
+    assert request(server, "GET", "/files/snapshots/camera0_a.jpg")[2].getheader("content-type") == "image/jpeg"
+    status, body, resp = request(server, "GET", "/files/snapshots/b.png")
+    assert status == 200 and resp.getheader("content-type") == "image/png" and body.startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [
+        ("/files", 404),
+        ("/files/", 404),
+        ("/files/recordings", 404),
+        ("/files/recordings/", 404),
+        ("/files/other/x.mp4", 404),
+        ("/files/recordings/missing.mp4", 404),
+        ("/files/recordings/../camsvc.yaml", 404),
+        ("/files/recordings/..", 400),
+        ("/files/recordings/..%2Fcamsvc.yaml", 400),
+        ("/files/recordings/%2e%2e", 400),
+        ("/files/recordings/%2Fetc%2Fpasswd", 400),
+        ("/files/recordings/x%00.mp4", 400),
+        ("/files/recordings/escape.mp4", 400),
+        ("/files/recordings/" + "a" * 300 + ".mp4", 400),
+        (f"/files/recordings/{REC}/more", 404),
+        ("/files/snapshots/" + REC, 400),
+        ("/files/recordings/%ff%fe.mp4", 404),
+    ],
+)
+def test_nothing_else_is_served(server, path, expected):
+    status, body, resp = request(server, "GET", path)
+    assert status == expected, (path, body)
+    assert b"secret" not in body and b"auth" not in body.lower().replace(b"authentication", b"")
+
+
+def test_only_get_and_head(server):
+    status, _, resp = request(server, "POST", f"/files/recordings/{REC}")
+    assert status == 405 and resp.getheader("allow") == "GET, HEAD"
+    status, _, _ = request(server, "DELETE", f"/files/recordings/{REC}")
+    assert status == 405
+    assert request(server, "GET", f"/files/recordings/{REC}")[0] == 200
+
+
+def test_downloads_need_authorisation_when_auth_is_required(tmp_path):
+    (tmp_path / "recordings").mkdir()
+    (tmp_path / "recordings" / REC).write_bytes(DATA)
+    proc = ServiceProcess(tmp_path, {"auth": {"required": True}}).start()
+    try:
+        status, body, resp = request(proc, "GET", f"/files/recordings/{REC}")
+        assert status == 401 and resp.getheader("www-authenticate").startswith("Bearer")
+        assert DATA[:100] not in body
+    finally:
+        proc.stop_cleanly()
