@@ -264,3 +264,43 @@ def test_storage_info_and_retention(app):
     assert {d["filename"] for d in cleaned["deleted"]} == {old, names[1]}
     assert cleaned["deleted"][0]["reason"] == "age" and cleaned["deleted"][0]["modified_time"].endswith("Z")
     assert [f["filename"] for f in result(app, "list_recordings")["files"]] == [names[0]]
+
+
+def test_snapshot_source_follows_mediamtx_path_state_and_is_measured(app):
+    fake = app.media.processes.reactor
+    monitor = app.mediamtx.monitor
+    stats = {"ready": True, "readers": 1, "bytes_received": 0, "bytes_sent": 0, "tracks": ["H264"]}
+    monitor.stats["camera0"] = stats
+    assert not app.media.path_ready("camera0")  # MediaMTX not contacted yet: its stats are not trusted
+    monitor.state = "up"
+    assert app.media.path_ready("camera0") and not app.media.path_ready("camera1")
+
+    def snap():
+        out = app.engine.handle(
+            session(app, Role.OPERATOR),
+            json.dumps({"jsonrpc": "2.0", "method": "take_snapshot", "params": {"device": "camera0"}, "id": 1}),
+        )
+        box = []
+        out.addCallback(lambda text: box.append(json.loads(text)))
+        return box
+
+    got = snap()
+    assert f"rtsp://127.0.0.1:{app.config.mediamtx.rtsp_port}/camera0" in fake.last.argv
+    fake.last.out(b"\xff\xd8\xff\xe0x")
+    fake.last.exit(0)
+    assert got[0]["result"]["source"] == "stream"
+    stats["ready"] = False
+    got = snap()
+    fake.last.err(b"boom\n")
+    fake.last.exit(1)
+    assert got[0]["error"]["code"] == -32603 and "boom" in got[0]["error"]["message"]
+    sample = app.metrics.registry.get_sample_value
+    assert sample("camsvc_snapshots_total", {"source": "stream", "result": "ok"}) == 1
+    assert sample("camsvc_snapshots_total", {"source": "device", "result": "error"}) == 1
+
+
+def test_retention_deletions_are_measured(app):
+    put(app, "snapshots", "old.jpg", b"12345", NOW - 400 * 86400)
+    result(app, "set_retention_policy", {"enabled": False, "max_age_days": 365})
+    assert result(app, "cleanup_old_files")["freed_bytes"] == 5
+    assert app.metrics.registry.get_sample_value("camsvc_retention_deleted_bytes_total") == 5

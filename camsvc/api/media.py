@@ -83,7 +83,6 @@ POLICY = {
 
 def register(app: Any) -> None:
     reg = app.registry
-    media = app.media
 
     def camera_filter(params: dict) -> str | None:
         device = params.get("device")
@@ -101,10 +100,10 @@ def register(app: Any) -> None:
         def list_files(session: Any, params: dict) -> dict:
             limit = params.get("limit", 100)
             offset = params.get("offset", 0)
-            files = media.store.list(kind, camera_filter(params))
+            files = app.media.store.list(kind, camera_filter(params))
             page = files[offset : offset + limit]
             return {
-                "files": [media.describe(session, f) for f in page],
+                "files": [app.media.describe(session, f) for f in page],
                 "total": len(files),
                 "limit": limit,
                 "offset": offset,
@@ -114,22 +113,22 @@ def register(app: Any) -> None:
 
     def info(kind: str):
         def get_info(session: Any, params: dict) -> dict:
-            return media.describe(session, media.store.lookup(kind, params["filename"]), details=True)
+            return app.media.describe(session, app.media.store.lookup(kind, params["filename"]), details=True)
 
         return get_info
 
     def deleter(kind: str):
         def delete(session: Any, params: dict) -> dict:
             name = params["filename"]
-            media.check_deletable(kind, name)
-            removed = media.store.delete(kind, name)
+            app.media.check_deletable(kind, name)
+            removed = app.media.store.delete(kind, name)
             return {"filename": removed.filename, "deleted": True, "file_size": removed.size}
 
         return delete
 
     async def take_snapshot(session: Any, params: dict) -> dict:
         camera = app.cameras.resolve(params["device"])
-        shot = await media.snapshots.take(
+        shot = await app.media.snapshots.take(
             camera, fmt=params.get("format"), quality=params.get("quality"), filename=params.get("filename")
         )
         return {
@@ -141,20 +140,20 @@ def register(app: Any) -> None:
             "file_size": shot["file_size"],
             "format": shot["format"],
             "source": shot["source"],
-            "download_url": media.download_url(session, SNAPSHOTS, shot["filename"]),
+            "download_url": app.media.download_url(session, SNAPSHOTS, shot["filename"]),
         }
 
     def get_storage_info(session: Any, params: dict) -> dict:
-        result = media.storage.info()
-        result["retention"] = media.retention.status()
+        result = app.media.storage.info()
+        result["retention"] = app.media.retention.status()
         return result
 
     def set_retention_policy(session: Any, params: dict) -> dict:
-        policy = media.retention.set_policy(params)
-        return {**policy.to_dict(), "source": media.retention.source}
+        policy = app.media.retention.set_policy(params)
+        return {**policy.to_dict(), "source": app.media.retention.source}
 
     def cleanup_old_files(session: Any, params: dict) -> dict:
-        result = media.retention.run()
+        result = app.media.retention.run()
         for entry in result["deleted"]:
             entry["modified_time"] = iso(entry["modified_time"])
         return result

@@ -55,8 +55,8 @@ class Media:
 
     Hooks other components set:
 
-    * ``path_ready(camera_id) -> bool``: is the camera's MediaMTX path ready (default:
-      asks ``app.mediamtx`` when present, else False);
+    * ``path_ready(camera_id) -> bool``: is the camera's MediaMTX path ready (from
+      ``app.mediamtx.camera_metrics``);
     * ``authorize_download(request, kind, filename) -> bool | Deferred``: may this HTTP
       request download the file (default: only when ``auth.required`` is false);
     * ``sign_download(kind, filename) -> str | None``: a token appended to
@@ -75,7 +75,12 @@ class Media:
         self.storage = StorageMonitor(self.store, config.storage, app.clock, app.hub.publish)
         self.protected: Callable[[], set] = lambda: set()
         self.retention = Retention(
-            self.store, app.clock, config.storage.state_dir, config.retention, protected=lambda: self.protected()
+            self.store,
+            app.clock,
+            config.storage.state_dir,
+            config.retention,
+            protected=lambda: self.protected(),
+            on_deleted=app.metrics.retention_deleted,
         )
         self.snapshots = Snapshotter(
             processes=self.processes,
@@ -85,6 +90,7 @@ class Media:
             config=config,
             path_ready=lambda camera_id: self.path_ready(camera_id),
             require_space=self.storage.require_space,
+            observe=app.metrics.snapshot,
         )
         self.sign_download: Callable[[str, str], str | None] | None = None
         self.storage.listeners.append(self._storage_changed)
@@ -92,15 +98,21 @@ class Media:
     # -- hooks with defaults ---------------------------------------------------------
 
     def path_ready(self, camera_id: str) -> bool:
+        """Is the camera's MediaMTX path ready (publishing)?  From MediaMTX's cached path stats.
+
+        The cache is at most ``mediamtx.health_interval`` old; a stale answer costs little
+        (a busy device falls back to the stream; a stream read restarts the publisher).
+        """
         mediamtx = getattr(self.app, "mediamtx", None)
-        check = getattr(mediamtx, "path_ready", None)
-        if check is None:
+        camera = self.app.cameras.get(camera_id)
+        if mediamtx is None or camera is None:
             return False
         try:
-            return bool(check(camera_id))
+            stream = mediamtx.camera_metrics(camera).get("stream") or {}
         except Exception:
             log.failure("Cannot tell whether the path of {camera_id} is ready", camera_id=camera_id)
             return False
+        return bool(stream.get("mediamtx_available") and stream.get("ready"))
 
     def authorize_download(self, request: Any, kind: str, filename: str) -> Any:
         return not self.config.auth.required

@@ -83,7 +83,8 @@ class Snapshotter:
     ``clock``, ``cameras`` (the registry, re-read after a failure), ``config`` (the
     whole :class:`~camsvc.config.Config`: ``snapshots`` and ``mediamtx.rtsp_port``),
     ``path_ready(camera_id) -> bool`` (is the camera's MediaMTX path ready?),
-    ``require_space(kind)`` (raises -32007 when storage is critical).
+    ``require_space(kind)`` (raises -32007 when storage is critical), ``observe(seconds,
+    source, ok)`` (metrics).
     """
 
     def __init__(
@@ -96,6 +97,7 @@ class Snapshotter:
         config: Any,
         path_ready: Callable[[str], bool],
         require_space: Callable[[str], None],
+        observe: Callable[[float, str, bool], None] | None = None,
     ) -> None:
         self.processes = processes
         self.store = store
@@ -104,6 +106,7 @@ class Snapshotter:
         self.config = config
         self.path_ready = path_ready
         self.require_space = require_space
+        self.observe = observe or (lambda seconds, source, ok: None)
         self._locks: dict[str, DeferredLock] = {}
         self.taken = 0
 
@@ -160,8 +163,15 @@ class Snapshotter:
         self.require_space(SNAPSHOTS)
         lock = self._locks.setdefault(camera.camera_id, DeferredLock())
         await lock.acquire()
+        attempt: dict = {"source": "device"}
         try:
-            return await self._take(camera, fmt, quality, stem)
+            shot = await self._take(camera, fmt, quality, stem, attempt)
+        except Exception:
+            self.observe(self.clock.seconds() - attempt.get("started", self.clock.seconds()), attempt["source"], False)
+            raise
+        else:
+            self.observe(shot["elapsed"], shot["source"], True)
+            return shot
         finally:
             lock.release()
             if not lock.locked and not lock.waiting:
@@ -180,8 +190,8 @@ class Snapshotter:
                 data={"device": current.camera_id, "status": current.status},
             )
 
-    async def _take(self, camera: Camera, fmt: str, quality: int, stem: str | None) -> dict:
-        started = self.clock.seconds()
+    async def _take(self, camera: Camera, fmt: str, quality: int, stem: str | None, attempt: dict) -> dict:
+        started = attempt["started"] = self.clock.seconds()
         deadline = started + self.config.snapshots.timeout
         sources = ["stream"] if self.path_ready(camera.camera_id) else ["device", "stream"]
         image = None
@@ -193,6 +203,7 @@ class Snapshotter:
                     f"Snapshot of {camera.camera_id} timed out after {self.config.snapshots.timeout:g} s",
                     data={"reason": "timeout", "source": source},
                 )
+            attempt["source"] = source
             argv = self.command(source, camera, fmt, quality)
             log.debug(
                 "Snapshot of {camera_id} from {source}: {argv}", camera_id=camera.camera_id, source=source, argv=argv

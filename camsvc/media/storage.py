@@ -247,7 +247,8 @@ class Retention(Service):
 
     Collaborators: ``store`` (:class:`FileStore`), ``clock`` (wall-clock seconds:
     the reactor), ``state_dir``, ``config`` (the retention section: defaults and
-    ``interval``), ``protected() -> set[(kind, filename)]`` (files being recorded).
+    ``interval``), ``protected() -> set[(kind, filename)]`` (files being recorded),
+    ``on_deleted(files, nbytes)`` (metrics).
     """
 
     name = "retention"
@@ -259,8 +260,10 @@ class Retention(Service):
         state_dir: str,
         config: Any,
         protected: Callable[[], set] | None = None,
+        on_deleted: Callable[[int, int], None] | None = None,
     ) -> None:
         self.store = store
+        self.on_deleted = on_deleted or (lambda files, nbytes: None)
         self.clock = clock
         self.state_dir = state_dir
         self.config = config
@@ -383,6 +386,7 @@ class Retention(Service):
         freed = sum(d["file_size"] for d in deleted)
         if deleted:
             log.info("Retention deleted {count} files ({freed} bytes)", count=len(deleted), freed=freed)
+            self.on_deleted(len(deleted), freed)
         self.last_run = {"time": now, "deleted_count": len(deleted), "freed_bytes": freed}
         return {"deleted": deleted, "deleted_count": len(deleted), "freed_bytes": freed, "policy": policy.to_dict()}
 
