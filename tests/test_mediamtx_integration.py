@@ -226,9 +226,13 @@ async def test_many_paths_are_listed_across_pages(camsvc, mediamtx_standin):
     await eventually(lambda: "camera0" in mediamtx_standin.config_paths)
     result = (await camsvc.call("get_streams"))["result"]
     assert result["total"] == 106  # 105 + camera0 (all_others is a pattern, not a path): two pages
-    for route in ("/v3/paths/list", "/v3/config/paths/list"):
-        pages = {r.query.get("page", ["0"])[0] for r in mediamtx_standin.requests_to("GET", route)}
-        assert {"0", "1"} <= pages, route
+
+    def pages(route):
+        return {r.query.get("page", ["0"])[0] for r in mediamtx_standin.requests_to("GET", route)}
+
+    assert {"0", "1"} <= pages("/v3/paths/list")
+    # The reconciler reads every page of the configuration too (its next pass at the latest).
+    await eventually(lambda: {"0", "1"} <= pages("/v3/config/paths/list"), timeout=3)
     # None of those foreign paths was touched.
     assert not [r for r in mediamtx_standin.requests if r.method != "GET" and "other" in r.path]
 
@@ -324,3 +328,21 @@ async def test_legacy_empty_replies_over_http(client, mediamtx_standin_factory):
     assert bad.value.error == "path already exists"
     await c.patch_path("cam", {"record": False})
     await c.delete_path("cam")
+
+
+@pytest_twisted.ensureDeferred
+async def test_restart_is_noticed_from_the_closed_connection_not_the_next_probe(tmp_path, mediamtx_standin):
+    # Probes and passes every 60 s: only the idle kept-alive connection MediaMTX
+    # closes when it exits can make camsvc notice the restart quickly.
+    app = build(make_config(tmp_path, mediamtx_standin, health_interval=60, reconcile_interval=60), reactor)
+    app.service.startService()
+    try:
+        await eventually(lambda: app.mediamtx.available, what="MediaMTX contact")
+        app.cameras.put(cam(0))
+        await eventually(lambda: "camera0" in mediamtx_standin.config_paths)
+        await deferLater(reactor, 0.1, lambda: None)
+        await mediamtx_standin.restart()
+        await eventually(lambda: "camera0" in mediamtx_standin.config_paths, timeout=5, what="restored")
+        assert app.mediamtx.monitor.restarts == 1
+    finally:
+        await app.service.stopService()

@@ -407,3 +407,29 @@ def test_stats_cache_and_status(world):
     assert stats["ready"] is True and stats["tracks"] == ["H264"] and stats["source"] == "rtspSession"
     status = world.monitor.status()
     assert status["available"] and status["version"] == "v1.20.1" and status["started"]
+
+
+def test_probes_quickly_while_down_then_at_the_interval(world):
+    world.http.down = True
+    world.settle(5)  # the regular probe notices
+    assert world.monitor.state == "down"
+    delays = []
+    for _ in range(44):
+        delays.append(world.monitor.next_delay())
+        world.settle(delays[-1])
+    # Every 0.25 s for the first 10 s of the outage, then every health_interval.
+    assert delays[:40] == [0.25] * 40 and delays[40:] == [5.0] * 4
+    assert [p[1]["status"] for p in world.published] == ["down"]
+    world.http.down = False
+    world.settle(world.monitor.next_delay())
+    assert world.monitor.available and world.monitor.next_delay() == 5.0
+
+
+def test_a_poke_probes_at_once_and_finds_the_restart(world):
+    world.cameras.put(cam(0))
+    world.settle()
+    world.restart_standin()
+    world.monitor.poke()  # what the pool does when MediaMTX closes our idle connection
+    world.settle(0.05)
+    assert world.monitor.restarts == 1
+    assert "camera0" in world.standin.config_paths

@@ -30,6 +30,7 @@ import treq
 from twisted.internet import defer
 from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
 from twisted.logger import Logger
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import (
     Agent,
     HTTPConnectionPool,
@@ -124,9 +125,47 @@ def error_text(body: bytes) -> str:
     return text[:500]
 
 
+class _WatchedPool(HTTPConnectionPool):
+    """A connection pool that says when an idle kept-alive connection is closed by the server.
+
+    MediaMTX closes every connection when it exits, so ``on_idle_lost()``
+    (set by the owner) is an early hint that MediaMTX may have stopped or
+    restarted, much sooner than the next periodic probe.  Its per-connection
+    factories are also quiet (no "Starting/Stopping factory" line per attempt).
+    """
+
+    on_idle_lost: Any = None
+
+    def __init__(self, reactor: Any, persistent: bool = True) -> None:
+        super().__init__(reactor, persistent=persistent)
+        pool = self
+
+        class Protocol(HTTP11ClientProtocol):
+            def connectionLost(self, reason: Any = None) -> None:
+                idle = self.state == "QUIESCENT"
+                super().connectionLost(reason)
+                if idle and pool.on_idle_lost is not None:
+                    try:
+                        pool.on_idle_lost()
+                    except Exception:
+                        log.failure("idle-connection hook failed")
+
+        class Factory(HTTPConnectionPool._factory):  # type: ignore[name-defined,misc]
+            noisy = False
+
+            def buildProtocol(self, addr: Any) -> Any:
+                return Protocol(self._quiescentCallback)
+
+        self._factory = Factory
+
+
 def make_http_client(reactor: Any, *, connect_timeout: float = 5.0, max_per_host: int = 4) -> tuple:
-    """``(treq HTTPClient, HTTPConnectionPool)`` for MediaMTX; the caller closes the pool."""
-    pool = HTTPConnectionPool(reactor, persistent=True)
+    """``(treq HTTPClient, pool)`` for MediaMTX; the caller closes the pool.
+
+    The pool is a :class:`_WatchedPool`: set ``pool.on_idle_lost`` to hear
+    about server-closed idle connections.
+    """
+    pool = _WatchedPool(reactor, persistent=True)
     pool.maxPersistentPerHost = max_per_host
     pool.cachedConnectionTimeout = 30
     pool.retryAutomatically = True

@@ -179,6 +179,8 @@ def setup(app: Any) -> None:
         password=mcfg.api_pass,
     )
     monitor = Monitor(client, app.clock, app.health, app.hub.publish, mcfg.health_interval, mcfg.api_url)
+    # MediaMTX closing our idle kept-alive connection is the first sign of a restart.
+    pool.on_idle_lost = monitor.poke
     ledger = OwnershipLedger(os.path.join(config.storage.state_dir, LEDGER_NAME))
     reconciler = Reconciler(client, monitor, app.cameras, config, app.clock, ledger)
     pool_service = PoolService(pool)

@@ -25,7 +25,6 @@ from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred
-from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from camsvc.errors import MediaMTXUnavailable
@@ -39,6 +38,12 @@ from camsvc.mediamtx.client import (
 log = Logger()
 
 HEALTH = "mediamtx"
+#: Probe period during the first FAST_WINDOW seconds of an outage (a restart is
+#: usually over by then), so camsvc sees MediaMTX back within a fraction of a second.
+FAST_RETRY = 0.25
+FAST_WINDOW = 10.0
+#: Delay of the probe a poke asks for (lets a restarting MediaMTX bind its port).
+POKE_DELAY = 0.05
 UNKNOWN = "unknown"
 UP = "up"
 DOWN = "down"
@@ -120,28 +125,59 @@ class Monitor(Service):
         self.restarts = 0
         self.stats: dict[str, dict] = {}
         self.stats_time: float | None = None
+        self.failed_probes = 0
         self._listeners: list[Callable[[str, dict], None]] = []
-        self._loop: LoopingCall | None = None
+        self._next: Any = None
         self._probing: Deferred | None = None
+        self._poked = False
         health.require(HEALTH, "starting: MediaMTX not contacted yet")
 
     # -- service -----------------------------------------------------------------
 
     def startService(self) -> None:
         super().startService()
-        self._loop = LoopingCall(self.probe)
-        self._loop.clock = self.clock
-        self._loop.start(self.interval, now=True).addErrback(lambda f: log.failure("MediaMTX monitor loop stopped", f))
+        self._schedule(0)
 
     def stopService(self) -> Any:
         super().stopService()
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-        self._loop = None
+        if self._next is not None and self._next.active():
+            self._next.cancel()
+        self._next = None
         probing, self._probing = self._probing, None
         if probing is not None and not probing.called:
             probing.cancel()
         return None
+
+    # -- scheduling ----------------------------------------------------------------
+
+    def _schedule(self, delay: float) -> None:
+        if not self.running:
+            return
+        if self._next is not None and self._next.active():
+            if self._next.getTime() <= self.clock.seconds() + delay:
+                return
+            self._next.cancel()
+        self._next = self.clock.callLater(delay, self._tick)
+
+    def _tick(self) -> None:
+        self._next = None
+        self.probe()
+
+    def next_delay(self) -> float:
+        """Seconds to the next probe: the interval, except every FAST_RETRY seconds during
+        the first FAST_WINDOW seconds of an outage (a refused loopback connect is cheap)."""
+        if self.state == DOWN and self.clock.seconds() - self.since < FAST_WINDOW:
+            return min(self.interval, FAST_RETRY)
+        return self.interval
+
+    def poke(self) -> None:
+        """A hint that MediaMTX may have changed (its idle connection closed): probe soon."""
+        if not self.running:
+            return
+        if self._probing is not None:
+            self._poked = True
+        else:
+            self._schedule(POKE_DELAY)
 
     # -- reading -----------------------------------------------------------------
 
@@ -190,6 +226,8 @@ class Monitor(Service):
         def done(result: Any) -> None:
             if self._probing is d:
                 self._probing = None
+            poked, self._poked = self._poked, False
+            self._schedule(POKE_DELAY if poked else self.next_delay())
 
         d.addErrback(lambda f: log.failure("MediaMTX probe failed unexpectedly", f))
         d.addBoth(done)
@@ -200,8 +238,10 @@ class Monitor(Service):
         try:
             info = await self._identity()
         except MediaMTXError as exc:
+            self.failed_probes += 1
             self.report(exc)
             return
+        self.failed_probes = 0
         self._came_up(info)
         try:
             items = await self.client.list_paths()
