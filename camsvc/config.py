@@ -201,6 +201,9 @@ class RecordingConfig:
     reader_command: str = _opt(
         "ffmpeg -hide_banner -loglevel error -nostdin -rtsp_transport tcp -i {rtsp_url} -c copy -f null -"
     )
+    start_timeout: float = _opt(15.0, check=_positive)
+    on_shutdown: str = _opt("stop", choices=("stop", "keep"))
+    resume_timeout: float = _opt(60.0, check=_positive)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ NOTIFICATIONS: dict[str, dict] = {
                 "status": {"type": "string", "enum": ["STARTED", "STOPPED", "FAILED"]},
                 "filename": {"type": "string"},
                 "duration": {"type": ["number", "null"]},
+                "session_id": {"type": "string"},
                 "reason": {"type": "string"},
             },
         },

@@ -304,3 +304,12 @@ def test_retention_deletions_are_measured(app):
     result(app, "set_retention_policy", {"enabled": False, "max_age_days": 365})
     assert result(app, "cleanup_old_files")["freed_bytes"] == 5
     assert app.metrics.registry.get_sample_value("camsvc_retention_deleted_bytes_total") == 5
+
+
+def test_recording_params_are_checked_before_anything_runs(app):
+    assert code(app, "start_recording", {"device": "camera9"}) == -32004
+    assert code(app, "start_recording", {"device": "camera0", "duration": 0}) == -32602
+    assert code(app, "start_recording", {"device": "camera0", "format": "avi"}) == -32602
+    assert code(app, "start_recording", {"device": "camera0"}, role=Role.VIEWER) == -32003
+    assert code(app, "stop_recording", {"device": "camera0"}) == -32005
+    assert app.media.processes.reactor.spawned == []

@@ -53,6 +53,7 @@ FILE_INFO = {
         "camera_id": {"type": ["string", "null"]},
         "format": {"type": "string"},
         "content_type": {"type": "string"},
+        "recording": {"type": "boolean", "description": "Recordings only: MediaMTX is still writing this segment."},
     },
 }
 FILE_LIST = {
@@ -143,6 +144,20 @@ def register(app: Any) -> None:
             "download_url": app.media.download_url(session, SNAPSHOTS, shot["filename"]),
         }
 
+    async def start_recording(session: Any, params: dict) -> dict:
+        camera = app.cameras.resolve(params["device"])
+        started = await app.recordings.start(camera, duration=params.get("duration"), fmt=params.get("format"))
+        return {**started, "start_time": iso(started["start_time"])}
+
+    async def stop_recording(session: Any, params: dict) -> dict:
+        camera = app.cameras.resolve(params["device"])
+        stopped = await app.recordings.stop(camera)
+        out = {**stopped, "start_time": iso(stopped["start_time"]), "end_time": iso(stopped["end_time"])}
+        out["duration"] = round(stopped["duration"], 3)
+        if stopped["filename"]:
+            out["download_url"] = app.media.download_url(session, RECORDINGS, stopped["filename"])
+        return out
+
     def get_storage_info(session: Any, params: dict) -> dict:
         result = app.media.storage.info()
         result["retention"] = app.media.retention.status()
@@ -201,6 +216,78 @@ def register(app: Any) -> None:
         },
         summary="Take a still image of a camera: from its live stream when it is streaming, else from the device.",
         errors=(CameraNotFound, InvalidState, InsufficientStorage, MediaMTXUnavailable, InvalidParams, InternalError),
+    )
+    reg.add(
+        "start_recording",
+        start_recording,
+        role=Role.OPERATOR,
+        params={
+            "device": DEVICE,
+            "duration": {
+                "type": "number",
+                "exclusiveMinimum": 0,
+                "description": "Stop automatically after this many seconds (at most recording.max_duration);"
+                " omitted: until stop_recording.",
+            },
+            "format": {
+                "type": "string",
+                "enum": ["fmp4", "mp4"],
+                "description": "Container: fragmented MP4 (the only one; 'mp4' is accepted as a synonym).",
+            },
+        },
+        required=("device",),
+        result={
+            "type": "object",
+            "required": ["device", "session_id", "filename", "status", "start_time", "duration", "format"],
+            "properties": {
+                "device": {"type": "string"},
+                "camera_id": {"type": "string"},
+                "session_id": {"type": "string"},
+                "filename": {"type": "string", "description": "The first segment file."},
+                "status": {"type": "string", "const": "STARTED"},
+                "start_time": {"type": "string", "format": "date-time"},
+                "duration": {"type": ["number", "null"], "description": "The requested duration, or null."},
+                "format": {"type": "string", "const": "fmp4"},
+            },
+        },
+        summary="Start recording a camera (MediaMTX writes fMP4 segments); returns once the first segment exists.",
+        errors=(CameraNotFound, InvalidState, InsufficientStorage, MediaMTXUnavailable, InvalidParams, InternalError),
+    )
+    reg.add(
+        "stop_recording",
+        stop_recording,
+        role=Role.OPERATOR,
+        params={"device": DEVICE},
+        required=("device",),
+        result={
+            "type": "object",
+            "required": [
+                "device",
+                "session_id",
+                "filename",
+                "status",
+                "start_time",
+                "end_time",
+                "duration",
+                "file_size",
+            ],
+            "properties": {
+                "device": {"type": "string"},
+                "camera_id": {"type": "string"},
+                "session_id": {"type": "string"},
+                "filename": {"type": ["string", "null"], "description": "The first segment file."},
+                "status": {"type": "string", "const": "STOPPED"},
+                "start_time": {"type": "string", "format": "date-time"},
+                "end_time": {"type": "string", "format": "date-time"},
+                "duration": {"type": "number", "description": "Seconds recorded."},
+                "file_size": {"type": "integer", "description": "Bytes in all the session's segments."},
+                "files": {"type": "array", "items": {"type": "string"}, "description": "Every segment, oldest first."},
+                "reason": {"type": "string"},
+                "download_url": {"type": "string"},
+            },
+        },
+        summary="Stop recording a camera; returns the session's files, duration and size.",
+        errors=(CameraNotFound, InvalidState),
     )
     for kind in (RECORDINGS, SNAPSHOTS):
         reg.add(

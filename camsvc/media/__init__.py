@@ -1,13 +1,15 @@
 """Media component: snapshots, recordings' files, downloads, storage and retention.
 
-``setup(app)`` (listed in ``camsvc.tap.COMPONENTS``) builds :class:`Media` as
-``app.media`` and adds its services (storage monitor, retention, process cleanup),
-the ``/files`` HTTP resource and the ``storage`` / ``retention`` sections of
-``get_status``.  The API methods live in :mod:`camsvc.api.media`.
+``setup(app)`` (listed in ``camsvc.tap.COMPONENTS`` after ``camsvc.mediamtx``) builds
+:class:`Media` as ``app.media`` and :class:`~camsvc.media.recordings.Recordings` as
+``app.recordings``, adds their services (storage monitor, retention, process cleanup,
+recordings), the ``/files`` HTTP resource and the ``storage`` / ``retention`` /
+``recordings`` sections of ``get_status``.  The API methods live in :mod:`camsvc.api.media`.
 
 Submodules: :mod:`.files` (names, lookups, listing), :mod:`.mp4` (durations),
-:mod:`.process` (ffmpeg on the reactor), :mod:`.snapshots`, :mod:`.storage`
-(free space, retention), :mod:`.http` (downloads).
+:mod:`.process` (ffmpeg on the reactor), :mod:`.snapshots`, :mod:`.recordings`
+(sessions, keep-alive reader, recovery), :mod:`.storage` (free space, retention),
+:mod:`.http` (downloads).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from camsvc.media import mp4
 from camsvc.media.files import FileStore, MediaFile, iso
 from camsvc.media.http import FilesRoot
 from camsvc.media.process import ProcessGroup
+from camsvc.media.recordings import Recordings
 from camsvc.media.snapshots import Snapshotter
 from camsvc.media.storage import OK, Retention, StorageMonitor
 
@@ -51,7 +54,8 @@ class Media:
 
     ``store`` (:class:`FileStore`), ``snapshots`` (:class:`Snapshotter`),
     ``storage`` (:class:`StorageMonitor`), ``retention`` (:class:`Retention`),
-    ``processes`` (:class:`ProcessGroup`).
+    ``processes`` (:class:`ProcessGroup`), ``recordings`` (:class:`Recordings`, also
+    ``app.recordings``).
 
     Hooks other components set:
 
@@ -174,6 +178,8 @@ class Media:
                     "content_type": media.content_type,
                 }
             )
+            if media.kind == "recordings":
+                entry["recording"] = (media.kind, media.filename) in self.protected()
         return entry
 
     def _storage_changed(self, level: str, previous: str) -> None:
@@ -182,12 +188,36 @@ class Media:
             self.retention._periodic()
 
 
+def _republish_camera(app: Any, camera: Any) -> None:
+    notifier = getattr(app, "camera_notifier", None)
+    if notifier is not None:
+        notifier.publish(camera)
+
+
 def setup(app: Any) -> None:
     media = Media(app)
     app.media = media
     media.storage.setServiceParent(app.service)
     media.retention.setServiceParent(app.service)
     _ProcessReaper(media.processes).setServiceParent(app.service)
+    recordings = Recordings(
+        mediamtx=app.mediamtx,
+        cameras=app.cameras,
+        reactor=app.reactor,
+        clock=app.clock,
+        config=app.config,
+        store=media.store,
+        require_space=media.storage.require_space,
+        publish=app.hub.publish,
+        camera_changed=lambda camera: _republish_camera(app, camera),
+        metrics=app.metrics,
+    )
+    # Added last: stopped first, while MediaMTX's client and reconciler still run.
+    recordings.setServiceParent(app.service)
+    app.recordings = recordings
+    media.recordings = recordings
+    media.protected = recordings.protected
+    app.status_providers["recordings"] = recordings.status
     app.http_children[b"files"] = FilesRoot(
         media.store, lambda request, kind, name: media.authorize_download(request, kind, name)
     )
