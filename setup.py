@@ -41,7 +41,9 @@ setup(
         "dev": ["ruff"],
     },
     entry_points={
-        "console_scripts": [],
+        "console_scripts": [
+            "camsvc-admin = camsvc.admin:run",
+        ],
     },
     zip_safe=False,
 )

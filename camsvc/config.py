@@ -90,6 +90,21 @@ def _abs_path(value: str) -> str | None:
     return None
 
 
+def _idle_timeout(value: float) -> str | None:
+    if value != 0 and value < 2:
+        return f"must be 0 (never) or at least 2 seconds, got {value}"
+    return None
+
+
+def _networks(values: list) -> str | None:
+    for value in values:
+        try:
+            ipaddress.ip_network(value, strict=False)
+        except ValueError:
+            return f"must be a list of IP addresses or networks (CIDR), got {value!r}"
+    return None
+
+
 def _opt(default: Any, *, check=None, choices=None, doc: str = "") -> Any:
     meta = {"check": check, "choices": choices, "doc": doc}
     if isinstance(default, (list, dict)):
@@ -113,9 +128,10 @@ class ServerConfig:
     max_connections: int = _opt(200, check=_positive)
     max_batch_size: int = _opt(100, check=_positive)
     outgoing_buffer_size: int = _opt(4194304, check=_positive)
-    idle_timeout: float = _opt(0.0, check=_non_negative)
+    idle_timeout: float = _opt(0.0, check=_idle_timeout)
     rate_limit_per_minute: int = _opt(6000, check=_non_negative)
     allowed_origins: list = _opt([])
+    trusted_proxies: list = _opt([], check=_networks)
     shutdown_timeout: float = _opt(10.0, check=_positive)
 
 
@@ -128,6 +144,7 @@ class AuthConfig:
     token_lifetime: float = _opt(86400.0, check=_positive)
     max_failed_attempts: int = _opt(5, check=_positive)
     failed_attempts_window: float = _opt(60.0, check=_positive)
+    download_token_lifetime: float = _opt(900.0, check=_positive)
 
 
 def _publish_template(value: str) -> str | None:

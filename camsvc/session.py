@@ -38,6 +38,7 @@ class Session:
         "clock",
         "send",
         "extra",
+        "default_role",
     )
 
     def __init__(
@@ -60,7 +61,10 @@ class Session:
         self.auth_method: str | None = None
         self.expires_at: float | None = None
         self.extra: dict = {}
-        self.role: Role | None = None if auth_required else Role.ADMIN
+        #: The role without authentication: None, or admin when the server
+        #: runs without authentication (development); revoke() returns to it.
+        self.default_role: Role | None = None if auth_required else Role.ADMIN
+        self.role: Role | None = self.default_role
         if not auth_required:
             self.auth_method = "none"
 
@@ -81,10 +85,11 @@ class Session:
         self.session_id = session_id
 
     def revoke(self) -> None:
-        self.role = None
+        """Forget the authentication: back to the default role (none, or admin without auth)."""
+        self.role = self.default_role
         self.subject = None
         self.expires_at = None
-        self.auth_method = None
+        self.auth_method = None if self.default_role is None else "none"
         self.session_id = None
 
 
@@ -98,7 +103,8 @@ def authorize(session: Session, method: Method) -> None:
         return
     if session.role is not None and not session.authenticated:
         session.revoke()
-        raise AuthenticationRequired("Authentication expired: authenticate again")
+        if session.role is None:
+            raise AuthenticationRequired("Authentication expired: authenticate again", data={"reason": "expired"})
     if session.role is None:
         raise AuthenticationRequired(f"Authentication required: call 'authenticate' before '{method.name}'")
     if session.role < method.role:

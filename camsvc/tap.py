@@ -177,6 +177,8 @@ COMPONENTS: tuple[str, ...] = (
     "camsvc.mediamtx",
     "camsvc.discovery",
     "camsvc.media",
+    "camsvc.limits",
+    "camsvc.auth",
 )
 
 
@@ -203,6 +205,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         server_config=config.server,
         reactor=reactor,
         metrics=app.metrics,
+        auth_required=config.auth.required,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)

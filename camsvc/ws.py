@@ -26,12 +26,15 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from camsvc.auth import client_address, parse_networks, peer_address
+from camsvc.config import is_loopback_host
 from camsvc.session import Session
 from camsvc.streams import client_host
 
 log = Logger()
 
 #: WebSocket close codes used by the server.
+CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
@@ -64,6 +67,8 @@ class RpcServerProtocol(WebSocketServerProtocol):
     _paused = False
     _queued_bytes = 0
     _closing = False
+    _idle_call: Any = None
+    _last_heard = 0.0
 
     def onConnect(self, request: Any) -> None:
         factory: RpcServerFactory = self.factory
@@ -79,6 +84,9 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self.session = factory.make_session(conn_id, request.peer, host, self.send_text)
         # The full Host header (with its port) is where download URLs point.
         self.session.extra["http_host"] = request.headers.get("host", "")
+        self.session.extra["client_address"] = client_address(
+            peer_address(request.peer), request.headers.get("x-forwarded-for"), factory.trusted_proxies
+        )
 
     def onOpen(self) -> None:
         transport = self.transport
@@ -87,8 +95,43 @@ class RpcServerProtocol(WebSocketServerProtocol):
         transport.registerProducer(_Flow(self), True)
         self.factory.hub.add(self)
         log.debug("Connection {conn_id} open from {peer}", conn_id=self.session.id, peer=self.session.peer)
+        if self.factory.idle_timeout:
+            self._heard()
+            self._idle_call = self.factory.reactor.callLater(self.factory.idle_timeout, self._check_idle)
+
+    # -- idle timeout: anything the client sends (messages, pings, the pongs
+    # answering our auto-pings) counts as life, so a connected client whose
+    # WebSocket stack answers pings is never idle; a dead or silent peer is.
+
+    def _heard(self) -> None:
+        self._last_heard = self.factory.reactor.seconds()
+
+    def _check_idle(self) -> None:
+        self._idle_call = None
+        if self.state != self.STATE_OPEN or self._closing:
+            return
+        timeout = self.factory.idle_timeout
+        silent = self.factory.reactor.seconds() - self._last_heard
+        if silent >= timeout:
+            log.info(
+                "Closing connection {conn_id} ({peer}): nothing received for {silent:.0f} s",
+                conn_id=self.session.id,
+                peer=self.session.peer,
+                silent=silent,
+            )
+            self.close_with(CLOSE_NORMAL, f"idle timeout: nothing received for {timeout:g} s")
+            return
+        self._idle_call = self.factory.reactor.callLater(timeout - silent, self._check_idle)
+
+    def onPing(self, payload: bytes) -> None:
+        self._heard()
+        super().onPing(payload)
+
+    def onPong(self, payload: bytes) -> None:
+        self._heard()
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self._heard()
         if isBinary:
             self.close_with(CLOSE_UNSUPPORTED, "binary messages are not supported: send JSON-RPC as text")
             return
@@ -173,6 +216,9 @@ class RpcServerProtocol(WebSocketServerProtocol):
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        if self._idle_call is not None and self._idle_call.active():
+            self._idle_call.cancel()
+        self._idle_call = None
         if self.session is None:
             return
         self.factory.hub.remove(self)
@@ -189,8 +235,10 @@ class RpcServerFactory(WebSocketServerFactory):
     """Builds connections; owns the admission policy and shared collaborators.
 
     Collaborators: the JSON-RPC ``engine``, the ``hub``, ``make_session``
-    (``(conn_id, peer, host, send) -> Session``), the server config section
-    and optionally ``metrics`` (:class:`camsvc.metrics.Metrics`).
+    (``(conn_id, peer, host, send) -> Session``), the server config section,
+    optionally ``metrics`` (:class:`camsvc.metrics.Metrics`), and
+    ``auth_required`` (without authentication, the same-origin rule only
+    trusts Host names that cannot be DNS-rebound: see :meth:`admit`).
     """
 
     protocol = RpcServerProtocol
@@ -205,9 +253,13 @@ class RpcServerFactory(WebSocketServerFactory):
         reactor: Any,
         url: str | None = None,
         metrics: Any = None,
+        auth_required: bool = True,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
         self.metrics = metrics
+        self.auth_required = auth_required
+        self.idle_timeout = server_config.idle_timeout
+        self.trusted_proxies = parse_networks(server_config.trusted_proxies)
         self.engine = engine
         self.hub = hub
         self.make_session = make_session
@@ -217,8 +269,13 @@ class RpcServerFactory(WebSocketServerFactory):
         self.setProtocolOptions(
             maxMessagePayloadSize=server_config.max_message_size,
             maxFramePayloadSize=server_config.max_message_size,
-            autoPingInterval=30,
-            autoPingTimeout=15,
+            # Pings find dead peers.  With an idle timeout they come often
+            # enough that a live client always answers within it, and their
+            # own timeout is a little longer, so a silent peer gets the idle
+            # close (1000, with a reason) and the ping timeout is the backstop.
+            # (Autobahn schedules them on whole seconds, hence the floors.)
+            autoPingInterval=max(1.0, min(30.0, self.idle_timeout / 2)) if self.idle_timeout else 30,
+            autoPingTimeout=max(2.0, min(15.0, self.idle_timeout / 2)) + 2 if self.idle_timeout else 15,
             openHandshakeTimeout=10,
             closeHandshakeTimeout=5,
             # Protocol violations (e.g. an oversized message, 1009) get a
@@ -239,7 +296,13 @@ class RpcServerFactory(WebSocketServerFactory):
             # (same host) and the configured allow-list, nothing else, so a
             # foreign web page cannot drive the API with a visitor's network.
             normalized = origin.rstrip("/").lower()
-            same_origin = normalized.split("://", 1)[-1] == request.headers.get("host", "").strip().lower()
+            host = request.headers.get("host", "").strip().lower()
+            same_origin = _same_authority(normalized, host)
+            if same_origin and not self.auth_required and not _rebinding_safe(host):
+                # Without authentication, "same origin" could be a hostile
+                # page whose DNS name was re-pointed at this machine (DNS
+                # rebinding): trust only IP literals and localhost then.
+                same_origin = False
             if not same_origin and normalized not in self.allowed_origins:
                 self._rejected("origin")
                 return (403, f"origin {origin} is not allowed")
@@ -263,3 +326,45 @@ class RpcWebSocketResource(WebSocketResource):
     def render(self, request: Any) -> Any:
         request.channel.setTimeout(None)
         return super().render(request)
+
+
+def _same_authority(origin: str, host: str) -> bool:
+    """Does the Origin name the host (and port) the client connected to?
+
+    Ports are compared when both sides give one; a side without one (a
+    default port, or a TLS-terminating proxy in front) matches on the name.
+    """
+    scheme, sep, rest = origin.partition("://")
+    if not sep or not host:
+        return False  # "null" (sandboxed frames, file://) is never same-origin
+    o_name, o_port = _split_port(rest)
+    h_name, h_port = _split_port(host)
+    if o_name != h_name:
+        return False
+    return not (o_port and h_port) or o_port == h_port
+
+
+def _split_port(hostport: str) -> tuple[str, str]:
+    if hostport.startswith("["):
+        name, _, rest = hostport.partition("]")
+        return name + "]", rest[1:] if rest.startswith(":") else ""
+    if hostport.count(":") == 1:
+        name, _, port = hostport.partition(":")
+        return name, port
+    return hostport, ""
+
+
+def _rebinding_safe(host: str) -> bool:
+    name, _ = _split_port(host)
+    name = name.strip("[]")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    if is_loopback_host(name):
+        return True
+    try:
+        import ipaddress
+
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False

@@ -14,6 +14,7 @@ from typing import Any
 #: API modules under camsvc.api, in documentation order.
 MODULES = (
     "system",
+    "auth",
     "cameras",
     "streams",
     "metrics",

@@ -1,0 +1,104 @@
+"""The ``authenticate`` method: bind a JWT's or API key's role to this connection."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from twisted.logger import Logger
+
+from camsvc.api.system import iso
+from camsvc.auth import AuthError, peer_address
+from camsvc.errors import AuthenticationRequired, RateLimitExceeded
+from camsvc.rpc import Role
+
+log = Logger()
+
+
+def register(app: Any) -> None:
+    auth = app.auth
+
+    def authenticate(session: Any, params: dict) -> dict:
+        address = session.extra.get("client_address") or peer_address(session.peer)
+        keys = (f"conn:{session.id}", f"addr:{address}")
+        wait = auth.failures.retry_after(*keys)
+        if wait is not None:
+            retry_after = round(wait + 0.05, 1)
+            log.warn(
+                "Connection {conn_id} ({address}): authentication refused, too many failed attempts",
+                conn_id=session.id,
+                address=address,
+            )
+            raise RateLimitExceeded(
+                f"Too many failed authentication attempts from this connection or address; retry in {retry_after:g} s",
+                data={"retry_after": retry_after},
+            )
+        try:
+            cred = auth.check(params["auth_token"])
+        except AuthError as exc:
+            auth.failures.record(*keys)
+            # The session reflects the last authenticate call: a failed one ends the previous session.
+            session.extra.pop("credential", None)
+            session.revoke()
+            log.warn(
+                "Connection {conn_id} ({address}): authentication failed: {reason}",
+                conn_id=session.id,
+                address=address,
+                reason=exc.message,
+            )
+            raise AuthenticationRequired(f"Authentication failed: {exc.message}", data={"reason": exc.reason}) from None
+        session_id = secrets.token_urlsafe(12)
+        session.grant(
+            cred.role,
+            subject=cred.subject,
+            expires_at=cred.expires_at,
+            method=cred.method,
+            session_id=session_id,
+        )
+        session.extra["credential"] = cred
+        log.info(
+            "Connection {conn_id} ({address}) authenticated as {subject} ({role}) by {method}",
+            conn_id=session.id,
+            address=address,
+            subject=cred.subject,
+            role=cred.role.label,
+            method=cred.method,
+        )
+        return {
+            "authenticated": True,
+            "role": cred.role.label,
+            "expires_at": iso(cred.expires_at) if cred.expires_at is not None else None,
+            "session_id": session_id,
+        }
+
+    app.registry.add(
+        "authenticate",
+        authenticate,
+        role=Role.NONE,
+        params={
+            "auth_token": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": 4096,
+                "description": "A JWT (HS256) or a camsvc API key (camsvc_<id>_<secret>).",
+            }
+        },
+        required=("auth_token",),
+        summary="Authenticate this connection with a JWT or an API key; the role applies to this connection only.",
+        description=(
+            "On success the connection gets the token's role until the token's exp (API keys do not expire; "
+            "revoking one ends its sessions). A failed attempt ends any previous session of the connection. "
+            "Failed attempts are limited per connection and per client address (auth.max_failed_attempts "
+            "in auth.failed_attempts_window seconds): past the limit, -32002 with data.retry_after."
+        ),
+        result={
+            "type": "object",
+            "properties": {
+                "authenticated": {"type": "boolean", "const": True},
+                "role": {"type": "string", "enum": ["viewer", "operator", "admin"]},
+                "expires_at": {"type": ["string", "null"], "format": "date-time"},
+                "session_id": {"type": "string"},
+            },
+        },
+        errors=(AuthenticationRequired, RateLimitExceeded),
+    )

@@ -1,0 +1,71 @@
+"""Per-connection request rate limit (an engine guard).
+
+``server.rate_limit_per_minute`` requests per connection and minute, enforced
+as a token bucket that holds one minute's allowance and refills continuously:
+a client may burst up to the limit, then gets one request every
+``60 / limit`` seconds.  Every request counts, each element of a batch too,
+authenticated or not.  A refused request gets -32002 with ``data.retry_after``
+(seconds until the next request is accepted); the first refusal of a burst is
+logged, not every one.  The other limits live where they act: message size,
+binary frames, connection count, Origin, idle timeout and the outgoing buffer
+in :mod:`camsvc.ws`; batch length in :mod:`camsvc.rpc`; failed
+authentications in :mod:`camsvc.auth`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from twisted.logger import Logger
+
+from camsvc.errors import RateLimitExceeded
+
+log = Logger()
+
+
+class RateLimiter:
+    """Engine guard ``(session, method)``.  Collaborator: a clock (``seconds()``).
+
+    The bucket lives in ``session.extra["rate"]`` as ``[tokens, last, limited]``,
+    so it dies with the connection.
+    """
+
+    def __init__(self, per_minute: int, clock: Any) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self.rate = per_minute / 60.0
+
+    def __call__(self, session: Any, method: Any) -> None:
+        if self.per_minute <= 0:
+            return
+        now = self.clock.seconds()
+        bucket = session.extra.get("rate")
+        if bucket is None:
+            bucket = session.extra["rate"] = [float(self.per_minute), now, False]
+        tokens = min(float(self.per_minute), bucket[0] + (now - bucket[1]) * self.rate)
+        bucket[1] = now
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
+            bucket[2] = False
+            return
+        bucket[0] = tokens
+        retry_after = math.ceil((1.0 - tokens) / self.rate * 10) / 10
+        if not bucket[2]:
+            bucket[2] = True
+            log.warn(
+                "Connection {conn_id} ({peer}) exceeds {limit} requests per minute; refusing until it slows down",
+                conn_id=session.id,
+                peer=session.peer,
+                limit=self.per_minute,
+            )
+        raise RateLimitExceeded(
+            f"Rate limit exceeded: at most {self.per_minute} requests per minute on one connection; "
+            f"retry in {retry_after:g} s",
+            data={"retry_after": retry_after, "limit_per_minute": self.per_minute},
+        )
+
+
+def setup(app: Any) -> None:
+    """Component entry point: the rate limit runs before every other guard."""
+    app.engine.guards.insert(0, RateLimiter(app.config.server.rate_limit_per_minute, app.clock))

@@ -1,0 +1,183 @@
+"""Authentication and limits over real sockets: camsvc under twistd (auth on), `websockets` clients."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from camsvc.rpc import Role
+from tests.support.security import make_key, mint
+from tests.support.server import ServiceProcess
+from tests.support.wsclient import RpcClient
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("secws")
+    proc = ServiceProcess(
+        tmp,
+        {
+            "auth": {"required": True, "max_failed_attempts": 3, "failed_attempts_window": 30},
+            "server": {
+                "rate_limit_per_minute": 30,
+                "max_message_size": 65536,
+                "allowed_origins": ["https://dashboard.example"],
+                "trusted_proxies": ["127.0.0.1"],
+            },
+        },
+    )
+    proc.start()
+    yield proc
+    proc.stop_cleanly()
+
+
+def secret_file(server):
+    return server.tmp / "state" / "jwt_secret"
+
+
+def test_unauthenticated_calls_are_refused_and_open_methods_work(server):
+    with RpcClient(server.url) as client:
+        assert client.call("ping") == "pong"
+        assert client.call("rpc.discover")["openrpc"]
+        reply = client.request("get_status")
+        assert reply["error"]["code"] == -32001 and "authenticate" in reply["error"]["message"]
+
+
+def test_jwt_and_api_key_roles_over_the_wire(server):
+    key = make_key(server.tmp / "state" / "api_keys.json", Role.VIEWER, "wire")
+    with RpcClient(server.url) as viewer, RpcClient(server.url) as admin:
+        assert viewer.call("authenticate", {"auth_token": key})["role"] == "viewer"
+        token = mint(secret_file(server), Role.ADMIN, "root")
+        assert admin.call("authenticate", {"auth_token": token})["role"] == "admin"
+        assert viewer.call("get_status")["connections"] >= 2
+        assert admin.call("get_server_info")["auth_required"] is True
+
+
+def test_rate_limit_per_connection(server):
+    with RpcClient(server.url) as busy, RpcClient(server.url) as calm:
+        codes = [busy.request("ping").get("error", {}).get("code") for _ in range(32)]
+        assert codes[:30] == [None] * 30 and codes[30:] == [-32002, -32002]
+        error = busy.request("ping")["error"]
+        assert 0 < error["data"]["retry_after"] <= 2.0 and "30 requests per minute" in error["message"]
+        assert calm.call("ping") == "pong"
+    assert "exceeds 30 requests per minute" in server.log()
+
+
+def test_failed_attempts_are_limited_per_address_and_use_forwarded_for(server):
+    # The server trusts 127.0.0.1 as a proxy: X-Forwarded-For names the client.
+    def attempt(xff, token="camsvc_0123456789abcdef_wrong"):
+        with RpcClient(server.url, additional_headers={"X-Forwarded-For": xff}) as c:
+            return c.request("authenticate", {"auth_token": token})
+
+    for _ in range(3):
+        assert attempt("203.0.113.5")["error"]["code"] == -32001
+    limited = attempt("203.0.113.5", mint(secret_file(server), Role.VIEWER))
+    assert limited["error"]["code"] == -32002 and limited["error"]["data"]["retry_after"] > 0
+    # Another client address behind the same proxy is not affected.
+    assert attempt("203.0.113.6", mint(secret_file(server), Role.VIEWER))["result"]["role"] == "viewer"
+    assert "camsvc_0123456789abcdef_wrong" not in server.log()
+
+
+def test_oversized_message_closes_1009(server):
+    with RpcClient(server.url) as other:
+        with connect(server.url, max_size=None) as ws:
+            ws.send(json.dumps({"jsonrpc": "2.0", "method": "authenticate", "params": {"auth_token": "a" * 70000}}))
+            with pytest.raises(ConnectionClosed) as info:
+                ws.recv(timeout=5)
+            assert info.value.rcvd.code == 1009
+        assert other.call("ping") == "pong"
+
+
+def test_origin_allow_list(server):
+    with pytest.raises(InvalidStatus) as info:
+        connect(server.url, origin="http://evil.example")
+    assert info.value.response.status_code == 403
+    with pytest.raises(InvalidStatus):
+        connect(server.url, origin="null")
+    with pytest.raises(InvalidStatus):  # same name, other port: another origin
+        connect(server.url, origin=f"http://127.0.0.1:{server.port + 1}")
+    for origin in ("https://dashboard.example", f"http://127.0.0.1:{server.port}", "http://127.0.0.1"):
+        with connect(server.url, origin=origin) as ws:
+            ws.send('{"jsonrpc":"2.0","method":"ping","id":1}')
+            assert json.loads(ws.recv(timeout=5))["result"] == "pong"
+    assert "origin http://evil.example is not allowed" in server.log()
+
+
+def test_connection_limit_answers_503_and_frees_slots(tmp_path):
+    with ServiceProcess(tmp_path, {"auth": {"required": True}, "server": {"max_connections": 3}}) as proc:
+        clients = [RpcClient(proc.url) for _ in range(3)]
+        with pytest.raises(InvalidStatus) as info:
+            connect(proc.url)
+        assert info.value.response.status_code == 503
+        assert "too many connections" in info.value.response.reason_phrase
+        clients.pop().close()
+        deadline = time.monotonic() + 5
+        while True:  # the server sees the close a moment later
+            try:
+                with RpcClient(proc.url) as again:
+                    assert again.call("ping") == "pong"
+                break
+            except InvalidStatus:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        assert all(c.call("ping") == "pong" for c in clients)
+        for c in clients:
+            c.close()
+        assert "too many connections (limit 3)" in proc.log()
+
+
+def raw_ws(port: int) -> socket.socket:
+    """A WebSocket that completes the handshake and then never answers anything (not even pings)."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def server_frames(data: bytes) -> list[tuple[int, bytes]]:
+    """Split unmasked server frames with short payloads (pings, close) into (opcode, payload)."""
+    frames = []
+    while len(data) >= 2:
+        length = data[1] & 0x7F
+        assert length < 126, data
+        frames.append((data[0] & 0x0F, data[2 : 2 + length]))
+        data = data[2 + length :]
+    return frames
+
+
+def test_idle_timeout_closes_silent_peers_not_live_clients(tmp_path):
+    with ServiceProcess(tmp_path, {"auth": {"required": True}, "server": {"idle_timeout": 2.0}}) as proc:
+        silent = raw_ws(proc.port)
+        started = time.monotonic()
+        with RpcClient(proc.url) as live:
+            assert live.call("ping") == "pong"
+            time.sleep(3.5)  # silent at the JSON-RPC level, but its WebSocket stack answers the server's pings
+            assert live.call("ping") == "pong"
+        # The raw peer never answered a ping: closed with 1000 and a reason.
+        silent.settimeout(10)
+        data = b""
+        try:
+            while chunk := silent.recv(4096):
+                data += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+        silent.close()
+        assert time.monotonic() - started < 10
+        frames = server_frames(data)
+        assert frames and all(op == 0x9 for op, _ in frames[:-1]), frames  # pings, then the close
+        opcode, payload = frames[-1]
+        assert opcode == 0x8 and payload[:2] == (1000).to_bytes(2, "big") and b"idle timeout" in payload, frames
+        assert "nothing received for 2 s" in proc.log()
