@@ -1,0 +1,212 @@
+"""Authorisation for the HTTP surface: :class:`Protected` wraps a twisted.web resource.
+
+Health endpoints, ``/openrpc.json`` and ``/`` stay open; ``/metrics`` and the
+file downloads are wrapped::
+
+    from camsvc.httpauth import protect
+    app.http_children[b"metrics"] = protect(app, MetricsResource(...), Role.ADMIN)
+    app.http_children[b"files"] = protect(app, files_resource, Role.VIEWER, downloads=True)
+
+A request is let through with any of:
+
+- ``Authorization: Bearer <JWT or API key>`` whose role is at least ``role``;
+- ``X-API-Key: <API key>`` likewise;
+- with ``downloads=True``, ``?token=<download token>`` signed by
+  :meth:`camsvc.auth.Authenticator.sign_download` for exactly the file asked
+  for.  Below a download resource only ``<kind>/<filename>`` with plain names
+  (no ``/``, backslash, NUL, ``.`` or ``..``, even percent-encoded) gets
+  through, whatever the credential: anything else is 404 before the files
+  code sees it.
+
+Otherwise it gets 401 (``WWW-Authenticate: Bearer``), 403 (role too low) or
+429 (``Retry-After``: too many failed attempts from this client address,
+counted with the WebSocket's ``authenticate`` failures).  The body is
+``{"error": "..."}``.  Without authentication (``auth.required: false``)
+everything is let through.  The wrapped resource is used unchanged: leaf
+resources render with ``request.postpath`` as usual, others resolve children.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+from twisted.web.resource import Resource
+
+from camsvc.auth import AuthError, client_address, parse_networks
+from camsvc.rpc import Role, dumps
+
+log = Logger()
+
+
+class Denied(Resource):
+    """A JSON error answer with a status and extra headers."""
+
+    isLeaf = True
+
+    def __init__(self, status: int, message: str, headers: dict[bytes, bytes] | None = None) -> None:
+        super().__init__()
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+    def render(self, request: Any) -> bytes:
+        request.setResponseCode(self.status)
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-store")
+        for name, value in self.headers.items():
+            request.setHeader(name, value)
+        return dumps({"error": self.message}).encode("utf-8")
+
+
+class Protected(Resource):
+    """Let a request reach ``resource`` only with credentials for ``role``.
+
+    Collaborators: ``auth`` (the :class:`~camsvc.auth.Authenticator`),
+    ``required`` (``auth.required``), ``trusted_proxies`` (networks whose
+    ``X-Forwarded-For`` names the client).
+    """
+
+    def __init__(
+        self,
+        resource: Resource,
+        role: Role,
+        auth: Any,
+        *,
+        required: bool = True,
+        trusted_proxies: Any = (),
+        downloads: bool = False,
+    ) -> None:
+        super().__init__()
+        self.wrapped = resource
+        self.role = Role(role)
+        self.auth = auth
+        self.required = required
+        self.trusted_proxies = list(trusted_proxies)
+        self.downloads = downloads
+        self.isLeaf = bool(getattr(resource, "isLeaf", False))
+
+    # -- twisted.web's resource protocol ------------------------------------------
+
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        denial = self.check(request, [path, *request.postpath])
+        if denial is not None:
+            return denial
+        return self.wrapped.getChildWithDefault(path, request)
+
+    def render(self, request: Any) -> Any:
+        denial = self.check(request, list(request.postpath))
+        if denial is not None:
+            return denial.render(request)
+        return self.wrapped.render(request)
+
+    def putChild(self, path: bytes, child: Resource) -> None:
+        self.wrapped.putChild(path, child)
+
+    # -- the decision -----------------------------------------------------------------
+
+    def check(self, request: Any, segments: list[bytes]) -> Denied | None:
+        """None to let the request through, else the answer to give."""
+        denial = self._authorize(request, segments)
+        if denial is None and self.downloads and _file_of(segments) is None:
+            # Defence in depth: below a download resource only /<kind>/<plain name>
+            # reaches the files code: no separators, no dot names, no NUL.
+            return Denied(404, "no such file")
+        return denial
+
+    def _authorize(self, request: Any, segments: list[bytes]) -> Denied | None:
+        if not self.required:
+            return None
+        address = self._address(request)
+        key = f"addr:{address}"
+        wait = self.auth.failures.retry_after(key)
+        if wait is not None:
+            seconds = max(1, int(wait + 0.999))
+            return Denied(
+                429,
+                f"too many failed authentication attempts from {address}; retry in {seconds} s",
+                {b"retry-after": str(seconds).encode()},
+            )
+        credential = _credential(request)
+        if credential is not None:
+            try:
+                cred = self.auth.check(credential)
+            except AuthError as exc:
+                self.auth.failures.record(key)
+                log.warn(
+                    "HTTP {method} {path} from {address}: authentication failed: {reason}",
+                    method=_text(request.method),
+                    path=_text(request.path),
+                    address=address,
+                    reason=exc.message,
+                )
+                return _unauthorized(f"authentication failed: {exc.message}")
+            if cred.role < self.role:
+                return Denied(403, f"permission denied: this needs the {self.role.label} role, the credential is {cred.role.label}")
+            return None
+        if self.downloads:
+            token = (request.args or {}).get(b"token", [None])[0]
+            if token is not None:
+                target = _file_of(segments)
+                if target is not None and self.auth.verify_download(_text(token), *target):
+                    return None
+                self.auth.failures.record(key)
+                return _unauthorized("the download link is invalid, expired or for another file")
+        return _unauthorized("authentication required: send Authorization: Bearer <token> or X-API-Key")
+
+    def _address(self, request: Any) -> str:
+        peer = request.getClientAddress()
+        host = getattr(peer, "host", None) or "unix"
+        forwarded = request.getHeader(b"x-forwarded-for")
+        return client_address(host, _text(forwarded) if forwarded else None, self.trusted_proxies)
+
+
+def protect(app: Any, resource: Resource, role: Role, *, downloads: bool = False) -> Protected:
+    """Wrap ``resource`` with the app's authenticator and configuration."""
+    return Protected(
+        resource,
+        role,
+        app.auth,
+        required=app.config.auth.required,
+        trusted_proxies=parse_networks(app.config.server.trusted_proxies),
+        downloads=downloads,
+    )
+
+
+def _credential(request: Any) -> str | None:
+    header = request.getHeader(b"authorization")
+    if header:
+        scheme, _, value = _text(header).strip().partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        return ""  # present but not a bearer credential: refused (and counted)
+    key = request.getHeader(b"x-api-key")
+    if key is not None:
+        return _text(key).strip()
+    return None
+
+
+def _file_of(segments: list[bytes]) -> tuple[str, str] | None:
+    if len(segments) != 2:
+        return None
+    try:
+        kind, filename = (s.decode("utf-8") for s in segments)
+    except UnicodeDecodeError:
+        return None
+    for name in (kind, filename):
+        if not name or name in (".", "..") or any(c in name for c in _UNSAFE):
+            return None
+    return kind, filename
+
+
+_UNSAFE = ("/", "\\", "\x00")
+
+
+def _unauthorized(message: str) -> Denied:
+    return Denied(401, message, {b"www-authenticate": b'Bearer realm="camsvc"'})
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return str(value)
