@@ -17,6 +17,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from camsvc.auth import Authenticator
 from camsvc.cameras import CameraRegistry
 from camsvc.config import Config
 from camsvc.health import Health
@@ -57,6 +58,9 @@ class App:
         self.metrics = Metrics(self)
         self.engine.observe = self.metrics.observe_rpc
         self.hub.on_sent = self.metrics.notifications
+        #: Credentials (JWT secret, API keys, download tokens); its service and
+        #: engine guard are installed by the camsvc.auth component.
+        self.auth = Authenticator(config.auth, self.clock, self.hub)
         #: Extra HTTP resources by first path segment (b"metrics", b"files"), added by components.
         self.http_children: dict = {}
         self.status_providers: dict[str, Callable[[], dict]] = {}

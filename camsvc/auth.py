@@ -696,11 +696,25 @@ def _encode(claims: dict, key: bytes) -> str:
     return token.decode("ascii") if isinstance(token, bytes) else token
 
 
+#: HTTP resources (by first path segment) protected when present, and the role they need.
+#: ``/metrics`` needs what ``get_metrics`` needs.
+PROTECTED_HTTP: dict[bytes, Role] = {b"metrics": Role.ADMIN}
+
+
 def setup(app: Any) -> None:
-    """Component entry point: the Authenticator and its engine guard."""
-    auth = Authenticator(app.config.auth, app.clock, app.hub)
+    """Component entry point: start ``app.auth`` with the service, add its guard, protect HTTP resources.
+
+    Runs after the components that add ``/metrics``; components added later
+    wrap their resources themselves with :func:`camsvc.httpauth.protect`.
+    """
+    from camsvc.httpauth import Protected, protect
+
+    auth = app.auth
     auth.setServiceParent(app.service)
-    app.auth = auth
+    for name, role in PROTECTED_HTTP.items():
+        resource = app.http_children.get(name)
+        if resource is not None and not isinstance(resource, Protected):
+            app.http_children[name] = protect(app, resource, role)
     # Right before authorize() (after the rate limit): a revoked credential is refused as such.
     guards = app.engine.guards
     guards.insert(guards.index(authorize) if authorize in guards else len(guards), auth.revalidate)

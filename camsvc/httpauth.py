@@ -142,7 +142,10 @@ class Protected(Resource):
                 )
                 return _unauthorized(f"authentication failed: {exc.message}")
             if cred.role < self.role:
-                return Denied(403, f"permission denied: this needs the {self.role.label} role, the credential is {cred.role.label}")
+                return Denied(
+                    403,
+                    f"permission denied: this needs the {self.role.label} role, the credential is {cred.role.label}",
+                )
             return None
         if self.downloads:
             token = (request.args or {}).get(b"token", [None])[0]

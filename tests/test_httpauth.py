@@ -152,3 +152,15 @@ def test_protected_delegates_children(app):
     wrapped.putChild(b"x", Leaf())
     assert inner.children[b"x"] is not None and wrapped.isLeaf is False
     assert Protected(Leaf(), Role.VIEWER, app.auth).isLeaf is True
+
+
+def test_the_wired_service_protects_metrics_and_leaves_health_open(app):
+    client = StubTreq(app.listener.site.resource)
+    assert status(client, "/health/live") == 200
+    assert status(client, "/openrpc.json") == 200
+    assert status(client, "/metrics") == 401
+    viewer = app.auth.mint_token(Role.VIEWER, "v", 60)
+    assert status(client, "/metrics", {"Authorization": f"Bearer {viewer}"}) == 403
+    admin = app.auth.mint_token(Role.ADMIN, "a", 60)
+    response, body = get(client, "/metrics", {"Authorization": f"Bearer {admin}"})
+    assert response.code == 200 and b"camsvc_info" in body

@@ -21,24 +21,11 @@ class FakeReactor(Clock):
 
 
 @pytest.fixture
-def app(tmp_path):
-    from importlib import import_module
-
+def app():
     from camsvc.api import register_all
     from camsvc.app import App
-    from camsvc.tap import COMPONENTS
 
-    config = {
-        "server": {"host": "127.0.0.1"},
-        "auth": {
-            "required": False,
-            "jwt_secret_file": str(tmp_path / "jwt_secret"),
-            "api_keys_file": str(tmp_path / "api_keys.json"),
-        },
-    }
-    application = App(parse_config_dict(config), FakeReactor())
-    for name in COMPONENTS:
-        import_module(name).setup(application)
+    application = App(parse_config_dict({"server": {"host": "127.0.0.1"}, "auth": {"required": False}}), FakeReactor())
     register_all(application)
     return application
 

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from camsvc.api.system import iso
-from camsvc.auth import AuthError, peer_address
+from camsvc.auth import KEY_PREFIX, AuthError, peer_address
 from camsvc.errors import AuthenticationRequired, RateLimitExceeded
 from camsvc.rpc import Role
 
@@ -17,6 +17,7 @@ log = Logger()
 
 def register(app: Any) -> None:
     auth = app.auth
+    metrics = getattr(app, "metrics", None)
 
     def authenticate(session: Any, params: dict) -> dict:
         address = session.extra.get("client_address") or peer_address(session.peer)
@@ -33,10 +34,13 @@ def register(app: Any) -> None:
                 f"Too many failed authentication attempts from this connection or address; retry in {retry_after:g} s",
                 data={"retry_after": retry_after},
             )
+        token = params["auth_token"]
         try:
-            cred = auth.check(params["auth_token"])
+            cred = auth.check(token)
         except AuthError as exc:
             auth.failures.record(*keys)
+            if metrics is not None:
+                metrics.auth_attempt("api_key" if token.startswith(KEY_PREFIX) else "jwt", False)
             # The session reflects the last authenticate call: a failed one ends the previous session.
             session.extra.pop("credential", None)
             session.revoke()
@@ -56,6 +60,8 @@ def register(app: Any) -> None:
             session_id=session_id,
         )
         session.extra["credential"] = cred
+        if metrics is not None:
+            metrics.auth_attempt(cred.method, True)
         log.info(
             "Connection {conn_id} ({address}) authenticated as {subject} ({role}) by {method}",
             conn_id=session.id,
