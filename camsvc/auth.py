@@ -696,25 +696,38 @@ def _encode(claims: dict, key: bytes) -> str:
     return token.decode("ascii") if isinstance(token, bytes) else token
 
 
-#: HTTP resources (by first path segment) protected when present, and the role they need.
-#: ``/metrics`` needs what ``get_metrics`` needs.
-PROTECTED_HTTP: dict[bytes, Role] = {b"metrics": Role.ADMIN}
+#: HTTP resources (by first path segment) protected when present: (role, downloads).
+#: ``/metrics`` needs what ``get_metrics`` needs; files what listing them needs.
+PROTECTED_HTTP: dict[bytes, tuple[Role, bool]] = {
+    b"metrics": (Role.ADMIN, False),
+    b"files": (Role.VIEWER, True),
+}
 
 
 def setup(app: Any) -> None:
     """Component entry point: start ``app.auth`` with the service, add its guard, protect HTTP resources.
 
-    Runs after the components that add ``/metrics``; components added later
-    wrap their resources themselves with :func:`camsvc.httpauth.protect`.
+    Runs after the components that add ``/metrics`` and ``/files``; components
+    added later wrap their resources themselves with
+    :func:`camsvc.httpauth.protect`.  The media component's hooks get the real
+    thing: ``download_url`` carries a token for that one file, and the files
+    resource re-checks each request with the same rules (defence in depth
+    behind the wrapper).
     """
     from camsvc.httpauth import Protected, protect
 
     auth = app.auth
     auth.setServiceParent(app.service)
-    for name, role in PROTECTED_HTTP.items():
-        resource = app.http_children.get(name)
-        if resource is not None and not isinstance(resource, Protected):
-            app.http_children[name] = protect(app, resource, role)
     # Right before authorize() (after the rate limit): a revoked credential is refused as such.
     guards = app.engine.guards
     guards.insert(guards.index(authorize) if authorize in guards else len(guards), auth.revalidate)
+    for name, (role, downloads) in PROTECTED_HTTP.items():
+        resource = app.http_children.get(name)
+        if resource is not None and not isinstance(resource, Protected):
+            wrapped = app.http_children[name] = protect(app, resource, role, downloads=downloads)
+            if name == b"files" and getattr(app, "media", None) is not None:
+                if app.config.auth.required:  # without authentication a token would open nothing more
+                    app.media.sign_download = auth.sign_download
+                app.media.authorize_download = lambda request, kind, filename, wrapped=wrapped: (
+                    wrapped.check(request, [kind.encode("utf-8"), filename.encode("utf-8")]) is None
+                )

@@ -15,8 +15,8 @@ A request is let through with any of:
   :meth:`camsvc.auth.Authenticator.sign_download` for exactly the file asked
   for.  Below a download resource only ``<kind>/<filename>`` with plain names
   (no ``/``, backslash, NUL, ``.`` or ``..``, even percent-encoded) gets
-  through, whatever the credential: anything else is 404 before the files
-  code sees it.
+  through, whatever the credential: another shape is 404, an unsafe name 400,
+  before the files code sees it.
 
 Otherwise it gets 401 (``WWW-Authenticate: Bearer``), 403 (role too low) or
 429 (``Retry-After``: too many failed attempts from this client address,
@@ -111,7 +111,9 @@ class Protected(Resource):
         if denial is None and self.downloads and _file_of(segments) is None:
             # Defence in depth: below a download resource only /<kind>/<plain name>
             # reaches the files code: no separators, no dot names, no NUL.
-            return Denied(404, "no such file")
+            if len(segments) != 2 or not segments[1] or not _utf8(segments):
+                return Denied(404, "not found")
+            return Denied(400, "invalid file name: plain names only (no /, \\, NUL, . or ..)")
         return denial
 
     def _authorize(self, request: Any, segments: list[bytes]) -> Denied | None:
@@ -200,6 +202,15 @@ def _file_of(segments: list[bytes]) -> tuple[str, str] | None:
         if not name or name in (".", "..") or any(c in name for c in _UNSAFE):
             return None
     return kind, filename
+
+
+def _utf8(segments: list[bytes]) -> bool:
+    try:
+        for segment in segments:
+            segment.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 _UNSAFE = ("/", "\\", "\x00")

@@ -23,7 +23,11 @@ def app(tmp_path):
     config = parse_config_dict(
         {
             "server": {"host": "127.0.0.1"},
-            "auth": {"required": True},
+            "auth": {
+                "required": True,
+                "jwt_secret_file": str(tmp_path / "state" / "jwt_secret"),
+                "api_keys_file": str(tmp_path / "state" / "api_keys.json"),
+            },
             "storage": {
                 "recordings_dir": str(tmp_path / "rec"),
                 "snapshots_dir": str(tmp_path / "snap"),
@@ -103,7 +107,9 @@ def test_listing_pages_newest_first(app):
     assert [f["filename"] for f in page["files"]] == names[1:3]
     entry = page["files"][0]
     assert entry["file_size"] == 2 and entry["modified_time"] == "2023-11-14T21:13:20.000Z"
-    assert entry["download_url"] == f"http://cams.example:8080/files/recordings/{names[1]}"
+    assert signed(app, entry["download_url"], "recordings", names[1]) == (
+        f"http://cams.example:8080/files/recordings/{names[1]}"
+    )
     assert entry["duration"] is None  # not an MP4 inside
     default = result(app, "list_recordings")
     assert default["limit"] == 100 and default["offset"] == 0 and len(default["files"]) == 5
@@ -226,8 +232,9 @@ def test_take_snapshot(app):
         "file_size": 14,
         "format": "jpg",
         "source": "device",
-        "download_url": f"http://cams.example:8080/files/snapshots/{name}",
+        "download_url": shot["download_url"],
     }
+    assert signed(app, shot["download_url"], "snapshots", name) == f"http://cams.example:8080/files/snapshots/{name}"
     assert result(app, "get_snapshot_info", {"filename": name})["file_size"] == 14
     assert code(app, "take_snapshot", {"device": "camera9"}) == -32004
     assert code(app, "take_snapshot", {"device": "camera0", "quality": 0}) == -32602
@@ -236,14 +243,25 @@ def test_take_snapshot(app):
     assert code(app, "take_snapshot", {"device": "camera0", "filename": "a\x00b"}) == -32602
 
 
+def signed(app, url, kind, name):
+    """The URL without its token, after checking the token opens exactly that file (auth is on)."""
+    from urllib.parse import unquote
+
+    base, _, token = url.partition("?token=")
+    assert app.auth.verify_download(unquote(token), kind, name), url
+    assert not app.auth.verify_download(unquote(token), kind, name + "x")
+    return base
+
+
 def test_download_url_variants(app):
     media = app.media
     s = session(app, host="")
-    assert media.download_url(s, "snapshots", "a b.jpg") == "http://cams.example:8002/files/snapshots/a%20b.jpg"
+    url = media.download_url(s, "snapshots", "a b.jpg")
+    assert signed(app, url, "snapshots", "a b.jpg") == "http://cams.example:8002/files/snapshots/a%20b.jpg"
     s.extra["http_host"] = "evil.example/x?y"
     assert media.download_url(s, "snapshots", "a.jpg").startswith("http://cams.example:8002/")
     s.extra["http_host"] = "[::1]:9000"
-    assert media.download_url(s, "snapshots", "a.jpg") == "http://[::1]:9000/files/snapshots/a.jpg"
+    assert media.download_url(s, "snapshots", "a.jpg").startswith("http://[::1]:9000/files/snapshots/a.jpg?token=")
     media.sign_download = lambda kind, name: f"tok/{kind}/{name}"
     assert media.download_url(s, "recordings", "a.mp4").endswith("/files/recordings/a.mp4?token=tok/recordings/a.mp4")
 

@@ -181,3 +181,28 @@ def test_idle_timeout_closes_silent_peers_not_live_clients(tmp_path):
         opcode, payload = frames[-1]
         assert opcode == 0x8 and payload[:2] == (1000).to_bytes(2, "big") and b"idle timeout" in payload, frames
         assert "nothing received for 2 s" in proc.log()
+
+
+def test_downloads_and_metrics_over_http(server):
+    import urllib.parse
+
+    name = "camera0_2024-01-02_03-04-05-000006.jpg"
+    (server.tmp / "snapshots" / name).write_bytes(b"\xff\xd8\xff\xe0 a jpeg")
+    key = make_key(server.tmp / "state" / "api_keys.json", Role.VIEWER, "dl")
+    with RpcClient(server.url) as client:
+        client.call("authenticate", {"auth_token": key})
+        entry = next(f for f in client.call("list_snapshots")["files"] if f["filename"] == name)
+    url = urllib.parse.urlsplit(entry["download_url"])
+    assert url.query.startswith("token=")
+    status, body, _ = server.get(f"{url.path}?{url.query}")
+    assert status == 200 and body == b"\xff\xd8\xff\xe0 a jpeg"
+    assert server.get(url.path)[0] == 401
+    other = url.path.replace(name, "camera0_other.jpg")
+    assert server.get(f"{other}?{url.query}")[0] == 401
+    assert server.get(url.path, {"X-API-Key": key})[0] == 200
+    assert server.get(url.path, {"Authorization": f"Bearer {key}"})[0] == 200
+    assert server.get("/metrics", {"X-API-Key": key})[0] == 403
+    admin = mint(secret_file(server), Role.ADMIN)
+    status, body, _ = server.get("/metrics", {"Authorization": f"Bearer {admin}"})
+    assert status == 200 and b"camsvc_auth_attempts_total" in body
+    assert server.get("/health/ready")[0] in (200, 503) and server.get("/health/live")[0] == 200
