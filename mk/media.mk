@@ -6,3 +6,9 @@
 APT_PACKAGES += gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-ugly python3-gi
 
+
+# Snapshot latency (live RTSP stream, idle device source) and start_recording -> first
+# segment on disk, p50/p90/max over 20 runs; figures in docs/performance.md.
+.PHONY: bench-media
+bench-media: venv
+	$(PY) bench/media.py

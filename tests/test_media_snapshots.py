@@ -219,6 +219,10 @@ def test_refusals_before_any_process(tmp_path):
     broken = b.cameras.put(camera(status=ERROR, error="probe failed"))
     got = b.take(cam=broken)
     assert got[0].check(InvalidState) and "probe failed" in got[0].value.message
+    unprobed = b.cameras.put(Camera(camera_id="camera0", device="/dev/video0"))
+    got = b.take(cam=unprobed)
+    assert got[0].check(InvalidState) and "no known video mode" in got[0].value.message
+    b.cameras.put(camera())
     assert b.take(filename="../../etc/x")[0].check(InvalidParams)
     assert b.take(filename="x.png", fmt="jpg")[0].check(InvalidParams)
     assert b.reactor.spawned == []

@@ -56,7 +56,7 @@ log = Logger()
 
 STATE_FILE = "recordings.json"
 #: Seconds between looks for MediaMTX's first segment file.
-POLL = 0.2
+POLL = 0.1
 #: Seconds to let MediaMTX close the last segment before its size is reported.
 SETTLE = 0.5
 #: Reader restart backoff: first delay, cap; a reader that ran this long resets it.
@@ -687,11 +687,9 @@ class Recordings(Service):
 
     async def _resume(self, session: Session, camera: Camera) -> None:
         camera_id = session.camera_id
-        try:
-            conf = await self.mediamtx.client.get_path_config(camera_id)
-            kept = bool(conf.get("record"))
-        except Exception:
-            kept = False
+        # What MediaMTX reports, asked before set_recording puts the flag back in camsvc's
+        # desired state (which it does at once, so a reconcile pass cannot switch it off).
+        reported = Deferred.fromCoroutine(self._record_flag(camera_id))
         try:
             await self.mediamtx.set_recording(camera_id, True)
         except Exception as exc:
@@ -702,6 +700,7 @@ class Recordings(Service):
                 err=exc.message if isinstance(exc, RpcError) else str(exc),
             )
             return
+        kept = await reported
         if self._pending_resume.get(camera_id) is not session:
             return  # stopped meanwhile
         del self._pending_resume[camera_id]
@@ -718,9 +717,20 @@ class Recordings(Service):
             "Recording {session_id} of {camera_id} resumed (MediaMTX had {what})",
             session_id=session.session_id,
             camera_id=camera_id,
-            what="kept recording" if kept else "stopped recording",
+            what={True: "kept recording", False: "stopped recording", None: "no such path"}[kept],
         )
         self._notify(session, STARTED, reason="resumed", duration=session.duration)
+
+    async def _record_flag(self, camera_id: str) -> bool | None:
+        client = getattr(self.mediamtx, "client", None)
+        if client is None:
+            return None
+        try:
+            conf = await client.get_path_config(camera_id)
+        except Exception as exc:
+            log.debug("No MediaMTX path config for {camera_id}: {err}", camera_id=camera_id, err=str(exc))
+            return None
+        return bool(conf.get("record"))
 
     def _resume_expired(self) -> None:
         self._resume_timer = None

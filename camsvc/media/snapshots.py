@@ -194,6 +194,11 @@ class Snapshotter:
         started = attempt["started"] = self.clock.seconds()
         deadline = started + self.config.snapshots.timeout
         sources = ["stream"] if self.path_ready(camera.camera_id) else ["device", "stream"]
+        if sources[0] == "device" and not camera.default:
+            raise InvalidState(
+                f"Camera {camera.camera_id} has no known video mode yet (its capabilities are still being read)",
+                data={"device": camera.camera_id},
+            )
         image = None
         used = None
         for i, source in enumerate(sources):
