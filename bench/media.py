@@ -198,7 +198,9 @@ def report(results: dict) -> str:
         else:
             lines.append(f"  {name:42s} {r['p50_ms']:8.1f} {r['p90_ms']:8.1f} {r['max_ms']:8.1f} ms")
 
-    row(f"snapshot, live RTSP stream {results['snapshot_live_stream'].get('size', '')}", results["snapshot_live_stream"])
+    row(
+        f"snapshot, live RTSP stream {results['snapshot_live_stream'].get('size', '')}", results["snapshot_live_stream"]
+    )
     row(
         f"snapshot, idle device source {results['snapshot_idle_device_source']['size']}",
         results["snapshot_idle_device_source"],
