@@ -23,6 +23,7 @@ from camsvc.config import Config
 from camsvc.health import Health
 from camsvc.hub import Hub
 from camsvc.metrics import Metrics
+from camsvc.reload import ReloadListeners
 from camsvc.rpc import Engine, Registry
 from camsvc.session import Session, authorize
 
@@ -66,6 +67,8 @@ class App:
         self.status_providers: dict[str, Callable[[], dict]] = {}
         #: Per-camera metrics contributors: ``fn(camera) -> dict`` merged into get_camera_status.
         self.camera_metrics: list[Callable[[Any], dict]] = []
+        #: Components that apply configuration keys live on SIGHUP (see on_reload).
+        self.reloads = ReloadListeners()
         self._ready_waiters: list[Deferred] = []
         self._was_ready = False
         self.health.subscribe(self._health_changed)
@@ -79,6 +82,16 @@ class App:
             auth_required=self.config.auth.required,
             send=send,
         )
+
+    def on_reload(self, callback: Callable[[Config, Config], Any], keys: tuple[str, ...]) -> None:
+        """Apply ``keys`` live: ``callback(old, new)`` runs after a SIGHUP reload changed any of them.
+
+        ``keys`` are dotted keys (``"retention.max_age_days"``) or section
+        prefixes ending in a dot (``"retention."``).  By the time the callback
+        runs, ``self.config`` is already ``new``.  Changed keys nobody
+        applies are reported as needing a restart and keep their values.
+        """
+        self.reloads.subscribe(callback, keys)
 
     def uptime(self) -> float:
         return self.clock.seconds() - self.started_at

@@ -9,6 +9,7 @@ the process with one line naming the key and exit status 78, EX_CONFIG).
 
 from __future__ import annotations
 
+import os
 import sys
 from importlib import import_module
 from typing import Any
@@ -157,16 +158,35 @@ class ListenerService(Service):
 
 
 class RootService(MultiService):
-    """The top service; installs camsvc's log observer on the twistd Application."""
+    """The top service; installs camsvc's log observer on the twistd Application.
 
-    def __init__(self, log_observer: Any = None) -> None:
+    With a ``clock``, stopping is sequential and bounded: children stop one
+    after another in reverse order of creation (the listener first, so
+    clients are gone before components finish their work) and the whole
+    takes at most ``stop_timeout`` seconds (see
+    :func:`camsvc.lifecycle.stop_in_order`); child processes still running
+    afterwards are killed.
+    """
+
+    def __init__(self, log_observer: Any = None, clock: Any = None, stop_timeout: float = 20.0) -> None:
         super().__init__()
         self.log_observer = log_observer
+        self.clock = clock
+        self.stop_timeout = stop_timeout
 
     def setServiceParent(self, parent: Any) -> None:
         if self.log_observer is not None and hasattr(parent, "setComponent"):
             parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
+
+    def stopService(self) -> Deferred:
+        if self.clock is None:
+            return super().stopService()
+        from camsvc.lifecycle import kill_leftover_children, stop_in_order
+
+        Service.stopService(self)
+        d = stop_in_order(list(reversed(list(self))), self.clock, self.stop_timeout)
+        return d.addCallback(lambda _: kill_leftover_children())
 
 
 #: Component modules, each with ``setup(app)``: creates its services (as
@@ -228,11 +248,22 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    from camsvc.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.logs import LevelControl, make_observer
+    from camsvc.reload import Reloader
+    from camsvc.systemd import setup_systemd
 
     config = options.config
     control = LevelControl(config.logging.level)
-    root = RootService(make_observer(config.logging.format, control))
+    stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
+    root = RootService(make_observer(config.logging.format, control), clock=reactor, stop_timeout=stop_timeout)
     app = build(config, reactor, root=root)
     app.log_control = control
+    app.on_reload(lambda old, new: control.set_level(new.logging.level), ("logging.level",))
+    # systemd's variables are read once and removed, so child processes do not inherit them.
+    systemd = setup_systemd(app, reactor, os.environ)
+    app.reloader = Reloader(app, options["config"], systemd=systemd)
+    SignalService(reactor, on_reload=app.reloader.reload, deadline=stop_timeout + HARD_MARGIN).setServiceParent(root)
+    # The last child stops first: STOPPING=1 goes out as soon as shutdown begins.
+    systemd.setServiceParent(root)
     return app.service

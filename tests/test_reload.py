@@ -1,0 +1,207 @@
+"""Configuration reload: the Reloader with a Clock-driven App, and SIGHUP on a real camsvc."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+import yaml
+from twisted.internet.task import Clock
+from twisted.logger import globalLogPublisher
+
+from camsvc.config import load_config
+from camsvc.reload import Reloader, changed_keys, with_values
+from tests.support.server import ServiceProcess
+from tests.support.wsclient import RpcClient
+
+BASE = {"server": {"host": "127.0.0.1", "port": 8123}, "auth": {"required": False}, "logging": {"level": "info"}}
+
+
+@pytest.fixture
+def logged():
+    events: list = []
+    globalLogPublisher.addObserver(events.append)
+    yield events
+    globalLogPublisher.removeObserver(events.append)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    from camsvc.app import App
+
+    path = tmp_path / "camsvc.yaml"
+    path.write_text(yaml.safe_dump(BASE))
+
+    def load(p):
+        return load_config(p, environ={})
+
+    app = App(load(str(path)), Clock())
+    reloader = Reloader(app, str(path), load=load)
+    return app, path, reloader
+
+
+def write(path, **sections):
+    data = yaml.safe_load(yaml.safe_dump(BASE))
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    path.write_text(yaml.safe_dump(data))
+
+
+def test_live_keys_are_applied_and_listeners_called(setup, logged):
+    app, path, reloader = setup
+    seen = []
+    app.on_reload(lambda old, new: seen.append((old.logging.level, new.logging.level)), ("logging.level",))
+    app.on_reload(lambda old, new: seen.append(("retention", new.retention.max_age_days)), ("retention.",))
+    app.on_reload(lambda old, new: seen.append("never"), ("snapshots.quality",))
+    before = app.config
+    write(path, logging={"level": "debug"}, retention={"max_age_days": 7})
+    report = reloader.reload()
+    assert report == {
+        "result": "ok",
+        "applied": ["logging.level", "retention.max_age_days"],
+        "restart_needed": [],
+        "error": None,
+    }
+    assert app.config.logging.level == "debug" and app.config.retention.max_age_days == 7
+    assert before.logging.level == "info"  # the old object is untouched (frozen)
+    assert seen == [("info", "debug"), ("retention", 7)]
+    assert app.metrics.registry.get_sample_value("camsvc_config_reloads_total", {"result": "ok"}) == 1
+    assert any("applied logging.level, retention.max_age_days" in _text(e) for e in logged)
+
+
+def test_restart_only_keys_are_reported_and_kept(setup, logged):
+    app, path, reloader = setup
+    app.on_reload(lambda old, new: None, ("logging.level",))
+    write(path, server={"port": 9000, "max_connections": 5}, logging={"level": "warn"})
+    report = reloader.reload()
+    assert report["applied"] == ["logging.level"]
+    assert report["restart_needed"] == ["server.max_connections", "server.port"]
+    assert app.config.server.port == 8123 and app.config.server.max_connections == 200
+    assert app.config.logging.level == "warn"
+    warning = [e for e in logged if "need a restart" in e.get("log_format", "")]
+    assert warning and warning[0]["keys"] == "server.max_connections, server.port"
+
+
+def test_invalid_file_is_rejected_and_the_running_config_kept(setup, logged):
+    app, path, reloader = setup
+    before = app.config
+    write(path, logging={"level": "loud"})
+    report = reloader.reload()
+    assert report["result"] == "invalid"
+    assert report["error"].startswith("logging.level: must be one of")
+    assert app.config is before
+    errors = [e for e in logged if "reload rejected" in e.get("log_format", "")]
+    assert errors and errors[0]["config_key"] == "logging.level"
+    path.write_text("server: [unclosed")
+    assert reloader.reload()["result"] == "invalid"
+    path.unlink()
+    assert "cannot read config file" in reloader.reload()["error"]
+    assert app.config is before
+    assert app.metrics.registry.get_sample_value("camsvc_config_reloads_total", {"result": "invalid"}) == 3
+
+
+def test_unchanged_file_changes_nothing(setup):
+    app, path, reloader = setup
+    before = app.config
+    assert reloader.reload()["applied"] == []
+    assert app.config is before
+
+
+def test_a_failing_listener_is_logged_and_others_still_run(setup, logged):
+    app, path, reloader = setup
+    seen = []
+
+    def broken(old, new):
+        raise RuntimeError("cannot apply")
+
+    app.on_reload(broken, ("logging.level",))
+    app.on_reload(lambda old, new: seen.append(new.logging.level), ("logging.",))
+    write(path, logging={"level": "error"})
+    assert reloader.reload()["result"] == "error"
+    assert seen == ["error"]
+    assert any(e.get("log_failure") is not None for e in logged)
+
+
+def test_secrets_are_never_logged(setup, logged):
+    app, path, reloader = setup
+    write(path, mediamtx={"api_pass": "s3cret-reload-pass"})
+    report = reloader.reload()
+    assert report["restart_needed"] == ["mediamtx.api_pass"]
+    text = "\n".join(_text(e) for e in logged)
+    assert "mediamtx.api_pass" in text and "s3cret-reload-pass" not in text
+
+
+def test_helpers():
+    a = load_config(None, environ={})
+    b = with_values(a, {"server.tls.cert": "/c", "logging.level": "debug"})
+    assert changed_keys(a, b) == ["logging.level", "server.tls.cert"]
+    assert b.server.tls.cert == "/c" and a.server.tls.cert == ""
+
+
+def test_on_reload_needs_keys(setup):
+    app, _, _ = setup
+    with pytest.raises(ValueError):
+        app.on_reload(lambda o, n: None, ())
+
+
+def _text(event):
+    from twisted.logger import formatEvent
+
+    return formatEvent(event)
+
+
+# -- SIGHUP on a real camsvc ---------------------------------------------------------
+
+
+def wait_log(proc, text, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while text not in proc.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged:\n{proc.log()}"
+        time.sleep(0.05)
+
+
+def rewrite(proc, **sections):
+    data = yaml.safe_load(proc.config_path.read_text())
+    for name, values in sections.items():
+        data.setdefault(name, {}).update(values)
+    proc.config_path.write_text(yaml.safe_dump(data))
+
+
+def test_sighup_valid_invalid_and_restart_only(tmp_path):
+    proc = ServiceProcess(tmp_path, {"logging": {"level": "info"}}).start()
+    try:
+        with RpcClient(proc.url) as client:
+            assert client.call("ping") == "pong"
+        assert "Connection c1 open" not in proc.log()  # a debug line: not shown at info
+
+        # 1. a valid live change: the log level
+        rewrite(proc, logging={"level": "debug"})
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_log(proc, "Configuration reloaded: applied logging.level")
+        with RpcClient(proc.url) as client:
+            assert client.call("ping") == "pong"
+        wait_log(proc, "Connection c2 open")
+
+        # 2. an invalid file: rejected, everything keeps running at debug
+        proc.config_path.write_text("server: {port: many}\n")
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_log(proc, "Configuration reload rejected, keeping the running configuration: server.port: must be")
+        with RpcClient(proc.url) as client:
+            assert client.call("ping") == "pong"
+        wait_log(proc, "Connection c3 open")
+
+        # 3. a restart-only change: reported, not applied (still on the old port)
+        data = dict(proc.config)
+        data["server"] = dict(data["server"], port=proc.port + 1, max_connections=3)
+        data["logging"] = {"level": "debug"}
+        proc.config_path.write_text(yaml.safe_dump(data))
+        proc.proc.send_signal(signal.SIGHUP)
+        wait_log(proc, "these changes need a restart to take effect: server.max_connections, server.port")
+        with RpcClient(proc.url) as a, RpcClient(proc.url) as b, RpcClient(proc.url) as c, RpcClient(proc.url) as d:
+            assert [x.call("ping") for x in (a, b, c, d)] == ["pong"] * 4  # max_connections 3 not applied
+            info = a.call("get_metrics")
+        reloads = info["metrics"]["camsvc_config_reloads_total"]["samples"]
+        assert {s["labels"]["result"]: s["value"] for s in reloads} == {"ok": 2, "invalid": 1}
+    finally:
+        proc.stop_cleanly()
