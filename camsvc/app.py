@@ -83,12 +83,13 @@ class App:
             send=send,
         )
 
-    def on_reload(self, callback: Callable[[Config, Config], Any], keys: tuple[str, ...]) -> None:
+    def on_reload(self, callback: Callable[[Config, Config], Any] | None, keys: tuple[str, ...]) -> None:
         """Apply ``keys`` live: ``callback(old, new)`` runs after a SIGHUP reload changed any of them.
 
         ``keys`` are dotted keys (``"retention.max_age_days"``) or section
         prefixes ending in a dot (``"retention."``).  By the time the callback
-        runs, ``self.config`` is already ``new``.  Changed keys nobody
+        runs, ``self.config`` is already ``new``.  ``callback`` None declares
+        keys whose users read ``app.config`` at every use.  Changed keys nobody
         applies are reported as needing a restart and keep their values.
         """
         self.reloads.subscribe(callback, keys)

@@ -71,10 +71,14 @@ class ReloadListeners:
     """Who applies which keys live.  ``app.on_reload(callback, keys)`` adds to it."""
 
     def __init__(self) -> None:
-        self._listeners: list[tuple[Callable[[Any, Any], Any], tuple[str, ...]]] = []
+        self._listeners: list[tuple[Callable[[Any, Any], Any] | None, tuple[str, ...]]] = []
 
-    def subscribe(self, callback: Callable[[Any, Any], Any], keys: tuple[str, ...] | list[str]) -> None:
-        """``keys``: dotted keys (``"logging.level"``) or section prefixes ending in a dot (``"retention."``)."""
+    def subscribe(self, callback: Callable[[Any, Any], Any] | None, keys: tuple[str, ...] | list[str]) -> None:
+        """``keys``: dotted keys (``"logging.level"``) or section prefixes ending in a dot (``"retention."``).
+
+        ``callback`` None declares keys that are live because their users read
+        ``app.config`` at every use.
+        """
         if isinstance(keys, str):
             keys = (keys,)
         if not keys:
@@ -88,7 +92,7 @@ class ReloadListeners:
         """Call the listeners whose keys changed; return descriptions of those that failed."""
         failed = []
         for callback, keys in list(self._listeners):
-            if not any(_matches(k, p) for k in changed for p in keys):
+            if callback is None or not any(_matches(k, p) for k in changed for p in keys):
                 continue
             try:
                 callback(old, new)

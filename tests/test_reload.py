@@ -205,3 +205,38 @@ def test_sighup_valid_invalid_and_restart_only(tmp_path):
         assert {s["labels"]["result"]: s["value"] for s in reloads} == {"ok": 2, "invalid": 1}
     finally:
         proc.stop_cleanly()
+
+
+def test_publish_template_and_public_host_apply_live(tmp_path):
+    """The wired service: the reconciler builds paths from the reloaded template, stream URLs use the new host."""
+    from twisted.internet.testing import MemoryReactorClock
+
+    from camsvc.api.cameras import camera_object
+    from camsvc.cameras import Camera
+    from camsvc.tap import build
+
+    path = tmp_path / "camsvc.yaml"
+    state = {"state_dir": str(tmp_path), "recordings_dir": str(tmp_path / "r"), "snapshots_dir": str(tmp_path / "s")}
+    data = dict(BASE, storage=state, discovery={"enabled": False})
+    path.write_text(yaml.safe_dump(data))
+
+    def load(p):
+        return load_config(p, environ={})
+
+    app = build(load(str(path)), MemoryReactorClock())
+    camera = Camera(
+        "camera0",
+        "/dev/video0",
+        default={"format": "YUYV", "width": 640, "height": 480, "fps": 30},
+        capabilities={"formats": [{"fourcc": "YUYV", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]},
+    )
+    app.cameras.put(camera)
+    data["mediamtx"] = {"publish_command": "my-publisher {device} {width}x{height}", "public_host": "cams.example"}
+    path.write_text(yaml.safe_dump(data))
+    report = Reloader(app, str(path), load=load).reload()
+    assert report["applied"] == ["mediamtx.public_host", "mediamtx.publish_command"], report
+    desired = app.mediamtx.reconciler.desired("camera0")
+    assert desired is not None and desired["runOnDemand"].startswith("my-publisher /dev/video0 640x480")
+    assert camera_object(app, app.cameras.get("camera0"), "10.0.0.5")["streams"]["rtsp"].startswith(
+        "rtsp://cams.example:"
+    )

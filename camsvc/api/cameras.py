@@ -128,6 +128,8 @@ class CameraNotifier:
 
 def register(app: Any) -> None:
     reg = app.registry
+    # Stream URLs read app.config at every call: a reloaded public_host applies at once.
+    app.on_reload(None, ("mediamtx.public_host",))
     app.camera_notifier = CameraNotifier(app)
     app.cameras.subscribe(app.camera_notifier)
 

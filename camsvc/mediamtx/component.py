@@ -183,6 +183,7 @@ def setup(app: Any) -> None:
     pool.on_idle_lost = monitor.poke
     ledger = OwnershipLedger(os.path.join(config.storage.state_dir, LEDGER_NAME))
     reconciler = Reconciler(client, monitor, app.cameras, config, app.clock, ledger)
+    app.on_reload(reconciler.config_reloaded, Reconciler.RELOAD_KEYS)
     pool_service = PoolService(pool)
     # Stopped in reverse order: the pool closes last, after the users of its connections.
     pool_service.setServiceParent(app.service)

@@ -248,6 +248,19 @@ class Reconciler(Service):
     def desired_names(self) -> set[str]:
         return {c.camera_id for c in self.cameras.cameras() if self.desired(c.camera_id) is not None}
 
+    #: Configuration keys that change the desired paths and are applied on reload (SIGHUP).
+    RELOAD_KEYS = (
+        "mediamtx.publish_command",
+        "mediamtx.passthrough_command",
+        "mediamtx.passthrough",
+        "recording.segment_duration",
+    )
+
+    def config_reloaded(self, old: Any, new: Any) -> None:
+        """``app.on_reload`` listener: build paths from the new configuration and reconcile."""
+        self.config = new
+        self.trigger("configuration reloaded")
+
     # -- triggers ----------------------------------------------------------------------
 
     def camera_added(self, camera: Any) -> None:
