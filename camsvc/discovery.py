@@ -36,7 +36,8 @@ Collaborators (all injected): the registry; the ``discovery`` config section; an
 :class:`~camsvc.identity.IdentityStore`; the reactor (``IReactorFDSet``,
 ``IReactorTime``); ``health`` (condition ``"discovery"``, ok after the first
 enumeration); ``udev_factory() -> backend`` (default :class:`PyudevBackend`;
-``camsvc.testing.FakeUdev`` in unit tests); a prober (``probe(path) -> Deferred``).
+``camsvc.testing.FakeUdev`` in unit tests); a prober (``probe(path) -> Deferred``);
+optionally ``metrics`` (``udev_event(action)``, ``reenumeration(why)``).
 """
 
 from __future__ import annotations
@@ -264,7 +265,9 @@ class DiscoveryService(Service):
         health: Any = None,
         udev_factory: Callable[[], Any] | None = None,
         prober: Any = None,
+        metrics: Any = None,
     ) -> None:
+        self.metrics = metrics
         self.registry = registry
         self.config = config
         self.identity = identity
@@ -391,6 +394,8 @@ class DiscoveryService(Service):
             if device is None:
                 return
             self.stats["events"] += 1
+            if self.metrics is not None:
+                self.metrics.udev_event(device.action)
             try:
                 self.handle_event(device)
             except Exception:
@@ -421,6 +426,8 @@ class DiscoveryService(Service):
         """Make the present set equal to a fresh enumeration."""
         devices = self.udev.enumerate()
         self.stats["enumerations"] += 1
+        if self.metrics is not None:
+            self.metrics.reenumeration(why)
         found = [d for d in devices if d.capture and d.device_node]
         found.sort(key=lambda d: _node_number(d.device_node))
         seen = {d.sys_path for d in found}
@@ -804,6 +811,7 @@ def setup(app: Any) -> None:
         identity,
         app.reactor,
         health=app.health,
+        metrics=app.metrics,
     )
     service.setServiceParent(app.service)
     app.discovery = service

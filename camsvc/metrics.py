@@ -277,7 +277,9 @@ class Metrics:
         )
         self.recorded = [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
         self._guards: dict[str, _LabelGuard] = {}
-        self._outcomes: dict[str, tuple[str, str]] = {}
+        health = getattr(app, "health", None)
+        if health is not None:
+            health.subscribe(self._health_changed)
 
     @property
     def registry(self) -> Any:
@@ -347,6 +349,11 @@ class Metrics:
 
     def mediamtx_reachable(self, ok: bool) -> None:
         self.mediamtx_up.set(1 if ok else 0)
+
+    def _health_changed(self, name: str, ok: bool, reason: str) -> None:
+        # The MediaMTX monitor reports reachability as the "mediamtx" readiness check.
+        if name == "mediamtx":
+            self.mediamtx_reachable(ok)
 
     def reconcile(self, seconds: float, ok: bool) -> None:
         def record() -> None:

@@ -274,3 +274,44 @@ def test_unlabelled_histograms_and_counters_start_at_zero(app):
     assert value(app, "camsvc_reconcile_duration_seconds_bucket", le="+Inf") == 0
     assert value(app, "camsvc_retention_deleted_files_total") == 0
     assert value(app, "camsvc_recordings_active") == 0
+
+
+def test_discovery_reports_udev_events_and_reenumerations(app, tmp_path):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from camsvc.discovery import DiscoveryService
+    from camsvc.identity import FILENAME, IdentityStore
+    from camsvc.testing import FakeProber, FakeUdev, usb_camera
+
+    reactor = MemoryReactorClock()
+    udev = FakeUdev([usb_camera(0, serial="A")])
+    svc = DiscoveryService(
+        app.cameras,
+        parse_config_dict({}).discovery,
+        IdentityStore(str(tmp_path / FILENAME)),
+        reactor,
+        udev_factory=udev,
+        prober=FakeProber(),
+        metrics=app.metrics,
+    )
+    svc.startService()
+    b = usb_camera(2, serial="B", port="2")
+    udev.add(b)
+    udev.event(b, "change")
+    udev.overflow()
+    for reader in list(reactor.readers):
+        reader.doRead()
+    svc.stopService()
+    assert value(app, "camsvc_udev_events_total", action="add") == 1
+    assert value(app, "camsvc_udev_events_total", action="change") == 1
+    assert value(app, "camsvc_udev_reenumerations_total", reason="start") == 1
+    assert value(app, "camsvc_udev_reenumerations_total", reason="overflow") == 1
+
+
+def test_mediamtx_reachability_follows_its_readiness_check(app):
+    app.health.require("mediamtx")
+    assert value(app, "camsvc_mediamtx_up") == 0
+    app.health.set("mediamtx", True)
+    assert value(app, "camsvc_mediamtx_up") == 1
+    app.health.set("mediamtx", False, "connection refused")
+    assert value(app, "camsvc_mediamtx_up") == 0

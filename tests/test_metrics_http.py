@@ -65,3 +65,39 @@ def test_metrics_after_a_scripted_scenario(tmp_path):
     assert summary["errors_total"] == 2
     assert summary["connections"] == 2
     assert summary["resident_memory_bytes"] > 0
+
+
+def test_camera_add_and_remove_on_umockdev_are_counted(tmp_path):
+    from tests.support.umockdev import Testbed, umockdev_available
+
+    ok, reason = umockdev_available()
+    if not ok:
+        pytest.skip(reason)
+    with Testbed() as bed:
+        proc = ServiceProcess(
+            tmp_path, {"discovery": {"enabled": True, "debounce": 0.05}}, env=bed.env(), wait_ready=True
+        ).start()
+        try:
+            bed.wait_for_listeners(1)
+            bed.add_camera("usbcam", card="HD Webcam C270", serial="ABC123", port="1.2")
+            s = _until(proc, lambda s: sample(s, "camsvc_cameras", state="connected") == 1)
+            assert sample(s, "camsvc_udev_events_total", action="add") >= 1
+            assert sample(s, "camsvc_udev_reenumerations_total", reason="start") == 1
+            bed.remove("usbcam")
+            s = _until(proc, lambda s: sample(s, "camsvc_cameras", state="disconnected") == 1)
+            assert sample(s, "camsvc_cameras", state="connected") == 0
+            assert sample(s, "camsvc_udev_events_total", action="remove") >= 1
+        finally:
+            proc.stop_cleanly()
+
+
+def _until(proc: ServiceProcess, predicate, timeout: float = 15.0) -> dict:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        s = scrape(proc)
+        if predicate(s):
+            return s
+        assert time.monotonic() < deadline, f"metrics never matched:\n{proc.log()}"
+        time.sleep(0.1)

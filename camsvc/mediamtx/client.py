@@ -198,8 +198,8 @@ class MediaMTXClient:
     """The ``/v3`` routes camsvc uses, as coroutines returning parsed JSON.
 
     Collaborators: ``http`` (a treq ``HTTPClient``; its pool belongs to the
-    caller), ``clock`` (``IReactorTime``: timeouts), ``base_url`` and the
-    optional Basic credentials.  Methods raise :class:`MediaMTXError` subclasses.
+    caller), ``clock`` (``IReactorTime``: timeouts), ``base_url``, the
+    optional Basic credentials and ``metrics`` (``mediamtx_call(path, status, seconds)``).  Methods raise :class:`MediaMTXError` subclasses.
     """
 
     def __init__(
@@ -211,7 +211,9 @@ class MediaMTXClient:
         timeout: float = 5.0,
         user: str = "",
         password: str = "",
+        metrics: Any = None,
     ) -> None:
+        self.metrics = metrics
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.clock = clock
@@ -235,7 +237,8 @@ class MediaMTXClient:
         if body is not None:
             data = json.dumps(body, separators=(",", ":")).encode("utf-8")
             headers.addRawHeader(b"content-type", b"application/json")
-        deadline = self.clock.seconds() + self.timeout
+        started = self.clock.seconds()
+        deadline = started + self.timeout
         expired: list[bool] = []
         try:
             response = await self._bounded(
@@ -243,6 +246,7 @@ class MediaMTXClient:
             )
             content = await self._bounded(treq.content(response), deadline, expired)
         except (*_UNREACHABLE, defer.CancelledError) as exc:
+            self._observe(path, "timeout" if expired else "error", started)
             why = f"no answer within {self.timeout:g}s" if expired else _describe(exc, self.timeout)
             raise MediaMTXUnreachable(
                 f"MediaMTX API at {self.base_url} unreachable ({method} {path}): {why}",
@@ -250,6 +254,7 @@ class MediaMTXClient:
                 path=path,
             ) from None
         status = response.code
+        self._observe(path, status, started)
         if not 200 <= status < 300:
             raise api_error(status, error_text(content), method=method, path=path)
         if not content.strip():
@@ -260,6 +265,10 @@ class MediaMTXClient:
             raise MediaMTXServerError(
                 status, f"reply is not JSON: {content[:200]!r}", method=method, path=path
             ) from None
+
+    def _observe(self, path: str, status: int | str, started: float) -> None:
+        if self.metrics is not None:
+            self.metrics.mediamtx_call(path, status, self.clock.seconds() - started)
 
     async def _bounded(self, d: defer.Deferred, deadline: float, expired: list) -> Any:
         """Await ``d``, cancelling it at ``deadline`` (and noting that in ``expired``).

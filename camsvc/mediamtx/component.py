@@ -177,12 +177,13 @@ def setup(app: Any) -> None:
         timeout=mcfg.request_timeout,
         user=mcfg.api_user,
         password=mcfg.api_pass,
+        metrics=app.metrics,
     )
     monitor = Monitor(client, app.clock, app.health, app.hub.publish, mcfg.health_interval, mcfg.api_url)
     # MediaMTX closing our idle kept-alive connection is the first sign of a restart.
     pool.on_idle_lost = monitor.poke
     ledger = OwnershipLedger(os.path.join(config.storage.state_dir, LEDGER_NAME))
-    reconciler = Reconciler(client, monitor, app.cameras, config, app.clock, ledger)
+    reconciler = Reconciler(client, monitor, app.cameras, config, app.clock, ledger, metrics=app.metrics)
     app.on_reload(reconciler.config_reloaded, Reconciler.RELOAD_KEYS)
     pool_service = PoolService(pool)
     # Stopped in reverse order: the pool closes last, after the users of its connections.

@@ -178,7 +178,9 @@ class Reconciler(Service):
         *,
         backoff_base: float = 0.5,
         backoff_cap: float | None = None,
+        metrics: Any = None,
     ) -> None:
+        self.metrics = metrics
         self.client = client
         self.monitor = monitor
         self.cameras = cameras
@@ -322,6 +324,8 @@ class Reconciler(Service):
             if current:
                 self._running = None
                 self.last_duration = self.clock.seconds() - started
+                if self.metrics is not None:
+                    self.metrics.reconcile(self.last_duration, outcome is True)
             for waiter in waiters:
                 if not waiter.called:
                     waiter.callback(outcome is True)
