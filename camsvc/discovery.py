@@ -638,7 +638,11 @@ class DiscoveryService(Service):
                 d = _failed(ProbeFailed("error", f"cannot start the probe: {exc}"))
             ps.running = (node, d)
             d.addBoth(self._probe_done, camera_id, node, started)
-            d.addErrback(lambda f: log.failure("Handling a probe result failed", f))
+            d.addErrback(
+                lambda f, camera_id=camera_id: log.failure(
+                    "Handling the probe result of {camera_id} failed", f, camera_id=camera_id
+                )
+            )
 
     def _probe_done(self, outcome: Any, camera_id: str, node: _Node, started: float) -> None:
         self._probing -= 1
@@ -684,19 +688,24 @@ class DiscoveryService(Service):
         self.stats["probe_failures"] += 1
         exc = outcome.value
         if not isinstance(exc, ProbeFailed):
-            log.failure("Capability probe of {device} failed unexpectedly", outcome, device=devnode)
+            log.failure(
+                "Capability probe of {device} failed unexpectedly", outcome, device=devnode, camera_id=camera_id
+            )
             exc = ProbeFailed("error", f"capability probe failed: {exc}")
         if exc.reason == "not_capture":
             log.warn(
                 "{device} is not a video capture node after all ({message}); ignoring it",
                 device=devnode,
                 message=exc.message,
+                camera_id=camera_id,
             )
             self._reject(node)
             return
         if exc.reason == "vanished" and not ps.retried:
             ps.retried = True
-            log.info("{device} vanished during its capability probe; checking again", device=devnode)
+            log.info(
+                "{device} vanished during its capability probe; checking again", device=devnode, camera_id=camera_id
+            )
             ps.retry = self.reactor.callLater(max(VANISHED_RETRY_DELAY, self.config.debounce), self._retry, camera_id)
             return
         if exc.reason == "timeout":

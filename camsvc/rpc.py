@@ -259,19 +259,23 @@ class Engine:
             return self._batch(session, message)
         result = self._one(session, message)
         if isinstance(result, Deferred):
-            return result.addCallback(self._encode_single)
-        return self._encode_single(result)
+            return result.addCallback(self._encode_single, session)
+        return self._encode_single(result, session)
 
-    def _encode_single(self, response: Any) -> str | None:
+    def _encode_single(self, response: Any, session: Any) -> str | None:
         if response is _NO_RESPONSE:
             return None
-        return self._encode(response)
+        return self._encode(response, session)
 
-    def _encode(self, response: Any) -> str:
+    def _encode(self, response: Any, session: Any) -> str:
         try:
             return _dumps(response)
         except (TypeError, ValueError):
-            log.failure("A result could not be encoded as JSON", Failure())
+            log.failure(
+                "A result for connection {conn_id} could not be encoded as JSON",
+                Failure(),
+                conn_id=getattr(session, "id", "?"),
+            )
             return _dumps(_error_response(response.get("id"), InternalError()))
 
     def _batch(self, session: Any, messages: list) -> "str | None | Deferred":
@@ -289,15 +293,15 @@ class Engine:
         results = [self._one(session, m) for m in messages]
         if any(isinstance(r, Deferred) for r in results):
             return gatherResults([r if isinstance(r, Deferred) else _succeed(r) for r in results]).addCallback(
-                self._encode_batch
+                self._encode_batch, session
             )
-        return self._encode_batch(results)
+        return self._encode_batch(results, session)
 
-    def _encode_batch(self, results: list) -> str | None:
+    def _encode_batch(self, results: list, session: Any) -> str | None:
         responses = [r for r in results if r is not _NO_RESPONSE]
         if not responses:
             return None
-        return "[" + ",".join(self._encode(r) for r in responses) + "]"
+        return "[" + ",".join(self._encode(r, session) for r in responses) + "]"
 
     def _one(self, session: Any, request: Any) -> Any:
         """Run one request object; return the response dict, _NO_RESPONSE or a Deferred of those."""

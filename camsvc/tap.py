@@ -249,14 +249,15 @@ def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
     from camsvc.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
-    from camsvc.logs import LevelControl, make_observer
+    from camsvc.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.reload import Reloader
     from camsvc.systemd import setup_systemd
 
     config = options.config
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
-    root = RootService(make_observer(config.logging.format, control), clock=reactor, stop_timeout=stop_timeout)
+    observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
+    root = RootService(observer, clock=reactor, stop_timeout=stop_timeout)
     app = build(config, reactor, root=root)
     app.log_control = control
     app.on_reload(lambda old, new: control.set_level(new.logging.level), ("logging.level",))

@@ -317,7 +317,7 @@ class RpcServerFactory(WebSocketServerFactory):
             try:
                 conn.close_with(code, reason)
             except Exception:
-                log.failure("Closing connection failed")
+                log.failure("Closing connection {conn_id} failed", conn_id=getattr(conn.session, "id", "?"))
 
 
 class RpcWebSocketResource(WebSocketResource):

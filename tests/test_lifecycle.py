@@ -265,3 +265,34 @@ def test_second_sigterm_forces_exit(tmp_path):
         sock.close()
     assert code == EXIT_FORCED, proc.log()
     assert "SIGTERM received during shutdown: forcing exit" in proc.log()
+
+
+def test_stopping_while_a_mediamtx_connection_is_pending_logs_no_error(logged):
+    """Cancelling a request still connecting raises ConnectingCancelledError: treated as unreachable, and quiet on stop."""
+    from twisted.internet.error import ConnectingCancelledError
+
+    from camsvc.health import Health
+    from camsvc.mediamtx.client import MediaMTXClient
+    from camsvc.mediamtx.monitor import Monitor
+
+    class HangingHTTP:
+        def request(self, method, url, **kw):
+            def cancel(d):
+                d.errback(ConnectingCancelledError(("127.0.0.1", 9997)))
+
+            return Deferred(cancel)
+
+    clock = Clock()
+    client = MediaMTXClient(HangingHTTP(), "http://127.0.0.1:9997", clock, timeout=5)
+    health = Health(clock)
+    monitor = Monitor(client, clock, health, lambda *a, **k: None, 5.0, "http://127.0.0.1:9997")
+    monitor.startService()
+    monitor.stopService()
+    assert not [e for e in logged if e.get("log_failure") is not None or e["log_level"].name in ("warn", "error")]
+    assert not clock.getDelayedCalls()
+    # A timeout while connecting is "unreachable", not an unexpected failure.
+    monitor.startService()
+    clock.advance(5.0)
+    assert monitor.state == "down" and "no answer within 5s" in monitor.reason
+    assert not [e for e in logged if e.get("log_failure") is not None]
+    monitor.stopService()

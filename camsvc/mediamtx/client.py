@@ -28,7 +28,7 @@ from urllib.parse import quote, urlencode
 
 import treq
 from twisted.internet import defer
-from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
+from twisted.internet.error import ConnectError, ConnectingCancelledError, ConnectionClosed, DNSLookupError
 from twisted.logger import Logger
 from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web.client import (
@@ -175,6 +175,7 @@ def make_http_client(reactor: Any, *, connect_timeout: float = 5.0, max_per_host
 
 _UNREACHABLE = (
     ConnectError,
+    ConnectingCancelledError,  # a timeout (or shutdown) while the TCP connection was being made
     DNSLookupError,
     ConnectionClosed,
     ResponseFailed,

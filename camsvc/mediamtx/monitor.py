@@ -238,6 +238,8 @@ class Monitor(Service):
         try:
             info = await self._identity()
         except MediaMTXError as exc:
+            if not self.running:  # the request was cancelled by stopService
+                return
             self.failed_probes += 1
             self.report(exc)
             return
@@ -246,8 +248,9 @@ class Monitor(Service):
         try:
             items = await self.client.list_paths()
         except MediaMTXError as exc:
-            log.warn("Cannot read MediaMTX path states: {error}", error=exc.message)
-            self.report(exc)
+            if self.running:
+                log.warn("Cannot read MediaMTX path states: {error}", error=exc.message)
+                self.report(exc)
             return
         self.stats = {}
         for item in items:

@@ -398,7 +398,9 @@ class Reconciler(Service):
             if differences(want, have):
                 self._conflict(name, have)
                 return
-            log.info("Adopting MediaMTX path {path}: it already holds camsvc's configuration", path=name)
+            log.info(
+                "Adopting MediaMTX path {path}: it already holds camsvc's configuration", path=name, camera_id=name
+            )
             self.ledger.claim(name)
         self.conflicts.pop(name, None)
         action, body = plan_action(want, have)
@@ -453,7 +455,7 @@ class Reconciler(Service):
             await self.client.replace_path(name, body)
         elif action == DELETE:
             await self.client.delete_path(name)
-        log.info("MediaMTX path {path}: {action} done", path=name, action=action)
+        log.info("MediaMTX path {path}: {action} done", path=name, action=action, camera_id=name)
         self._logged.pop(name, None)
 
     def _set_state(self, name: str, state: str, error: str | None = None) -> None:
@@ -470,7 +472,7 @@ class Reconciler(Service):
         self._set_state(name, FAILED, message)
         if self._logged.get(name) != message:
             self._logged[name] = message
-            log.error("{message}", message=message, path=name, status=exc.status, error=exc.error)
+            log.error("{message}", message=message, path=name, camera_id=name, status=exc.status, error=exc.error)
 
     def _conflict(self, name: str, have: dict) -> None:
         message = (
@@ -481,7 +483,7 @@ class Reconciler(Service):
         self._set_state(name, CONFLICT, message)
         if self._logged.get(name) != message:
             self._logged[name] = message
-            log.warn("{message}", message=message, path=name)
+            log.warn("{message}", message=message, path=name, camera_id=name)
 
     def _pass_failed(self, exc: MediaMTXError) -> None:
         self.failures += 1
