@@ -287,11 +287,13 @@ def test_stopping_while_a_mediamtx_connection_is_pending_logs_no_error(logged):
     health = Health(clock)
     monitor = Monitor(client, clock, health, lambda *a, **k: None, 5.0, "http://127.0.0.1:9997")
     monitor.startService()
+    clock.advance(0)  # the first probe starts: its connection hangs
     monitor.stopService()
     assert not [e for e in logged if e.get("log_failure") is not None or e["log_level"].name in ("warn", "error")]
     assert not clock.getDelayedCalls()
     # A timeout while connecting is "unreachable", not an unexpected failure.
     monitor.startService()
+    clock.advance(0)
     clock.advance(5.0)
     assert monitor.state == "down" and "no answer within 5s" in monitor.reason
     assert not [e for e in logged if e.get("log_failure") is not None]
