@@ -72,6 +72,10 @@ RETRY_DELAY = 10.0
 #: Seconds between a commit and the probes it starts: the notification frame leaves
 #: first (a fork in the same reactor turn would delay it), bursts coalesce.
 PROBE_START_DELAY = 0.01
+#: Seconds between allocating a new id and writing the id map: after the notification
+#: frame has left (Twisted sends queued data on the next poll, after due timed calls),
+#: and once for a burst of new cameras.
+FLUSH_DELAY = 0.05
 #: Seconds before re-probing a node that vanished mid-probe while udev still lists it.
 VANISHED_RETRY_DELAY = 0.5
 
@@ -121,10 +125,35 @@ class UdevDevice:
         return f"{self.device_node or self.sys_path}"
 
 
+#: The udev properties discovery reads.  Fetched one by one: copying all of a node's
+#: properties (~25, each an iteration step plus a lookup in libudev) was the largest
+#: cost of handling an event.
+PROPERTIES = (
+    "ID_V4L_CAPABILITIES",
+    "ID_V4L_PRODUCT",
+    "ID_SERIAL",
+    "ID_SERIAL_SHORT",
+    "ID_USB_INTERFACE_NUM",
+    "ID_PATH",
+    "ID_MODEL",
+    "ID_MODEL_FROM_DATABASE",
+    "DEVLINKS",
+    "DEVPATH",
+    "DEVPATH_OLD",
+)
+
+
 def from_pyudev(device: Any) -> UdevDevice:
+    """A pyudev Device as a :class:`UdevDevice` (a "remove" needs only its sys_path)."""
     action = device.action
     index = 0
+    properties: dict[str, str] = {}
     if action != "remove":
+        props = device.properties
+        for key in PROPERTIES:
+            value = props.get(key)
+            if value is not None:
+                properties[key] = value
         try:
             index = int(device.attributes.asstring("index"))
         except (KeyError, ValueError, OSError, UnicodeDecodeError):
@@ -132,7 +161,7 @@ def from_pyudev(device: Any) -> UdevDevice:
     return UdevDevice(
         sys_path=device.sys_path,
         device_node=device.device_node,
-        properties=dict(device.properties),
+        properties=properties,
         action=action,
         index=index,
     )
@@ -770,7 +799,7 @@ class DiscoveryService(Service):
 
     def _schedule_flush(self) -> None:
         if self._flush_call is None or not self._flush_call.active():
-            self._flush_call = self.reactor.callLater(0, self._flush)
+            self._flush_call = self.reactor.callLater(FLUSH_DELAY, self._flush)
 
     def _flush(self) -> None:
         if self._flush_call is not None and self._flush_call.active():

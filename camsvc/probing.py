@@ -16,6 +16,9 @@ and bounded: probes run at most :data:`MAX_CONCURRENT` at a time (discovery
 queues the rest) and a camera that flaps is probed at most once per debounce
 window.
 
+Children run at niceness :data:`PROBE_NICENESS` so that on a busy machine they never
+hold up the event loop.
+
 Collaborators: an ``IReactorProcess`` + ``IReactorTime`` reactor; the child's
 argv prefix and environment (tests substitute a stand-in program; under umockdev
 the child inherits the preload from camsvc's environment).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -43,7 +47,16 @@ MAX_CONCURRENT = 2
 MAX_OUTPUT = 4 * 1024 * 1024
 MAX_STDERR = 16 * 1024
 
-DEFAULT_ARGV: tuple[str, ...] = (sys.executable, "-m", "camsvc.v4l2")
+#: Niceness of probe children: a probe is background work (interpreter start-up is
+#: most of its ~30-60 ms of CPU); the event loop, which announces cameras, goes first.
+PROBE_NICENESS = 10
+
+
+def default_argv() -> tuple[str, ...]:
+    """``[nice -n 10] python -m camsvc.v4l2`` (without ``nice`` when it is not installed)."""
+    python = (sys.executable, "-m", "camsvc.v4l2")
+    nice = shutil.which("nice")
+    return (nice, "-n", str(PROBE_NICENESS), *python) if nice else python
 
 
 class ProbeFailed(Exception):
@@ -135,12 +148,12 @@ class ProcessProber:
         reactor: Any,
         timeout: float,
         *,
-        argv: Sequence[str] = DEFAULT_ARGV,
+        argv: Sequence[str] | None = None,
         env: dict | None = None,
     ) -> None:
         self.reactor = reactor
         self.timeout = timeout
-        self.argv = tuple(argv)
+        self.argv = tuple(argv) if argv is not None else default_argv()
         self.env = env
         self._live: set[_ProbeProtocol] = set()
 

@@ -13,7 +13,7 @@ from twisted.internet.testing import MemoryReactorClock
 
 from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
 from camsvc.config import parse_config_dict
-from camsvc.discovery import PROBE_START_DELAY, RETRY_DELAY, VANISHED_RETRY_DELAY, DiscoveryService
+from camsvc.discovery import FLUSH_DELAY, PROBE_START_DELAY, RETRY_DELAY, VANISHED_RETRY_DELAY, DiscoveryService
 from camsvc.health import Health
 from camsvc.identity import FILENAME, IdentityStore
 from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
@@ -125,7 +125,7 @@ def test_start_enumerates_capture_nodes_only(make, tmp_path):
     assert "/dev/v4l/by-id/usb-Vendor_USB_Camera_S1-video-index0" in h.cam("camera0").links
     # the id map is written right after, not before, the announcement
     assert not (tmp_path / FILENAME).exists()
-    h.advance(0)
+    h.advance(FLUSH_DELAY)
     saved = json.loads((tmp_path / FILENAME).read_text())["cameras"]
     assert saved == {
         "camera0": {"key": "usb:Vendor_USB_Camera_S1:00", "name": "USB Camera"},

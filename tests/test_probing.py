@@ -198,3 +198,13 @@ def test_real_child_is_killed_on_timeout():
             break
         yield deferLater(reactor, 0.02, lambda: None)
     assert prober.running == 0  # the child was killed and reaped
+
+
+def test_default_command_runs_the_probe_niced(monkeypatch):
+    import camsvc.probing as probing
+
+    monkeypatch.setattr(probing.shutil, "which", lambda name: "/usr/bin/nice" if name == "nice" else None)
+    assert probing.default_argv() == ("/usr/bin/nice", "-n", "10", sys.executable, "-m", "camsvc.v4l2")
+    monkeypatch.setattr(probing.shutil, "which", lambda name: None)
+    assert probing.default_argv() == (sys.executable, "-m", "camsvc.v4l2")
+    assert ProcessProber(Clock(), 5).argv == (sys.executable, "-m", "camsvc.v4l2")

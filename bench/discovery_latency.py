@@ -1,0 +1,336 @@
+"""Discovery latency: uevent → ``camera_status_update`` frame at a WebSocket client.
+
+Owns one measurement of camsvc as a user sees it.  camsvc runs under
+``twistd -n camsvc`` (default discovery settings, log level info) as a subprocess
+preloaded into a umockdev test bed; the test bed plugs and unplugs emulated USB
+cameras (capture + UVC metadata node each); a minimal WebSocket client in this
+process timestamps every notification frame the moment ``recv()`` returns it.  The
+uevent timestamp is taken by the test-bed helper right before it sends the capture
+node's uevent (``time.monotonic()``: CLOCK_MONOTONIC is system-wide), so the figure
+covers libudev, the reactor, discovery, the registry, JSON encoding, Autobahn and the
+loopback socket.
+
+    /work/main/.venv/bin/python bench/discovery_latency.py [-n 200] [--cameras 8] [--replug]
+
+Events round-robin over ``--cameras`` cameras, each camera's events at least
+``debounce + 100 ms`` apart (a change within a camera's debounce window is merged on
+purpose, see docs/cameras.md, and is not the hot path).  Every "add" is a camera never
+seen before (a new id, a capability probe, an id-map write), unless ``--replug``
+(the same cameras come back: known ids, cached capabilities).  Reported:
+
+* ``announce``: uevent → the first notification with the new status (CONNECTED for an
+  add, DISCONNECTED for a remove) — the figure the targets apply to;
+* ``capabilities``: uevent of an add → the notification carrying the probed
+  resolution (a ``python -m camsvc.v4l2`` child answering ~25 emulated ioctls),
+  reported separately; in ``--replug`` mode the known mode is announced at once, so
+  there is no separate figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+DEBOUNCE = 0.3  # camsvc's default discovery.debounce
+MARGIN = 0.1  # seconds on top of it between two events of one camera
+
+
+class _Closed(Exception):
+    pass
+
+
+class FrameReader(threading.Thread):
+    """A minimal RFC 6455 client: handshake, then timestamp every text frame."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection((host, port), timeout=10)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("connection closed during the WebSocket handshake")
+            head += chunk
+        head, self.buf = head.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise RuntimeError(f"WebSocket handshake refused: {head[:200]!r}")
+        self.sock.settimeout(None)
+        self.frames: list[tuple[float, dict]] = []
+        self.lock = threading.Lock()
+        self.closed = False
+
+    def _send(self, opcode: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(bytes([0x80 | opcode, 0x80 | len(payload)]) + mask + masked)
+
+    def run(self) -> None:
+        try:
+            t = time.monotonic()
+            while True:
+                self._consume(t)  # everything complete in the buffer arrived at t
+                data = self.sock.recv(262144)
+                t = time.monotonic()
+                if not data:
+                    return
+                self.buf += data
+        except (OSError, _Closed):
+            return
+        finally:
+            self.closed = True
+
+    def _consume(self, t: float) -> None:
+        while True:
+            frame = self._parse()
+            if frame is None:
+                return
+            opcode, payload = frame
+            if opcode == 1:
+                msg = json.loads(payload)
+                if msg.get("method") == "camera_status_update":
+                    with self.lock:
+                        self.frames.append((t, msg["params"]))
+            elif opcode == 9:
+                self._send(10, payload)
+            elif opcode == 8:
+                raise _Closed()
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        buf = self.buf
+        if len(buf) < 2:
+            return None
+        opcode, length, pos = buf[0] & 0x0F, buf[1] & 0x7F, 2
+        if length == 126:
+            if len(buf) < 4:
+                return None
+            length, pos = int.from_bytes(buf[2:4], "big"), 4
+        elif length == 127:
+            if len(buf) < 10:
+                return None
+            length, pos = int.from_bytes(buf[2:10], "big"), 10
+        if len(buf) < pos + length:
+            return None
+        self.buf = buf[pos + length :]
+        return opcode, buf[pos : pos + length]
+
+    def snapshot(self) -> list[tuple[float, dict]]:
+        with self.lock:
+            return list(self.frames)
+
+    def close(self) -> None:
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def pct(values: list[float], p: float) -> float:
+    s = sorted(values)
+    k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
+    return s[k]
+
+
+def summary(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0}
+    return {
+        "n": len(values),
+        "p50_ms": round(statistics.median(values), 3),
+        "p99_ms": round(pct(values, 99), 3),
+        "max_ms": round(max(values), 3),
+    }
+
+
+def match(frames, t_sent, device, predicate):
+    for t, params in frames:
+        if t >= t_sent and params["device"] == device and predicate(params):
+            return t, params
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=200, help="add/remove uevents to measure (default 200)")
+    ap.add_argument("--cameras", type=int, default=8, help="cameras taking turns (default 8)")
+    ap.add_argument("--replug", action="store_true", help="re-add the same cameras instead of new ones")
+    ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the raw uevent -> pyudev-on-a-reactor baseline (bench/udev_raw.py) run first",
+    )
+    args = ap.parse_args()
+
+    from tests.support.server import ServiceProcess
+    from tests.support.umockdev import Testbed, umockdev_available
+
+    ok, reason = umockdev_available()
+    if not ok:
+        print(f"umockdev not available: {reason}", file=sys.stderr)
+        return 1
+    baseline = None
+    if not args.no_baseline:
+        # the same host, the same moment, without camsvc: how much of the figure is the
+        # machine (scheduling, umockdev) rather than camsvc
+        raw = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "udev_raw.py"),
+                "--kind",
+                "storm",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        try:
+            baseline = json.loads(raw.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            print(f"baseline failed: {raw.stderr[-500:]}", file=sys.stderr)
+    load_before = os.getloadavg()
+    slot = (DEBOUNCE + MARGIN) / args.cameras
+    tmp = Path(tempfile.mkdtemp(prefix="bench-discovery."))
+    events = []  # (kind, t_sent, devnode)
+    with Testbed() as tb:
+        serial = 0
+        present = {}
+        for i in range(args.cameras):
+            name = f"cam{i}"
+            tb.add_camera(name, serial=f"BENCH{serial:04d}", card="Bench Cam", port=str(i + 1), video=2 * i)
+            present[name] = True
+            serial += 1
+        config = {"discovery": {"enabled": True}, "logging": {"level": "info"}}
+        svc = ServiceProcess(tmp, config, env=tb.env(), wait_ready=True).start()
+        reader = None
+        try:
+            reader = FrameReader("127.0.0.1", svc.port)
+            reader.start()
+            time.sleep(1.0)  # let the start-up probes finish
+            last = {}  # camera index -> when its last uevent was sent
+            for i in range(args.n):
+                idx = i % args.cameras
+                name = f"cam{idx}"
+                # never inside the camera's debounce window (that change would be merged
+                # on purpose), and at most one event per slot overall
+                due = max(last.get(idx, 0) + DEBOUNCE + MARGIN, last.get("any", 0) + slot)
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                if present[name]:
+                    reply = tb.remove(name)
+                    events.append(("remove", reply["t"], f"/dev/video{2 * idx}"))
+                    last[idx] = last["any"] = reply["t"]
+                else:
+                    if not args.replug:
+                        serial += 1
+                    reply = tb.add_camera(
+                        name,
+                        serial=f"BENCH{(serial if not args.replug else idx):04d}",
+                        card="Bench Cam",
+                        port=str(idx + 1),
+                        video=2 * idx,
+                    )
+                    events.append(("add", reply["t"], reply["devnode"]))
+                    last[idx] = last["any"] = reply["t"]
+                present[name] = not present[name]
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                frames = reader.snapshot()
+                if all(
+                    match(
+                        frames, t, dev, lambda p, k=kind: p["status"] == ("CONNECTED" if k == "add" else "DISCONNECTED")
+                    )
+                    for kind, t, dev in events
+                ):
+                    break
+                time.sleep(0.1)
+            time.sleep(1.0)  # the last probes
+            frames = reader.snapshot()
+            status = None
+            try:
+                from tests.support.wsclient import RpcClient
+
+                with RpcClient(svc.url) as client:
+                    status = client.call("get_status")["components"]["discovery"]
+            except Exception as exc:  # the figures above are what matters
+                print(f"get_status failed: {exc}", file=sys.stderr)
+        finally:
+            if reader is not None:
+                reader.close()
+            svc.stop()
+    announce = {"add": [], "remove": []}
+    probe = []
+    missing = 0
+    for kind, t_sent, dev in events:
+        want = "CONNECTED" if kind == "add" else "DISCONNECTED"
+        hit = match(frames, t_sent, dev, lambda p, w=want: p["status"] == w)
+        if hit is None:
+            missing += 1
+            continue
+        announce[kind].append((hit[0] - t_sent) * 1000)
+        if kind == "add" and not args.replug:
+            cam = hit[1]["camera_id"]
+            caps = next(
+                (t for t, p in frames if t >= hit[0] and p["camera_id"] == cam and p["resolution"]),
+                None,
+            )
+            if caps is not None:
+                probe.append((caps - t_sent) * 1000)
+    both = announce["add"] + announce["remove"]
+    load_after = os.getloadavg()
+    result = {
+        "events": len(events),
+        "cameras": args.cameras,
+        "mode": "replug" if args.replug else "new cameras",
+        "missing": missing,
+        "announce": summary(both),
+        "announce_add": summary(announce["add"]),
+        "announce_remove": summary(announce["remove"]),
+        "capabilities": summary(probe),
+        "server": status,
+        "baseline_udev_raw": baseline,
+        "loadavg_1min": [round(load_before[0], 2), round(load_after[0], 2)],
+        "cpus": os.cpu_count(),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"{len(events)} uevents over {args.cameras} cameras ({result['mode']}), {missing} unmatched")
+        for label in ("announce", "announce_add", "announce_remove", "capabilities"):
+            s = result[label]
+            if s["n"]:
+                print(
+                    f"  {label:16s} n={s['n']:4d}  p50 {s['p50_ms']:7.3f} ms  p99 {s['p99_ms']:7.3f} ms  max {s['max_ms']:7.3f} ms"
+                )
+        if baseline:
+            print(
+                f"  baseline (uevent -> pyudev on a bare reactor, no camsvc): p50 {baseline['p50_ms']} ms  "
+                f"p99 {baseline['p99_ms']} ms  max {baseline['max_ms']} ms"
+            )
+        print(f"  load average {result['loadavg_1min'][0]} -> {result['loadavg_1min'][1]} on {result['cpus']} CPUs")
+        print(json.dumps(result))
+    return 0 if missing == 0 else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
