@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import json
 import signal
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 from tests.support.mediamtx_process import StandInProcess
 from tests.support.server import ServiceProcess
+from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
 
 
@@ -76,3 +80,66 @@ def test_mediamtx_killed_and_back_as_a_client_sees_it(tmp_path, standin):
     log = camsvc.log()
     assert "MediaMTX is unavailable" in log and "MediaMTX is available again" in log
     assert "Unhandled error in Deferred" not in log and "Traceback" not in log
+
+
+_bed_ok, _bed_reason = umockdev_available()
+
+
+@pytest.mark.skipif(not _bed_ok, reason=f"umockdev unavailable: {_bed_reason}")
+def test_a_plugged_camera_gets_its_mediamtx_path_and_loses_it_when_unplugged(tmp_path, standin):
+    """udev (umockdev) -> discovery -> registry -> reconciler -> MediaMTX, across processes."""
+    with Testbed() as bed:
+        camsvc = ServiceProcess(
+            tmp_path / "camsvc",
+            {
+                "discovery": {"enabled": True},
+                "mediamtx": {
+                    "enabled": True,
+                    "api_url": standin.url,
+                    "health_interval": 0.2,
+                    "reconcile_interval": 2,
+                },
+            },
+            env=bed.env(),
+            wait_ready=True,
+        ).start()
+        try:
+            bed.wait_for_listeners(1)
+            added = bed.add_camera("cam", serial="E2E001")
+            conf = wait_for(lambda: standin_path(standin, "camera0"), "camera0 path in MediaMTX")
+            assert conf["source"] == "publisher" and conf["runOnDemandRestart"] is True
+            assert conf["record"] is False and conf["recordDeleteAfter"] == ""
+            by_id = next(link for link in added["props"]["DEVLINKS"].split() if "/by-id/" in link)
+            assert f"-i {by_id} " in conf["runOnDemand"]
+            assert "-pix_fmt yuv420p" in conf["runOnDemand"]
+            with RpcClient(camsvc.url) as client:
+                status = client.call("get_camera_status", {"device": "camera0"})
+                assert status["metrics"]["stream"]["path_state"] == "configured"
+                mtx = client.call("get_status")["components"]["mediamtx"]
+                assert mtx["paths"]["camera0"]["state"] == "configured" and mtx["owned"] == ["camera0"]
+            bed.remove("cam")
+            wait_for(lambda: standin_path(standin, "camera0") is None, "camera0 path deleted")
+        finally:
+            camsvc.stop_cleanly()
+    assert "Traceback" not in camsvc.log()
+
+
+def standin_path(standin: StandInProcess, name: str) -> dict | None:
+    try:
+        with urllib.request.urlopen(f"{standin.url}/v3/config/paths/get/{name}", timeout=5) as resp:
+            return json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+
+
+def wait_for(predicate, what: str, timeout: float = 10.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -26,6 +26,17 @@ from camsvc.mediamtx.monitor import Monitor
 from camsvc.mediamtx.reconcile import LEDGER_NAME, OwnershipLedger, Reconciler
 from tests.support.logcapture import captured_logs
 from tests.support.mediamtx import MediaMTXStandIn, _APIResource
+from tests.support.openapi import OpenAPISpec
+
+_SPEC: list = []
+
+
+def spec() -> OpenAPISpec:
+    """One parsed OpenAPI document for every stand-in of this module (parsing it is slow)."""
+    if not _SPEC:
+        _SPEC.append(OpenAPISpec())
+    return _SPEC[0]
+
 
 CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
 
@@ -61,7 +72,7 @@ class World:
         self.clock = MemoryReactorClock()
         self.clock.advance(1000)
         self.tmp_path = tmp_path
-        self.standin = standin or MediaMTXStandIn(self.clock, rtsp_port=None, record_root=tmp_path)
+        self.standin = standin or MediaMTXStandIn(self.clock, rtsp_port=None, record_root=tmp_path, spec=spec())
         self.standin.start()
         self.http = SwitchableHTTP(StubTreq(_APIResource(self.standin)))
         self.config = parse_config_dict(
@@ -381,7 +392,7 @@ def test_info_missing_falls_back_to_global_config(tmp_path):
 
 def test_legacy_empty_bodies_work(tmp_path):
     clock = MemoryReactorClock()
-    standin = MediaMTXStandIn(clock, rtsp_port=None, record_root=tmp_path, legacy_replies=True)
+    standin = MediaMTXStandIn(clock, rtsp_port=None, record_root=tmp_path, legacy_replies=True, spec=spec())
     w = World(tmp_path, standin=standin)
     try:
         w.cameras.put(cam(0))
