@@ -24,8 +24,7 @@ collect_ignore = ["cache", "guest"]
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "system: end-to-end test in a QEMU guest (make test-system)")
+    config.addinivalue_line("markers", "system: end-to-end test in a QEMU guest (make test-system)")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -117,13 +117,6 @@ async def control(guest, method, path):
     return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path)
 
 
-async def first_camera(rpc):
-    listing = await rpc.call("get_camera_list")
-    connected = [c for c in listing["cameras"] if c["status"] == "CONNECTED"]
-    assert connected, f"no connected camera in {listing}"
-    return connected[0], listing
-
-
 STATE = {}
 
 
@@ -154,33 +147,99 @@ def test_sandbox_runs_ffmpeg_and_python(guest):
     assert "FAILED" not in py["stdout"], py["stdout"]
 
 
+def capture_nodes(guest):
+    """The nodes the driver itself says are video capture devices (not touch,
+    metadata, output, VBI or radio nodes): what camsvc must list as cameras."""
+    nodes = guest.control("GET", "/v4l2/nodes")
+    capture = sorted(
+        n
+        for n, caps in nodes.items()
+        if any(c.startswith("Video Capture") for c in caps) and "Touch Device" not in caps
+    )
+    return capture, nodes
+
+
 def test_camera_listed_with_driver_capabilities(guest, results):
+    expected, nodes = capture_nodes(guest)
+    assert expected, f"vivid created no capture node: {nodes}"
+    results["v4l2_nodes"] = {n: ", ".join(c) for n, c in nodes.items()}
+
     async def body(rpc):
-        cam, listing = await first_camera(rpc)
-        STATE["camera"] = cam
-        results["cameras_listed"] = [(c["camera_id"], c["device"], c["status"])
-                                     for c in listing["cameras"]]
-        caps = await rpc.call("get_camera_capabilities", device=cam["camera_id"])
-        return cam, caps
+        listing = await rpc.call("get_camera_list")
+        results["cameras_listed"] = [(c["camera_id"], c["device"], c["status"]) for c in listing["cameras"]]
+        mine = [c for c in listing["cameras"] if c["device"] == expected[0]]
+        assert mine, f"{expected[0]} not listed: {listing}"
+        caps = await rpc.call("get_camera_capabilities", device=mine[0]["camera_id"])
+        return mine[0], caps
 
     cam, caps = run(body, guest)
-    assert cam["device"].startswith("/dev/video")
+    STATE["camera"] = cam
     assert cam["camera_id"].startswith("camera")
-    # vivid's capture node, as the driver itself reports it in the guest.
+    assert cam["status"] == "CONNECTED", cam
+    # What camsvc reports is what the driver reports in the guest (v4l2-ctl).
     v4l = guest.control("GET", "/v4l2?device=" + urllib.parse.quote(cam["device"]))
     assert "vivid" in v4l["info"]["stdout"], v4l["info"]
-    driver_fourccs = set()
-    for line in v4l["formats"]["stdout"].splitlines():
+    driver = parse_formats_ext(v4l["formats"]["stdout"])
+    assert driver, v4l["formats"]
+    reported = {fourcc_name(f["format"]): f for f in caps["formats"]}
+    STATE["formats"] = (set(driver), set(reported))
+    results["capabilities_formats"] = f"{len(set(reported) & set(driver))} of the driver's {len(driver)} reported"
+    assert set(reported) <= set(driver), sorted(set(reported) - set(driver))
+    for name, f in reported.items():
+        sizes = {(sz["width"], sz["height"]) for sz in f["sizes"]}
+        assert sizes == driver[name], (name, sorted(sizes ^ driver[name]))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: camsvc.v4l2.MAX_FORMATS = 64 silently drops 19 of vivid's 83 formats "
+    "(the Bayer ones); remove this marker when fixed",
+)
+def test_capabilities_list_every_driver_format():
+    if "formats" not in STATE:
+        pytest.skip("no capabilities read")
+    driver, reported = STATE["formats"]
+    assert reported == driver, {"missing": sorted(driver - reported), "unexpected": sorted(reported - driver)}
+
+
+def parse_formats_ext(text):
+    """v4l2-ctl --list-formats-ext -> {fourcc: {(width, height), ...}}."""
+    out, current = {}, None
+    for line in text.splitlines():
         line = line.strip()
         if line.startswith("[") and "'" in line:
-            driver_fourccs.add(line.split("'")[1])
-    assert driver_fourccs, v4l["formats"]
-    text = json.dumps(caps)
-    listed = {f for f in driver_fourccs if f in text}
-    assert listed, f"none of the driver's formats {sorted(driver_fourccs)} in {caps}"
-    results["capabilities_formats_matched"] = f"{len(listed)}/{len(driver_fourccs)}"
-    # Only capture nodes are cameras: vivid also creates output/VBI/radio/... nodes.
-    assert guest.control("GET", "/status")["video_nodes"]
+            current = line.split("'")[1]
+            out[current] = set()
+        elif current and line.startswith("Size: Discrete "):
+            w, h = line.split()[-1].split("x")
+            out[current].add((int(w), int(h)))
+    return out
+
+
+def fourcc_name(fourcc):
+    """v4l2-ctl's spelling: trailing blanks kept, the big-endian flag (bit 31,
+    i.e. the high bit of the last byte) written as a "-BE" suffix."""
+    fourcc = fourcc.strip("\x00")
+    if fourcc and ord(fourcc[-1]) >= 0x80:
+        return fourcc[:-1] + chr(ord(fourcc[-1]) - 0x80) + "-BE"
+    return fourcc
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: discovery lists vivid's /dev/v4l-touch0 (V4L2_CAP_TOUCH with VIDEO_CAPTURE) "
+    "as a camera; remove this marker when fixed",
+)
+def test_only_capture_nodes_are_cameras(guest):
+    """vivid also creates output, VBI, radio, SDR, metadata and touch nodes."""
+    expected, nodes = capture_nodes(guest)
+
+    async def body(rpc):
+        return await rpc.call("get_camera_list")
+
+    listing = run(body, guest)
+    listed = sorted(c["device"] for c in listing["cameras"] if c["status"] != "DISCONNECTED")
+    assert listed == expected, {n: nodes.get(n) for n in set(listed) ^ set(expected)}
 
 
 async def unplug_plug(rpc, guest, camera_id):
@@ -208,13 +267,16 @@ def test_unplug_plug_keeps_camera_id(guest, results):
     async def body(rpc):
         await rpc.call("get_camera_list")  # a session the service knows about
         unplug, plug = await unplug_plug(rpc, guest, camera_id)
-        cam, _ = await first_camera(rpc)
-        return unplug, plug, cam
+        listing = await rpc.call("get_camera_list")
+        cam = [c for c in listing["cameras"] if c["camera_id"] == camera_id]
+        assert len(cam) == 1, listing
+        return unplug, plug, cam[0]
 
     unplug, plug, cam = run(body, guest)
-    assert cam["camera_id"] == camera_id
-    results["first_unplug_to_notification_ms"] = round(unplug * 1000)
-    results["first_plug_to_notification_ms"] = round(plug * 1000)
+    assert cam["device"] == STATE["camera"]["device"] and cam["status"] != "DISCONNECTED", cam
+    # Host clock, from sending the control request: includes the control channel.
+    results["host_unplug_to_notification_ms"] = round(unplug * 1000)
+    results["host_plug_to_notification_ms"] = round(plug * 1000)
 
 
 def jpeg_size(data):
@@ -226,9 +288,9 @@ def jpeg_size(data):
         if data[i] != 0xFF:
             raise AssertionError(f"bad marker at {i}")
         marker = data[i + 1]
-        length = struct.unpack(">H", data[i + 2:i + 4])[0]
+        length = struct.unpack(">H", data[i + 2 : i + 4])[0]
         if marker in (0xC0, 0xC1, 0xC2):
-            h, w = struct.unpack(">HH", data[i + 5:i + 9])
+            h, w = struct.unpack(">HH", data[i + 5 : i + 9])
             return w, h
         i += 2 + length
     raise AssertionError("no SOF marker")
@@ -268,6 +330,9 @@ def test_snapshot_is_a_valid_jpeg(guest, results):
 
 
 def test_survives_unplug_plug_cycles(guest, results):
+    """CYCLES unplug/plug cycles timed inside the guest (sysfs write ->
+    notification on a guest-local WebSocket), while the host's client, through
+    the forward, must see every DISCONNECTED/CONNECTED pair too."""
     if "camera" not in STATE:
         pytest.skip("no camera listed")
     camera_id = STATE["camera"]["camera_id"]
@@ -275,33 +340,54 @@ def test_survives_unplug_plug_cycles(guest, results):
 
     async def body(rpc):
         await rpc.call("get_camera_list")
-        lat = [await unplug_plug(rpc, guest, camera_id) for _ in range(CYCLES)]
+        rpc.drain()
+        m = await control(guest, "POST", f"/measure/cycles?camera_id={camera_id}&n={CYCLES}")
+        await asyncio.sleep(2)  # the last notifications' trip through the forward
+        seen = []
+        while not rpc.notifications.empty():
+            _, msg = rpc.notifications.get_nowait()
+            cam = msg.get("params") or {}
+            cam = cam.get("camera", cam)
+            if msg.get("method") == "camera_status_update" and cam.get("camera_id") == camera_id:
+                seen.append(cam["status"])
         assert await rpc.call("ping") == "pong"
-        cam, listing = await first_camera(rpc)
-        return lat, cam, listing
+        listing = await rpc.call("get_camera_list")
+        return m, seen, listing
 
     t0 = time.monotonic()
-    lat, cam, listing = run(body, guest)
-    assert cam["camera_id"] == camera_id
-    assert len([c for c in listing["cameras"] if c["camera_id"] == camera_id]) == 1
+    m, seen, listing = run(body, guest)
+    results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
+    assert m["error"] is None, m
+    assert len(m["unplug"]) == len(m["plug"]) == CYCLES
+    # Every unplug and every plug reached the remote client, in order (a probe
+    # may add ERROR/CONNECTED updates between them, never a missing transition).
+    transitions = [
+        st for i, st in enumerate(seen) if st in ("DISCONNECTED", "CONNECTED") and (i == 0 or st != seen[i - 1])
+    ]
+    assert transitions.count("DISCONNECTED") == CYCLES, seen
+    assert transitions[-1] == "CONNECTED", seen
+    mine = [c for c in listing["cameras"] if c["camera_id"] == camera_id]
+    assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing
+    assert mine[0]["device"] == STATE["camera"]["device"]
     after = guest.control("GET", "/unit")["props"]
     assert after["MainPID"] == before["MainPID"], "camsvc restarted during the cycles"
     assert after["NRestarts"] == before["NRestarts"]
-    unplug = [u * 1000 for u, _ in lat]
-    plug = [p * 1000 for _, p in lat]
+    results["cycles"] = CYCLES
+    results["guest_unplug_to_notification_ms"] = summary([x * 1000 for x in m["unplug"]])
+    results["guest_plug_to_notification_ms"] = summary([x * 1000 for x in m["plug"]])
     rtt = []
     for _ in range(5):
         t = time.monotonic()
         guest.control("GET", "/status")
         rtt.append((time.monotonic() - t) * 1000)
-    results["cycles"] = CYCLES
-    results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
-    results["unplug_to_notification_ms"] = summary(unplug)
-    results["plug_to_notification_ms"] = summary(plug)
     results["control_channel_rtt_ms_median"] = round(statistics.median(rtt), 1)
 
 
 def summary(xs):
     xs = sorted(xs)
-    return {"min": round(xs[0]), "median": round(statistics.median(xs)),
-            "p90": round(xs[int(0.9 * (len(xs) - 1))]), "max": round(xs[-1])}
+    return {
+        "min": round(xs[0]),
+        "median": round(statistics.median(xs)),
+        "p90": round(xs[int(0.9 * (len(xs) - 1))]),
+        "max": round(xs[-1]),
+    }

@@ -70,27 +70,50 @@ class GuestVM:
         return f"http://127.0.0.1:{self.api_port}"
 
     def start(self):
-        fwd = (f"hostfwd=tcp:127.0.0.1:{self.api_port}-:{GUEST_API_PORT},"
-               f"hostfwd=tcp:127.0.0.1:{self.control_port}-:{GUEST_CONTROL_PORT}")
+        fwd = (
+            f"hostfwd=tcp:127.0.0.1:{self.api_port}-:{GUEST_API_PORT},"
+            f"hostfwd=tcp:127.0.0.1:{self.control_port}-:{GUEST_CONTROL_PORT}"
+        )
         argv = [
-            "timeout", "--signal=KILL", str(self.max_runtime),
-            "qemu-system-x86_64", "-accel", "tcg,thread=multi", "-cpu", "max",
-            "-smp", str(self.smp), "-m", str(self.memory_mb),
-            "-kernel", self.env["KERNEL"], "-initrd", self.env["INITRD"],
-            "-append", "console=ttyS0 root=/dev/vda rw quiet systemd.show_status=error "
-                       "net.ifnames=1 mitigations=off",
-            "-drive", f"file={self.env['IMAGE']},if=virtio,format=raw,snapshot=on",
-            "-netdev", f"user,id=n0,restrict=on,{fwd}",
-            "-device", "virtio-net-pci,netdev=n0",
-            "-device", "virtio-rng-pci",
-            "-display", "none", "-monitor", "none", "-no-reboot",
-            "-serial", f"file:{self.log_path}",
+            "timeout",
+            "--signal=KILL",
+            str(self.max_runtime),
+            "qemu-system-x86_64",
+            "-accel",
+            "tcg,thread=multi",
+            "-cpu",
+            "max",
+            "-smp",
+            str(self.smp),
+            "-m",
+            str(self.memory_mb),
+            "-kernel",
+            self.env["KERNEL"],
+            "-initrd",
+            self.env["INITRD"],
+            "-append",
+            "console=ttyS0 root=/dev/vda rw quiet systemd.show_status=error net.ifnames=1 mitigations=off",
+            "-drive",
+            f"file={self.env['IMAGE']},if=virtio,format=raw,snapshot=on",
+            "-netdev",
+            f"user,id=n0,restrict=on,{fwd}",
+            "-device",
+            "virtio-net-pci,netdev=n0",
+            "-device",
+            "virtio-rng-pci",
+            "-display",
+            "none",
+            "-monitor",
+            "none",
+            "-no-reboot",
+            "-serial",
+            f"file:{self.log_path}",
         ]
         open(self.log_path, "w").close()  # never read a previous boot's console
         self.boot_started = time.monotonic()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -102,8 +125,9 @@ class GuestVM:
         return self.proc is not None and self.proc.poll() is None
 
     def control(self, method, path, timeout=120):
-        req = urllib.request.Request(f"http://127.0.0.1:{self.control_port}{path}", method=method,
-                                     data=b"" if method == "POST" else None)
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{self.control_port}{path}", method=method, data=b"" if method == "POST" else None
+        )
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read())
 
@@ -119,8 +143,12 @@ class GuestVM:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
-                raise RuntimeError("qemu exited: " + self.proc.stderr.read().decode(errors="replace")
-                                   + "\n--- serial ---\n" + self.serial_tail())
+                raise RuntimeError(
+                    "qemu exited: "
+                    + self.proc.stderr.read().decode(errors="replace")
+                    + "\n--- serial ---\n"
+                    + self.serial_tail()
+                )
             try:
                 st = self.control("GET", "/status", timeout=5)
                 if "control" not in self.timings:
@@ -134,8 +162,7 @@ class GuestVM:
             if "initramfs: cannot mount" in tail or "Kernel panic" in tail:
                 raise RuntimeError("guest failed to boot\n--- serial ---\n" + self.serial_tail())
             if time.monotonic() > deadline:
-                raise TimeoutError(f"guest not ready after {timeout}s\n--- serial ---\n"
-                                   + self.serial_tail())
+                raise TimeoutError(f"guest not ready after {timeout}s\n--- serial ---\n" + self.serial_tail())
             time.sleep(0.5)
 
     def _api_accepts(self):
@@ -159,8 +186,17 @@ def main():
     vm.start()
     try:
         st = vm.wait_ready()
-        print(json.dumps({"status": st, "timings": vm.timings, "ws": vm.ws_url,
-                          "control": f"http://127.0.0.1:{vm.control_port}"}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "status": st,
+                    "timings": vm.timings,
+                    "ws": vm.ws_url,
+                    "control": f"http://127.0.0.1:{vm.control_port}",
+                },
+                indent=2,
+            )
+        )
         if args.keep:
             print("Ctrl-C stops the guest")
             while vm.alive():

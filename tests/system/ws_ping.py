@@ -5,6 +5,7 @@ Runs on Debian's python3 with python3-websockets (10.4 on Debian 12; the
 asyncio client API used here is the same in later releases).
     ws_ping.py [--wait SECONDS] ws://127.0.0.1:PORT/ws
 """
+
 import argparse
 import asyncio
 import json
@@ -24,7 +25,7 @@ async def ping(url, wait):
                 reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
                 rtt = time.monotonic() - t0
                 break
-        except (OSError, asyncio.TimeoutError, websockets.exceptions.InvalidHandshake):
+        except (TimeoutError, OSError, websockets.exceptions.InvalidHandshake):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)

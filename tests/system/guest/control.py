@@ -11,16 +11,24 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /unit              `systemctl show camsvc` plus the main process's ids
   GET  /boot              systemd-analyze time / blame
   GET  /v4l2?device=D     v4l2-ctl --info / --list-formats-ext of one node
-  POST /exec/ffmpeg-probe run ffmpeg as camsvc inside the unit's sandbox (see below)
+  POST /exec/ffmpeg-probe ffmpeg and Python under the unit's exact sandbox
+  GET  /v4l2/nodes        every V4L2 node with its device capabilities
+  POST /measure/cycles?camera_id=C&n=N
+                          N unplug/plug cycles timed in the guest by a local
+                          WebSocket client: sysfs write -> camera_status_update
 
 Replies are JSON with guest-side CLOCK_MONOTONIC timings of the action itself.
-No arbitrary command execution: every action is a fixed argv.
+No arbitrary command execution: every action is a fixed argv.  Stdlib only
+(the guest has Debian's python3 and camsvc's dependencies, nothing else).
 """
 
 import argparse
+import base64
 import glob
 import json
 import os
+import socket
+import struct
 import subprocess
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,8 +70,15 @@ def sysfs_write(name):
 
 
 def unit_info():
-    show = run(["systemctl", "show", "camsvc", "-p",
-                "ActiveState,SubState,MainPID,NRestarts,User,ExecMainStartTimestampMonotonic"])
+    show = run(
+        [
+            "systemctl",
+            "show",
+            "camsvc",
+            "-p",
+            "ActiveState,SubState,MainPID,NRestarts,User,ExecMainStartTimestampMonotonic",
+        ]
+    )
     props = dict(line.split("=", 1) for line in show["stdout"].splitlines() if "=" in line)
     pid = props.get("MainPID", "0")
     proc = {}
@@ -80,8 +95,7 @@ def unit_info():
 
 def sandbox_properties(unit="/lib/systemd/system/camsvc.service"):
     """The [Service] settings of the installed unit, as systemd-run -p args."""
-    skip = {"Type", "ExecStart", "Restart", "RestartSec", "SyslogIdentifier", "WatchdogSec",
-            "NotifyAccess"}
+    skip = {"Type", "ExecStart", "Restart", "RestartSec", "SyslogIdentifier", "WatchdogSec", "NotifyAccess"}
     props, section = [], None
     for line in open(unit):
         line = line.strip()
@@ -95,8 +109,11 @@ def sandbox_properties(unit="/lib/systemd/system/camsvc.service"):
 
 def sandboxed(argv, timeout=120, binary=False):
     """Run argv as a transient unit with exactly the camsvc unit's sandbox."""
-    return run(["systemd-run", "--quiet", "--wait", "--pipe", "--collect",
-                *sandbox_properties(), "--", *argv], timeout=timeout, binary=binary)
+    return run(
+        ["systemd-run", "--quiet", "--wait", "--pipe", "--collect", *sandbox_properties(), "--", *argv],
+        timeout=timeout,
+        binary=binary,
+    )
 
 
 # What camsvc's Python needs from the sandbox: its libraries import, and TLS
@@ -132,11 +149,177 @@ def ffmpeg_probe():
     # dependencies, both under the service's user, seccomp filter, device ACL
     # and MemoryDenyWriteExecute: what take_snapshot will do.
     nodes = sorted(glob.glob("/dev/video*"))
-    grab = sandboxed(["/usr/bin/ffmpeg", "-hide_banner", "-loglevel", "error",
-                      "-f", "v4l2", "-i", nodes[0] if nodes else "/dev/video0",
-                      "-frames:v", "1", "-f", "mjpeg", "pipe:1"], binary=True)
+    grab = sandboxed(
+        [
+            "/usr/bin/ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "v4l2",
+            "-i",
+            nodes[0] if nodes else "/dev/video0",
+            "-frames:v",
+            "1",
+            "-f",
+            "mjpeg",
+            "pipe:1",
+        ],
+        binary=True,
+    )
     py = sandboxed(["/usr/bin/python3", "-c", PY_PROBE])
     return {"ffmpeg": grab, "python": py}
+
+
+NODE_GLOBS = ("/dev/video*", "/dev/v4l-touch*", "/dev/vbi*", "/dev/radio*", "/dev/swradio*")
+
+
+def v4l2_nodes():
+    """Every V4L2 node with the device capabilities the driver reports for it."""
+    out = {}
+    for node in sorted(n for g in NODE_GLOBS for n in glob.glob(g)):
+        info = run(["v4l2-ctl", "-d", node, "--info"])["stdout"]
+        caps, in_dev_caps = [], False
+        for line in info.splitlines():
+            if line.strip().startswith("Device Caps"):
+                in_dev_caps = True
+            elif in_dev_caps and line.startswith("\t\t") and not line.strip().startswith("0x"):
+                caps.append(line.strip())
+            elif in_dev_caps:
+                in_dev_caps = False
+        out[node] = caps
+    return out
+
+
+class WsClient:
+    """Minimal RFC 6455 client (stdlib only) for the guest-side measurements:
+    latencies on the guest's own clock, free of the host<->guest channel."""
+
+    def __init__(self, port=8002, timeout=60):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+                f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(1)
+            if not chunk:
+                raise ConnectionError("closed during handshake")
+            head += chunk
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise ConnectionError(head.decode(errors="replace"))
+        self.next_id = 0
+
+    def _exact(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                raise ConnectionError("closed")
+            buf += chunk
+        return buf
+
+    def _send_frame(self, opcode, payload):
+        mask = os.urandom(4)
+        n = len(payload)
+        head = bytes([0x80 | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+
+    def send(self, obj):
+        self._send_frame(0x1, json.dumps(obj).encode())
+
+    def recv(self, timeout):
+        """The next JSON message, or TimeoutError."""
+        self.sock.settimeout(timeout)
+        data = b""
+        while True:
+            try:
+                b0, b1 = self._exact(2)
+            except TimeoutError:
+                raise TimeoutError from None
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack(">H", self._exact(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._exact(8))[0]
+            payload = self._exact(n)
+            opcode = b0 & 0x0F
+            if opcode == 0x9:
+                self._send_frame(0xA, payload)
+            elif opcode == 0x8:
+                raise ConnectionError("server closed")
+            elif opcode in (0x0, 0x1, 0x2):
+                data += payload
+                if b0 & 0x80:
+                    return json.loads(data)
+
+    def call(self, method, timeout=60, **params):
+        self.next_id += 1
+        self.send({"jsonrpc": "2.0", "id": self.next_id, "method": method, "params": params})
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv(max(0.01, deadline - time.monotonic()))
+            if msg.get("id") == self.next_id:
+                return msg
+
+    def wait_status(self, camera_id, status, timeout):
+        deadline = time.monotonic() + timeout
+        while True:
+            msg = self.recv(max(0.01, deadline - time.monotonic()))
+            if msg.get("method") == "camera_status_update":
+                cam = msg.get("params") or {}
+                cam = cam.get("camera", cam)
+                if cam.get("camera_id") == camera_id and cam.get("status") == status:
+                    return time.monotonic()
+
+    def close(self):
+        try:
+            self._send_frame(0x8, struct.pack(">H", 1000))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+TOKEN_FILE = "/etc/camsvc-e2e/token"
+
+
+def measure_cycles(camera_id, n, timeout=30):
+    """n unplug/plug cycles timed in the guest: sysfs write -> notification."""
+    ws = WsClient()
+    try:
+        if os.path.exists(TOKEN_FILE):
+            reply = ws.call("authenticate", auth_token=open(TOKEN_FILE).read().strip())
+            if "error" in reply:
+                return {"error": reply["error"]}
+        ws.call("get_camera_list")
+        unplug, plug = [], []
+        for _ in range(n):
+            t0 = time.monotonic()
+            w = sysfs_write("unbind")
+            if w["error"]:
+                return {"error": w, "unplug": unplug, "plug": plug}
+            unplug.append(ws.wait_status(camera_id, "DISCONNECTED", timeout) - t0)
+            t0 = time.monotonic()
+            w = sysfs_write("bind")
+            if w["error"]:
+                return {"error": w, "unplug": unplug, "plug": plug}
+            plug.append(ws.wait_status(camera_id, "CONNECTED", timeout) - t0)
+        return {"error": None, "unplug": unplug, "plug": plug}
+    except (TimeoutError, ConnectionError, OSError) as e:
+        return {"error": f"{type(e).__name__}: {e}", "unplug": unplug, "plug": plug}
+    finally:
+        ws.close()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -158,25 +341,36 @@ class Handler(BaseHTTPRequestHandler):
             lines = q.get("lines", ["300"])[0]
             if not unit.replace("-", "").replace(".", "").replace("@", "").isalnum():
                 return self._reply({"error": "bad unit"}, 400)
-            self._reply(run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic",
-                             "-u", unit, "-n", str(int(lines))]))
+            self._reply(
+                run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-u", unit, "-n", str(int(lines))])
+            )
         elif u.path == "/unit":
             self._reply(unit_info())
         elif u.path == "/boot":
-            self._reply({"time": run(["systemd-analyze", "time"]),
-                         "blame": run(["systemd-analyze", "blame", "--no-pager"])})
+            self._reply(
+                {"time": run(["systemd-analyze", "time"]), "blame": run(["systemd-analyze", "blame", "--no-pager"])}
+            )
+        elif u.path == "/v4l2/nodes":
+            self._reply(v4l2_nodes())
         elif u.path == "/v4l2":
             dev = q.get("device", ["/dev/video0"])[0]
             if dev not in glob.glob("/dev/video*"):
                 return self._reply({"error": "no such device"}, 404)
-            self._reply({"info": run(["v4l2-ctl", "-d", dev, "--info"]),
-                         "formats": run(["v4l2-ctl", "-d", dev, "--list-formats-ext"])})
+            self._reply(
+                {
+                    "info": run(["v4l2-ctl", "-d", dev, "--info"]),
+                    "formats": run(["v4l2-ctl", "-d", dev, "--list-formats-ext"]),
+                }
+            )
         else:
             self._reply({"error": "not found"}, 404)
 
     def do_POST(self):
-        path = urlparse(self.path).path
-        if path == "/vivid/unbind":
+        u = urlparse(self.path)
+        path, q = u.path, parse_qs(u.query)
+        if path == "/measure/cycles":
+            self._reply(measure_cycles(q["camera_id"][0], int(q.get("n", ["1"])[0])))
+        elif path == "/vivid/unbind":
             self._reply(sysfs_write("unbind"))
         elif path == "/vivid/bind":
             self._reply(sysfs_write("bind"))
