@@ -45,8 +45,7 @@ def unit_settings():
 
 def test_unit_runs_twistd_plugin_as_camsvc():
     s = unit_settings()
-    assert s["ExecStart"] == [
-        "/usr/bin/twistd3 --nodaemon --pidfile= camsvc --config /etc/camsvc/camsvc.yaml"]
+    assert s["ExecStart"] == ["/usr/bin/twistd3 --nodaemon --pidfile= camsvc --config /etc/camsvc/camsvc.yaml"]
     assert s["User"] == ["camsvc"]
     assert s["Restart"] == ["on-failure"]
     assert s["StateDirectory"] == ["camsvc"]
@@ -62,24 +61,27 @@ def test_unit_type_simple_until_sd_notify():
     assert "Type=notify" in read("debian", "camsvc.service")  # the comment saying so
 
 
-@pytest.mark.parametrize("key,value", [
-    ("NoNewPrivileges", "yes"),
-    ("CapabilityBoundingSet", ""),
-    ("ProtectSystem", "strict"),
-    ("ProtectHome", "yes"),
-    ("PrivateTmp", "yes"),
-    ("DevicePolicy", "closed"),
-    ("DeviceAllow", "char-video4linux rw"),
-    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
-    ("SystemCallFilter", "@system-service"),
-    ("ProtectKernelTunables", "yes"),
-    ("ProtectKernelModules", "yes"),
-    ("ProtectKernelLogs", "yes"),
-    ("ProtectControlGroups", "yes"),
-    ("LockPersonality", "yes"),
-    ("RestrictNamespaces", "yes"),
-    ("RestrictSUIDSGID", "yes"),
-])
+@pytest.mark.parametrize(
+    "key,value",
+    [
+        ("NoNewPrivileges", "yes"),
+        ("CapabilityBoundingSet", ""),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("DevicePolicy", "closed"),
+        ("DeviceAllow", "char-video4linux rw"),
+        ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6 AF_NETLINK"),
+        ("SystemCallFilter", "@system-service"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectKernelLogs", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("LockPersonality", "yes"),
+        ("RestrictNamespaces", "yes"),
+        ("RestrictSUIDSGID", "yes"),
+    ],
+)
 def test_unit_hardening(key, value):
     assert value in unit_settings().get(key, []), f"{key}={value} missing"
 
@@ -104,18 +106,20 @@ def systemd_analyze():
 
 def test_systemd_analyze_verify():
     exe = systemd_analyze()
-    p = subprocess.run([exe, "verify", "--man=no", UNIT], capture_output=True, text=True,
-                       env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"})
+    p = subprocess.run(
+        [exe, "verify", "--man=no", UNIT],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYSTEMD_LOG_LEVEL": "warning"},
+    )
     # ExecStart's twistd3 comes from python3-twisted, which a dev box may lack.
-    problems = [line for line in p.stderr.splitlines()
-                if line.strip() and "/usr/bin/twistd3" not in line]
+    problems = [line for line in p.stderr.splitlines() if line.strip() and "/usr/bin/twistd3" not in line]
     assert not problems, p.stderr
 
 
 def test_systemd_analyze_security_exposure():
     exe = systemd_analyze()
-    p = subprocess.run([exe, "security", "--offline=true", "--no-pager", UNIT],
-                       capture_output=True, text=True)
+    p = subprocess.run([exe, "security", "--offline=true", "--no-pager", UNIT], capture_output=True, text=True)
     m = re.search(r"Overall exposure level for camsvc\.service: ([0-9.]+)", p.stdout + p.stderr)
     if not m and "--offline" in p.stderr:
         pytest.skip("systemd-analyze too old for --offline (needs systemd >= 250)")
@@ -124,8 +128,11 @@ def test_systemd_analyze_security_exposure():
 
 
 def test_plugin_cache_trigger():
-    lines = [line.split() for line in read("debian", "camsvc.triggers").splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        line.split()
+        for line in read("debian", "camsvc.triggers").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert lines == [["activate-noawait", "twisted-plugins-cache"]]
     assert "dropin.cache" in read("debian", "rules")  # never shipped
 
@@ -143,9 +150,19 @@ def test_sysusers_and_tmpfiles():
 def test_control_depends_on_debian_libraries():
     control = read("debian", "control")
     assert "debhelper-compat (= 13)" in control
-    for dep in ("python3-twisted", "python3-autobahn", "python3-treq", "python3-pyudev",
-                "python3-yaml", "python3-jwt", "python3-prometheus-client",
-                "python3-service-identity", "ffmpeg", "${python3:Depends}", "${misc:Depends}"):
+    for dep in (
+        "python3-twisted",
+        "python3-autobahn",
+        "python3-treq",
+        "python3-pyudev",
+        "python3-yaml",
+        "python3-jwt",
+        "python3-prometheus-client",
+        "python3-service-identity",
+        "ffmpeg",
+        "${python3:Depends}",
+        "${misc:Depends}",
+    ):
         assert dep in control, dep
 
 
@@ -170,8 +187,11 @@ def test_setup_py_ships_every_package(monkeypatch):
     """The .deb installs what setup.py lists, not the source tree: a package
     missing there imports fine in the editable venv and is absent on Debian."""
     listed = set(setup_kwargs(monkeypatch)["packages"])
-    on_disk = {os.path.relpath(d, TOP).replace(os.sep, ".")
-               for d, _, files in os.walk(os.path.join(TOP, "camsvc")) if "__init__.py" in files}
+    on_disk = {
+        os.path.relpath(d, TOP).replace(os.sep, ".")
+        for d, _, files in os.walk(os.path.join(TOP, "camsvc"))
+        if "__init__.py" in files
+    }
     assert on_disk - listed == set(), "packages missing from setup.py"
     assert "twisted.plugins" in listed
 
