@@ -260,3 +260,46 @@ def test_unit_documentation_exists():
     assert doc == "file:///usr/share/doc/camsvc/deployment.md"
     assert os.path.exists(os.path.join(TOP, "docs", "deployment.md"))
     assert "docs/deployment.md" in read("debian", "camsvc.docs")
+
+
+def console_scripts(monkeypatch):
+    eps = setup_kwargs(monkeypatch).get("entry_points", {}).get("console_scripts", [])
+    return dict((part.strip() for part in ep.split("=", 1)) for ep in eps)
+
+
+def test_every_command_has_a_man_page(monkeypatch):
+    """Debian wants a man page per /usr/bin program (lintian no-manual-page)."""
+    shipped = read("debian", "camsvc.manpages").split()
+    for name in console_scripts(monkeypatch):
+        assert f"debian/man/{name}.1" in shipped, f"debian/man/{name}.1 missing from debian/camsvc.manpages"
+        assert os.path.exists(os.path.join(DEBIAN, "man", f"{name}.1"))
+
+
+def argparse_words(parser, prefix=()):
+    """(command path, option) for every subcommand and option of an argparse parser."""
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from argparse_words(sub, (*prefix, name))
+        elif action.option_strings:
+            for opt in action.option_strings:
+                yield prefix, opt
+        elif prefix:
+            yield prefix, None
+
+
+def test_man_pages_describe_every_command_and_option(monkeypatch):
+    import importlib
+
+    for name, target in console_scripts(monkeypatch).items():
+        module = importlib.import_module(target.split(":")[0])
+        if not hasattr(module, "build_parser"):
+            continue
+        page = read("debian", "man", f"{name}.1").replace("\\-", "-").replace("\\fB", "").replace("\\fR", "")
+        for path, opt in argparse_words(module.build_parser()):
+            if path:
+                assert " ".join(path) in page, f"{name} {' '.join(path)} not in debian/man/{name}.1"
+            if opt and opt not in ("-h",):
+                assert opt in page, f"{name} {' '.join(path)} {opt} not in debian/man/{name}.1"

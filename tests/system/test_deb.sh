@@ -59,17 +59,26 @@ grep -qE '^ +camsvc +' "$x/help.txt" || { cat "$x/help.txt"; fail "twistd3 --hel
 grep -E '^ +camsvc +' "$x/help.txt"
 [ "$(stat -c %Y $PLUGINS/dropin.cache)" = "$before" ] || fail "dropin.cache was rewritten"
 
-step "twistd3 -n camsvc from the installed files, as user camsvc, answers ping"
+step "twistd3 -n camsvc from the installed files, as user camsvc: ping, camsvc-admin JWT and API key"
 port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run=$x/run; mkdir -p "$run"
 sed "s/@PORT@/$port/g; s|@DIR@|$run|g" "$HERE/deb-smoke.yaml" > "$x/camsvc.yaml"
 chown -R camsvc:camsvc "$run"; chmod 755 "$x"; chmod 644 "$x/camsvc.yaml"
+# The first credentials, as docs/deployment.md says: camsvc-admin run as root
+# writes files owned by the state directory's owner (camsvc).
+token=$(camsvc-admin --config "$x/camsvc.yaml" token --role admin --lifetime 600) || fail "camsvc-admin token"
+key=$(camsvc-admin --config "$x/camsvc.yaml" key create --role viewer --name test-deb) || fail "camsvc-admin key create"
+[ "$(stat -c %U "$run/jwt_secret")" = camsvc ] || fail "jwt_secret not owned by camsvc: $(stat -c %U:%a "$run/jwt_secret")"
+[ "$(stat -c %U "$run/api_keys.json")" = camsvc ] || fail "api_keys.json not owned by camsvc"
 # cd /: the service must not depend on its working directory for imports.
 (cd / && exec setpriv --reuid=camsvc --regid=camsvc --init-groups -- /usr/bin/twistd3 --nodaemon --pidfile= camsvc --config "$x/camsvc.yaml") \
     > "$x/twistd.log" 2>&1 &
 pid=$!
 ok=0
-if $PY "$HERE/ws_ping.py" --wait 30 "ws://127.0.0.1:$port/ws"; then ok=1; fi
+if $PY "$HERE/ws_ping.py" --wait 30 --token "$token" "ws://127.0.0.1:$port/ws" &&
+   $PY "$HERE/ws_ping.py" --token "$(echo "$key" | grep -o 'camsvc_[A-Za-z0-9_.-]*' | head -1)" "ws://127.0.0.1:$port/ws"; then
+    ok=1
+fi
 kill -TERM $pid 2>/dev/null || true
 for i in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
 kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "twistd3 did not stop on SIGTERM"; }
