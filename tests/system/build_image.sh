@@ -12,6 +12,7 @@
 #   initrd-<kver>-<hash>.cpio.gz  busybox + virtio/ext4 modules
 #   rootfs-<hash>/                debootstrap minbase + camsvc's dependencies
 #   image-<hash>.ext4             rootfs + camsvc .deb + test config (last 2 kept)
+#   image-<hash>.ext4.token       the admin JWT minted in that image for the test
 # The last line of output is a shell fragment (KERNEL=... INITRD=... IMAGE=...)
 # which run_vm.sh and the pytest fixture read from cache/current.env.
 #
@@ -201,6 +202,8 @@ if [ ! -e "$IMAGE" ]; then
     chroot "$work" /bin/sh /tmp/install-camsvc.sh > "$CACHE/install-camsvc.log" 2>&1 \
         || { cat "$CACHE/install-camsvc.log" >&2; exit 1; }
     unmount_under "$work"
+    # The credentials minted in the image, for the host-side test client.
+    install -m 600 "$work/etc/camsvc-e2e/token" "$IMAGE.token"
     rm -f "$work"/tmp/camsvc.deb "$work"/tmp/install-camsvc.sh "$work"/tmp/camsvc-test.yaml "$work"/tmp/control.py
     # 1.5x the content + 256 MiB of room for logs, snapshots and the journal.
     size_mb=$(( $(du -sm "$work" | cut -f1) * 3 / 2 + 256 ))
@@ -208,7 +211,7 @@ if [ ! -e "$IMAGE" ]; then
     mv "$IMAGE.tmp" "$IMAGE"
     safe_rm "$work"; trap - EXIT
     log "image assembled in $(( $(date +%s) - t0 )) s ($size_mb MiB)"
-    ls -t "$CACHE"/image-*.ext4 | tail -n +3 | xargs -r rm -f
+    ls -t "$CACHE"/image-*.ext4 | tail -n +3 | while read -r old; do rm -f "$old" "$old.token"; done
 fi
 
 # Artefacts of older kernels/recipes are never used again.
@@ -219,5 +222,6 @@ cat > "$CACHE/current.env" <<EOF
 KERNEL=$KERNEL
 INITRD=$INITRD
 IMAGE=$IMAGE
+TOKEN=$IMAGE.token
 EOF
 cat "$CACHE/current.env" | paste -sd' ' -

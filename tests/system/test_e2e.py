@@ -102,6 +102,9 @@ def run(coro_fn, guest):
 
     async def body():
         rpc = await Rpc.connect(guest.ws_url)
+        if guest.token:
+            auth = await rpc.call("authenticate", auth_token=guest.token)
+            assert auth["authenticated"] and auth["role"] == "admin", auth
         try:
             return await coro_fn(rpc)
         finally:
@@ -120,9 +123,18 @@ async def control(guest, method, path):
 STATE = {}
 
 
-def test_ping_and_unit_sandbox(guest):
+def test_ping_auth_and_unit_sandbox(guest):
     async def body(rpc):
         assert await rpc.call("ping") == "pong"
+        # The production default in the guest: nothing without authenticating.
+        anonymous = await Rpc.connect(guest.ws_url)
+        try:
+            assert await anonymous.call("ping") == "pong"
+            with pytest.raises(RpcError) as refused:
+                await anonymous.call("get_camera_list")
+            assert refused.value.error["code"] == -32001, refused.value.error
+        finally:
+            await anonymous.close()
 
     run(body, guest)
     unit = guest.control("GET", "/unit")

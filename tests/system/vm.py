@@ -60,6 +60,8 @@ class GuestVM:
         self.proc = None
         self.boot_started = None
         self.timings = {}
+        token_file = self.env.get("TOKEN")
+        self.token = open(token_file).read().strip() if token_file and os.path.exists(token_file) else None
 
     @property
     def ws_url(self):

@@ -291,7 +291,7 @@ class WsClient:
         self.sock.close()
 
 
-TOKEN_FILE = "/etc/camsvc-e2e/token"
+TOKEN_FILE = "/etc/camsvc-e2e/api_key"
 
 
 def measure_cycles(camera_id, n, timeout=30):

@@ -30,6 +30,13 @@ id camsvc
 test -L /etc/systemd/system/multi-user.target.wants/camsvc.service
 test -f /usr/lib/python3/dist-packages/twisted/plugins/dropin.cache
 ls -ld /var/lib/camsvc /var/lib/camsvc/recordings
-if command -v camsvc-admin >/dev/null 2>&1 && [ -x /tmp/mint-token.sh ]; then
-    /tmp/mint-token.sh
-fi
+# First credentials, made with the packaged camsvc-admin as root exactly as
+# docs/deployment.md tells an operator to: a JWT for the host-side test client
+# and an API key for the guest-side measuring client.  Both are written to
+# /etc/camsvc-e2e/ (test image only); build_image.sh copies them to the host.
+mkdir -p /etc/camsvc-e2e
+camsvc-admin token --role admin --subject e2e-host --lifetime 31536000 > /etc/camsvc-e2e/token
+camsvc-admin key create --role admin --name e2e-guest > /etc/camsvc-e2e/api_key
+chmod 600 /etc/camsvc-e2e/*
+ls -l /var/lib/camsvc/jwt_secret /var/lib/camsvc/api_keys.json
+test "$(stat -c %U /var/lib/camsvc/jwt_secret)" = camsvc
