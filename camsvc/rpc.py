@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,8 +30,37 @@ from camsvc.errors import InternalError, InvalidParams, InvalidRequest, MethodNo
 
 log = Logger()
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
-_loads = json.loads
+
+def _make_dumps() -> Callable[[Any], str]:
+    """A compact encoder that reuses one C encoder object (json.dumps builds one per call).
+
+    Without circular-reference markers: results are built by our own code, and
+    a cycle still ends in RecursionError, which the engine maps like any
+    unencodable value.
+    """
+    from json import encoder as _encoder
+
+    slow = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    make = getattr(_encoder, "c_make_encoder", None)
+    if make is None:  # pragma: no cover - CPython always has the C accelerator
+        return slow.encode
+
+    def default(value: Any) -> Any:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    fast = make(None, default, _encoder.encode_basestring, None, ":", ",", False, False, False)
+
+    def dumps(value: Any) -> str:
+        if type(value) is str:
+            return _encoder.encode_basestring(value)
+        return "".join(fast(value, 0))
+
+    return dumps
+
+
+_dumps = _make_dumps()
+_decode = json.JSONDecoder().decode
+_PLAIN = frozenset((str, int, float, bool, dict, list, type(None)))
 
 
 class Role(IntEnum):
@@ -252,7 +281,8 @@ class Engine:
         Deferred firing with one of those.  Never raises, never fails.
         """
         try:
-            message = _loads(payload)
+            text = payload.decode("utf-8") if isinstance(payload, (bytes, bytearray)) else payload
+            message = _decode(text)
         except (ValueError, UnicodeDecodeError, RecursionError):
             return _dumps(_error_response(None, ParseError("Parse error: the message is not valid JSON")))
         if isinstance(message, list):
@@ -270,7 +300,7 @@ class Engine:
     def _encode(self, response: Any, session: Any) -> str:
         try:
             return _dumps(response)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             log.failure(
                 "A result for connection {conn_id} could not be encoded as JSON",
                 Failure(),
@@ -305,51 +335,59 @@ class Engine:
 
     def _one(self, session: Any, request: Any) -> Any:
         """Run one request object; return the response dict, _NO_RESPONSE or a Deferred of those."""
-        if not isinstance(request, dict):
+        if type(request) is not dict:
             return _error_response(None, InvalidRequest("Invalid Request: expected a JSON object"))
         has_id = "id" in request
         req_id = request.get("id")
-        if has_id and not _valid_id(req_id):
+        if has_id and type(req_id) not in _ID_TYPES:
             return _error_response(None, InvalidRequest("Invalid Request: id must be a string, a number or null"))
         if request.get("jsonrpc") != "2.0":
             return _error_response(req_id, InvalidRequest('Invalid Request: "jsonrpc" must be exactly "2.0"'))
         name = request.get("method")
-        if not isinstance(name, str):
+        if type(name) is not str:
             return _error_response(req_id, InvalidRequest('Invalid Request: "method" must be a string'))
         params = request.get("params")
-        if "params" in request and not isinstance(params, (dict, list)):
+        if params is not None and type(params) is not dict and type(params) is not list:
+            return _error_response(req_id, InvalidRequest('Invalid Request: "params" must be an object or an array'))
+        if params is None and "params" in request:
             return _error_response(req_id, InvalidRequest('Invalid Request: "params" must be an object or an array'))
 
-        start = self.clock.seconds() if (self.observe and self.clock) else 0.0
+        observe = self.observe
+        start = self.clock.seconds() if (observe is not None and self.clock is not None) else 0.0
+        method = self.registry.get(name)
         try:
-            method = self.registry.get(name)
             if method is None:
                 raise MethodNotFound(f"Method not found: {name}")
             for guard in self.guards:
                 guard(session, method)
-            params = method.validate(params)
+            if params or method.params:
+                params = method.validate(params)
+            else:
+                params = {}
             result = method.handler(session, params)
         except Exception as exc:  # noqa: BLE001 - the engine is the one place that maps errors
-            return self._finish(name, start, has_id, req_id, None, self._error_for(exc, name, session))
+            return self._finish(method, name, start, has_id, req_id, None, self._error_for(exc, name, session))
 
-        if isinstance(result, Deferred) or hasattr(result, "__await__"):
-            d = maybeDeferred(lambda: result) if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
+        if type(result) not in _PLAIN and (isinstance(result, Deferred) or hasattr(result, "__await__")):
+            d = result if isinstance(result, Deferred) else Deferred.fromCoroutine(result)
             return d.addCallbacks(
-                lambda value: self._finish(name, start, has_id, req_id, value, None),
+                lambda value: self._finish(method, name, start, has_id, req_id, value, None),
                 lambda failure: self._finish(
-                    name, start, has_id, req_id, None, self._error_for(failure.value, name, session, failure)
+                    method, name, start, has_id, req_id, None, self._error_for(failure.value, name, session, failure)
                 ),
             )
-        return self._finish(name, start, has_id, req_id, result, None)
+        return self._finish(method, name, start, has_id, req_id, result, None)
 
-    def _finish(self, name: str, start: float, has_id: bool, req_id: Any, result: Any, error: RpcError | None) -> Any:
-        if self.observe is not None:
-            outcome = "ok" if error is None else str(error.code)
+    def _finish(
+        self, method: Any, name: str, start: float, has_id: bool, req_id: Any, result: Any, error: RpcError | None
+    ) -> Any:
+        observe = self.observe
+        if observe is not None:
             try:
-                self.observe(
-                    name if name in self.registry else "unknown",
-                    outcome,
-                    (self.clock.seconds() - start) if self.clock else 0.0,
+                observe(
+                    name if method is not None else "unknown",
+                    "ok" if error is None else str(error.code),
+                    (self.clock.seconds() - start) if self.clock is not None else 0.0,
                 )
             except Exception:
                 log.failure("metrics observer failed")
@@ -371,8 +409,8 @@ class Engine:
         return InternalError("Internal error: the server could not complete the request")
 
 
-def _valid_id(value: Any) -> bool:
-    return value is None or isinstance(value, str) or (isinstance(value, (int, float)) and not isinstance(value, bool))
+#: JSON types an id may have (bool is excluded: type(True) is bool, not int).
+_ID_TYPES = frozenset((str, int, float, type(None)))
 
 
 def _error_response(req_id: Any, error: RpcError) -> dict:
