@@ -853,4 +853,12 @@ def setup(app: Any) -> None:
     )
     service.setServiceParent(app.service)
     app.discovery = service
+
+    def reloaded(old: Any, new: Any) -> None:
+        service.config = new.discovery
+        if isinstance(service.prober, ProcessProber):
+            service.prober.timeout = new.discovery.probe_timeout
+
+    # enabled and receive_buffer_size take a restart (reported as such by the reloader)
+    app.on_reload(reloaded, ("discovery.debounce", "discovery.probe_timeout"))
     app.status_providers["discovery"] = service.status

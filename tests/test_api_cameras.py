@@ -238,3 +238,26 @@ def test_health_and_status_section(env):
     status = e.result("get_status")
     assert status["components"]["discovery"]["connected"] == 1
     assert status["checks"]["discovery"]["ok"] is True
+
+
+def test_debounce_and_probe_timeout_reload_live(env, tmp_path):
+    import yaml
+
+    from camsvc.config import load_config
+    from camsvc.probing import ProcessProber
+    from camsvc.reload import Reloader
+
+    e = env()
+    e.app.discovery.prober = ProcessProber(e.reactor, 5)
+    path = tmp_path / "camsvc.yaml"
+    base = {
+        "server": {"host": "127.0.0.1"},
+        "auth": {"required": False},
+        "storage": {"state_dir": str(tmp_path)},
+        "discovery": {"debounce": 1.5, "probe_timeout": 9, "receive_buffer_size": 1048576},
+    }
+    path.write_text(yaml.safe_dump(base))
+    report = Reloader(e.app, str(path), load=lambda p: load_config(p, environ={})).reload()
+    assert e.app.discovery.config.debounce == 1.5
+    assert e.app.discovery.prober.timeout == 9
+    assert "discovery.receive_buffer_size" in json.dumps(report)  # needs a restart
