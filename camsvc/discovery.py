@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import select
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -143,6 +144,9 @@ PROPERTIES = (
 )
 
 
+_LINK_INDEX = re.compile(r"-video-index(\d+)(?:\s|$)")
+
+
 def from_pyudev(device: Any) -> UdevDevice:
     """A pyudev Device as a :class:`UdevDevice` (a "remove" needs only its sys_path)."""
     action = device.action
@@ -154,10 +158,15 @@ def from_pyudev(device: Any) -> UdevDevice:
             value = props.get(key)
             if value is not None:
                 properties[key] = value
-        try:
-            index = int(device.attributes.asstring("index"))
-        except (KeyError, ValueError, OSError, UnicodeDecodeError):
-            index = 0
+        # udev's persistent links carry sysfs "index" ("...-video-index1"); read sysfs only without them
+        match = _LINK_INDEX.search(properties.get("DEVLINKS", ""))
+        if match:
+            index = int(match.group(1))
+        else:
+            try:
+                index = int(device.attributes.asstring("index"))
+            except (KeyError, ValueError, OSError, UnicodeDecodeError):
+                index = 0
     return UdevDevice(
         sys_path=device.sys_path,
         device_node=device.device_node,
@@ -318,6 +327,7 @@ class DiscoveryService(Service):
         self._windows: dict[str, float] = {}  # camera_id -> end of its debounce window
         self._timers: dict[str, Any] = {}  # camera_id -> pending coalesced commit
         self._flush_call: Any = None
+        self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
         self.started = False
         self.stats = {
@@ -379,6 +389,11 @@ class DiscoveryService(Service):
                 call.cancel()
         self._retry_call = self._probe_call = None
         self._timers.clear()
+        kills, self._kills = self._kills, {}
+        for d, call in kills.items():
+            if call.active():
+                call.cancel()
+            d.cancel()
         self._probe_queue.clear()
         for ps in self._probes.values():
             if ps.retry is not None and ps.retry.active():
@@ -572,11 +587,14 @@ class DiscoveryService(Service):
         if ps.retry is not None and ps.retry.active():
             ps.retry.cancel()
         ps.retry = None
-        if ps.running is not None and ps.running[0] is node:
-            ps.running[1].cancel()
+        moot = ps.running[1] if ps.running is not None and ps.running[0] is node else None
         self._wake(ps)
         log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
         self._commit(camera_id)
+        if moot is not None:
+            # kill the probe of the vanished node once the notification has left (a kill
+            # in this reactor turn would hold the frame up); its outcome is ignored anyway
+            self._kills[moot] = self.reactor.callLater(PROBE_START_DELAY, self._kill_probe, moot)
 
     # -- committing to the registry ---------------------------------------------------
 
@@ -645,6 +663,10 @@ class DiscoveryService(Service):
         self._probe_queue[camera_id] = None
         if self._probe_call is None and self.running:
             self._probe_call = self.reactor.callLater(PROBE_START_DELAY, self._start_probes)
+
+    def _kill_probe(self, d: Deferred) -> None:
+        self._kills.pop(d, None)
+        d.cancel()
 
     def _start_probes(self) -> None:
         self._probe_call = None

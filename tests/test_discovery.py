@@ -408,6 +408,8 @@ def test_removal_cancels_a_running_probe(make):
     assert h.prober.pending == ["/dev/video0"]
     h.udev.remove(cam)
     h.deliver()
+    assert h.prober.cancelled == []  # killed right after the notification has left
+    h.advance(PROBE_START_DELAY)
     assert h.prober.cancelled == ["/dev/video0"]
     h.advance(DEBOUNCE)  # the removal came within the plug's window: committed at its end
     assert h.status("camera0") == DISCONNECTED
@@ -507,3 +509,41 @@ def test_status_section(make):
     assert (status["cameras"], status["connected"], status["known_ids"]) == (2, 2, 2)
     assert status["enumerations"] == 1
     h.stop()
+
+
+class PyudevLike:
+    """Just what from_pyudev reads of a pyudev.Device."""
+
+    def __init__(self, action, properties, index=None):
+        self.action = action
+        self.sys_path = "/sys/devices/x/video4linux/video1"
+        self.device_node = "/dev/video1"
+        self.properties = properties
+        self.reads = 0
+        outer = self
+
+        class Attributes:
+            def asstring(self, name):
+                outer.reads += 1
+                if index is None:
+                    raise KeyError(name)
+                return index
+
+        self.attributes = Attributes()
+
+
+def test_from_pyudev_reads_only_what_discovery_uses():
+    from camsvc.discovery import from_pyudev
+
+    props = dict(usb_camera(1, serial="S", metadata=True).properties, SOMETHING_ELSE="x")
+    dev = PyudevLike("add", props)
+    record = from_pyudev(dev)
+    assert record.index == 1 and dev.reads == 0  # from the "-video-index1" link, no sysfs read
+    assert "SOMETHING_ELSE" not in record.properties and record.properties["ID_SERIAL_SHORT"] == "S"
+    assert record.capture is False  # a metadata node
+    no_links = {k: v for k, v in props.items() if k != "DEVLINKS"}
+    dev = PyudevLike("change", no_links, index="2")
+    assert from_pyudev(dev).index == 2 and dev.reads == 1
+    assert from_pyudev(PyudevLike(None, no_links)).index == 0
+    gone = from_pyudev(PyudevLike("remove", props))
+    assert (gone.action, gone.properties, gone.sys_path) == ("remove", {}, "/sys/devices/x/video4linux/video1")
