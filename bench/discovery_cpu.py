@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,6 +82,7 @@ def serve() -> None:
     class Quit(protocol.Protocol):
         def connectionLost(self, reason):
             app.discovery.stopService()
+            shutil.rmtree(state, ignore_errors=True)
             reactor.stop()
 
     stdio.StandardIO(Quit())
@@ -122,7 +124,7 @@ def main() -> int:
         for i in range(args.cameras):
             tb.add_camera(f"cam{i}", serial=f"CPU{i}", card="Bench Cam", port=str(i + 1), video=2 * i)
         child = subprocess.Popen(
-            [sys.executable, os.environ.get("BENCH_SERVE", os.path.abspath(__file__)), "--serve"],
+            [sys.executable, os.path.abspath(__file__), "--serve"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             env=tb.env(),

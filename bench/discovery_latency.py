@@ -32,6 +32,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -278,6 +279,7 @@ def main() -> int:
             if reader is not None:
                 reader.close()
             svc.stop()
+            shutil.rmtree(tmp, ignore_errors=True)
     announce = {"add": [], "remove": []}
     probe = []
     missing = 0
