@@ -16,6 +16,7 @@ Exceptions are mapped to error objects in exactly one place,
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,7 +60,15 @@ def _make_dumps() -> Callable[[Any], str]:
 
 
 _dumps = _make_dumps()
-_decode = json.JSONDecoder().decode
+
+
+def _no_constants(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON does not, and they cannot be
+    # echoed back (an id of Infinity made the answer unencodable).
+    raise ValueError(f"{name} is not JSON")
+
+
+_decode = json.JSONDecoder(parse_constant=_no_constants).decode
 _PLAIN = frozenset((str, int, float, bool, dict, list, type(None)))
 
 
@@ -306,7 +315,8 @@ class Engine:
                 Failure(),
                 conn_id=getattr(session, "id", "?"),
             )
-            return _dumps(_error_response(response.get("id"), InternalError()))
+            req_id = response.get("id")
+            return _dumps(_error_response(req_id if _valid_id(req_id) else None, InternalError()))
 
     def _batch(self, session: Any, messages: list) -> "str | None | Deferred":
         if not messages:
@@ -339,7 +349,7 @@ class Engine:
             return _error_response(None, InvalidRequest("Invalid Request: expected a JSON object"))
         has_id = "id" in request
         req_id = request.get("id")
-        if has_id and type(req_id) not in _ID_TYPES:
+        if has_id and (type(req_id) not in _ID_TYPES or (type(req_id) is float and not math.isfinite(req_id))):
             return _error_response(None, InvalidRequest("Invalid Request: id must be a string, a number or null"))
         if request.get("jsonrpc") != "2.0":
             return _error_response(req_id, InvalidRequest('Invalid Request: "jsonrpc" must be exactly "2.0"'))
@@ -411,6 +421,11 @@ class Engine:
 
 #: JSON types an id may have (bool is excluded: type(True) is bool, not int).
 _ID_TYPES = frozenset((str, int, float, type(None)))
+
+
+def _valid_id(value: Any) -> bool:
+    """A JSON-RPC id we can echo: string, number (finite: 1e999 parses as inf) or null."""
+    return type(value) in _ID_TYPES and not (type(value) is float and not math.isfinite(value))
 
 
 def _error_response(req_id: Any, error: RpcError) -> dict:

@@ -140,3 +140,30 @@ def test_without_auth_every_connection_is_admin(tmp_path):
     # A failed attempt also returns to admin (development mode stays usable).
     call(app, session, "authenticate", {"auth_token": "nope"})
     assert session.role is Role.ADMIN
+
+
+class FakeConnection:
+    def __init__(self, session):
+        self.session = session
+        self.received: list[str] = []
+
+    def send_notification(self, text, shared):
+        self.received.append(text)
+        return True
+
+
+def test_notifications_reach_authenticated_connections_only(app):
+    anonymous = FakeConnection(new_session(app))
+    viewer = FakeConnection(login(app, Role.VIEWER))
+    expiring = FakeConnection(new_session(app))
+    call(app, expiring.session, "authenticate", {"auth_token": app.auth.mint_token(Role.ADMIN, "x", 5)})
+    for conn in (anonymous, viewer, expiring):
+        app.hub.add(conn)
+    try:
+        assert app.hub.publish("system_status_update", {"component": "test", "status": "ok"}) == 2
+        app.clock.advance(6)
+        assert app.hub.publish("system_status_update", {"component": "test", "status": "later"}) == 1
+    finally:
+        for conn in (anonymous, viewer, expiring):
+            app.hub.remove(conn)
+    assert anonymous.received == [] and len(viewer.received) == 2 and len(expiring.received) == 1

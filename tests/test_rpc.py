@@ -340,3 +340,32 @@ def test_role_parse():
         Role.parse("root")
     with pytest.raises(ValueError):
         Role.parse("none")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"jsonrpc": "2.0", "method": "ping", "id": Infinity}',
+        '{"jsonrpc": "2.0", "method": "ping", "id": -Infinity}',
+        '{"jsonrpc": "2.0", "method": "ping", "id": NaN}',
+        '[{"jsonrpc": "2.0", "method": "ping", "id": NaN}]',
+        '{"jsonrpc": "2.0", "method": "get_status", "params": {"x": NaN}, "id": 1}',
+    ],
+)
+def test_nan_and_infinity_are_not_json(app, text):
+    """Found by fuzzing: Python's json accepted them, and an id of Infinity made the answer unencodable."""
+    reply = handle(app.engine, text)
+    assert reply == {
+        "jsonrpc": "2.0",
+        "error": {"code": -32700, "message": "Parse error: the message is not valid JSON"},
+        "id": None,
+    }
+
+
+def test_an_id_that_overflows_to_infinity_is_invalid(app):
+    reply = handle(app.engine, '{"jsonrpc": "2.0", "method": "ping", "id": 1e999}')
+    assert reply["error"]["code"] == -32600 and reply["id"] is None
+
+
+def test_large_finite_float_ids_are_echoed(app):
+    assert handle(app.engine, '{"jsonrpc": "2.0", "method": "ping", "id": 1e308}')["id"] == 1e308

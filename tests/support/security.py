@@ -101,9 +101,14 @@ def call(app: Any, session: Session, method: str, params: Any = None, req_id: An
     out = app.engine.handle(session, json.dumps(request))
     if isinstance(out, Deferred):
         results: list = []
-        out.addBoth(results.append)
+
+        def keep(value: Any) -> Any:
+            results.append(value)
+            return value
+
+        out.addBoth(keep)
         if not results:
-            return out
+            return out  # still running; it fires with the response text
         out = results[0]
     return json.loads(out)
 

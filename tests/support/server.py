@@ -65,9 +65,22 @@ def base_config(tmp: Path, port: int) -> dict:
 
 
 class ServiceProcess:
-    """A camsvc under twistd.  ``url`` is its ws:// address, ``http`` its http:// base."""
+    """A camsvc under twistd.  ``url`` is its ws:// address, ``http`` its http:// base.
 
-    def __init__(self, tmp: Path, config: dict | None = None, env: dict | None = None, *, wait_ready: bool = False):
+    With ``server.tls`` configured they are wss:// and https://, and ``ssl_context``
+    (an ``ssl.SSLContext`` trusting the test certificate) is used for HTTP requests.
+    """
+
+    def __init__(
+        self,
+        tmp: Path,
+        config: dict | None = None,
+        env: dict | None = None,
+        *,
+        wait_ready: bool = False,
+        ssl_context: Any = None,
+    ):
+        self.ssl_context = ssl_context
         self.tmp = Path(tmp)
         self.port = free_port()
         for sub in ("state", "recordings", "snapshots"):
@@ -85,11 +98,15 @@ class ServiceProcess:
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        return f"{'wss' if self.tls else 'ws'}://127.0.0.1:{self.port}/ws"
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.config["server"].get("tls", {}).get("cert"))
 
     @property
     def http(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
@@ -106,7 +123,7 @@ class ServiceProcess:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"camsvc exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                with urllib.request.urlopen(self.http + path, timeout=1) as resp:
+                with urllib.request.urlopen(self.http + path, timeout=1, context=self.ssl_context) as resp:
                     if resp.status == 200:
                         return self
             except (urllib.error.URLError, ConnectionError, OSError):
@@ -126,7 +143,7 @@ class ServiceProcess:
     def get(self, path: str, headers: dict | None = None) -> tuple[int, bytes, Any]:
         req = urllib.request.Request(self.http + path, headers=headers or {})
         try:
-            with urllib.request.urlopen(req, timeout=10) as resp:
+            with urllib.request.urlopen(req, timeout=10, context=self.ssl_context) as resp:
                 return resp.status, resp.read(), resp.headers
         except urllib.error.HTTPError as err:
             return err.code, err.read(), err.headers
