@@ -341,6 +341,40 @@ def test_snapshot_is_a_valid_jpeg(guest, results):
     results["snapshot_jpeg"] = f"{w}x{h}, {len(data)} bytes"
 
 
+def test_recording_written_by_mediamtx_user_is_managed_by_camsvc(guest, results):
+    """The shared-group setup of docs/deployment.md: a file MediaMTX's user writes
+    into the setgid recordings directory is listed, served and deleted by the
+    sandboxed camsvc."""
+    if "camera" not in STATE:
+        pytest.skip("no camera listed")
+    name = f"{STATE['camera']['camera_id']}_2026-01-02_03-04-05-000006.mp4"
+    written = guest.control("POST", "/mediamtx/record?name=" + name)
+    assert written["rc"] == 0, written
+    assert written["stat"]["owner"] == "mediamtx" and written["stat"]["group"] == "camsvc", written
+    results["mediamtx_recording"] = written["stat"]
+
+    async def body(rpc):
+        listing = await rpc.call("list_recordings")
+        mine = [f for f in listing["files"] if f["filename"] == name]
+        assert mine, listing
+        url = urllib.parse.urljoin(guest.http_base + "/", mine[0]["download_url"])
+        data = await asyncio.get_running_loop().run_in_executor(None, fetch, url)
+        assert len(data) == written["stat"]["size"] and data[4:8] == b"ftyp", data[:16]
+        await rpc.call("delete_recording", filename=name)
+        listing = await rpc.call("list_recordings")
+        return [f["filename"] for f in listing["files"]]
+
+    remaining = run(body, guest)
+    assert name not in remaining
+    path = urllib.parse.quote("/var/lib/camsvc/recordings/" + name)
+    assert guest.control("GET", "/exists?path=" + path)["exists"] is False
+
+
+def fetch(url):
+    with urllib.request.urlopen(url, timeout=60) as r:
+        return r.read()
+
+
 def test_survives_unplug_plug_cycles(guest, results):
     """CYCLES unplug/plug cycles timed inside the guest (sysfs write ->
     notification on a guest-local WebSocket), while the host's client, through

@@ -13,6 +13,9 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /v4l2?device=D     v4l2-ctl --info / --list-formats-ext of one node
   POST /exec/ffmpeg-probe ffmpeg and Python under the unit's exact sandbox
   GET  /v4l2/nodes        every V4L2 node with its device capabilities
+  GET  /exists?path=P     whether a file exists
+  POST /mediamtx/record?name=N
+                          a recording written as MediaMTX's user would
   POST /measure/cycles?camera_id=C&n=N
                           N unplug/plug cycles timed in the guest by a local
                           WebSocket client: sysfs write -> camera_status_update
@@ -142,6 +145,63 @@ try:
 except MemoryError as e:
     print("twisted CertificateOptions FAILED", e)
 """
+
+
+def mediamtx_record(name):
+    """Write a small fMP4 recording as MediaMTX would: as user mediamtx, with the
+    service settings docs/deployment.md gives its unit (groups video camsvc,
+    UMask=0027), into camsvc's recordings directory."""
+    if not name.endswith(".mp4") or "/" in name or name.startswith("."):
+        return {"error": "bad name"}
+    path = os.path.join("/var/lib/camsvc/recordings", name)
+    out = run(
+        [
+            "systemd-run",
+            "--quiet",
+            "--wait",
+            "--pipe",
+            "--collect",
+            "-p",
+            "User=mediamtx",
+            "-p",
+            "Group=mediamtx",
+            "-p",
+            "SupplementaryGroups=video camsvc",
+            "-p",
+            "UMask=0027",
+            "--",
+            "/usr/bin/ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=duration=1:size=160x120:rate=5",
+            "-c:v",
+            "mpeg4",
+            "-movflags",
+            "+frag_keyframe+empty_moov+default_base_moof",
+            "-f",
+            "mp4",
+            path,
+        ],
+        timeout=120,
+    )
+    try:
+        st = os.stat(path)
+        import grp
+        import pwd
+
+        out["stat"] = {
+            "owner": pwd.getpwuid(st.st_uid).pw_name,
+            "group": grp.getgrgid(st.st_gid).gr_name,
+            "mode": oct(st.st_mode & 0o7777),
+            "size": st.st_size,
+        }
+    except OSError as e:
+        out["stat"] = {"error": str(e)}
+    return out
 
 
 def ffmpeg_probe():
@@ -344,6 +404,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(
                 run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-u", unit, "-n", str(int(lines))])
             )
+        elif u.path == "/exists":
+            self._reply({"exists": os.path.exists(q["path"][0])})
         elif u.path == "/unit":
             self._reply(unit_info())
         elif u.path == "/boot":
@@ -370,6 +432,8 @@ class Handler(BaseHTTPRequestHandler):
         path, q = u.path, parse_qs(u.query)
         if path == "/measure/cycles":
             self._reply(measure_cycles(q["camera_id"][0], int(q.get("n", ["1"])[0])))
+        elif path == "/mediamtx/record":
+            self._reply(mediamtx_record(q["name"][0]))
         elif path == "/vivid/unbind":
             self._reply(sysfs_write("unbind"))
         elif path == "/vivid/bind":

@@ -21,6 +21,10 @@ ExecStart=/usr/bin/python3 /usr/local/lib/camsvc-e2e/control.py --port 8003
 WantedBy=multi-user.target
 U
 systemctl enable camsvc-e2e-control.service
+# MediaMTX's own account as docs/deployment.md sets it up (MediaMTX itself is
+# not in Debian; the test writes a recording as this user instead).
+useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin \
+    --user-group --groups video,camsvc mediamtx
 # camsvc's log also on the serial console (the host keeps it in serial.log).
 mkdir -p /etc/systemd/system/camsvc.service.d
 printf '[Service]\nStandardOutput=journal+console\nStandardError=journal+console\n' \
