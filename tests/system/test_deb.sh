@@ -101,6 +101,6 @@ apt-get purge -y -q camsvc >"$x/apt.log" 2>&1 || { cat "$x/apt.log"; fail "purge
 [ ! -e $PLUGINS/camsvc_plugin.py ] || fail "plugin left behind"
 $PY -c "import pickle; c = pickle.load(open('$PLUGINS/dropin.cache', 'rb')); assert 'camsvc_plugin' not in c" \
     || fail "dropin.cache still lists camsvc after purge"
-[ ! -e /var/lib/camsvc ] || fail "/var/lib/camsvc left after purge"
+[ ! -e /var/lib/camsvc ] || fail "/var/lib/camsvc left after purge: $(ls -la /var/lib/camsvc)"
 [ ! -e /etc/camsvc ] || fail "/etc/camsvc left after purge"
 echo "test-deb: OK"
