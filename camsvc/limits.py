@@ -67,5 +67,12 @@ class RateLimiter:
 
 
 def setup(app: Any) -> None:
-    """Component entry point: the rate limit runs before every other guard."""
-    app.engine.guards.insert(0, RateLimiter(app.config.server.rate_limit_per_minute, app.clock))
+    """Component entry point: the rate limit runs before every other guard; a reload changes it live."""
+    limiter = RateLimiter(app.config.server.rate_limit_per_minute, app.clock)
+    app.engine.guards.insert(0, limiter)
+
+    def reloaded(old: Any, new: Any) -> None:
+        limiter.per_minute = new.server.rate_limit_per_minute
+        limiter.rate = limiter.per_minute / 60.0
+
+    app.on_reload(reloaded, ("server.rate_limit_per_minute",))

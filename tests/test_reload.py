@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -240,3 +241,36 @@ def test_publish_template_and_public_host_apply_live(tmp_path):
     assert camera_object(app, app.cameras.get("camera0"), "10.0.0.5")["streams"]["rtsp"].startswith(
         "rtsp://cams.example:"
     )
+
+
+def test_rate_limit_and_retention_apply_live(tmp_path):
+    from twisted.internet.testing import MemoryReactorClock
+
+    from camsvc.session import Session
+    from camsvc.tap import build
+
+    path = tmp_path / "camsvc.yaml"
+    state = {"state_dir": str(tmp_path), "recordings_dir": str(tmp_path / "r"), "snapshots_dir": str(tmp_path / "s")}
+    data = dict(BASE, storage=state, discovery={"enabled": False}, mediamtx={"enabled": False})
+    data["server"] = dict(BASE["server"], rate_limit_per_minute=2)
+    path.write_text(yaml.safe_dump(data))
+
+    def load(p):
+        return load_config(p, environ={})
+
+    app = build(load(str(path)), MemoryReactorClock())
+    session = Session("c1", auth_required=False, clock=app.clock)
+
+    def ping():
+        return json.loads(app.engine.handle(session, '{"jsonrpc": "2.0", "method": "ping", "id": 1}'))
+
+    assert [("error" in ping()) for _ in range(3)] == [False, False, True]
+    data["server"]["rate_limit_per_minute"] = 600
+    data["retention"] = {"enabled": True, "max_age_days": 3}
+    path.write_text(yaml.safe_dump(data))
+    report = Reloader(app, str(path), load=load).reload()
+    assert report["applied"] == ["retention.enabled", "retention.max_age_days", "server.rate_limit_per_minute"]
+    app.clock.advance(1)  # a 600/min bucket refills 10 per second
+    assert "result" in ping()
+    retention = app.status_providers["retention"]()
+    assert retention["enabled"] is True and retention["max_age_days"] == 3 and retention["source"] == "config"

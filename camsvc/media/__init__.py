@@ -199,6 +199,7 @@ def setup(app: Any) -> None:
     app.media = media
     media.storage.setServiceParent(app.service)
     media.retention.setServiceParent(app.service)
+    app.on_reload(media.retention.config_reloaded, ("retention.",))
     _ProcessReaper(media.processes).setServiceParent(app.service)
     recordings = Recordings(
         mediamtx=app.mediamtx,

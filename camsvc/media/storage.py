@@ -412,3 +412,26 @@ class Retention(Service):
 
     def status(self) -> dict:
         return {**self.policy.to_dict(), "source": self.source, "last_run": self.last_run}
+
+    def config_reloaded(self, old: Any, new: Any) -> None:
+        """``app.on_reload`` listener for ``retention.*``.
+
+        The section's policy applies unless one was set with set_retention_policy
+        (persisted in the state directory, which wins); a new ``interval`` restarts
+        the timer.
+        """
+        self.config = new.retention
+        if self.source == "config":
+            self.policy = RetentionPolicy(self.config.enabled, self.config.max_age_days, self.config.max_size_gb)
+            log.info("Retention policy from the reloaded configuration: {policy}", policy=self.policy.to_dict())
+        else:
+            log.info(
+                "Retention policy kept: it was set with set_retention_policy ({path}), which overrides the "
+                "retention section",
+                path=self.path,
+            )
+        if old.retention.interval != self.config.interval and self._loop is not None and self._loop.running:
+            self._loop.stop()
+            self._loop = LoopingCall(self._periodic)
+            self._loop.clock = self.clock
+            self._loop.start(self.config.interval, now=False)
