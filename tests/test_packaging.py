@@ -52,13 +52,14 @@ def test_unit_runs_twistd_plugin_as_camsvc():
     assert "video" in s["SupplementaryGroups"][0].split()
 
 
-def test_unit_type_simple_until_sd_notify():
-    # The operations issue switches to Type=notify + WatchdogSec=; until the
-    # service calls sd_notify, notify would time out and kill it.
+def test_unit_speaks_sd_notify_and_reloads_with_sighup():
+    # camsvc.systemd sends READY=1, STATUS= and WATCHDOG=1 (tests/test_systemd.py);
+    # SIGHUP reloads the configuration (tests/test_reload.py).
     s = unit_settings()
-    assert s["Type"] == ["simple"]
-    assert "WatchdogSec" not in s
-    assert "Type=notify" in read("debian", "camsvc.service")  # the comment saying so
+    assert s["Type"] == ["notify"]
+    assert s["NotifyAccess"] == ["main"]
+    assert s["WatchdogSec"] == ["30s"]
+    assert s["ExecReload"] == ["/bin/kill -HUP $MAINPID"]
 
 
 @pytest.mark.parametrize(
