@@ -111,8 +111,12 @@ def summary(app: Any) -> str:
         f"{len(cameras)} camera{'s' if len(cameras) != 1 else ''} connected",
         f"{clients} client{'s' if clients != 1 else ''}",
     ]
-    if health.report()["checks"].get("mediamtx") is not None:
-        parts.append("MediaMTX up" if health.is_ok("mediamtx") else "MediaMTX down")
+    mediamtx = health.report()["checks"].get("mediamtx")
+    if mediamtx is not None:
+        if mediamtx["ok"]:
+            parts.append("MediaMTX up")
+        else:
+            parts.append("MediaMTX not contacted yet" if mediamtx["reason"].startswith("starting") else "MediaMTX down")
     if health.ready:
         state = "Ready"
     elif getattr(app, "_was_ready", False) or _checks_ok(health, READY_CHECKS):

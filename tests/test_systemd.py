@@ -137,7 +137,11 @@ def test_service_ready_status_watchdog_and_stopping(notify_socket):
     assert not any("READY=1" in m for m in notify_socket.drain())
     app.health.set("discovery", True)  # MediaMTX still down: ready anyway, degraded
     (ready,) = [m for m in notify_socket.drain() if "READY=1" in m]
-    assert ready[1] == "STATUS=Degraded (mediamtx: starting): 0 cameras connected, 0 clients, MediaMTX down"
+    assert ready[1] == (
+        "STATUS=Degraded (mediamtx: starting): 0 cameras connected, 0 clients, MediaMTX not contacted yet"
+    )
+    app.health.set("mediamtx", False, "connection refused")
+    assert notify_socket.drain()[-1][-1].endswith("0 clients, MediaMTX down")
 
     app.cameras.put(Camera("camera0", "/dev/video0"))
     app.health.set("mediamtx", True)
