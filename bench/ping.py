@@ -9,6 +9,11 @@ unless ``--url`` points at one already running, then:
    flight, all at once; the figure is total responses per second;
 3. the server's ``VmRSS`` (``/proc/PID/status``) idle after start, and after the load.
 
+With a server it started, it also reads the server's CPU time (``/proc/PID/stat``) over
+each phase: CPU microseconds per request, and the requests per second that would make one
+core busy.  On a machine shared with other work req/s swings with the load; the CPU cost
+per request does much less, so it is the figure to compare before/after a change.
+
 The client is deliberately cheap so the server is what is measured: plain
 asyncio protocols speaking RFC 6455 by hand (pre-built masked frames, replies
 counted by parsing frame headers; every reply is checked once against the
@@ -132,27 +137,88 @@ async def connect(url: str, window: int) -> PingClient:
     return await asyncio.wait_for(opened, 10)
 
 
-async def run_phase(url: str, connections: int, seconds: float, window: int = 1) -> dict:
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of ``pid`` (``/proc/PID/stat``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run_phase(url: str, connections: int, seconds: float, window: int = 1, pid: int | None = None) -> dict:
     clients = [await connect(url, window) for _ in range(connections)]
     for c in clients:  # warm-up
         c.start()
     await asyncio.sleep(min(1.0, seconds / 5))
     base = sum(c.replies for c in clients)
+    cpu0 = cpu_seconds(pid) if pid else 0.0
     t0 = time.perf_counter()
     await asyncio.sleep(seconds)
     got = sum(c.replies for c in clients) - base
     elapsed = time.perf_counter() - t0
+    cpu = (cpu_seconds(pid) - cpu0) if pid else None
     for c in clients:
         c.stop()
     await asyncio.sleep(0.2)
     for c in clients:
         c.transport.close()
-    return {
+    out = {
         "connections": connections,
         "window": window,
         "seconds": round(elapsed, 3),
         "replies": got,
         "per_second": round(got / elapsed),
+    }
+    if cpu is not None and got:
+        # Server CPU per request, and what a core of its own would sustain: a figure
+        # that other load on the machine does not distort as much as req/s does.
+        out["server_cpu_us_per_request"] = round(cpu / got * 1e6, 1)
+        out["server_cpu_share"] = round(cpu / elapsed, 2)
+        out["per_second_per_server_core"] = round(got / cpu) if cpu else None
+    return out
+
+
+def engine_cost(rounds: int = 200_000) -> dict:
+    """In-process: microseconds per ``ping`` through the JSON-RPC engine of a fully built App,
+    with and without the metrics hook (best of 5, so other load on the machine matters less)."""
+    import timeit
+
+    from twisted.internet.testing import MemoryReactorClock
+
+    from camsvc.config import parse_config_dict
+    from camsvc.tap import build
+
+    tmp = tempfile.mkdtemp(prefix="camsvc-bench-")
+    config = parse_config_dict(
+        {
+            "server": {"host": "127.0.0.1"},
+            "auth": {"required": False},
+            "mediamtx": {"enabled": False},
+            "discovery": {"enabled": False},
+            "storage": {"state_dir": tmp, "recordings_dir": tmp, "snapshots_dir": tmp},
+        }
+    )
+    app = build(config, MemoryReactorClock())
+    session = app.make_session("c1", "bench", "127.0.0.1")
+    payload = REQUEST
+    handle = app.engine.handle
+    hook = app.engine.observe
+
+    def once() -> float:
+        return timeit.timeit(lambda: handle(session, payload), number=rounds // 10) / (rounds // 10)
+
+    timings: dict = {True: [], False: []}
+    for _ in range(10):  # interleaved, best of each
+        for on in (True, False):
+            app.engine.observe = hook if on else None
+            timings[on].append(once())
+    app.engine.observe = hook
+    with_hook, without = min(timings[True]), min(timings[False])
+    # The hook alone (a counter and a histogram update), timed directly: far below the noise above.
+    n = 200_000
+    alone = min(timeit.repeat(lambda: hook("ping", "ok", 0.00012), number=n, repeat=5)) / n
+    return {
+        "engine_us_per_ping": round(with_hook * 1e6, 2),
+        "engine_us_per_ping_without_metrics": round(without * 1e6, 2),
+        "metrics_hook_us": round(alone * 1e6, 3),
     }
 
 
@@ -170,7 +236,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=50)
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading VmRSS")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--engine", action="store_true", help="only the in-process engine cost per ping")
     args = parser.parse_args()
+    if args.engine:
+        print(json.dumps(engine_cost()) if args.json else engine_cost())
+        return
 
     proc = None
     url = args.url
@@ -184,8 +254,9 @@ def main() -> None:
             url = proc.url
             time.sleep(args.idle)
             report["idle_rss_kib"] = vm_rss_kib(proc.proc.pid)
-        report["one_connection"] = asyncio.run(run_phase(url, 1, args.seconds))
-        report["many_connections"] = asyncio.run(run_phase(url, args.connections, args.seconds))
+        pid = proc.proc.pid if proc is not None else None
+        report["one_connection"] = asyncio.run(run_phase(url, 1, args.seconds, pid=pid))
+        report["many_connections"] = asyncio.run(run_phase(url, args.connections, args.seconds, pid=pid))
         if proc is not None:
             report["rss_after_load_kib"] = vm_rss_kib(proc.proc.pid)
     finally:
@@ -195,10 +266,18 @@ def main() -> None:
         print(json.dumps(report))
         return
     one, many = report["one_connection"], report["many_connections"]
-    print(f"one connection:   {one['per_second']:>7} ping round trips/s ({one['replies']} in {one['seconds']}s)")
-    print(
-        f"{many['connections']} connections:  {many['per_second']:>7} req/s ({many['replies']} in {many['seconds']}s)"
-    )
+    for label, phase, unit in (
+        ("one connection", one, "ping round trips/s"),
+        (f"{many['connections']} connections", many, "req/s"),
+    ):
+        line = f"{label + ':':<17} {phase['per_second']:>7} {unit} ({phase['replies']} in {phase['seconds']}s)"
+        if "server_cpu_us_per_request" in phase:
+            line += (
+                f"; server CPU {phase['server_cpu_us_per_request']} us/request"
+                f" ({phase['server_cpu_share']:.0%} of a core) = {phase['per_second_per_server_core']}/s per server core"
+            )
+        print(line)
+
     if "idle_rss_kib" in report:
         print(
             f"server VmRSS:     {report['idle_rss_kib'] / 1024:.1f} MiB idle, "
