@@ -61,6 +61,9 @@ log = Logger()
 LEEWAY = 5.0
 #: Seconds between checks of the key and secret files for revocations (live sessions).
 SWEEP_INTERVAL = 5.0
+#: On the request path the files are stat()ed at most this often (two stat calls
+#: cost more than the rest of a ping); authenticate always looks.
+REFRESH_INTERVAL = 0.1
 KEY_PREFIX = "camsvc_"
 DOWNLOAD_AUDIENCE = "camsvc-download"
 _ID_BYTES = 8
@@ -430,6 +433,7 @@ class Authenticator(Service):
         self._download_key: bytes = b""
         self.secret_generation = 0
         self._sweeper: LoopingCall | None = None
+        self._refreshed_at = float("-inf")
 
     # -- life cycle ----------------------------------------------------------------
 
@@ -475,8 +479,15 @@ class Authenticator(Service):
             self._secret = secret
             self._download_key = hmac.new(secret, _DOWNLOAD_LABEL, hashlib.sha256).digest()
 
-    def refresh(self) -> None:
-        """Pick up changes to the secret and key files (cheap: two stat calls)."""
+    def refresh(self, *, throttle: bool = False) -> None:
+        """Pick up changes to the secret and key files (two stat calls).
+
+        ``throttle``: not if the files were looked at in the last REFRESH_INTERVAL seconds.
+        """
+        now = self.clock.seconds()
+        if throttle and now - self._refreshed_at < REFRESH_INTERVAL:
+            return
+        self._refreshed_at = now
         if self._secret is None:
             self.load()
             return
@@ -618,10 +629,13 @@ class Authenticator(Service):
         return cred.secret_generation == self.secret_generation
 
     def revalidate(self, session: Any, method: Any) -> None:
-        """Engine guard: end sessions whose credential was revoked (-32001)."""
-        if session.extra.get("credential") is None:
+        """Engine guard: end sessions whose credential was revoked (-32001).
+
+        Methods open to everyone skip it (the sweeper still ends such sessions).
+        """
+        if method.role is Role.NONE or session.extra.get("credential") is None:
             return
-        self.refresh()
+        self.refresh(throttle=True)
         if not self.still_valid(session):
             self._drop(session)
             if method.role is not Role.NONE and session.role is None:

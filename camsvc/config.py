@@ -145,6 +145,7 @@ class AuthConfig:
     max_failed_attempts: int = _opt(5, check=_positive)
     failed_attempts_window: float = _opt(60.0, check=_positive)
     download_token_lifetime: float = _opt(900.0, check=_positive)
+    login_timeout: float = _opt(60.0, check=_non_negative)
 
 
 def _publish_template(value: str) -> str | None:

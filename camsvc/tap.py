@@ -226,6 +226,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         reactor=reactor,
         metrics=app.metrics,
         auth_required=config.auth.required,
+        login_timeout=config.auth.login_timeout,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)

@@ -68,6 +68,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
     _queued_bytes = 0
     _closing = False
     _idle_call: Any = None
+    _login_call: Any = None
     _last_heard = 0.0
 
     def onConnect(self, request: Any) -> None:
@@ -98,6 +99,21 @@ class RpcServerProtocol(WebSocketServerProtocol):
         if self.factory.idle_timeout:
             self._heard()
             self._idle_call = self.factory.reactor.callLater(self.factory.idle_timeout, self._check_idle)
+        if self.factory.login_timeout and self.session.role is None:
+            self._login_call = self.factory.reactor.callLater(self.factory.login_timeout, self._check_login)
+
+    def _check_login(self) -> None:
+        self._login_call = None
+        if self.state != self.STATE_OPEN or self._closing or self.session.role is not None:
+            return
+        timeout = self.factory.login_timeout
+        log.info(
+            "Closing connection {conn_id} ({peer}): not authenticated within {timeout:g} s",
+            conn_id=self.session.id,
+            peer=self.session.peer,
+            timeout=timeout,
+        )
+        self.close_with(CLOSE_POLICY, f"authentication timeout: call authenticate within {timeout:g} s")
 
     # -- idle timeout: anything the client sends (messages, pings, the pongs
     # answering our auto-pings) counts as life, so a connected client whose
@@ -216,9 +232,10 @@ class RpcServerProtocol(WebSocketServerProtocol):
             self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123], isReply=False)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
-        if self._idle_call is not None and self._idle_call.active():
-            self._idle_call.cancel()
-        self._idle_call = None
+        for call in (self._idle_call, self._login_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._idle_call = self._login_call = None
         if self.session is None:
             return
         self.factory.hub.remove(self)
@@ -238,7 +255,8 @@ class RpcServerFactory(WebSocketServerFactory):
     (``(conn_id, peer, host, send) -> Session``), the server config section,
     optionally ``metrics`` (:class:`camsvc.metrics.Metrics`), and
     ``auth_required`` (without authentication, the same-origin rule only
-    trusts Host names that cannot be DNS-rebound: see :meth:`admit`).
+    trusts Host names that cannot be DNS-rebound: see :meth:`admit`) and
+    ``login_timeout`` (seconds a connection may stay unauthenticated; 0: no limit).
     """
 
     protocol = RpcServerProtocol
@@ -254,10 +272,12 @@ class RpcServerFactory(WebSocketServerFactory):
         url: str | None = None,
         metrics: Any = None,
         auth_required: bool = True,
+        login_timeout: float = 0.0,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
         self.metrics = metrics
         self.auth_required = auth_required
+        self.login_timeout = login_timeout if auth_required else 0.0
         self.idle_timeout = server_config.idle_timeout
         self.trusted_proxies = parse_networks(server_config.trusted_proxies)
         self.engine = engine

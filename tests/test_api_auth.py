@@ -48,6 +48,7 @@ def test_authenticate_with_an_api_key_and_revocation(app):
     assert result["role"] == "viewer" and result["expires_at"] is None
     assert "result" in call(app, session, "get_status")
     store.revoke(record["id"], app.clock.seconds())
+    app.clock.advance(1)  # the request path looks at the key file at most every 0.1 s
     reply = call(app, session, "get_status")
     assert reply["error"]["code"] == -32001 and reply["error"]["data"]["reason"] == "revoked"
     assert call(app, session, "authenticate", {"auth_token": key})["error"]["data"]["reason"] == "revoked"

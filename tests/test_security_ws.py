@@ -206,3 +206,16 @@ def test_downloads_and_metrics_over_http(server):
     status, body, _ = server.get("/metrics", {"Authorization": f"Bearer {admin}"})
     assert status == 200 and b"camsvc_auth_attempts_total" in body
     assert server.get("/health/ready")[0] in (200, 503) and server.get("/health/live")[0] == 200
+
+
+def test_unauthenticated_connections_are_closed_after_the_login_timeout(tmp_path):
+    with ServiceProcess(tmp_path, {"auth": {"required": True, "login_timeout": 1.0}}) as proc:
+        key = make_key(proc.tmp / "state" / "api_keys.json", Role.VIEWER)
+        with RpcClient(proc.url) as stranger, RpcClient(proc.url) as member:
+            assert member.call("authenticate", {"auth_token": key})["role"] == "viewer"
+            assert stranger.call("ping") == "pong"  # open methods work meanwhile
+            with pytest.raises(ConnectionClosed) as info:
+                stranger.ws.recv(timeout=5)
+            assert info.value.rcvd.code == 1008 and "authentication timeout" in info.value.rcvd.reason
+            assert member.call("get_status")["connections"] == 1
+        assert "not authenticated within 1 s" in proc.log()
