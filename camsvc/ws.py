@@ -135,9 +135,15 @@ class RpcServerProtocol(WebSocketServerProtocol):
                 peer=self.session.peer,
                 silent=silent,
             )
+            self._count_drop("idle")
             self.close_with(CLOSE_NORMAL, f"idle timeout: nothing received for {timeout:g} s")
             return
         self._idle_call = self.factory.reactor.callLater(timeout - silent, self._check_idle)
+
+    def _count_drop(self, reason: str) -> None:
+        metrics = self.factory.metrics
+        if metrics is not None:
+            metrics.connection_dropped(reason)
 
     def onPing(self, payload: bytes) -> None:
         self._heard()
@@ -149,6 +155,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         self._heard()
         if isBinary:
+            self._count_drop("binary_message")
             self.close_with(CLOSE_UNSUPPORTED, "binary messages are not supported: send JSON-RPC as text")
             return
         result = self.factory.engine.handle(self.session, payload)
@@ -214,9 +221,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self._closing = True
         self._queue.clear()
         self._queued_bytes = 0
-        metrics = self.factory.metrics
-        if metrics is not None:
-            metrics.connection_dropped("slow_client")
+        self._count_drop("slow_client")
         log.warn(
             "Dropping connection {conn_id} ({peer}): {reason}",
             conn_id=self.session.id,

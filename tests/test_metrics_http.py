@@ -40,8 +40,11 @@ def test_metrics_after_a_scripted_scenario(tmp_path):
             two.recv_json()
             with pytest.raises(InvalidStatus):
                 connect(proc.url, origin="http://evil.example")
-            during = scrape(proc)
-            assert sample(during, "camsvc_connections") == 2
+            with RpcClient(proc.url) as three:
+                three.ws.send(b"\x00binary")  # closed by the server with 1003
+                with pytest.raises(Exception):
+                    three.recv_raw(timeout=5)
+            _until(proc, lambda s: sample(s, "camsvc_connections") == 2)  # the third one is gone
             summary = one.call("get_metrics")["summary"]
         after = scrape(proc)
     finally:
@@ -53,7 +56,8 @@ def test_metrics_after_a_scripted_scenario(tmp_path):
     assert sample(after, "camsvc_rpc_request_duration_seconds_count", method="ping") == 3
     assert sample(after, "camsvc_rpc_request_duration_seconds_bucket", method="ping", le="+Inf") == 3
     assert sample(after, "camsvc_connections_rejected_total", reason="origin") == 1
-    assert sample(after, "camsvc_connections_accepted_total") == 2
+    assert sample(after, "camsvc_connections_accepted_total") == 3
+    assert sample(after, "camsvc_connections_dropped_total", reason="binary_message") == 1
     assert sample(after, "camsvc_connections") == 0  # both closed before the last scrape
     assert sample(after, "camsvc_cameras", state="connected") == 0
     assert sample(after, "camsvc_ready") == 1

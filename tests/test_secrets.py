@@ -25,6 +25,7 @@ from camsvc.tap import build
 from tests.support.logcapture import captured_logs
 from tests.support.server import ServiceProcess, free_port
 from tests.support.wsclient import RpcClient
+from tests.test_logs import check_context, read_json_log
 
 
 def _b64(data: dict) -> str:
@@ -132,3 +133,45 @@ async def test_no_secret_in_the_logs_when_mediamtx_refuses_the_password(tmp_path
     assert "refused camsvc's credentials" in text
     assert_no_secret(text, "the log")
     assert_no_secret(json.dumps(status, default=str), "get_status")
+
+
+def test_no_secret_in_the_logs_with_authentication_on(tmp_path):
+    """Real credentials (a JWT signed with the service's secret, an API key) used right and wrong."""
+    from camsvc.rpc import Role
+    from tests.support.security import make_key, mint
+
+    state = tmp_path / "state"
+    state.mkdir(parents=True, exist_ok=True)
+    key = make_key(state / "api_keys.json", Role.ADMIN, "prometheus")
+    token = mint(state / "jwt_secret", Role.OPERATOR)
+    secrets = {
+        "api_key": key,
+        "jwt": token,
+        "jwt_secret": (state / "jwt_secret").read_text().strip(),
+        "forged_jwt": token[:-4] + "AAAA",
+    }
+    proc = ServiceProcess(
+        tmp_path, {"auth": {"required": True}, "logging": {"level": "debug", "format": "json"}}
+    ).start()
+    try:
+        with RpcClient(proc.url) as client:
+            assert client.call("authenticate", {"auth_token": token})["role"] == "operator"
+            assert client.request("get_metrics")["error"]["code"] == -32003  # operator < admin
+            assert client.call("authenticate", {"auth_token": key})["role"] == "admin"
+            client.call("get_metrics")
+        with RpcClient(proc.url) as client:
+            for bad in (secrets["forged_jwt"], key + "x", "k" + key):
+                assert "error" in client.request("authenticate", {"auth_token": bad})
+        for headers in ({"X-API-Key": key}, {"Authorization": f"Bearer {token}"}, {"X-API-Key": key[:-1]}):
+            proc.get("/metrics", headers=headers)
+        proc.get(f"/files/recordings/nothing.mp4?token={token}")
+    finally:
+        proc.stop_cleanly()
+    log = proc.log()
+    assert "Connection c1 open" in log  # the debug lines were written
+    # The security component's lines about clients carry their connection id too.
+    records = read_json_log(proc)
+    assert any("c2" == r.get("conn_id") and r["level"] in ("warn", "info") for r in records), log
+    check_context(records)
+    found = [name for name, value in secrets.items() if value and value in log]
+    assert not found, f"secrets {found} appear in the service log"
