@@ -156,11 +156,11 @@ class SystemdService(Service):
             return
         self.app.health.subscribe(self._health_changed)
         self.app.cameras.subscribe(self)
+        self._health_changed("", True, "")  # READY=1 now if the checks already pass
         interval = STATUS_INTERVAL if self.watchdog is None else min(self.watchdog, STATUS_INTERVAL)
         self._loop = LoopingCall(self._tick)
         self._loop.clock = self.clock
         self._loop.start(interval, now=True).addErrback(lambda f: log.failure("systemd keep-alive loop failed", f))
-        self._health_changed("", True, "")
 
     def stopService(self) -> None:
         super().stopService()

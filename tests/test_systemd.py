@@ -190,6 +190,8 @@ def test_real_service_notifies_readiness_watchdog_and_stopping(tmp_path, notify_
     try:
         ready = notify_socket.wait_for("READY=1")
         assert any(line.startswith("STATUS=Ready: 0 cameras connected") for line in ready), ready
+        before = notify_socket.messages[: notify_socket.messages.index(ready)]
+        assert not any(line.startswith("STATUS=Ready") for m in before for line in m), before
         # Keep-alives every 0.3 s from the reactor (generous timeouts: no timing assertion).
         notify_socket.wait_for("WATCHDOG=1", timeout=10)
         notify_socket.wait_for("WATCHDOG=1", timeout=10)
