@@ -21,6 +21,7 @@ from tests.support.mediamtx_process import StandInProcess
 from tests.support.server import ServiceProcess
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
+from tests.test_logs import check_context, read_json_log
 
 READER = f"{sys.executable} -m tests.support.standin_reader 127.0.0.1:{{rtsp_port}} {{camera_id}}"
 
@@ -56,6 +57,7 @@ def test_sigterm_during_a_recording_finalises_it(tmp_path):
                     },
                     "recording": {"reader_command": READER, "start_timeout": 10},
                     "discovery": {"enabled": True, "debounce": 0.05},
+                    "logging": {"format": "json", "level": "debug"},
                 },
                 env=bed.env(),
                 wait_ready=True,
@@ -93,3 +95,7 @@ def test_sigterm_during_a_recording_finalises_it(tmp_path):
     assert mp4.duration(str(recordings / filename)) > 0  # a complete, readable fMP4
     assert "still running after shutdown" not in log  # the reader was stopped by its owner
     assert standin.spec_violations() == []
+    # Every line about the camera (discovery, MediaMTX paths, the recording) names it.
+    records = read_json_log(proc)
+    assert sum(1 for r in records if r.get("camera_id") == "camera0") >= 5
+    check_context(records)

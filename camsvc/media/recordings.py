@@ -575,7 +575,7 @@ class Recordings(Service):
         try:
             self.publish("recording_status_update", params)
         except Exception:
-            log.failure("Publishing recording_status_update failed")
+            log.failure("Publishing recording_status_update of {camera_id} failed", camera_id=session.camera_id)
         camera = self.cameras.get(session.camera_id)
         if camera is not None:
             try:

@@ -266,14 +266,14 @@ class Reconciler(Service):
     # -- triggers ----------------------------------------------------------------------
 
     def camera_added(self, camera: Any) -> None:
-        self.trigger(f"{camera.camera_id} added")
+        self.trigger(f"{camera.camera_id} added", camera.camera_id)
 
     def camera_removed(self, camera: Any) -> None:
         self.recording.pop(camera.camera_id, None)
-        self.trigger(f"{camera.camera_id} removed")
+        self.trigger(f"{camera.camera_id} removed", camera.camera_id)
 
     def camera_changed(self, camera: Any) -> None:
-        self.trigger(f"{camera.camera_id} changed")
+        self.trigger(f"{camera.camera_id} changed", camera.camera_id)
 
     def _monitor_event(self, event: str, info: dict) -> None:
         if event == "restarted":
@@ -289,11 +289,11 @@ class Reconciler(Service):
         if self.monitor.available:
             self.trigger("periodic")
 
-    def trigger(self, why: str) -> None:
+    def trigger(self, why: str, camera_id: str | None = None) -> None:
         """Ask for a pass soon (coalesced; skipped while MediaMTX is down — its return triggers one)."""
         if not self.running or not self.monitor.available:
             return
-        log.debug("Reconcile requested: {why}", why=why)
+        log.debug("Reconcile requested: {why}", why=why, **({"camera_id": camera_id} if camera_id else {}))
         if self._kick is None or not self._kick.active():
             self._kick = self.clock.callLater(0, self.reconcile)
 
