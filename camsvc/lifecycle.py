@@ -110,6 +110,10 @@ class SignalService(Service):
 
     def startService(self) -> None:
         super().startService()
+        if self.on_reload is not None:
+            # Until the handler is installed, a SIGHUP (an early `systemctl reload`) must not
+            # kill the process, which is its default action.
+            self.signals.signal(self.signals.SIGHUP, signal_module.SIG_IGN)
         self.reactor.callWhenRunning(self.install)
         self.reactor.addSystemEventTrigger("before", "shutdown", self.shutdown_begins)
 

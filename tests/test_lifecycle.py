@@ -86,6 +86,13 @@ def make_service(reload=None):
     return svc, reactor, signals, exits, kills, lines
 
 
+def test_sighup_is_ignored_until_the_reactor_runs():
+    reactor, signals = FakeReactor(), FakeSignals()
+    reactor.callWhenRunning = lambda fn, *a: None  # not running yet
+    SignalService(reactor, on_reload=lambda: None, deadline=1, signals=signals).startService()
+    assert signals.handlers == {signal.SIGHUP: signal.SIG_IGN}
+
+
 def test_handlers_are_installed_once_running():
     svc, reactor, signals, *_ = make_service(reload=lambda: None)
     assert set(signals.handlers) == {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
