@@ -346,3 +346,34 @@ async def test_restart_is_noticed_from_the_closed_connection_not_the_next_probe(
         assert app.mediamtx.monitor.restarts == 1
     finally:
         await app.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_recordings_routes(client, mediamtx_standin, tmp_path):
+    c = client(mediamtx_standin.url)
+    await c.add_path(
+        "camera0",
+        {
+            "source": "publisher",
+            "runOnDemand": "ffmpeg -f lavfi -i testsrc -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+            "record": True,
+            "recordPath": str(tmp_path / "rec" / "%path_%Y-%m-%d_%H-%M-%S-%f"),
+            "recordFormat": "fmp4",
+            "recordSegmentDuration": "1s",
+            "recordDeleteAfter": "0s",
+        },
+    )
+    reader = mediamtx_standin.attach_reader("camera0")
+    await reader.when_ready()
+    await eventually(lambda: len(mediamtx_standin.recorded_segments("camera0")) >= 2, what="two segments")
+    mediamtx_standin.detach_reader(reader)
+    (entry,) = [r for r in await c.list_recordings() if r["name"] == "camera0"]
+    assert len(entry["segments"]) >= 2
+    assert (await c.get_recording("camera0"))["segments"] == entry["segments"]
+    first = entry["segments"][0]["start"]
+    await c.delete_segment("camera0", first)
+    after = (await c.get_recording("camera0"))["segments"]
+    assert first not in [s["start"] for s in after]
+    with pytest.raises(MediaMTXBadRequest, match="invalid 'start' parameter"):
+        await c.delete_segment("camera0", "yesterday")
+    await c.delete_path("camera0")

@@ -444,3 +444,81 @@ def test_a_poke_probes_at_once_and_finds_the_restart(world):
     world.settle(0.05)
     assert world.monitor.restarts == 1
     assert "camera0" in world.standin.config_paths
+
+
+def test_set_recording_on_a_path_deleted_behind_our_back_recreates_it(world):
+    world.cameras.put(cam(0))
+    world.settle()
+    del world.standin._optional_paths["camera0"]  # someone deleted it through the API
+    world.standin._sync_runtimes()
+    world.standin.clear_requests()
+    out = []
+    with captured_logs() as logs:
+        world.reconciler.set_recording("camera0", True).addBoth(out.append)
+        world.settle()
+    assert out == [None]
+    assert world.requests() == [
+        ("PATCH", "/v3/config/paths/patch/camera0"),  # -> 404 path not found
+        ("POST", "/v3/config/paths/add/camera0"),
+    ]
+    assert world.standin.requests[0].status == 404
+    assert world.standin.config_paths["camera0"]["record"] is True
+    assert any("MediaMTX path camera0: add done" in line for line in logs)
+
+
+def test_server_errors_are_logged_and_retried(world):
+    world.cameras.put(cam(0))
+    world.settle()
+    original = world.standin._on_config_paths_replace
+
+    def broken(rec, _):
+        raise RuntimeError("boom")
+
+    world.standin._on_config_paths_replace = broken
+    changed = Camera(**{**cam(0).__dict__, "default": {"format": "MJPG", "width": 320, "height": 240, "fps": 15}})
+    with captured_logs() as logs:
+        world.cameras.put(changed)
+        world.settle()
+    state = world.reconciler.status()["paths"]["camera0"]
+    assert state["state"] == "error" and "500: internal stand-in error" in state["error"]
+    (line,) = [x for x in logs if "MediaMTX reconcile failed" in x]
+    assert line.startswith("warn ") and "(attempt 1)" in line and "-> 500: internal stand-in error" in line
+    assert world.reconciler.status()["retry_in"] == 0.5
+    world.standin._on_config_paths_replace = original
+    world.settle(0.5)
+    assert "-video_size 320x240" in world.standin.config_paths["camera0"]["runOnDemand"]
+    assert world.reconciler.status()["paths"]["camera0"]["state"] == "configured"
+
+
+def test_disabled_integration(tmp_path):
+    from camsvc.tap import build
+
+    reactor = MemoryReactorClock()
+    config = parse_config_dict(
+        {
+            "server": {"host": "127.0.0.1", "endpoint": "tcp:0:interface=127.0.0.1"},
+            "auth": {"required": False},
+            "mediamtx": {"enabled": False},
+            "discovery": {"enabled": False},
+            "storage": {
+                "state_dir": str(tmp_path),
+                "recordings_dir": str(tmp_path / "r"),
+                "snapshots_dir": str(tmp_path / "s"),
+            },
+        }
+    )
+    app = build(config, reactor)
+    assert "mediamtx" not in app.health.report()["checks"]
+    assert app.status_providers["mediamtx"]()["enabled"] is False
+    session = app.make_session("c1", peer="127.0.0.1:1", host="127.0.0.1:8002")
+    out = []
+    reply = app.engine.handle(session, json.dumps({"jsonrpc": "2.0", "id": 1, "method": "get_streams"}))
+    if hasattr(reply, "addCallback"):
+        reply.addCallback(out.append)
+    else:
+        out.append(reply)
+    error = json.loads(out[0])["error"]
+    assert error["code"] == -32006 and "mediamtx.enabled: false" in error["message"]
+    failed = []
+    app.mediamtx.set_recording("camera0", True).addErrback(lambda f: failed.append(f.value))
+    assert isinstance(failed[0], MediaMTXUnavailable)

@@ -139,11 +139,7 @@ class DisabledMediaMTX:
         return MediaMTXUnavailable(f"MediaMTX is unavailable: {self.REASON}", data={"reason": self.REASON})
 
     def set_recording(self, camera_id: str, enabled: bool) -> Deferred:
-        try:
-            self.check_available()
-        except MediaMTXUnavailable as exc:
-            return fail(exc)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return fail(self.unavailable(None))
 
     def is_recording(self, camera_id: str) -> bool:
         return False
