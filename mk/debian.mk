@@ -4,6 +4,8 @@
 #   make test-deb      deb + lintian + systemd-analyze + install it here + twistd3 smoke test
 #   make test-system   deb + Debian 12 QEMU guest with the vivid camera + e2e pytest
 #   make system-image  only build (or reuse) the guest image
+#   make test-deb12-libs  the unit suite on Debian 12's own libraries (Twisted 22.4, Autobahn
+#                      22.7, treq 22.2, pyudev 0.24, ...), i.e. what the .deb runs on
 #
 # Run as root on Debian 12 (CI): the targets install their own apt dependencies.
 # Builds use Debian's interpreter only: pyenv/venv shims on PATH must not leak
@@ -16,9 +18,9 @@ DEB_VERSION     = $(shell dpkg-parsechangelog -l debian/changelog -S Version 2>/
 DEB_FILE        = $(DEB_OUT)/camsvc_$(DEB_VERSION)_all.deb
 SYSTEM_PYTEST  ?= $(or $(wildcard .venv/bin/pytest),pytest)
 
-TEST_STAGES += test-deb test-system
+TEST_STAGES += test-deb12-libs test-deb test-system
 
-.PHONY: deb deb-build-deps test-deb system-image test-system deb-clean
+.PHONY: deb deb-build-deps test-deb system-image test-system deb-clean test-deb12-libs
 
 deb-build-deps:
 	@$(DEB_ENV) sh tests/system/apt_deps.sh build
@@ -51,5 +53,17 @@ test-system: system-image
 	CAMSVC_SYSTEM_ENV=$(CURDIR)/tests/system/cache/current.env \
 	  $(SYSTEM_PYTEST) -m system -p no:cacheprovider -v tests/system
 
+# Debian's python3 with --system-site-packages: every runtime library and
+# pytest/pytest-twisted/hypothesis/jsonschema come from Debian packages; only
+# websockets (a test client; Debian 12's 10.4 lacks websockets.sync) and the
+# editable camsvc itself are installed into the venv, both without dependencies.
+DEB12_VENV := .venv-deb12
+test-deb12-libs:
+	@$(DEB_ENV) sh tests/system/apt_deps.sh deb12-libs
+	@test -x $(DEB12_VENV)/bin/python || $(DEB_ENV) /usr/bin/python3 -m venv --system-site-packages $(DEB12_VENV)
+	@$(DEB_ENV) $(DEB12_VENV)/bin/python -m pip install -q --no-deps --no-build-isolation "websockets>=12" -e . 2>&1 | grep -v '^WARNING: Location' || true
+	$(DEB_ENV) $(DEB12_VENV)/bin/python tests/system/check_deb12_libs.py
+	$(DEB_ENV) $(DEB12_VENV)/bin/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
 deb-clean:
-	rm -rf $(DEB_OUT)
+	rm -rf $(DEB_OUT) $(DEB12_VENV)

@@ -249,8 +249,8 @@ def test_conffile_has_production_defaults():
 
 def test_make_targets_registered():
     mk = read("mk", "debian.mk")
-    assert re.search(r"^TEST_STAGES \+= test-deb test-system$", mk, re.M)
-    for target in ("deb:", "test-deb:", "test-system:"):
+    assert re.search(r"^TEST_STAGES \+= test-deb12-libs test-deb test-system$", mk, re.M)
+    for target in ("deb:", "test-deb:", "test-system:", "test-deb12-libs:"):
         assert re.search(rf"^{target}", mk, re.M), target
 
 

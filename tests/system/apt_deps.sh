@@ -3,6 +3,7 @@
 # targets run on a fresh Debian 12 CI machine as root.
 #   apt_deps.sh build      debian/control's Build-Depends (+ dpkg-dev)
 #   apt_deps.sh test-deb   lintian, systemd-analyze, the smoke test's client
+#   apt_deps.sh deb12-libs Debian's runtime libraries and test tools
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 
@@ -39,6 +40,13 @@ test-deb)
     m=$(missing lintian systemd python3-websockets)
     [ -z "$m" ] || apt_install $m
     ;;
+deb12-libs)
+    # camsvc's runtime dependencies as the .deb declares them, plus the test tools.
+    m=$(missing python3-venv python3-twisted python3-autobahn python3-treq python3-pyudev python3-yaml \
+        python3-jwt python3-prometheus-client python3-service-identity python3-setuptools \
+        python3-pytest python3-pytest-twisted python3-hypothesis python3-jsonschema ffmpeg)
+    [ -z "$m" ] || apt_install $m
+    ;;
 *)
-    echo "usage: $0 build|test-deb" >&2; exit 2 ;;
+    echo "usage: $0 build|test-deb|deb12-libs" >&2; exit 2 ;;
 esac
