@@ -98,7 +98,16 @@ def unit_info():
 
 def sandbox_properties(unit="/lib/systemd/system/camsvc.service"):
     """The [Service] settings of the installed unit, as systemd-run -p args."""
-    skip = {"Type", "ExecStart", "Restart", "RestartSec", "SyslogIdentifier", "WatchdogSec", "NotifyAccess"}
+    skip = {
+        "Type",
+        "ExecStart",
+        "ExecReload",
+        "Restart",
+        "RestartSec",
+        "SyslogIdentifier",
+        "WatchdogSec",
+        "NotifyAccess",
+    }
     props, section = [], None
     for line in open(unit):
         line = line.strip()
