@@ -100,7 +100,14 @@ class UdevDevice:
 
     @property
     def capture(self) -> bool | None:
-        """True/False from ``ID_V4L_CAPABILITIES``; None when udev did not set it."""
+        """True/False from ``ID_V4L_CAPABILITIES``; None when udev did not set it.
+
+        Only ``videoN`` nodes can be cameras: the V4L2 core names touch
+        sensors ``v4l-touchN`` (they report VIDEO_CAPTURE too), and VBI,
+        radio, SDR and sub-device nodes have names of their own.
+        """
+        if not os.path.basename(self.device_node or self.sys_path).startswith("video"):
+            return False
         caps = self.properties.get("ID_V4L_CAPABILITIES")
         if caps is None:
             return None

@@ -164,7 +164,9 @@ V4L2_CAP_VIDEO_CAPTURE = 0x00000001
 V4L2_CAP_VIDEO_OUTPUT = 0x00000002
 V4L2_CAP_VIDEO_CAPTURE_MPLANE = 0x00001000
 V4L2_CAP_VIDEO_M2M = 0x00008000
+V4L2_CAP_VIDEO_M2M_MPLANE = 0x00004000
 V4L2_CAP_META_CAPTURE = 0x00800000
+V4L2_CAP_TOUCH = 0x10000000
 V4L2_CAP_STREAMING = 0x04000000
 V4L2_CAP_DEVICE_CAPS = 0x80000000
 
@@ -182,7 +184,7 @@ V4L2_FRMIVAL_TYPE_STEPWISE = 3
 
 # Upper bounds for every enumeration loop: a buggy driver that never answers EINVAL
 # must not hang the probe.  Real UVC cameras stay far below these.
-MAX_FORMATS = 64
+MAX_FORMATS = 256
 MAX_SIZES = 128
 MAX_INTERVALS = 64
 
@@ -283,8 +285,13 @@ class DeviceInfo:
     @property
     def is_capture(self) -> bool:
         """True for a video capture node (single- or multi-planar).  A UVC metadata
-        node (META_CAPTURE only) and output/M2M-only nodes are not cameras."""
-        return bool(self.node_caps & (V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_VIDEO_CAPTURE_MPLANE))
+        node (META_CAPTURE only), output-only nodes, memory-to-memory devices
+        (codecs, scalers: they capture what they were given) and touch sensors
+        (which report VIDEO_CAPTURE with TOUCH) are not cameras."""
+        caps = self.node_caps
+        if caps & (V4L2_CAP_TOUCH | V4L2_CAP_VIDEO_M2M | V4L2_CAP_VIDEO_M2M_MPLANE):
+            return False
+        return bool(caps & (V4L2_CAP_VIDEO_CAPTURE | V4L2_CAP_VIDEO_CAPTURE_MPLANE))
 
     @property
     def buf_type(self) -> int:

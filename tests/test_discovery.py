@@ -547,3 +547,21 @@ def test_from_pyudev_reads_only_what_discovery_uses():
     assert from_pyudev(PyudevLike(None, no_links)).index == 0
     gone = from_pyudev(PyudevLike("remove", props))
     assert (gone.action, gone.properties, gone.sys_path) == ("remove", {}, "/sys/devices/x/video4linux/video1")
+
+
+@pytest.mark.parametrize("node", ["v4l-touch0", "vbi0", "radio0", "swradio0", "v4l-subdev0"])
+def test_only_video_nodes_are_candidates(node):
+    from camsvc.discovery import UdevDevice
+
+    dev = UdevDevice(
+        sys_path=f"/sys/devices/platform/vivid.0/video4linux/{node}",
+        device_node=f"/dev/{node}",
+        properties={"ID_V4L_CAPABILITIES": ":capture:"},
+    )
+    assert dev.capture is False
+    video = UdevDevice(
+        sys_path="/sys/devices/platform/vivid.0/video4linux/video0",
+        device_node="/dev/video0",
+        properties={"ID_V4L_CAPABILITIES": ":capture:"},
+    )
+    assert video.capture is True

@@ -319,3 +319,17 @@ def test_cli_prints_json_error_for_non_v4l2(capsys):
     out = json.loads(capsys.readouterr().out)
     assert out["reason"] == "error" and out["path"] == "/dev/null"
     assert v4l2.main([]) == 64
+
+
+@pytest.mark.parametrize(
+    "device_caps, what",
+    [
+        (0x10000001 | 0x04000000, "touch sensor (vivid's v4l-touch0)"),
+        (0x00008000 | 0x04000000, "memory-to-memory codec"),
+        (0x00004000 | 0x04000000, "multi-planar memory-to-memory device"),
+        (0x00000002 | 0x04000000, "output only"),
+    ],
+)
+def test_nodes_that_are_not_cameras(device_caps, what):
+    info = v4l2.DeviceInfo("d", "c", "b", 0, 0x80000000 | device_caps, device_caps)
+    assert not info.is_capture, what
