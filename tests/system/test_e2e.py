@@ -202,11 +202,6 @@ def test_camera_listed_with_driver_capabilities(guest, results):
         assert sizes == driver[name], (name, sorted(sizes ^ driver[name]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: camsvc.v4l2.MAX_FORMATS = 64 silently drops 19 of vivid's 83 formats "
-    "(the Bayer ones); remove this marker when fixed",
-)
 def test_capabilities_list_every_driver_format():
     if "formats" not in STATE:
         pytest.skip("no capabilities read")
@@ -237,11 +232,6 @@ def fourcc_name(fourcc):
     return fourcc
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: discovery lists vivid's /dev/v4l-touch0 (V4L2_CAP_TOUCH with VIDEO_CAPTURE) "
-    "as a camera; remove this marker when fixed",
-)
 def test_only_capture_nodes_are_cameras(guest):
     """vivid also creates output, VBI, radio, SDR, metadata and touch nodes."""
     expected, nodes = capture_nodes(guest)
