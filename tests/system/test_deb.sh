@@ -96,6 +96,17 @@ if sed -n '/Received SIGTERM/,$p' "$x/twistd.log" | grep -q 'Traceback'; then
 fi
 echo "log ($(wc -l < "$x/twistd.log") lines):"; sed 's/^/    /' "$x/twistd.log" | tail -n 15
 
+step "reinstall over a locally edited conffile (the upgrade path of the maintainer scripts)"
+echo "# local edit by test-deb" >> /etc/camsvc/camsvc.yaml
+apt-get install -y -q --reinstall -o Dpkg::Options::=--force-confold "$DEB" >"$x/apt.log" 2>&1 \
+    || { cat "$x/apt.log"; fail "reinstall"; }
+grep -q "local edit by test-deb" /etc/camsvc/camsvc.yaml || fail "local conffile edit lost on reinstall"
+[ "$(stat -c %U:%G:%a /etc/camsvc/camsvc.yaml)" = root:camsvc:640 ] \
+    || fail "conffile permissions after reinstall: $(stat -c %U:%G:%a /etc/camsvc/camsvc.yaml)"
+$PY -c "import pickle; c = pickle.load(open('$PLUGINS/dropin.cache', 'rb')); assert 'camsvc_plugin' in c" \
+    || fail "dropin.cache lost camsvc on reinstall"
+echo "conffile edit kept, 0640 root:camsvc, plugin cache intact"
+
 step "apt-get purge camsvc"
 apt-get purge -y -q camsvc >"$x/apt.log" 2>&1 || { cat "$x/apt.log"; fail "purge"; }
 [ ! -e $PLUGINS/camsvc_plugin.py ] || fail "plugin left behind"
