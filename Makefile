@@ -15,7 +15,7 @@ TEST_STAGES :=
 
 -include mk/*.mk
 
-.PHONY: all run test test-unit deps venv lint format clean bench
+.PHONY: all run test test-unit deps venv lint format clean
 all: test
 
 deps:
@@ -52,3 +52,18 @@ clean:
 .PHONY: openrpc
 openrpc: venv
 	$(PY) -m camsvc.openrpc > docs/openrpc.json
+
+.PHONY: bench bench-startup bench-fanout bench-rss
+# Every benchmark; figures go to docs/performance.md.  Run on a quiet machine.
+bench: bench-rss bench-startup bench-ping bench-fanout bench-discovery bench-mediamtx bench-media bench-auth
+
+bench-rss: venv
+	$(PY) bench/rss.py
+	@if python3 -c 'import twisted, autobahn, treq' 2>/dev/null; then /usr/bin/python3 bench/rss.py --python /usr/bin/python3; fi
+
+bench-startup: venv
+	$(PY) bench/startup.py
+	@if /usr/bin/python3 -c 'import twisted, autobahn, treq' 2>/dev/null; then /usr/bin/python3 bench/startup.py --python /usr/bin/python3; fi
+
+bench-fanout: venv
+	$(PY) bench/fanout.py
