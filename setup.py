@@ -43,6 +43,7 @@ setup(
     entry_points={
         "console_scripts": [
             "camsvc-admin = camsvc.admin:run",
+            "camsvc-cli = camsvc.cli:entry_point",
         ],
     },
     zip_safe=False,

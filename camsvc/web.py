@@ -1,17 +1,26 @@
 """The HTTP surface: one twisted.web Site on one port.
 
 This module owns the resource tree: ``/ws`` (the WebSocket resource),
-``/health/live``, ``/health/ready``, ``/openrpc.json`` and ``/``.  Other
-modules attach further children (``/metrics``, ``/files/...``) through
-:func:`build_site`'s ``extra`` mapping.
+``/health/live``, ``/health/ready``, ``/openrpc.json``, the dashboard page
+at ``/`` and its assets under ``/static/`` (files shipped in
+``camsvc/static/``).  Other modules attach further children (``/metrics``,
+``/files/...``) through :func:`build_site`'s ``extra`` mapping.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from typing import Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Site
+from twisted.web.static import File
+
+try:  # Twisted >= 22.10
+    from twisted.web.pages import notFound as _not_found
+except ImportError:  # Debian 12's Twisted 22.4
+    from twisted.web.resource import NoResource as _not_found
 
 from camsvc.openrpc import build_document
 from camsvc.rpc import dumps
@@ -64,14 +73,75 @@ class OpenRPC(JSONResource):
         return 200, build_document(self.registry)
 
 
+#: The dashboard's files (index.html, app.js, style.css, icon.svg), shipped as package data.
+STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
+
+
+def page_headers(request: Any) -> None:
+    """Headers for the dashboard's files: a strict CSP, no framing, no sniffing, no referrer.
+
+    Everything the page loads comes from camsvc itself; it may open its
+    WebSocket to the host it was served from (ws: or wss:).  The stream
+    player pages of MediaMTX open in their own tabs, so they need no
+    allowance here.
+    """
+    host = (request.getHeader(b"host") or b"").decode("latin-1").strip()
+    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
+    csp = (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+        f"connect-src 'self'{sockets}; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    )
+    request.setHeader(b"content-security-policy", csp.encode("ascii"))
+    request.setHeader(b"x-content-type-options", b"nosniff")
+    request.setHeader(b"x-frame-options", b"DENY")
+    request.setHeader(b"referrer-policy", b"no-referrer")
+    # Revalidate every time (Last-Modified is sent): an upgraded package shows its new page at once.
+    request.setHeader(b"cache-control", b"no-cache")
+
+
+class StaticFile(File):
+    """A dashboard file or the static directory: explicit types, page headers, no listings."""
+
+    contentTypes = {
+        **File.contentTypes,
+        ".html": "text/html; charset=utf-8",
+        ".js": "text/javascript; charset=utf-8",
+        ".css": "text/css; charset=utf-8",
+        ".svg": "image/svg+xml",
+        ".png": "image/png",
+        ".json": "application/json",
+    }
+    indexNames: list = []
+
+    def directoryListing(self) -> Resource:
+        return _not_found()
+
+    def render_GET(self, request: Any) -> Any:
+        page_headers(request)
+        return super().render_GET(request)
+
+    render_HEAD = render_GET
+
+
 class Index(Resource):
-    """``/``: a short text pointing at the API until the dashboard lands."""
+    """``/`` when the dashboard's files are missing (a broken install): a short text."""
 
     isLeaf = True
 
     def render_GET(self, request: Any) -> bytes:
         request.setHeader(b"content-type", b"text/plain; charset=utf-8")
         return b"camsvc: JSON-RPC 2.0 over WebSocket at /ws; API description at /openrpc.json\n"
+
+
+def dashboard(static_dir: str = STATIC_DIR) -> tuple[Resource, Resource]:
+    """The resources for ``/`` (index.html) and ``/static/``."""
+    index = os.path.join(static_dir, "index.html")
+    if not os.path.isfile(index):
+        return Index(), _not_found()
+    return StaticFile(index), StaticFile(static_dir)
 
 
 class QuietSite(Site):
@@ -86,7 +156,9 @@ def build_site(app: Any, ws_resource: Resource, extra: dict[bytes, Resource] | N
     health.putChild(b"live", Live())
     health.putChild(b"ready", Ready(app.health))
     root = Resource()
-    root.putChild(b"", Index())
+    index, static = dashboard()
+    root.putChild(b"", index)
+    root.putChild(b"static", static)
     root.putChild(b"ws", ws_resource)
     root.putChild(b"health", health)
     root.putChild(b"openrpc.json", OpenRPC(app.registry))
