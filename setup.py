@@ -37,6 +37,7 @@ setup(
             "websockets",
             "hypothesis",
             "jsonschema",
+            "selenium",
         ],
         "dev": ["ruff"],
     },

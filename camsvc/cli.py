@@ -645,8 +645,6 @@ async def run(reactor: Any, args: argparse.Namespace, out: Output) -> int:
         client = Client(args.url, token=args.token, reactor=reactor, timeout=args.timeout)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
-    # SIGTERM / reactor.stop(): close the WebSocket cleanly first, quietly.
-    reactor.addSystemEventTrigger("before", "shutdown", client.close)
     await client.connect()
     if args.command == "watch":
         # The first connection must work (a wrong URL fails fast); after that, keep trying.

@@ -292,6 +292,7 @@ class Client:
         self._queues: list[tuple[DeferredQueue, int]] = []
         self._backlog = notification_backlog
         self.last_error: str | None = None
+        self._shutdown_trigger: Any = None
 
     # -- public API ---------------------------------------------------------------
 
@@ -314,6 +315,10 @@ class Client:
         token cannot help).
         """
         self._closing = False
+        add_trigger = getattr(self.reactor, "addSystemEventTrigger", None)
+        if add_trigger is not None and self._shutdown_trigger is None:
+            # Reactor shutdown (Ctrl-C, SIGTERM): close cleanly, and do not try to reconnect.
+            self._shutdown_trigger = add_trigger("before", "shutdown", self.close)
         if self.connected:
             return succeed(self)
         d = self._wait_connected()
@@ -356,6 +361,12 @@ class Client:
     def close(self) -> Deferred:
         """Close the connection (no reconnect); fires when it is closed."""
         self._closing = True
+        if self._shutdown_trigger is not None:
+            try:
+                self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
+            except (ValueError, KeyError, TypeError):
+                pass  # already run (this is the shutdown)
+            self._shutdown_trigger = None
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
         self._retry_call = None

@@ -1,0 +1,300 @@
+"""camsvc-cli as a user runs it: a subprocess against a live camsvc.
+
+Two servers: a plain camsvc (no cameras) for the commands that need none and
+for connection errors, and a :class:`~tests.support.livestack.LiveStack`
+(umockdev cameras, MediaMTX stand-in) for the camera and file commands.  A
+command whose API method is not on this camsvc yet skips, naming the method.
+The CLI also runs once under Debian 12's own python3 and libraries (Twisted
+22.4, Autobahn 22.7, treq 22.2), as the Debian package would run it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from camsvc import cli
+from tests.support.livestack import LiveStack, stack_available
+from tests.support.server import ROOT, ServiceProcess, free_port
+
+DEBIAN_PYTHON = "/usr/bin/python3"
+CAMERA_BRIO = "brio"  # umockdev name of CAMERAS[2], the one plugged in by tests
+
+
+def run_cli(
+    *args: str, url: str | None = None, python: str = sys.executable, cwd: Path | None = None, env=None, timeout=60
+):
+    argv = [python, "-m", "camsvc.cli"]
+    if url:
+        argv += ["--url", url]
+    argv += list(args)
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("CAMSVC_")}
+    environ["PYTHONPATH"] = str(ROOT)
+    environ.update(env or {})
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=environ)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ServiceProcess(tmp_path_factory.mktemp("cli"))
+    proc.start()
+    yield proc
+    proc.stop_cleanly()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    ok, reason = stack_available()
+    if not ok:
+        pytest.skip(reason)
+    live = LiveStack(tmp_path_factory.mktemp("cli-stack")).start()
+    yield live
+    live.stop()
+
+
+def need(stack: LiveStack, *methods: str) -> None:
+    reason = stack.missing(*methods)
+    if reason:
+        pytest.skip(reason)
+
+
+# -- without cameras --------------------------------------------------------------------------
+
+
+def test_ping_text_and_json(server):
+    out = run_cli("ping", url=server.url)
+    assert out.returncode == 0, out.stderr
+    assert re.fullmatch(r"pong from ws://127\.0\.0\.1:\d+/ws in [\d.]+ ms\n", out.stdout)
+    out = run_cli("--json", "ping", url=server.url)
+    assert out.returncode == 0
+    data = json.loads(out.stdout)
+    assert data["result"] == "pong" and data["round_trip_ms"] >= 0
+
+
+def test_info_and_environment_url(server):
+    out = run_cli("info", env={"CAMSVC_URL": server.url})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("camsvc 0.1.0 (API 1.0)\n")
+    assert "authentication: not required" in out.stdout and "CHECK" in out.stdout
+    data = json.loads(run_cli("--json", "info", url=server.url).stdout)
+    assert data["server"]["name"] == "camsvc" and "status" in data["status"]
+
+
+def one_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    return lines[0]
+
+
+def test_connection_errors_are_one_line_with_exit_3(server):
+    port = free_port()
+    out = run_cli("ping", url=f"ws://127.0.0.1:{port}/ws")
+    assert out.returncode == cli.EXIT_CONNECTION
+    assert one_line(out.stderr) == (
+        f"camsvc-cli: cannot connect to ws://127.0.0.1:{port}/ws: connection refused"
+        " (is camsvc running and listening there?)"
+    )
+    assert out.stdout == ""
+    out = run_cli("ping", url=server.url.replace("/ws", "/nope"))
+    assert out.returncode == cli.EXIT_CONNECTION
+    assert "no WebSocket at this path" in one_line(out.stderr)
+    out = run_cli("ping", url="ws://camsvc-host.invalid:8002/ws")
+    assert out.returncode == cli.EXIT_CONNECTION
+    assert one_line(out.stderr).endswith("host name not found")
+
+
+def test_usage_errors_exit_2(server):
+    out = run_cli("ping", url=server.http)
+    assert out.returncode == cli.EXIT_USAGE
+    assert "did you mean ws://127.0.0.1:" in one_line(out.stderr)
+    out = run_cli("status", url=server.url)
+    assert out.returncode == cli.EXIT_USAGE and "CAM" in out.stderr
+    out = run_cli("snapshot", "camera0", "--quality", "101", url=server.url)
+    assert out.returncode == cli.EXIT_USAGE and "between 1 and 100" in out.stderr
+
+
+def test_a_method_the_server_lacks_exits_7(server):
+    with_methods = json.loads(run_cli("--json", "info", url=server.url).stdout)["server"]["methods"]
+    if "get_camera_list" in with_methods:
+        pytest.skip("this camsvc has get_camera_list; the -32601 path is covered by the unit tests")
+    out = run_cli("list", url=server.url)
+    assert out.returncode == cli.EXIT_UNAVAILABLE
+    assert one_line(out.stderr) == (
+        "camsvc-cli: this camsvc does not offer that operation (Method not found: get_camera_list; -32601)"
+    )
+
+
+def test_exit_codes_for_server_errors():
+    from camsvc.client import ConnectionLost, RequestTimeout, error_from_object
+
+    def code(n):
+        return cli.exit_code_for(error_from_object({"code": n, "message": "m"}))
+
+    assert [code(n) for n in (-32603, -32002, -32602, -32001, -32003, -32004, -32009, -32005)] == [
+        1,
+        1,
+        2,
+        4,
+        4,
+        5,
+        5,
+        6,
+    ]
+    assert [code(n) for n in (-32006, -32007, -32008, -32601)] == [7, 7, 7, 7]
+    assert cli.exit_code_for(ConnectionLost("x")) == cli.exit_code_for(RequestTimeout("x")) == 3
+
+
+def test_interrupting_watch_exits_130_quietly(server):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "camsvc.cli", "--url", server.url, "watch"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr.readline().startswith("camsvc-cli: watching ws://")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == cli.EXIT_INTERRUPTED
+    assert "Traceback" not in err and out == ""
+
+
+@pytest.mark.skipif(not os.access(DEBIAN_PYTHON, os.X_OK), reason=f"{DEBIAN_PYTHON} not found")
+def test_runs_on_debian_12_libraries(server):
+    probe = subprocess.run(
+        [DEBIAN_PYTHON, "-c", "import twisted, autobahn, treq; print(twisted.__version__)"],
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip("Debian's python3-twisted, python3-autobahn and python3-treq are not installed")
+    out = run_cli("ping", url=server.url, python=DEBIAN_PYTHON)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("pong from")
+    out = run_cli("--json", "info", url=server.url, python=DEBIAN_PYTHON)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["server"]["name"] == "camsvc"
+
+
+# -- with cameras ------------------------------------------------------------------------------
+
+
+def test_list_status_and_caps(stack):
+    need(stack, "get_camera_list", "get_camera_status", "get_camera_capabilities")
+    stack.wait_cameras(lambda cams: sum(c["status"] == "CONNECTED" for c in cams) >= 2)
+    out = run_cli("list", url=stack.url)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["CAMERA", "STATUS", "DEVICE", "NAME", "RESOLUTION", "FPS", "RECORDING"]
+    assert any("HD Pro Webcam C920" in line and "CONNECTED" in line for line in lines)
+    data = json.loads(run_cli("--json", "list", url=stack.url).stdout)
+    camera = next(c for c in data["cameras"] if c["name"] == "HD Pro Webcam C920")
+    cam_id = camera["camera_id"]
+    out = run_cli("status", cam_id, url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert re.search(rf"^camera:\s+{cam_id}$", out.stdout, re.M)
+    assert re.search(r"^rtsp stream:\s+rtsp://127\.0\.0\.1:\d+/" + cam_id, out.stdout, re.M)
+    out = run_cli("caps", camera["device"], url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert "FORMAT" in out.stdout and re.search(r"\d+x\d+", out.stdout)
+    out = run_cli("status", "camera99", url=stack.url)
+    assert out.returncode == cli.EXIT_NOT_FOUND
+    assert "camera99" in one_line(out.stderr) and "(-32004)" in out.stderr
+
+
+def test_watch_prints_hotplug_notifications(stack):
+    need(stack, "get_camera_list")
+    stack.wait_cameras(lambda cams: len(cams) >= 2)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "camsvc.cli",
+            "--url",
+            stack.url,
+            "--json",
+            "watch",
+            "--count",
+            "2",
+            "--method",
+            "camera_status_update",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr.readline().startswith("camsvc-cli: watching")
+        stack.plug(2)
+        time.sleep(1.0)
+        stack.unplug(CAMERA_BRIO)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["method"] for e in events] == ["camera_status_update"] * 2
+    assert events[0]["params"]["name"] == "Logitech BRIO" and events[0]["params"]["status"] == "CONNECTED"
+    assert events[1]["params"]["camera_id"] == events[0]["params"]["camera_id"]
+    assert events[1]["params"]["status"] == "DISCONNECTED"
+
+
+def test_snapshot_download_and_delete(stack, tmp_path):
+    need(stack, "get_camera_list", "take_snapshot", "list_snapshots", "get_snapshot_info", "delete_snapshot")
+    cam_id = stack.wait_cameras(lambda cams: any(c["status"] == "CONNECTED" for c in cams))[0]["camera_id"]
+    out = run_cli("--json", "snapshot", cam_id, "-o", str(tmp_path / "shot.jpg"), url=stack.url, timeout=90)
+    assert out.returncode == 0, out.stderr + stack.logs()
+    result = json.loads(out.stdout)
+    assert result["status"] == "completed" and result["saved_to"] == str(tmp_path / "shot.jpg")
+    data = (tmp_path / "shot.jpg").read_bytes()
+    assert data[:3] == b"\xff\xd8\xff" and len(data) == result["file_size"]
+    name = result["filename"]
+    out = run_cli("files", "snapshots", url=stack.url)
+    assert out.returncode == 0 and name in out.stdout
+    out = run_cli("download", name, url=stack.url, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / name).read_bytes() == data
+    out = run_cli("delete", name, url=stack.url)
+    assert out.returncode == 0, out.stderr
+    out = run_cli("download", name, url=stack.url, cwd=tmp_path)
+    assert out.returncode == cli.EXIT_NOT_FOUND, out.stderr
+
+
+def test_record_and_stop(stack, tmp_path):
+    need(stack, "get_camera_list", "start_recording", "stop_recording", "list_recordings", "get_recording_info")
+    cam_id = stack.wait_cameras(lambda cams: any(c["status"] == "CONNECTED" for c in cams))[0]["camera_id"]
+    out = run_cli("record", cam_id, url=stack.url, timeout=90)
+    assert out.returncode == 0, out.stderr + stack.logs()
+    assert out.stdout.startswith(f"Recording {cam_id} to ")
+    again = run_cli("record", cam_id, url=stack.url)
+    assert again.returncode == cli.EXIT_STATE, again.stderr
+    time.sleep(2.0)
+    out = run_cli("--json", "stop", cam_id, url=stack.url, timeout=90)
+    assert out.returncode == 0, out.stderr + stack.logs()
+    stopped = json.loads(out.stdout)
+    assert stopped["status"] == "STOPPED"
+    out = run_cli("stop", cam_id, url=stack.url)
+    assert out.returncode == cli.EXIT_STATE
+    listing = json.loads(run_cli("--json", "files", "recordings", url=stack.url).stdout)
+    assert stopped["filename"] in [f["filename"] for f in listing["files"]]
+    out = run_cli("download", stopped["filename"], "-o", str(tmp_path / "rec.mp4"), url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "rec.mp4").stat().st_size > 0

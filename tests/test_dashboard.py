@@ -1,0 +1,258 @@
+"""The dashboard in real headless Chromium against a live camsvc.
+
+camsvc runs with umockdev cameras and the MediaMTX stand-in
+(:class:`~tests.support.livestack.LiveStack`); Debian's Chromium is driven
+by Selenium through Debian's chromedriver (nothing is downloaded).  The tests
+run in file order on one page, as a user would: the page connects and shows
+the system's health, two cameras appear, a third is plugged in and appears
+without a reload, one is unplugged and greys out, a snapshot is taken and
+shown, a recording is started and stopped and lands in the list, a file is
+deleted, and the page is checked on a phone-sized screen.
+
+Screenshots go to ``artifacts/screenshots/`` (git-ignored).  With
+``CAMSVC_UPDATE_SCREENSHOTS=1`` (``make screenshots``) the README's images
+in ``docs/images/`` are refreshed from them.
+
+A step whose API method is not on this camsvc yet skips, naming the method.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.browser import browser_available, console_errors, screenshot, set_viewport, start_browser
+from tests.support.livestack import CAMERAS, LiveStack, stack_available
+from tests.support.server import ROOT
+
+ARTIFACTS = ROOT / "artifacts" / "screenshots"
+DOCS_IMAGES = ROOT / "docs" / "images"
+WIDTH, HEIGHT = 1440, 900
+
+_ok, _why = browser_available()
+pytestmark = pytest.mark.skipif(not _ok, reason=_why)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    ok, reason = stack_available()
+    if not ok:
+        pytest.skip(reason)
+    live = LiveStack(tmp_path_factory.mktemp("dashboard")).start()
+    yield live
+    live.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(stack):
+    browser = start_browser(WIDTH, HEIGHT)
+    set_viewport(browser.driver, WIDTH, HEIGHT)
+    browser.driver.get(stack.http + "/")
+    yield browser.driver
+    browser.quit()
+
+
+def need(stack: LiveStack, *methods: str) -> None:
+    reason = stack.missing(*methods)
+    if reason:
+        pytest.skip(reason)
+
+
+def wait(driver, condition, timeout: float = 15.0, what: str = "condition"):
+    """Poll ``condition(driver)`` until it is truthy; return its value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition(driver)
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; console: {console_errors(driver)}")
+        time.sleep(0.1)
+
+
+def js(driver, script: str, *args):
+    return driver.execute_script(script, *args)
+
+
+def shot(driver, name: str, *, docs: bool = False, full: bool = False) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    screenshot(driver, str(path), full_page=full)
+    assert path.stat().st_size > 10_000
+    if docs and os.environ.get("CAMSVC_UPDATE_SCREENSHOTS"):
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, DOCS_IMAGES / path.name)
+    return path
+
+
+def cards(driver) -> list[dict]:
+    return js(
+        driver,
+        """return [...document.querySelectorAll('#camera-grid [data-camera]')].map(c => ({
+             id: c.dataset.camera, status: c.dataset.status, offline: c.classList.contains('offline'),
+             name: c.querySelector('h3').textContent}));""",
+    )
+
+
+def card_button(driver, camera_id: str, action: str):
+    return driver.find_element("css selector", f'[data-camera="{camera_id}"] [data-action="{action}"]')
+
+
+# -- the page ---------------------------------------------------------------------------------------
+
+
+def test_page_connects_and_shows_health(driver, stack):
+    wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="the Live pill")
+    wait(driver, lambda d: d.find_element("id", "health-pill").is_displayed(), what="the health pill")
+    checks = wait(
+        driver,
+        lambda d: js(d, "return [...document.querySelectorAll('#checks [data-check]')].map(li => li.dataset.check)"),
+        what="the readiness checks",
+    )
+    assert "listening" in checks
+    assert "camsvc 0.1.0" in driver.find_element("id", "server-version").text
+    if stack.missing("get_camera_list"):
+        notice = driver.find_element("id", "cameras-notice").text
+        assert "get_camera_list" in notice
+    assert console_errors(driver) == []
+    # Marks this page load: later steps prove that nothing reloaded it.
+    js(driver, "window.__sameLoad = true;")
+    shot(driver, "dashboard-connected")
+
+
+def test_cameras_appear_and_follow_hotplug(driver, stack):
+    need(stack, "get_camera_list")
+    names = {c["card"] for c in CAMERAS[:2]}
+    wait(driver, lambda d: {c["name"] for c in cards(d) if not c["offline"]} >= names, what="the two cameras")
+    assert len(cards(driver)) == 2
+    stack.plug(2)
+    brio = wait(
+        driver,
+        lambda d: next((c for c in cards(d) if c["name"] == CAMERAS[2]["card"] and not c["offline"]), None),
+        what="the plugged camera",
+    )
+    assert js(driver, "return window.__sameLoad === true"), "the page was reloaded"
+    stack.unplug(CAMERAS[2]["name"])
+    gone = wait(
+        driver,
+        lambda d: next((c for c in cards(d) if c["id"] == brio["id"] and c["offline"]), None),
+        what="the unplugged camera to grey out",
+    )
+    assert gone["status"] == "DISCONNECTED"
+    assert not card_button(driver, brio["id"], "snapshot").is_enabled()
+    assert js(driver, "return window.__sameLoad === true")
+    assert console_errors(driver) == []
+    shot(driver, "dashboard-hotplug")
+
+
+def first_connected(driver) -> str:
+    return next(c["id"] for c in cards(driver) if c["status"] == "CONNECTED")
+
+
+def test_snapshot_is_shown(driver, stack):
+    need(stack, "get_camera_list", "take_snapshot", "list_snapshots")
+    camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
+    card_button(driver, camera_id, "snapshot").click()
+    wait(driver, lambda d: d.find_element("id", "snapshot-dialog").get_attribute("open") is not None, 60, "dialog")
+    wait(
+        driver,
+        lambda d: js(d, "const i = document.getElementById('snapshot-image'); return i.complete && i.naturalWidth > 0"),
+        30,
+        "the snapshot image to load",
+    )
+    caption = driver.find_element("id", "snapshot-caption").text
+    filename = caption.split(" · ")[0]
+    shot(driver, "dashboard-snapshot", docs=True)
+    driver.find_element("id", "snapshot-done").click()
+    driver.find_element("id", "tab-snapshots").click()
+    wait(driver, lambda d: d.find_elements("css selector", f'#files-snapshots [data-file="{filename}"]'), what="list")
+    # The card now previews the picture.
+    assert js(
+        driver,
+        "const i = document.querySelector(`[data-camera='${arguments[0]}'] .preview img`); return !!i && i.naturalWidth > 0",
+        camera_id,
+    )
+    # Its download link works.
+    href = driver.find_element("css selector", f'#files-snapshots [data-file="{filename}"] [data-action="download"]')
+    with urllib.request.urlopen(href.get_attribute("href"), timeout=10) as resp:
+        assert resp.status == 200 and resp.read(3) == b"\xff\xd8\xff"
+    assert console_errors(driver) == []
+
+
+def test_recording_start_stop_and_list(driver, stack):
+    need(stack, "get_camera_list", "start_recording", "stop_recording", "list_recordings")
+    camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
+    card_button(driver, camera_id, "record").click()
+    wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "true", 60, "record")
+    timer = driver.find_element("css selector", f'[data-camera="{camera_id}"] [data-action="record"] .timer')
+    first = timer.text
+    assert first.startswith("00:0")
+    wait(driver, lambda d: card_button(d, camera_id, "record").text.split()[-1] >= "00:02", 10, "the timer to run")
+    driver.find_element("id", "tab-recordings").click()
+    shot(driver, "dashboard-recording")
+    before = set(
+        js(driver, "return [...document.querySelectorAll('#files-recordings [data-file]')].map(e => e.dataset.file)")
+    )
+    card_button(driver, camera_id, "record").click()
+    wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "false", 60, "stop")
+    new = wait(
+        driver,
+        lambda d: (
+            set(
+                js(d, "return [...document.querySelectorAll('#files-recordings [data-file]')].map(e => e.dataset.file)")
+            )
+            - before
+        ),
+        30,
+        "the new recording in the list",
+    )
+    assert all(name.startswith(camera_id) for name in new)
+    assert console_errors(driver) == []
+    shot(driver, "dashboard", docs=True)
+
+
+def test_delete_a_snapshot(driver, stack):
+    need(stack, "list_snapshots", "delete_snapshot")
+    driver.find_element("id", "tab-snapshots").click()
+    items = driver.find_elements("css selector", "#files-snapshots [data-file]")
+    if not items:
+        pytest.skip("no snapshot to delete (take_snapshot did not run)")
+    name = items[0].get_attribute("data-file")
+    button = items[0].find_element("css selector", '[data-action="delete"]')
+    button.click()  # arms
+    assert "Delete?" in button.text
+    button.click()  # confirms
+    wait(
+        driver,
+        lambda d: not d.find_elements("css selector", f'#files-snapshots [data-file="{name}"]'),
+        what="the file to leave the list",
+    )
+
+
+def test_controls_have_accessible_names(driver):
+    unnamed = js(
+        driver,
+        """return [...document.querySelectorAll('button, a[href], input, [role=tab]')]
+             .filter(el => el.offsetParent !== null)
+             .filter(el => !((el.getAttribute('aria-label') || '').trim() || (el.textContent || '').trim()
+                             || (el.labels && el.labels.length)))
+             .map(el => el.outerHTML.slice(0, 120));""",
+    )
+    assert unnamed == []
+
+
+def test_phone_layout(driver, stack):
+    set_viewport(driver, 390, 844, scale=2, mobile=True)
+    try:
+        driver.execute_script("window.scrollTo(0, 0)")
+        time.sleep(0.5)
+        overflow = js(driver, "return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"the page is {overflow}px wider than a phone screen"
+        shot(driver, "dashboard-phone", docs=True)
+    finally:
+        set_viewport(driver, WIDTH, HEIGHT)
