@@ -318,7 +318,7 @@ class Client:
         add_trigger = getattr(self.reactor, "addSystemEventTrigger", None)
         if add_trigger is not None and self._shutdown_trigger is None:
             # Reactor shutdown (Ctrl-C, SIGTERM): close cleanly, and do not try to reconnect.
-            self._shutdown_trigger = add_trigger("before", "shutdown", self.close)
+            self._shutdown_trigger = add_trigger("before", "shutdown", self._shutting_down)
         if self.connected:
             return succeed(self)
         d = self._wait_connected()
@@ -362,10 +362,7 @@ class Client:
         """Close the connection (no reconnect); fires when it is closed."""
         self._closing = True
         if self._shutdown_trigger is not None:
-            try:
-                self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
-            except (ValueError, KeyError, TypeError):
-                pass  # already run (this is the shutdown)
+            self.reactor.removeSystemEventTrigger(self._shutdown_trigger)
             self._shutdown_trigger = None
         if self._retry_call is not None and self._retry_call.active():
             self._retry_call.cancel()
@@ -387,6 +384,10 @@ class Client:
         else:
             proto.dropConnection(abort=True)
         return done
+
+    def _shutting_down(self) -> Deferred:
+        self._shutdown_trigger = None  # it is firing: never remove it
+        return self.close()
 
     def download(self, url: str, sink: Any, *, timeout: float | None = None) -> Deferred:
         """GET ``url`` (absolute, or relative to the server's http(s) origin) into ``sink.write``.

@@ -124,6 +124,13 @@
     return undefined;
   }
 
+  // Links come from the server; still, only ever make http(s) or same-site ones.
+  function safeUrl(url) {
+    if (typeof url !== 'string') return null;
+    if (url.startsWith('/') && !url.startsWith('//')) return url;
+    return /^https?:\/\//i.test(url) ? url : null;
+  }
+
   function titleCase(name) {
     return String(name).replace(/[_-]+/g, ' ').replace(/^\w/, (c) => c.toUpperCase());
   }
@@ -585,23 +592,25 @@
     loadStreams();
   }
 
+  // system_status_update: {component, status, message} (docs/api.md).
   function describeSystem(p) {
     if (!p || typeof p !== 'object') return null;
-    const m = p.mediamtx;
-    const mediaState = typeof m === 'string' ? m : (m && typeof m === 'object' ? (m.status || (m.available === false ? 'down' : m.available ? 'up' : '')) : '');
-    if (mediaState) {
-      const up = /^(up|ok|available|running|healthy|ready)$/i.test(mediaState);
-      return up
-        ? { message: 'The media server (MediaMTX) is back.', kind: 'ok' }
-        : { message: 'The media server (MediaMTX) is not answering. Streams and recording are unavailable until it is back.', kind: 'error' };
+    const component = String(p.component || '');
+    const status = String(p.status || '').toLowerCase();
+    const detail = p.message ? ` (${p.message})` : '';
+    const good = /^(up|ok|ready|available|normal|healthy)$/.test(status);
+    if (component === 'mediamtx') {
+      return good
+        ? { message: 'The media server (MediaMTX) is back: streams and recording work again.', kind: 'ok' }
+        : { message: `The media server (MediaMTX) is not answering, so streams and recording are unavailable until it is back${detail}.`, kind: 'error' };
     }
-    const s = p.storage;
-    const storageState = typeof s === 'string' ? s : (s && typeof s === 'object' ? s.status || s.level : '');
-    if (storageState && !/^(ok|normal)$/i.test(storageState)) {
-      return { message: `Disk space is ${storageState.toLowerCase()}. Delete old recordings or snapshots.`, kind: 'warn' };
+    if (component === 'storage') {
+      return good
+        ? { message: 'Disk space is fine again.', kind: 'ok' }
+        : { message: `Disk space is ${status === 'critical' ? 'critically low: new recordings and snapshots are refused' : 'running low'}${detail}. Delete old recordings or snapshots.`, kind: status === 'critical' ? 'error' : 'warn' };
     }
-    if (p.message) return { message: String(p.message), kind: 'warn' };
-    return null;
+    if (!component && !p.message) return null;
+    return { message: `${component ? `${titleCase(component)}: ` : ''}${status || ''}${detail}`.trim(), kind: good ? 'ok' : 'warn' };
   }
 
   // -- actions ---------------------------------------------------------------------------
@@ -616,7 +625,7 @@
     setBusy(cameraId, 'snapshot');
     try {
       const result = await call('take_snapshot', { device: cameraId }, SLOW_CALL_TIMEOUT_MS);
-      const url = result.download_url || `/files/snapshots/${encodeURIComponent(result.filename)}`;
+      const url = safeUrl(result.download_url) || `/files/snapshots/${encodeURIComponent(result.filename)}`;
       state.previews.set(cameraId, { url, time: result.timestamp || Date.now() / 1000 });
       showSnapshot(result, url, cam);
       loadFiles('snapshots');
@@ -698,7 +707,7 @@
     event.preventDefault();
     try {
       const info = await call(method, { filename: file.filename });
-      const a = h('a', { href: info.download_url || file.download_url, download: file.filename });
+      const a = h('a', { href: safeUrl(info.download_url) || safeUrl(file.download_url) || `/files/${kind}/${encodeURIComponent(file.filename)}`, download: file.filename });
       document.body.append(a);
       a.click();
       a.remove();
@@ -820,10 +829,12 @@
     if (!s) { box.hidden = true; return; }
     box.hidden = false;
     const total = pick(s, ['total_space', 'total_bytes', 'total', 'disk_total']);
-    const free = pick(s, ['available_space', 'free_space', 'available_bytes', 'free_bytes', 'available', 'free', 'disk_free']);
+    const free = pick(s, ['free_bytes', 'available_bytes', 'available_space', 'free_space', 'available', 'free', 'disk_free']);
     let used = pick(s, ['used_space', 'used_bytes', 'used', 'disk_used']);
     if (used === undefined && total !== undefined && free !== undefined) used = total - free;
     let percent = pick(s, ['usage_percent', 'used_percent', 'percent_used']);
+    const freePercent = pick(s, ['free_percent']);
+    if (percent === undefined && freePercent !== undefined) percent = 100 - freePercent;
     if (percent === undefined && total) percent = (100 * (used ?? total - free)) / total;
     const fill = $('storage-fill');
     const meter = $('storage-meter');
@@ -839,17 +850,20 @@
       : '';
     const facts = $('storage-facts');
     facts.replaceChildren();
-    const rows = [
-      ['Recordings', pick(s, ['recordings_size', 'recordings_bytes']), pick(s, ['recordings_count', 'recording_count'])],
-      ['Snapshots', pick(s, ['snapshots_size', 'snapshots_bytes']), pick(s, ['snapshots_count', 'snapshot_count'])],
-    ];
-    for (const [label, size, count] of rows) {
+    for (const [kind, label] of [['recordings', 'Recordings'], ['snapshots', 'Snapshots']]) {
+      const part = s[kind] && typeof s[kind] === 'object' ? s[kind] : {};
+      const size = pick(part, ['bytes', 'size']) ?? pick(s, [`${kind}_size`, `${kind}_bytes`]);
+      const count = pick(part, ['files', 'count']) ?? pick(s, [`${kind}_count`]);
       if (size === undefined && count === undefined) continue;
       const parts = [count !== undefined ? `${count} file${count === 1 ? '' : 's'}` : null, size !== undefined ? humanSize(size) : null];
-      facts.append(h('dt', {}, label), h('dd', {}, parts.filter(Boolean).join(' · ')));
+      facts.append(h('dt', {}, label), h('dd', { dataset: { storage: kind } }, parts.filter(Boolean).join(' · ')));
     }
-    const level = s.status || s.level;
-    if (level && !/^(ok|normal)$/i.test(level)) facts.append(h('dt', {}, 'State'), h('dd', {}, titleCase(level)));
+    const level = String(s.status || s.level || '').toLowerCase();
+    if (level && !/^(ok|normal)$/.test(level)) {
+      facts.append(h('dt', {}, 'State'), h('dd', { class: level === 'critical' ? 'bad-text' : 'warn-text' },
+        level === 'critical' ? 'Critically low: new files are refused' : 'Running low'));
+      fill.classList.add(level === 'critical' ? 'bad' : 'warn');
+    }
   }
 
   // -- rendering: cameras ---------------------------------------------------------------------
@@ -924,7 +938,7 @@
     if (ready) {
       return { cls: 'ok', text: `Live${readers !== undefined ? ` · ${readers} viewer${readers === 1 ? '' : 's'}` : ''}` };
     }
-    return { cls: '', text: 'Idle · starts when someone watches' };
+    return { cls: '', text: 'Idle · starts on demand' };
   }
 
   function capabilityRows(caps) {
@@ -1000,10 +1014,10 @@
           h('button', { type: 'button', class: 'btn btn-small', 'aria-label': `Copy the RTSP address of ${label}`, dataset: { action: 'copy-rtsp', focusKey: 'copy' }, onclick: (e) => copyText(streams.rtsp, e.currentTarget) }, 'Copy')));
       }
       const players = h('div', { class: 'player-links' });
-      if (streams.webrtc) {
+      if (safeUrl(streams.webrtc)) {
         players.append(h('a', { class: 'btn btn-small', href: streams.webrtc, target: '_blank', rel: 'noopener', 'aria-label': `Watch ${label} live (WebRTC, opens MediaMTX's player)`, 'aria-disabled': offline ? 'true' : null, dataset: { action: 'webrtc' } }, 'Watch · WebRTC ↗'));
       }
-      if (streams.hls) {
+      if (safeUrl(streams.hls)) {
         const page = streams.hls.replace(/index\.m3u8$/, '');
         players.append(h('a', { class: 'btn btn-small', href: page, target: '_blank', rel: 'noopener', 'aria-label': `Watch ${label} with HLS (opens MediaMTX's player)`, 'aria-disabled': offline ? 'true' : null, dataset: { action: 'hls' } }, 'Watch · HLS ↗'));
       }
@@ -1098,7 +1112,7 @@
     const first = seen.size === 0;
     for (const file of files) {
       const name = file.filename;
-      const url = file.download_url || `/files/${kind}/${encodeURIComponent(name)}`;
+      const url = safeUrl(file.download_url) || `/files/${kind}/${encodeURIComponent(name)}`;
       const thumb = kind === 'snapshots'
         ? h('img', { class: 'file-thumb', src: url, alt: '', loading: 'lazy' })
         : h('span', { class: 'file-thumb' }, svg(ICON_FILM));

@@ -38,6 +38,22 @@ CAMERAS = (
 )
 
 
+#: ffmpeg input for snapshots "from the device": umockdev emulates a camera's ioctls but
+#: delivers no frames, so the picture is ffmpeg's test pattern at the camera's default
+#: size; everything after the input (ffmpeg on the reactor, the file, its download) is real.
+SNAPSHOT_INPUT = "-f lavfi -i testsrc2=size={width}x{height}:rate=30"
+
+
+def snapshot_config() -> dict:
+    """The snapshots section for the stack (empty before camsvc has ``snapshots.device_input``)."""
+    import dataclasses
+
+    from camsvc.config import SnapshotsConfig
+
+    names = {f.name for f in dataclasses.fields(SnapshotsConfig)}
+    return {"snapshots": {"device_input": SNAPSHOT_INPUT}} if "device_input" in names else {}
+
+
 def stack_available() -> tuple[bool, str]:
     return umockdev_available()
 
@@ -133,8 +149,13 @@ class LiveStack:
             self.mediamtx = MediaMTXProcess(self.tmp / "mediamtx", self.tmp / "mediamtx.log")
             config = merge(
                 {
+                    **snapshot_config(),
                     "discovery": {"enabled": True},
-                    "mediamtx": {"api_url": self.mediamtx.api_url, "rtsp_port": self.mediamtx.rtsp_port},
+                    "mediamtx": {
+                        "enabled": True,
+                        "api_url": self.mediamtx.api_url,
+                        "rtsp_port": self.mediamtx.rtsp_port,
+                    },
                 },
                 self.extra_config,
             )
