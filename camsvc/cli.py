@@ -446,21 +446,26 @@ def guess_kind(name: str) -> list[str]:
 
 
 async def find_file(client: Client, name: str, kind: str | None) -> tuple[str, dict]:
-    """Which list holds ``name`` and its info (download_url if the server gives one)."""
+    """Which list holds ``name`` and its info (download_url if the server gives one).
+
+    Each list is asked in turn (the likelier first, by extension); "not found"
+    (-32009) and "not a name of this list" (-32602, e.g. a .jpg asked of the
+    recordings) move on to the next.  Without the info methods (-32601) the
+    download falls back to ``/files/<kind>/<name>``.
+    """
     candidates = [kind] if kind else guess_kind(name)
-    last: BaseException | None = None
+    lacking = []
     for candidate in candidates:
         method = "get_recording_info" if candidate == "recordings" else "get_snapshot_info"
         try:
             return candidate, await client.call(method, {"filename": name})
         except RpcError as exc:
-            if exc.code not in (-32009, -32601):
+            if exc.code == -32601:
+                lacking.append(candidate)
+            elif kind or exc.code not in (-32009, -32602):
                 raise
-            last = exc
-            if exc.code == -32601 and kind:
-                return candidate, {}
-    if isinstance(last, RpcError) and last.code == -32601:
-        return candidates[0], {}
+    if lacking:
+        return lacking[0], {}
     raise CliError(f"no recording or snapshot named {name!r}", EXIT_NOT_FOUND)
 
 
