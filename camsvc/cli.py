@@ -578,6 +578,31 @@ exit status: 0 ok, 1 other server error, 2 usage / invalid parameters,
 """
 
 
+def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--url",
+        default=default(os.environ.get("CAMSVC_URL") or DEFAULT_URL),
+        help=f"camsvc WebSocket URL (env CAMSVC_URL; default {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        default=default(os.environ.get("CAMSVC_TOKEN") or None),
+        help="JWT or API key to authenticate with (env CAMSVC_TOKEN); none for a server without authentication",
+    )
+    parser.add_argument(
+        "--json", action="store_true", default=default(False), help="print JSON (one document, or one line per event)"
+    )
+    parser.add_argument(
+        "--timeout", type=positive_float, default=default(10.0), help="seconds to wait for the server (default 10)"
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", default=default(False), help="log protocol details to stderr"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -585,58 +610,49 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("CAMSVC_URL") or DEFAULT_URL,
-        help=f"camsvc WebSocket URL (env CAMSVC_URL; default {DEFAULT_URL})",
-    )
-    parser.add_argument(
-        "--token",
-        default=os.environ.get("CAMSVC_TOKEN") or None,
-        help="JWT or API key to authenticate with (env CAMSVC_TOKEN); none for a server without authentication",
-    )
-    parser.add_argument("--json", action="store_true", help="print JSON (one document, or one line per event)")
-    parser.add_argument(
-        "--timeout", type=positive_float, default=10.0, help="seconds to wait for the server (default 10)"
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log protocol details to stderr")
+    add_global_options(parser, defaults=True)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    # The same options are accepted after the command too (`camsvc-cli list --json`).
+    common = argparse.ArgumentParser(add_help=False)
+    add_global_options(common, defaults=False)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
-    sub.add_parser("ping", help="check that camsvc answers")
-    sub.add_parser("info", help="server version, health and readiness checks")
-    sub.add_parser("list", help="list cameras")
-    p = sub.add_parser("status", help="one camera's state, streams and capabilities")
+    sub.add_parser("ping", parents=[common], help="check that camsvc answers")
+    sub.add_parser("info", parents=[common], help="server version, health and readiness checks")
+    sub.add_parser("list", parents=[common], help="list cameras")
+    p = sub.add_parser("status", parents=[common], help="one camera's state, streams and capabilities")
     p.add_argument("camera", metavar="CAM", help="camera id (camera0), /dev/videoN or /dev/v4l/by-id/... path")
-    p = sub.add_parser("caps", help="one camera's formats, frame sizes and rates")
+    p = sub.add_parser("caps", parents=[common], help="one camera's formats, frame sizes and rates")
     p.add_argument("camera", metavar="CAM")
-    p = sub.add_parser("snapshot", help="take a snapshot and download it")
+    p = sub.add_parser("snapshot", parents=[common], help="take a snapshot and download it")
     p.add_argument("camera", metavar="CAM")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save it (default: its name, here; - = stdout)")
     p.add_argument("--format", choices=("jpg", "png"), help="image format (default: the server's)")
     p.add_argument("--quality", type=int_range(1, 100), help="JPEG quality 1-100")
     p.add_argument("--name", help="file name to give it on the server")
     p.add_argument("--no-download", action="store_true", help="only take it; leave it on the server")
-    p = sub.add_parser("record", help="start recording")
+    p = sub.add_parser("record", parents=[common], help="start recording")
     p.add_argument("camera", metavar="CAM")
     p.add_argument("--duration", type=positive_float, metavar="S", help="stop automatically after S seconds")
     p.add_argument("--format", help="container format (default: the server's)")
     p.add_argument("--wait", action="store_true", help="wait until the recording stops (with --duration)")
-    p = sub.add_parser("stop", help="stop recording")
+    p = sub.add_parser("stop", parents=[common], help="stop recording")
     p.add_argument("camera", metavar="CAM")
-    p = sub.add_parser("files", help="list recordings and/or snapshots")
+    p = sub.add_parser("files", parents=[common], help="list recordings and/or snapshots")
     p.add_argument("kind", nargs="?", choices=KINDS, help="only this list")
     p.add_argument("--camera", metavar="CAM", help="only this camera's files")
     p.add_argument("--limit", type=int_range(1, 1000), default=100, help="at most this many (default 100)")
     p.add_argument("--offset", type=int_range(0, 2**31), default=0, help="skip this many")
-    p = sub.add_parser("download", help="download a recording or snapshot")
+    p = sub.add_parser("download", parents=[common], help="download a recording or snapshot")
     p.add_argument("name", metavar="NAME", help="file name as listed by `files`")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save it (default: NAME, here; - = stdout)")
     p.add_argument("--kind", choices=KINDS, help="which list NAME is in (default: found out)")
-    p = sub.add_parser("delete", help="delete a recording or snapshot")
+    p = sub.add_parser("delete", parents=[common], help="delete a recording or snapshot")
     p.add_argument("name", metavar="NAME")
     p.add_argument("--kind", choices=KINDS, help="which list NAME is in (default: found out)")
-    p = sub.add_parser("watch", help="print notifications as they arrive (reconnects if the connection drops)")
+    p = sub.add_parser(
+        "watch", parents=[common], help="print notifications as they arrive (reconnects if the connection drops)"
+    )
     p.add_argument("--count", type=int_range(1, 2**31), help="exit after this many notifications")
     p.add_argument("--method", action="append", metavar="NAME", help="only this notification (repeatable)")
     return parser

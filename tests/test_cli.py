@@ -344,6 +344,7 @@ def test_snapshot_download_and_delete(stack, tmp_path):
 def test_record_and_stop(stack, tmp_path):
     need(stack, "get_camera_list", "start_recording", "stop_recording", "list_recordings", "get_recording_info")
     cam_id = stack.wait_cameras(lambda cams: any(c["status"] == "CONNECTED" for c in cams))[0]["camera_id"]
+    stack.wait_streams()
     out = run_cli("record", cam_id, url=stack.url, timeout=90)
     assert out.returncode == 0, out.stderr + stack.logs()
     assert out.stdout.startswith(f"Recording {cam_id} to ")
@@ -360,4 +361,55 @@ def test_record_and_stop(stack, tmp_path):
     assert stopped["filename"] in [f["filename"] for f in listing["files"]]
     out = run_cli("download", stopped["filename"], "-o", str(tmp_path / "rec.mp4"), url=stack.url)
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "rec.mp4").stat().st_size > 0
+    assert (tmp_path / "rec.mp4").stat().st_size == stopped["file_size"]
+    # --duration with --wait: the server stops it, the CLI reports it.
+    out = run_cli("record", cam_id, "--duration", "1.5", "--wait", url=stack.url, timeout=90)
+    assert out.returncode == 0, out.stderr + stack.logs()
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"Recording {cam_id} to ") and lines[0].endswith("stops after 1.5 s")
+    assert re.fullmatch(rf"Recording {cam_id}_\S+\.mp4 stopped \([\d.]+ s\)", lines[1]), lines
+
+
+# -- with authentication -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_stack(tmp_path_factory):
+    ok, reason = stack_available()
+    if not ok:
+        pytest.skip(reason)
+    live = LiveStack(tmp_path_factory.mktemp("cli-auth"), config={"auth": {"required": True}}).start()
+    yield live
+    live.stop()
+
+
+def test_tokens_roles_and_auth_exit_codes(auth_stack, tmp_path):
+    need(auth_stack, "authenticate", "get_camera_list", "take_snapshot")
+    url = auth_stack.url
+    auth_stack.wait_cameras(lambda cams: any(c["status"] == "CONNECTED" for c in cams))
+    out = run_cli("list", url=url)
+    assert out.returncode == cli.EXIT_AUTH
+    assert one_line(out.stderr) == (
+        "camsvc-cli: Authentication required: call 'authenticate' before 'get_camera_list' (-32001)"
+    )
+    out = run_cli("--token", "not-a-token", "ping", url=url)
+    assert out.returncode == cli.EXIT_AUTH
+    assert one_line(out.stderr).startswith("camsvc-cli: Authentication failed") and "(-32001)" in out.stderr
+    viewer = auth_stack.token("viewer")
+    out = run_cli("list", url=url, env={"CAMSVC_TOKEN": viewer})
+    assert out.returncode == 0, out.stderr
+    cam_id = json.loads(run_cli("--json", "list", url=url, env={"CAMSVC_TOKEN": viewer}).stdout)["cameras"][0][
+        "camera_id"
+    ]
+    out = run_cli("snapshot", cam_id, url=url, env={"CAMSVC_TOKEN": viewer}, cwd=tmp_path)
+    assert out.returncode == cli.EXIT_AUTH
+    assert "operator" in one_line(out.stderr) and "(-32003)" in out.stderr
+    operator = auth_stack.token("operator", kind="jwt")
+    out = run_cli("--json", "snapshot", cam_id, "-o", str(tmp_path / "a.jpg"), "--token", operator, url=url, timeout=90)
+    assert out.returncode == 0, out.stderr + auth_stack.logs()
+    name = json.loads(out.stdout)["filename"]
+    assert (tmp_path / "a.jpg").read_bytes()[:3] == b"\xff\xd8\xff"
+    # A viewer may download (the CLI authorises the file request with its token).
+    out = run_cli("download", name, "-o", str(tmp_path / "b.jpg"), url=url, env={"CAMSVC_TOKEN": viewer})
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "b.jpg").read_bytes() == (tmp_path / "a.jpg").read_bytes()

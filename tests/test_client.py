@@ -282,3 +282,31 @@ async def test_reconnects_and_resumes_after_a_restart(tmp_path):
         await client.close()
         if second is not None:
             second.stop_cleanly()
+
+
+@pytest_twisted.ensureDeferred
+async def test_authentication_on_every_connection_and_a_refused_token(tmp_path):
+    from tests.support.livestack import admin
+
+    reactor = _reactor()
+    proc = ServiceProcess(tmp_path, {"auth": {"required": True}}).start()
+    try:
+        key = admin(proc.config_path, "key", "create", "--role", "operator")
+        client = Client(proc.url, token=key, reactor=reactor, timeout=5, reconnect=True)
+        await client.connect()
+        assert client.auth["role"] == "operator" and client.auth["authenticated"] is True
+        assert (await client.call("get_server_info"))["auth_required"] is True
+        await client.close()
+        bad = Client(proc.url, token="camsvc_0000_not-a-key", reactor=reactor, timeout=5, reconnect=True)
+        with pytest.raises(RpcError) as info:
+            await bad.connect()
+        assert info.value.code == -32001
+        assert bad._retry_call is None and "authentication failed" in bad.last_error
+        anonymous = Client(proc.url, reactor=reactor, timeout=5)
+        await anonymous.connect()
+        with pytest.raises(RpcError) as info:
+            await anonymous.call("get_server_info")
+        assert info.value.code == -32001
+        await anonymous.close()
+    finally:
+        proc.stop_cleanly()

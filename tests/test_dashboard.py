@@ -19,6 +19,7 @@ A step whose API method is not on this camsvc yet skips, naming the method.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 import urllib.request
@@ -64,10 +65,19 @@ def need(stack: LiveStack, *methods: str) -> None:
 
 
 def wait(driver, condition, timeout: float = 15.0, what: str = "condition"):
-    """Poll ``condition(driver)`` until it is truthy; return its value."""
+    """Poll ``condition(driver)`` until it is truthy; return its value.
+
+    Cards are redrawn when their camera changes, so an element found a moment ago
+    may be gone: such a poll just counts as "not yet".
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = condition(driver)
+        try:
+            value = condition(driver)
+        except (NoSuchElementException, StaleElementReferenceException):
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
@@ -153,8 +163,17 @@ def test_cameras_appear_and_follow_hotplug(driver, stack):
     shot(driver, "dashboard", docs=True)
 
 
-def first_connected(driver) -> str:
-    return next(c["id"] for c in cards(driver) if c["status"] == "CONNECTED")
+def timer_seconds(driver, camera_id: str) -> int | None:
+    """Seconds on the record button's timer, None while it shows no running timer."""
+    button = card_button(driver, camera_id, "record")
+    if button.get_attribute("aria-pressed") != "true":
+        return None
+    match = re.search(r"(\d+):(\d\d)$", button.text.strip())
+    return int(match.group(1)) * 60 + int(match.group(2)) if match else None
+
+
+def first_connected(driver) -> str | None:
+    return next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED"), None)
 
 
 def test_snapshot_is_shown(driver, stack):
@@ -192,10 +211,9 @@ def test_recording_start_stop_and_list(driver, stack):
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
     card_button(driver, camera_id, "record").click()
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "true", 60, "record")
-    timer = driver.find_element("css selector", f'[data-camera="{camera_id}"] [data-action="record"] .timer')
-    first = timer.text
-    assert first.startswith("00:0")
-    wait(driver, lambda d: card_button(d, camera_id, "record").text.split()[-1] >= "00:02", 10, "the timer to run")
+    first = wait(driver, lambda d: timer_seconds(d, camera_id) is not None, what="the timer")
+    assert first and timer_seconds(driver, camera_id) < 5
+    wait(driver, lambda d: (timer_seconds(d, camera_id) or 0) >= 2, 10, "the timer to run")
     driver.find_element("id", "tab-recordings").click()
     shot(driver, "dashboard-recording")
     before = set(
@@ -216,7 +234,31 @@ def test_recording_start_stop_and_list(driver, stack):
     )
     assert all(name.startswith(camera_id) for name in new)
     assert console_errors(driver) == []
+    # The README's picture: another camera recording, this one's snapshot, the unplugged one, the files.
+    other = next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED" and c["id"] != camera_id), None)
+    if other is not None:
+        card_button(driver, other, "record").click()
+        wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 20, "a second recording")
+        # A page opened while it records shows how long it has been recording.
+        first_window = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        try:
+            driver.get(stack.http + "/")
+            wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 15, "the timer on a fresh page")
+        finally:
+            driver.close()
+            driver.switch_to.window(first_window)
+        wait(
+            driver,
+            lambda d: "Live" in d.find_element("css selector", f'[data-camera="{other}"] [data-role="stream"]').text,
+            15,
+            "the recording's stream to be live",
+        )
+    js(driver, "document.getElementById('toasts').replaceChildren(); window.scrollTo(0, 0);")
     shot(driver, "dashboard", docs=True)
+    if other is not None:
+        card_button(driver, other, "record").click()
+        wait(driver, lambda d: card_button(d, other, "record").get_attribute("aria-pressed") == "false", 60, "stop")
 
 
 def test_delete_a_snapshot(driver, stack):
@@ -259,3 +301,111 @@ def test_phone_layout(driver, stack):
         shot(driver, "dashboard-phone", docs=True)
     finally:
         set_viewport(driver, WIDTH, HEIGHT)
+
+
+# -- with authentication ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def auth_stack(tmp_path_factory):
+    ok, reason = stack_available()
+    if not ok:
+        pytest.skip(reason)
+    live = LiveStack(tmp_path_factory.mktemp("dashboard-auth"), config={"auth": {"required": True}}).start()
+    yield live
+    live.stop()
+
+
+def sign_in(driver, token: str) -> None:
+    field = driver.find_element("id", "login-token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element("id", "login-submit").click()
+
+
+def test_sign_in_roles_and_sign_out(auth_stack):
+    need(auth_stack, "authenticate", "get_camera_list", "take_snapshot")
+    auth_stack.wait_cameras(lambda cams: sum(c["status"] == "CONNECTED" for c in cams) >= 2)
+    browser = start_browser(WIDTH, HEIGHT)
+    driver = browser.driver
+    try:
+        set_viewport(driver, WIDTH, HEIGHT)
+        driver.get(auth_stack.http + "/")
+        dialog = wait(
+            driver,
+            lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None,
+            what="the sign-in dialog",
+        )
+        assert dialog and driver.find_element("id", "conn-pill").text == "Sign-in needed"
+        sign_in(driver, "not-a-token")
+        error = wait(driver, lambda d: d.find_element("id", "login-error").text, what="the refusal")
+        assert error.startswith("The token was refused: ") and "Authentication failed" not in error
+        shot(driver, "dashboard-signin")
+        sign_in(driver, auth_stack.token("viewer"))
+        wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is None, what="sign-in")
+        camera_id = wait(driver, lambda d: first_connected(d), what="the cameras")
+        button = card_button(driver, camera_id, "snapshot")
+        assert not button.is_enabled() and button.get_attribute("title") == "Needs the operator role"
+        assert driver.find_element("id", "sign-out").is_displayed()
+        # The token is kept for the tab: a reload needs no sign-in.
+        driver.refresh()
+        wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="reconnect after reload")
+        wait(driver, lambda d: first_connected(d), what="the cameras after reload")
+        assert driver.find_element("id", "login-dialog").get_attribute("open") is None
+        driver.find_element("id", "sign-out").click()
+        wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None, what="sign-out")
+        assert js(driver, "return sessionStorage.getItem('camsvc.token')") is None
+        sign_in(driver, auth_stack.token("operator", kind="jwt"))
+        camera_id = wait(driver, lambda d: first_connected(d), what="the cameras as operator")
+        wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="an enabled Snapshot")
+        card_button(driver, camera_id, "snapshot").click()
+        wait(
+            driver,
+            lambda d: js(
+                d, "const i = document.getElementById('snapshot-image'); return i.complete && i.naturalWidth > 0"
+            ),
+            60,
+            "the snapshot through its signed link",
+        )
+        assert "token=" in driver.find_element("id", "snapshot-image").get_attribute("src")
+        assert console_errors(driver) == []
+    finally:
+        browser.quit()
+
+
+def test_mediamtx_outage_is_shown_in_plain_words(driver, stack):
+    """Last on the main page: stops the MediaMTX stand-in."""
+    need(stack, "get_streams", "start_recording")
+    driver.refresh()
+    wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="the page")
+    camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
+    stack.mediamtx.stop()
+    toast = wait(
+        driver,
+        lambda d: next(
+            (t.text for t in d.find_elements("css selector", "#toasts .toast.error") if "MediaMTX" in t.text), None
+        ),
+        30,
+        "the MediaMTX outage toast",
+    )
+    assert "not answering" in toast
+    wait(
+        driver,
+        lambda d: "Failing" in d.find_element("css selector", '#checks [data-check="mediamtx"]').text,
+        20,
+        "the failing MediaMTX check",
+    )
+    assert driver.find_element("id", "health-pill").text == "Degraded"
+    card_button(driver, camera_id, "record").click()
+    message = wait(
+        driver,
+        lambda d: next(
+            (t.text for t in d.find_elements("css selector", "#toasts .toast.error") if "Could not start" in t.text),
+            None,
+        ),
+        30,
+        "the refusal to record",
+    )
+    assert "The media server (MediaMTX) is not answering" in message and "-32006" not in message
+    shot(driver, "dashboard-mediamtx-down")
+    assert console_errors(driver) == []

@@ -328,9 +328,9 @@
       } catch (err) {
         if (err instanceof RpcError && err.code === -32601) {
           state.role = null; // a server without authentication
-        } else if (err instanceof RpcError && (err.code === -32001 || err.code === -32003)) {
+        } else if (err instanceof RpcError && (err.code === -32001 || err.code === -32002)) {
           forgetToken();
-          showLogin(`The token was refused: ${err.message}.`);
+          showLogin(refusal(err));
           return;
         } else {
           throw err;
@@ -351,6 +351,17 @@
     state.ready = true;
     renderServer();
     await loadAll();
+  }
+
+  function refusal(err) {
+    if (err instanceof RpcError && err.code === -32001) {
+      return `The token was refused: ${err.message.replace(/^Authentication failed:\s*/i, '')}.`;
+    }
+    if (err instanceof RpcError && err.code === -32002) {
+      const wait = err.data && err.data.retry_after ? ` Try again in ${Math.ceil(err.data.retry_after)} s.` : ' Try again later.';
+      return `Too many failed attempts.${wait}`;
+    }
+    return plain(err, 'sign in');
   }
 
   function forgetToken() {
@@ -390,9 +401,7 @@
     } catch (err) {
       const error = $('login-error');
       error.hidden = false;
-      error.textContent = err instanceof RpcError && err.code === -32001
-        ? `The token was refused: ${err.message}.`
-        : plain(err, 'sign in');
+      error.textContent = refusal(err);
     } finally {
       button.disabled = false;
     }
@@ -444,10 +453,6 @@
     if (!cam || !cam.camera_id) return null;
     const before = state.cameras.get(cam.camera_id);
     state.cameras.set(cam.camera_id, { ...(before || {}), ...cam });
-    if (cam.recording && !state.recStart.has(cam.camera_id)) {
-      const started = toDate(cam.recording_start_time || cam.start_time);
-      state.recStart.set(cam.camera_id, started ? started.getTime() : null);
-    }
     if (cam.recording === false) state.recStart.delete(cam.camera_id);
     return before;
   }
@@ -459,9 +464,7 @@
       if (has('get_camera_status')) {
         const detail = await call('get_camera_status', { device: cameraId });
         state.details.set(cameraId, detail);
-        const rec = detail.recording_session || detail.recording_info || {};
-        const started = toDate(rec.start_time || detail.recording_start_time);
-        if (detail.recording && started) state.recStart.set(cameraId, started.getTime());
+        if (detail.recording && !state.recStart.get(cameraId)) findRecordingStart(cameraId);
       } else if (has('get_camera_capabilities')) {
         const caps = await call('get_camera_capabilities', { device: cameraId });
         state.details.set(cameraId, { capabilities: caps });
@@ -562,25 +565,56 @@
     }
   }
 
+  // recording_status_update: {device, camera_id, status, filename, duration, session_id, reason?}.
   function recordingUpdate(p) {
     if (!p) return;
+    setTimeout(loadStreams, 1200); // a recording keeps a reader on the stream: it goes live
     const id = p.camera_id || p.device;
     const cam = state.cameras.get(id) || [...state.cameras.values()].find((c) => c.device === p.device);
+    const label = cam ? cam.name || cam.camera_id : id;
     const status = String(p.status || '').toUpperCase();
     const active = status === 'STARTED' || status === 'RECORDING';
     if (cam) {
       cam.recording = active;
       if (active && !state.recStart.get(cam.camera_id)) {
-        const started = toDate(p.start_time);
-        state.recStart.set(cam.camera_id, started ? started.getTime() : Date.now() - 1000 * (p.duration || 0));
+        // STARTED's duration is the requested one; a resumed session's start is looked up.
+        if (p.reason === 'resumed') findRecordingStart(cam.camera_id);
+        else state.recStart.set(cam.camera_id, Date.now());
       }
       if (!active) state.recStart.delete(cam.camera_id);
       renderCamera(cam.camera_id);
     }
-    if (!active) {
-      if (status !== 'STOPPED') toast(`Recording on ${cam ? cam.name || cam.camera_id : id} ended: ${status.toLowerCase() || 'stopped'}.`, 'warn');
-      loadFiles('recordings');
-      loadStorage();
+    if (active) return;
+    const length = typeof p.duration === 'number' ? ` after ${humanDuration(p.duration)}` : '';
+    const reason = p.reason || '';
+    if (status === 'STOPPED' && reason === 'duration') toast(`Recording on ${label} finished${length}, as set.`, 'ok');
+    else if (status === 'STOPPED' && reason === 'shutdown') toast(`Recording on ${label} stopped: camsvc is shutting down.`, 'warn');
+    else if (reason === 'camera_disconnected') toast(`Recording on ${label} stopped${length}: the camera was unplugged. What was recorded is saved.`, 'error');
+    else if (reason === 'not_resumable') toast(`The recording on ${label} could not be resumed after camsvc restarted.`, 'error');
+    else if (status === 'FAILED' && !(cam && state.busy.get(cam.camera_id) === 'starting')) {
+      // (A start that failed is already reported to whoever pressed Record.)
+      toast(`Recording on ${label} failed${reason ? `: ${reason}` : ''}.`, 'error');
+    }
+    loadFiles('recordings');
+    loadStorage();
+  }
+
+  // A recording that was running before this page opened: its time comes from the segment being written.
+  async function findRecordingStart(cameraId) {
+    if (!has('list_recordings') || !has('get_recording_info')) return;
+    try {
+      const list = await call('list_recordings', { device: cameraId, limit: 1 });
+      const file = list.files && list.files[0];
+      if (!file) return;
+      const info = await call('get_recording_info', { filename: file.filename });
+      const started = toDate(info.created_time);
+      const cam = state.cameras.get(cameraId);
+      if (info.recording && started && cam && cam.recording && !state.recStart.get(cameraId)) {
+        state.recStart.set(cameraId, started.getTime());
+        renderCamera(cameraId);
+      }
+    } catch (err) {
+      quiet(err, `recording start of ${cameraId}`);
     }
   }
 
@@ -602,7 +636,7 @@
     if (component === 'mediamtx') {
       return good
         ? { message: 'The media server (MediaMTX) is back: streams and recording work again.', kind: 'ok' }
-        : { message: `The media server (MediaMTX) is not answering, so streams and recording are unavailable until it is back${detail}.`, kind: 'error' };
+        : { message: 'The media server (MediaMTX) is not answering, so streams and recording are unavailable until it is back. The System panel shows why.', kind: 'error' };
     }
     if (component === 'storage') {
       return good
@@ -669,6 +703,7 @@
       } else {
         const result = await call('start_recording', { device: cameraId }, SLOW_CALL_TIMEOUT_MS);
         if (cam) cam.recording = true;
+        setTimeout(loadStreams, 1200);
         const started = toDate(result.start_time);
         state.recStart.set(cameraId, started && Math.abs(Date.now() - started.getTime()) < 60000 ? started.getTime() : Date.now());
       }
@@ -936,7 +971,7 @@
       ?? (typeof s.status === 'string' ? /ready|live|publishing/i.test(s.status) : false);
     const readers = Array.isArray(s.readers) ? s.readers.length : typeof s.readers === 'number' ? s.readers : pick(s, ['reader_count', 'readers_count']);
     if (ready) {
-      return { cls: 'ok', text: `Live${readers !== undefined ? ` · ${readers} viewer${readers === 1 ? '' : 's'}` : ''}` };
+      return { cls: 'ok', text: `Live${readers ? ` · ${readers} viewer${readers === 1 ? '' : 's'}` : ''}` };
     }
     return { cls: '', text: 'Idle · starts on demand' };
   }

@@ -54,6 +54,22 @@ def snapshot_config() -> dict:
     return {"snapshots": {"device_input": SNAPSHOT_INPUT}} if "device_input" in names else {}
 
 
+def admin(config_path: Path, *args: str) -> str:
+    """Run ``camsvc-admin --config CONFIG ARGS``; return the first line it prints (a key or a JWT)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    out = subprocess.run(
+        [sys.executable, "-m", "camsvc.admin", "--config", str(config_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"camsvc-admin {' '.join(args)} failed: {out.stderr}")
+    return out.stdout.splitlines()[0].strip()
+
+
 def stack_available() -> tuple[bool, str]:
     return umockdev_available()
 
@@ -139,6 +155,7 @@ class LiveStack:
         self.mediamtx: MediaMTXProcess | None = None
         self.camsvc: ServiceProcess | None = None
         self._methods: set[str] | None = None
+        self._admin_key: str | None = None
 
     def start(self) -> LiveStack:
         try:
@@ -176,8 +193,21 @@ class LiveStack:
     def methods(self) -> set[str]:
         if self._methods is None:
             with RpcClient(self.url) as client:
+                if self.auth_required:
+                    client.call("authenticate", {"auth_token": self.admin_key})
                 self._methods = set(client.call("get_server_info")["methods"])
         return self._methods
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.camsvc.config["auth"]["required"])
+
+    @property
+    def admin_key(self) -> str:
+        """An admin API key for the test's own calls (made on first use)."""
+        if self._admin_key is None:
+            self._admin_key = self.token("admin")
+        return self._admin_key
 
     def missing(self, *methods: str) -> str | None:
         """A skip reason naming the methods camsvc does not offer (-32601), or None."""
@@ -185,6 +215,12 @@ class LiveStack:
         if not absent:
             return None
         return f"not on this camsvc yet (-32601 Method not found): {', '.join(absent)}"
+
+    def token(self, role: str, kind: str = "key") -> str:
+        """A new API key (``kind="key"``) or JWT (``"jwt"``) for ``role``, made with camsvc-admin."""
+        if kind == "key":
+            return admin(self.camsvc.config_path, "key", "create", "--role", role, "--name", f"test {role}")
+        return admin(self.camsvc.config_path, "token", "--role", role, "--subject", f"test-{role}")
 
     def plug(self, index: int = 2) -> dict:
         """Plug in camera ``CAMERAS[index]``; returns umockdev's reply (devnode, ...)."""
@@ -197,12 +233,31 @@ class LiveStack:
         """Poll get_camera_list until ``predicate(cameras)`` holds; return the cameras."""
         deadline = time.monotonic() + timeout
         with RpcClient(self.url) as client:
+            if self.auth_required:
+                client.call("authenticate", {"auth_token": self.admin_key})
             while True:
                 cameras = client.call("get_camera_list")["cameras"]
                 if predicate(cameras):
                     return cameras
                 if time.monotonic() > deadline:
                     raise AssertionError(f"camera list never matched: {cameras}")
+                time.sleep(0.1)
+
+    def wait_streams(self, timeout: float = 15.0) -> None:
+        """Wait until every connected camera has its MediaMTX path (recording needs it)."""
+        deadline = time.monotonic() + timeout
+        with RpcClient(self.url) as client:
+            if self.auth_required:
+                client.call("authenticate", {"auth_token": self.admin_key})
+            while True:
+                cameras = {
+                    c["camera_id"] for c in client.call("get_camera_list")["cameras"] if c["status"] == "CONNECTED"
+                }
+                paths = {s.get("camera_id") for s in client.call("get_streams")["streams"]}
+                if cameras and cameras <= paths:
+                    return
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"MediaMTX paths {paths} never covered the cameras {cameras}")
                 time.sleep(0.1)
 
     def logs(self) -> str:
