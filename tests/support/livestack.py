@@ -222,12 +222,26 @@ class LiveStack:
             return admin(self.camsvc.config_path, "key", "create", "--role", role, "--name", f"test {role}")
         return admin(self.camsvc.config_path, "token", "--role", role, "--subject", f"test-{role}")
 
-    def plug(self, index: int = 2) -> dict:
-        """Plug in camera ``CAMERAS[index]``; returns umockdev's reply (devnode, ...)."""
-        return self.bed.add_camera(**CAMERAS[index])
+    def plug(self, index: int = 2, *, wait: bool = True) -> dict:
+        """Plug in camera ``CAMERAS[index]``; returns umockdev's reply (devnode, ...).
 
-    def unplug(self, name: str) -> Any:
-        return self.bed.remove(name)
+        With ``wait``, returns once camsvc lists it as CONNECTED: a plug or unplug
+        right after the opposite one would otherwise fall inside discovery's
+        debounce window and cancel out.
+        """
+        reply = self.bed.add_camera(**CAMERAS[index])
+        if wait and not self.missing("get_camera_list"):
+            card = CAMERAS[index]["card"]
+            self.wait_cameras(lambda cams: any(c["name"] == card and c["status"] == "CONNECTED" for c in cams))
+        return reply
+
+    def unplug(self, name: str, *, wait: bool = True) -> Any:
+        """Unplug the umockdev camera ``name``; with ``wait``, until camsvc shows it disconnected."""
+        reply = self.bed.remove(name)
+        if wait and not self.missing("get_camera_list"):
+            card = next(c["card"] for c in CAMERAS if c["name"] == name)
+            self.wait_cameras(lambda cams: not any(c["name"] == card and c["status"] == "CONNECTED" for c in cams))
+        return reply
 
     def wait_cameras(self, predicate, timeout: float = 15.0) -> list[dict]:
         """Poll get_camera_list until ``predicate(cameras)`` holds; return the cameras."""
