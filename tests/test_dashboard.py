@@ -109,6 +109,12 @@ def cards(driver) -> list[dict]:
     )
 
 
+def click(driver, element) -> None:
+    """Click like a user, after dismissing the notices in the corner (they may cover the side panel)."""
+    driver.execute_script("document.getElementById('toasts').replaceChildren();")
+    element.click()
+
+
 def card_button(driver, camera_id: str, action: str):
     return driver.find_element("css selector", f'[data-camera="{camera_id}"] [data-action="{action}"]')
 
@@ -179,7 +185,7 @@ def first_connected(driver) -> str | None:
 def test_snapshot_is_shown(driver, stack):
     need(stack, "get_camera_list", "take_snapshot", "list_snapshots")
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
-    card_button(driver, camera_id, "snapshot").click()
+    click(driver, card_button(driver, camera_id, "snapshot"))
     wait(driver, lambda d: d.find_element("id", "snapshot-dialog").get_attribute("open") is not None, 60, "dialog")
     wait(
         driver,
@@ -190,8 +196,8 @@ def test_snapshot_is_shown(driver, stack):
     caption = driver.find_element("id", "snapshot-caption").text
     filename = caption.split(" · ")[0]
     shot(driver, "dashboard-snapshot", docs=True)
-    driver.find_element("id", "snapshot-done").click()
-    driver.find_element("id", "tab-snapshots").click()
+    click(driver, driver.find_element("id", "snapshot-done"))
+    click(driver, driver.find_element("id", "tab-snapshots"))
     wait(driver, lambda d: d.find_elements("css selector", f'#files-snapshots [data-file="{filename}"]'), what="list")
     # The card now previews the picture.
     assert js(
@@ -209,17 +215,17 @@ def test_snapshot_is_shown(driver, stack):
 def test_recording_start_stop_and_list(driver, stack):
     need(stack, "get_camera_list", "start_recording", "stop_recording", "list_recordings")
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
-    card_button(driver, camera_id, "record").click()
+    click(driver, card_button(driver, camera_id, "record"))
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "true", 60, "record")
     first = wait(driver, lambda d: timer_seconds(d, camera_id) is not None, what="the timer")
     assert first and timer_seconds(driver, camera_id) < 5
     wait(driver, lambda d: (timer_seconds(d, camera_id) or 0) >= 2, 10, "the timer to run")
-    driver.find_element("id", "tab-recordings").click()
+    click(driver, driver.find_element("id", "tab-recordings"))
     shot(driver, "dashboard-recording")
     before = set(
         js(driver, "return [...document.querySelectorAll('#files-recordings [data-file]')].map(e => e.dataset.file)")
     )
-    card_button(driver, camera_id, "record").click()
+    click(driver, card_button(driver, camera_id, "record"))
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "false", 60, "stop")
     new = wait(
         driver,
@@ -237,7 +243,7 @@ def test_recording_start_stop_and_list(driver, stack):
     # The README's picture: another camera recording, this one's snapshot, the unplugged one, the files.
     other = next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED" and c["id"] != camera_id), None)
     if other is not None:
-        card_button(driver, other, "record").click()
+        click(driver, card_button(driver, other, "record"))
         wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 20, "a second recording")
         # A page opened while it records shows how long it has been recording.
         first_window = driver.current_window_handle
@@ -257,21 +263,21 @@ def test_recording_start_stop_and_list(driver, stack):
     js(driver, "document.getElementById('toasts').replaceChildren(); window.scrollTo(0, 0);")
     shot(driver, "dashboard", docs=True)
     if other is not None:
-        card_button(driver, other, "record").click()
+        click(driver, card_button(driver, other, "record"))
         wait(driver, lambda d: card_button(d, other, "record").get_attribute("aria-pressed") == "false", 60, "stop")
 
 
 def test_delete_a_snapshot(driver, stack):
     need(stack, "list_snapshots", "delete_snapshot")
-    driver.find_element("id", "tab-snapshots").click()
+    click(driver, driver.find_element("id", "tab-snapshots"))
     items = driver.find_elements("css selector", "#files-snapshots [data-file]")
     if not items:
         pytest.skip("no snapshot to delete (take_snapshot did not run)")
     name = items[0].get_attribute("data-file")
     button = items[0].find_element("css selector", '[data-action="delete"]')
-    button.click()  # arms
+    click(driver, button)  # arms
     assert "Delete?" in button.text
-    button.click()  # confirms
+    click(driver, button)  # confirms
     wait(
         driver,
         lambda d: not d.find_elements("css selector", f'#files-snapshots [data-file="{name}"]'),
@@ -320,7 +326,7 @@ def sign_in(driver, token: str) -> None:
     field = driver.find_element("id", "login-token")
     field.clear()
     field.send_keys(token)
-    driver.find_element("id", "login-submit").click()
+    click(driver, driver.find_element("id", "login-submit"))
 
 
 def test_sign_in_roles_and_sign_out(auth_stack):
@@ -352,13 +358,13 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="reconnect after reload")
         wait(driver, lambda d: first_connected(d), what="the cameras after reload")
         assert driver.find_element("id", "login-dialog").get_attribute("open") is None
-        driver.find_element("id", "sign-out").click()
+        click(driver, driver.find_element("id", "sign-out"))
         wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None, what="sign-out")
         assert js(driver, "return sessionStorage.getItem('camsvc.token')") is None
         sign_in(driver, auth_stack.token("operator", kind="jwt"))
         camera_id = wait(driver, lambda d: first_connected(d), what="the cameras as operator")
         wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="an enabled Snapshot")
-        card_button(driver, camera_id, "snapshot").click()
+        click(driver, card_button(driver, camera_id, "snapshot"))
         wait(
             driver,
             lambda d: js(
@@ -396,7 +402,7 @@ def test_mediamtx_outage_is_shown_in_plain_words(driver, stack):
         "the failing MediaMTX check",
     )
     assert driver.find_element("id", "health-pill").text == "Degraded"
-    card_button(driver, camera_id, "record").click()
+    click(driver, card_button(driver, camera_id, "record"))
     message = wait(
         driver,
         lambda d: next(
