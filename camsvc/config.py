@@ -139,8 +139,8 @@ class ServerConfig:
 class AuthConfig:
     required: bool = _opt(True)
     allow_insecure_bind: bool = _opt(False)
-    jwt_secret_file: str = _opt("/var/lib/camsvc/jwt_secret")
-    api_keys_file: str = _opt("/var/lib/camsvc/api_keys.json")
+    jwt_secret_file: str = _opt("", doc="empty = <storage.state_dir>/jwt_secret")
+    api_keys_file: str = _opt("", doc="empty = <storage.state_dir>/api_keys.json")
     token_lifetime: float = _opt(86400.0, check=_positive)
     max_failed_attempts: int = _opt(5, check=_positive)
     failed_attempts_window: float = _opt(60.0, check=_positive)
@@ -382,8 +382,23 @@ def parse_config_dict(data: Mapping | None, environ: Mapping[str, str] | None = 
     if environ is not None:
         raw = _apply_env(raw, environ)
     config = _build(Config, raw, "")
+    config = _derive_paths(config)
     _check_combinations(config)
     return config
+
+
+def _derive_paths(config: Config) -> Config:
+    """Files that live in the state directory unless configured elsewhere."""
+    auth = config.auth
+    state = config.storage.state_dir
+    if auth.jwt_secret_file and auth.api_keys_file:
+        return config
+    auth = dataclasses.replace(
+        auth,
+        jwt_secret_file=auth.jwt_secret_file or os.path.join(state, "jwt_secret"),
+        api_keys_file=auth.api_keys_file or os.path.join(state, "api_keys.json"),
+    )
+    return dataclasses.replace(config, auth=auth)
 
 
 def _check_combinations(config: Config) -> None:

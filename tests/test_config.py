@@ -176,3 +176,15 @@ def test_twistd_refuses_invalid_config_with_one_line(tmp_path, content, expected
     assert lines[0].startswith(expected)
     assert proc.stdout == ""
     assert not Path(tmp_path / "twistd.pid").exists()
+
+
+def test_auth_files_live_in_the_state_dir_unless_configured():
+    config = parse_config_dict({"storage": {"state_dir": "/srv/cam"}})
+    assert config.auth.jwt_secret_file == "/srv/cam/jwt_secret"
+    assert config.auth.api_keys_file == "/srv/cam/api_keys.json"
+    assert parse_config_dict({}).auth.jwt_secret_file == "/var/lib/camsvc/jwt_secret"
+    explicit = parse_config_dict(
+        {"auth": {"jwt_secret_file": "/etc/camsvc/secret"}, "storage": {"state_dir": "/srv/cam"}}
+    )
+    assert explicit.auth.jwt_secret_file == "/etc/camsvc/secret"
+    assert explicit.auth.api_keys_file == "/srv/cam/api_keys.json"
