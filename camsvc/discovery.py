@@ -183,6 +183,34 @@ def from_pyudev(device: Any) -> UdevDevice:
     )
 
 
+def _plain_receive_buffer(fd: int, wanted: int, forced_error: Exception) -> str:
+    """Fall back to plain SO_RCVBUF (capped by net.core.rmem_max); return the size in force."""
+    import socket
+
+    sock = socket.socket(fileno=os.dup(fd))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
+        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    except OSError as exc:
+        log.warn(
+            "Cannot enlarge the udev receive buffer ({error}; {plain}); event storms are more "
+            "likely to overflow (handled by re-enumeration)",
+            error=forced_error,
+            plain=exc,
+        )
+        return "default"
+    finally:
+        sock.close()
+    if got < wanted:
+        log.info(
+            "udev receive buffer is {got} bytes, not {wanted} ({error}); raise net.core.rmem_max to allow more",
+            got=got,
+            wanted=wanted,
+            error=forced_error,
+        )
+    return str(got)
+
+
 class PyudevMonitor:
     """A started ``pyudev.Monitor`` for video4linux; ``receive()`` never blocks."""
 
@@ -193,15 +221,11 @@ class PyudevMonitor:
         monitor.filter_by(SUBSYSTEM)
         self.receive_buffer = "default"
         try:
+            # SO_RCVBUFFORCE: needs CAP_NET_ADMIN, which the systemd unit does not grant.
             monitor.set_receive_buffer_size(receive_buffer_size)
             self.receive_buffer = str(receive_buffer_size)
-        except Exception as exc:  # unprivileged: the kernel may cap SO_RCVBUF; keep going
-            log.warn(
-                "Cannot enlarge the udev receive buffer to {size} bytes ({error}); "
-                "event storms are more likely to overflow (handled by re-enumeration)",
-                size=receive_buffer_size,
-                error=exc,
-            )
+        except Exception as exc:
+            self.receive_buffer = _plain_receive_buffer(monitor.fileno(), receive_buffer_size, exc)
         monitor.start()
         self._monitor: Any = monitor
         self._fd = monitor.fileno()

@@ -565,3 +565,22 @@ def test_only_video_nodes_are_candidates(node):
         properties={"ID_V4L_CAPABILITIES": ":capture:"},
     )
     assert video.capture is True
+
+
+def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
+    """Without CAP_NET_ADMIN (the systemd unit) SO_RCVBUFFORCE fails: plain SO_RCVBUF, capped by rmem_max, still applies."""
+    import socket
+
+    from camsvc.discovery import _plain_receive_buffer
+
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        before = a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        got = _plain_receive_buffer(a.fileno(), before * 4, PermissionError("Operation not permitted"))
+        assert int(got) == a.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+        assert int(got) >= before
+        a.send(b"x")  # the original fd still works: only a dup was closed
+        assert b.recv(1) == b"x"
+    finally:
+        a.close()
+        b.close()

@@ -106,8 +106,11 @@ async def test_metrics_follow_cameras_and_mediamtx_down_and_up(tmp_path, mediamt
         await mediamtx_standin.start()
 
         async def back():
+            # Back, and camera0's path restored (the restart forgot it): only then
+            # does unplugging the camera need a delete.
             s = await scrape(app)
-            return s if get(s, "camsvc_mediamtx_up") == 1 and get(s, "camsvc_ready") == 1 else None
+            added = get(s, "camsvc_mediamtx_requests_total", endpoint="/v3/config/paths/add/{name}", status="200")
+            return s if get(s, "camsvc_mediamtx_up") == 1 and get(s, "camsvc_ready") == 1 and added >= 2 else None
 
         await eventually(back, what="MediaMTX back")
         app.cameras.mark_disconnected("camera0")
