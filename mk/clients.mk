@@ -9,3 +9,9 @@ APT_PACKAGES += chromium chromium-driver jq \
 # Re-run the browser test and refresh the README's screenshots in docs/images/.
 screenshots: venv
 	CAMSVC_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q tests/test_dashboard.py
+
+.PHONY: bench-clients
+# Dashboard load and hotplug-to-screen latency in Chromium, camsvc-cli wall time.
+bench-clients: venv
+	$(PY) bench/clients.py
+bench: bench-clients
