@@ -317,7 +317,9 @@ def auth_stack(tmp_path_factory):
     ok, reason = stack_available()
     if not ok:
         pytest.skip(reason)
-    live = LiveStack(tmp_path_factory.mktemp("dashboard-auth"), config={"auth": {"required": True}}).start()
+    live = LiveStack(
+        tmp_path_factory.mktemp("dashboard-auth"), config={"auth": {"required": True, "login_timeout": 2}}
+    ).start()
     yield live
     live.stop()
 
@@ -347,6 +349,12 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         error = wait(driver, lambda d: d.find_element("id", "login-error").text, what="the refusal")
         assert error.startswith("The token was refused: ") and "Authentication failed" not in error
         shot(driver, "dashboard-signin")
+        # Someone looking for their token for longer than auth.login_timeout: camsvc closes the
+        # unauthenticated connection; the page waits quietly and reconnects on submit.
+        time.sleep(3)
+        assert "not authenticated within 2 s" in auth_stack.camsvc.log()
+        assert driver.find_element("id", "conn-banner").is_displayed() is False
+        assert driver.find_element("id", "conn-pill").text == "Sign-in needed"
         sign_in(driver, auth_stack.token("viewer"))
         wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is None, what="sign-in")
         camera_id = wait(driver, lambda d: first_connected(d), what="the cameras")

@@ -279,7 +279,8 @@
     return `${scheme}//${location.host}/ws`;
   }
 
-  async function connect() {
+  // Open the WebSocket (no sign-in); resolves with it, rejects with a TransportError.
+  async function openConnection() {
     clearTimeout(state.retryTimer);
     state.retryTimer = null;
     setConnection('connecting');
@@ -288,14 +289,20 @@
       closed: (why) => { if (state.conn === conn) lost(why); },
     });
     state.conn = conn;
-    try {
-      await conn.open();
-    } catch (err) {
-      if (state.conn === conn) scheduleRetry(err.message);
-      return;
-    }
+    await conn.open();
     state.attempt = 0;
     setConnection('connected');
+    return conn;
+  }
+
+  async function connect() {
+    const attempt = openConnection();
+    try {
+      await attempt;
+    } catch (err) {
+      scheduleRetry(err.message);
+      return;
+    }
     try {
       await signIn();
     } catch (err) {
@@ -306,6 +313,13 @@
 
   function lost(why) {
     state.ready = false;
+    if ($('login-dialog').open) {
+      // camsvc closes connections that stay unauthenticated (auth.login_timeout): no need
+      // to reconnect until the token is submitted.
+      state.conn = null;
+      setConnection('signin');
+      return;
+    }
     scheduleRetry(`Connection lost (${why}).`);
   }
 
@@ -389,6 +403,7 @@
     const button = $('login-submit');
     button.disabled = true;
     try {
+      if (!state.conn || !state.conn.isOpen) await openConnection();
       const auth = await call('authenticate', { auth_token: token });
       state.token = token;
       state.role = auth && auth.role ? auth.role : null;
