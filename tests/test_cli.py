@@ -335,6 +335,23 @@ def test_snapshot_download_and_delete(stack, tmp_path):
     out = run_cli("download", name, url=stack.url, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / name).read_bytes() == data
+    # -o - writes the picture to stdout; --no-download leaves it on the server.
+    piped = subprocess.run(
+        [sys.executable, "-m", "camsvc.cli", "--url", stack.url, "snapshot", cam_id, "-o", "-"],
+        capture_output=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=90,
+    )
+    assert piped.returncode == 0 and piped.stdout[:3] == b"\xff\xd8\xff", piped.stderr
+    out = run_cli(
+        "--json", "snapshot", cam_id, "--no-download", "--format", "png", url=stack.url, cwd=tmp_path, timeout=90
+    )
+    assert out.returncode == 0, out.stderr
+    png = json.loads(out.stdout)
+    assert png["filename"].endswith(".png") and "saved_to" not in png
+    assert not (tmp_path / png["filename"]).exists()
+    listing = json.loads(run_cli("--json", "files", "snapshots", "--camera", cam_id, url=stack.url).stdout)
+    assert {name, png["filename"]} <= {f["filename"] for f in listing["files"]}
     out = run_cli("delete", name, url=stack.url)
     assert out.returncode == 0, out.stderr
     out = run_cli("download", name, url=stack.url, cwd=tmp_path)

@@ -200,6 +200,8 @@ async def test_round_trip_errors_and_download(server):
     try:
         assert client.connected
         assert await client.call("ping") == "pong"
+        client.notify("ping")  # a JSON-RPC notification: no answer may come back for it
+        assert await client.call("ping") == "pong" and not client._pending
         status = await client.call("get_status")
         assert status["status"] in ("healthy", "starting", "degraded")
         with pytest.raises(MethodNotFound) as info:

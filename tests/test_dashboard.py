@@ -30,6 +30,7 @@ import pytest
 from tests.support.browser import browser_available, console_errors, screenshot, set_viewport, start_browser
 from tests.support.livestack import CAMERAS, LiveStack, stack_available
 from tests.support.server import ROOT
+from tests.support.wsclient import RpcClient
 
 ARTIFACTS = ROOT / "artifacts" / "screenshots"
 DOCS_IMAGES = ROOT / "docs" / "images"
@@ -167,6 +168,35 @@ def test_cameras_appear_and_follow_hotplug(driver, stack):
     shot(driver, "dashboard-hotplug")
     # The README's picture, unless the recording step below makes a fuller one.
     shot(driver, "dashboard", docs=True)
+
+
+def test_stream_links_and_capabilities(driver, stack):
+    need(stack, "get_camera_list", "get_camera_status")
+    camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
+    with RpcClient(stack.url) as client:
+        streams = client.call("get_camera_status", {"device": camera_id})["streams"]
+    card = f'[data-camera="{camera_id}"]'
+    assert driver.find_element("css selector", f"{card} input").get_attribute("value") == streams["rtsp"]
+    webrtc = driver.find_element("css selector", f'{card} [data-action="webrtc"]')
+    hls = driver.find_element("css selector", f'{card} [data-action="hls"]')
+    # MediaMTX's own player pages, in a new tab.
+    assert webrtc.get_attribute("href") == streams["webrtc"] and webrtc.get_attribute("target") == "_blank"
+    assert hls.get_attribute("href") == streams["hls"].removesuffix("index.m3u8")
+    copy = driver.find_element("css selector", f'{card} [data-action="copy-rtsp"]')
+    click(driver, copy)
+    wait(
+        driver,
+        lambda d: d.find_element("css selector", f'{card} [data-action="copy-rtsp"]').text == "Copied",
+        5,
+        "Copied",
+    )
+    # The capability table lists every mode the camera reported.
+    click(driver, driver.find_element("css selector", f"{card} details.caps summary"))
+    rows = driver.find_elements("css selector", f"{card} .caps-table tbody tr")
+    with RpcClient(stack.url) as client:
+        caps = client.call("get_camera_capabilities", {"device": camera_id})
+    assert len(rows) == sum(len(f["sizes"]) or 1 for f in caps["formats"])
+    assert rows[0].text.split()[0] == caps["formats"][0]["format"]
 
 
 def timer_seconds(driver, camera_id: str) -> int | None:
