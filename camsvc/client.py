@@ -303,7 +303,8 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        return self._proto is not None and self._proto.ws_is_open
+        """True while the WebSocket is open and (with a token) authenticated."""
+        return self._proto is not None and self._proto.ws_is_open and self._connecting is None
 
     def connect(self) -> Deferred:
         """Open the connection (and authenticate); fires with self.
@@ -392,9 +393,10 @@ class Client:
     def download(self, url: str, sink: Any, *, timeout: float | None = None) -> Deferred:
         """GET ``url`` (absolute, or relative to the server's http(s) origin) into ``sink.write``.
 
-        Sends the token as ``Authorization: Bearer`` (JWT) or ``X-API-Key``
-        unless the URL is already signed.  Fires with the number of bytes
-        written; fails with :class:`DownloadError` on an HTTP error status.
+        Sends the token as ``Authorization: Bearer`` (JWT) or ``X-API-Key``,
+        only to camsvc's own origin (a signed ``download_url`` needs none).
+        Fires with the number of bytes written; fails with
+        :class:`DownloadError` on an HTTP error status.
         """
         return ensureDeferred(self._download(url, sink, self.timeout if timeout is None else timeout))
 
@@ -418,11 +420,9 @@ class Client:
         return endpoint
 
     def _make_factory(self) -> _Factory:
-        headers = {}
         factory = _Factory(
             url=self.url,
             origin=self.origin,
-            headers=headers,
             useragent=f"camsvc-client/{__version__}",
             reactor=self.reactor,
         )
