@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.browser import browser_available, console_errors, screenshot, set_viewport, start_browser
-from tests.support.livestack import CAMERAS, LiveStack, stack_available
+from tests.support.livestack import CAMERAS, LiveStack, admin, stack_available
 from tests.support.server import ROOT
 from tests.support.wsclient import RpcClient
 
@@ -412,6 +412,24 @@ def test_sign_in_roles_and_sign_out(auth_stack):
             "the snapshot through its signed link",
         )
         assert "token=" in driver.find_element("id", "snapshot-image").get_attribute("src")
+        click(driver, driver.find_element("id", "snapshot-done"))
+        # A JWT that expires while the page is open: the next action brings the sign-in back.
+        click(driver, driver.find_element("id", "sign-out"))
+        wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None, what="sign-out")
+        short = admin(auth_stack.camsvc.config_path, "token", "--role", "operator", "--lifetime", "2")
+        sign_in(driver, short)
+        camera_id = wait(driver, lambda d: first_connected(d), what="the cameras with a short token")
+        wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="Snapshot")
+        time.sleep(2.5)
+        click(driver, card_button(driver, camera_id, "snapshot"))
+        wait(
+            driver,
+            lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None,
+            15,
+            "sign-in again",
+        )
+        assert "expired" in driver.find_element("id", "login-error").text
+        assert js(driver, "return sessionStorage.getItem('camsvc.token')") is None
         assert console_errors(driver) == []
     finally:
         browser.quit()

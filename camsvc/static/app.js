@@ -269,7 +269,35 @@
 
   function call(method, params, timeoutMs) {
     if (!state.conn) return Promise.reject(new TransportError('Not connected to the camera box.'));
-    return state.conn.call(method, params, timeoutMs);
+    return state.conn.call(method, params, timeoutMs).catch((err) => {
+      // The session ended under us (token expired or revoked, secret rotated).
+      if (err instanceof RpcError && err.code === -32001 && method !== 'authenticate' && state.ready) sessionEnded();
+      throw err;
+    });
+  }
+
+  let renewing = null;
+  function sessionEnded() {
+    if (renewing) return;
+    state.ready = false;
+    renewing = (async () => {
+      try {
+        if (!state.token) {
+          showLogin('Your session has ended. Sign in again.');
+          return;
+        }
+        const auth = await call('authenticate', { auth_token: state.token });
+        state.role = auth && auth.role ? auth.role : null;
+        state.ready = true;
+        await loadAll();
+      } catch (err) {
+        if (err instanceof TransportError) return;
+        forgetToken();
+        showLogin(refusal(err));
+      } finally {
+        renewing = null;
+      }
+    })();
   }
 
   // -- connection life cycle ------------------------------------------------------------
@@ -333,8 +361,9 @@
     state.retryTimer = setTimeout(connect, delay * 1000);
   }
 
-  async function signIn() {
-    if (state.token) {
+  // Authenticate with the kept token (unless just done), then load everything.
+  async function signIn(authenticated = false) {
+    if (state.token && !authenticated) {
       try {
         const auth = await call('authenticate', { auth_token: state.token });
         state.role = auth && auth.role ? auth.role : null;
@@ -412,7 +441,7 @@
       $('login-dialog').close();
       $('sign-out').hidden = false;
       setConnection('connected');
-      await signIn();
+      await signIn(true);
     } catch (err) {
       const error = $('login-error');
       error.hidden = false;
