@@ -33,6 +33,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+FLOOR = """
+import sys
+from camsvc.lean import _RefuseTLSStack  # loaded the way camsvc loads its dependencies: no pyOpenSSL
+sys.meta_path.insert(0, _RefuseTLSStack())
+from twisted.internet import reactor
+from twisted.web.resource import Resource
+from twisted.web.server import Site
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.twisted.resource import WebSocketResource
+import treq, pyudev, yaml
+
+class Live(Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        return b"{}"
+
+root = Resource()
+health = Resource()
+health.putChild(b"live", Live())
+root.putChild(b"health", health)
+factory = WebSocketServerFactory()
+factory.protocol = WebSocketServerProtocol
+root.putChild(b"ws", WebSocketResource(factory))
+reactor.listenTCP(int(sys.argv[1]), Site(root), interface="127.0.0.1")
+reactor.run()
+"""
+
+
 def status(pid: int) -> dict:
     out = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -47,6 +75,12 @@ def main() -> None:
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--discovery", action="store_true")
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="measure the dependency floor instead: a bare Twisted web Site with an Autobahn "
+        "WebSocket resource and treq imported (what camsvc is built from), no camsvc code",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="camsvc-rss-"))
     port = free_port()
@@ -92,7 +126,8 @@ logging: {{level: warn}}
         version = subprocess.run(
             [args.python, "-c", "import twisted; print(twisted.__version__)"], capture_output=True, text=True
         ).stdout.strip()
-        print(f"python={args.python} twisted={version} idle {args.seconds:.0f}s")
+        what = "dependency floor (no camsvc)" if args.floor else "camsvc"
+        print(f"{what}: python={args.python} twisted={version} idle {args.seconds:.0f}s")
         print(" ".join(f"{k}={v:.1f}MB" for k, v in figures.items()))
     finally:
         proc.send_signal(signal.SIGTERM)
