@@ -593,6 +593,12 @@ def add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> No
         help="JWT or API key to authenticate with (env CAMSVC_TOKEN); none for a server without authentication",
     )
     parser.add_argument(
+        "--cafile",
+        metavar="FILE",
+        default=default(os.environ.get("CAMSVC_CAFILE") or None),
+        help="PEM certificate(s) to trust for wss:// and https:// (env CAMSVC_CAFILE; default: the system CAs)",
+    )
+    parser.add_argument(
         "--json", action="store_true", default=default(False), help="print JSON (one document, or one line per event)"
     )
     parser.add_argument(
@@ -663,7 +669,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def run(reactor: Any, args: argparse.Namespace, out: Output) -> int:
     try:
-        client = Client(args.url, token=args.token, reactor=reactor, timeout=args.timeout)
+        client = Client(args.url, token=args.token, reactor=reactor, timeout=args.timeout, cafile=args.cafile)
     except ValueError as exc:
         raise CliError(str(exc), EXIT_USAGE) from None
     await client.connect()

@@ -204,10 +204,19 @@ class _Protocol(WebSocketClientProtocol):
             }
             hint = hints.get(status, "refused by the server")
             return f"cannot connect to {where}: {hint} (HTTP {status}{': ' + text if text else ''})"
+        tls = re.search(r"SSL error: ([^(\")]+)", detail)
+        if tls:
+            return (
+                f"cannot connect to {where}: TLS handshake failed: {tls.group(1).strip()}"
+                " (to trust the server's own certificate or CA: --cafile FILE, Client(cafile=...))"
+            )
+        secure = where.startswith("wss:")
         if "opening handshake timeout" in detail:
-            return f"cannot connect to {where}: the server did not complete the WebSocket handshake in time"
+            hint = " (is TLS on at that port? if not, use ws://)" if secure else ""
+            return f"cannot connect to {where}: the server did not complete the WebSocket handshake in time{hint}"
         if "peer dropped the TCP connection" in detail or not detail:
-            return f"cannot connect to {where}: the server closed the connection (is this a camsvc WebSocket URL?)"
+            hint = "is this a camsvc WebSocket URL?" + ("" if secure else " does it need wss://?")
+            return f"cannot connect to {where}: the server closed the connection ({hint})"
         return f"cannot connect to {where}: {detail}"
 
 
@@ -246,6 +255,7 @@ class Client:
         reconnect: bool = False,
         backoff: Callable[[int], float] | None = None,
         tls: Any = None,
+        cafile: str | None = None,
         endpoint: Any = None,
         origin: str | None = None,
         max_message_size: int = 64 * 1024 * 1024,
@@ -274,6 +284,7 @@ class Client:
         self.reconnect = reconnect
         self.backoff = backoff or backoffPolicy(initialDelay=0.5, maxDelay=30.0, factor=2.0)
         self.tls = tls
+        self.trust_root = load_trust_root(cafile) if cafile else None
         self._endpoint = endpoint
         self.origin = origin
         self.max_message_size = max_message_size
@@ -411,13 +422,16 @@ class Client:
             return self._endpoint
         endpoint = HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.timeout)
         if self.secure:
-            tls = self.tls
-            if tls is None:
-                from twisted.internet.ssl import optionsForClientTLS
-
-                tls = optionsForClientTLS(self.host)
-            endpoint = wrapClientTLS(tls, endpoint)
+            endpoint = wrapClientTLS(self.tls_for(self.host), endpoint)
         return endpoint
+
+    def tls_for(self, host: str) -> Any:
+        """The TLS client options for ``host``: ``tls`` if given, else verification against ``cafile`` or the system CAs."""
+        if self.tls is not None:
+            return self.tls
+        from twisted.internet.ssl import optionsForClientTLS
+
+        return optionsForClientTLS(host, trustRoot=self.trust_root)
 
     def _make_factory(self) -> _Factory:
         factory = _Factory(
@@ -612,7 +626,9 @@ class Client:
         # The token goes only to camsvc itself, never to another host a URL might name.
         same_origin = http_base(target) == http_base(self.url)
         headers = auth_headers(self.token) if same_origin else {}
-        policy = _FixedTLS(self.tls) if self.tls is not None else BrowserLikePolicyForHTTPS()
+        policy = (
+            _ClientTLS(self) if self.tls is not None or self.trust_root is not None else BrowserLikePolicyForHTTPS()
+        )
         pool = HTTPConnectionPool(self.reactor, persistent=False)
         agent = Agent(self.reactor, contextFactory=policy, pool=pool, connectTimeout=timeout)
         http = HTTPClient(agent)
@@ -632,14 +648,32 @@ class Client:
 
 
 @implementer(IPolicyForHTTPS)
-class _FixedTLS:
-    """The client's own TLS options (e.g. a private CA) for downloads too."""
+class _ClientTLS:
+    """The client's own TLS settings (e.g. a private CA) for downloads too."""
 
-    def __init__(self, creator: Any) -> None:
-        self.creator = creator
+    def __init__(self, client: Client) -> None:
+        self.client = client
 
     def creatorForNetloc(self, hostname: bytes, port: int) -> Any:
-        return self.creator
+        return self.client.tls_for(hostname.decode("ascii"))
+
+
+def load_trust_root(cafile: str) -> Any:
+    """A trust root from a PEM file of one or more certificates (a private CA or a self-signed cert)."""
+    from twisted.internet.ssl import Certificate, trustRootFromCertificates
+
+    try:
+        with open(cafile, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        raise ValueError(f"cannot read {cafile}: {exc.strerror or exc}") from None
+    blocks = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", data, re.S)
+    if not blocks:
+        raise ValueError(f"{cafile} holds no PEM certificate")
+    try:
+        return trustRootFromCertificates([Certificate.loadPEM(block) for block in blocks])
+    except Exception as exc:
+        raise ValueError(f"{cafile}: not a usable certificate ({exc})") from None
 
 
 class DownloadError(ClientError):

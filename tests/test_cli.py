@@ -430,3 +430,26 @@ def test_tokens_roles_and_auth_exit_codes(auth_stack, tmp_path):
     out = run_cli("download", name, "-o", str(tmp_path / "b.jpg"), url=url, env={"CAMSVC_TOKEN": viewer})
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "b.jpg").read_bytes() == (tmp_path / "a.jpg").read_bytes()
+
+
+def test_wss_with_cafile(tmp_path):
+    import ssl
+
+    from tests.test_tls import make_certificate
+
+    cert, key = make_certificate(tmp_path)
+    proc = ServiceProcess(
+        tmp_path, {"server": {"tls": {"cert": cert, "key": key}}}, ssl_context=ssl.create_default_context(cafile=cert)
+    ).start()
+    try:
+        out = run_cli("ping", url=proc.url)
+        assert out.returncode == cli.EXIT_CONNECTION
+        assert "TLS handshake failed: certificate verify failed" in one_line(out.stderr)
+        out = run_cli("ping", "--cafile", cert, url=proc.url)
+        assert out.returncode == 0, out.stderr
+        out = run_cli("info", url=proc.url, env={"CAMSVC_CAFILE": cert})
+        assert out.returncode == 0, out.stderr
+        out = run_cli("ping", "--cafile", str(tmp_path / "missing.pem"), url=proc.url)
+        assert out.returncode == cli.EXIT_USAGE and "cannot read" in one_line(out.stderr)
+    finally:
+        proc.stop_cleanly()

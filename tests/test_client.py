@@ -312,3 +312,34 @@ async def test_authentication_on_every_connection_and_a_refused_token(tmp_path):
         await anonymous.close()
     finally:
         proc.stop_cleanly()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wss_with_a_private_certificate(tmp_path):
+    """wss:// verified against cafile (calls and downloads); without it, a one-line TLS explanation."""
+    import ssl
+
+    from tests.test_tls import make_certificate
+
+    reactor = _reactor()
+    cert, key = make_certificate(tmp_path)
+    proc = ServiceProcess(
+        tmp_path, {"server": {"tls": {"cert": cert, "key": key}}}, ssl_context=ssl.create_default_context(cafile=cert)
+    ).start()
+    try:
+        assert proc.url.startswith("wss://")
+        client = Client(proc.url, reactor=reactor, timeout=5, cafile=cert)
+        await client.connect()
+        assert await client.call("ping") == "pong"
+        sink = io.BytesIO()
+        await client.download("/static/style.css", sink)
+        assert sink.getvalue() == (STATIC / "style.css").read_bytes()
+        await client.close()
+        untrusted = Client(proc.url, reactor=reactor, timeout=5)
+        with pytest.raises(ConnectError) as info:
+            await untrusted.connect()
+        assert "TLS handshake failed: certificate verify failed" in str(info.value)
+        with pytest.raises(ValueError, match="holds no PEM certificate"):
+            Client(proc.url, reactor=reactor, cafile=key)
+    finally:
+        proc.stop_cleanly()
