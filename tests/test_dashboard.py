@@ -471,3 +471,28 @@ def test_mediamtx_outage_is_shown_in_plain_words(driver, stack):
     assert "The media server (MediaMTX) is not answering" in message and "-32006" not in message
     shot(driver, "dashboard-mediamtx-down")
     assert console_errors(driver) == []
+
+
+def test_https_page_uses_wss(tmp_path):
+    """Served over TLS, the page opens its WebSocket with wss:// (allowed by its CSP)."""
+    import ssl
+
+    from tests.support.server import ServiceProcess
+    from tests.test_tls import make_certificate
+
+    cert, key = make_certificate(tmp_path)
+    proc = ServiceProcess(
+        tmp_path, {"server": {"tls": {"cert": cert, "key": key}}}, ssl_context=ssl.create_default_context(cafile=cert)
+    ).start()
+    # The test's certificate is self-signed: this browser is told to accept it.
+    browser = start_browser(1000, 700, flags=("--ignore-certificate-errors",))
+    try:
+        driver = browser.driver
+        driver.get(proc.http + "/")
+        assert driver.current_url.startswith("https://")
+        wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="the wss connection")
+        assert js(driver, "return document.getElementById('conn-pill').title").startswith("Connected to wss://")
+        assert console_errors(driver) == []
+    finally:
+        browser.quit()
+        proc.stop_cleanly()

@@ -69,8 +69,10 @@ class Browser:
         self.quit()
 
 
-def start_browser(width: int = 1440, height: int = 1000, *, scale: float = 1.0, dark: bool = False) -> Browser:
-    """A headless Chromium with a window of ``width`` x ``height`` CSS pixels."""
+def start_browser(
+    width: int = 1440, height: int = 1000, *, scale: float = 1.0, dark: bool = False, flags: tuple = ()
+) -> Browser:
+    """A headless Chromium with a window of ``width`` x ``height`` CSS pixels; ``flags`` are added."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -81,6 +83,8 @@ def start_browser(width: int = 1440, height: int = 1000, *, scale: float = 1.0, 
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={profile}")
     options.add_argument(f"--window-size={width},{height}")
+    for flag in flags:
+        options.add_argument(flag)
     if scale != 1.0:
         options.add_argument(f"--force-device-scale-factor={scale}")
     if dark:
