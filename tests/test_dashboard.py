@@ -413,6 +413,22 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         )
         assert "token=" in driver.find_element("id", "snapshot-image").get_attribute("src")
         click(driver, driver.find_element("id", "snapshot-done"))
+        # A camera that stops answering while it is probed: ERROR, with the reason on its card.
+        auth_stack.bed.add_camera(name="flaky", card="Flaky Cam", serial="FLAKY", port="4", fail_after=3)
+        flaky = wait(
+            driver,
+            lambda d: next((c for c in cards(d) if c["name"] == "Flaky Cam" and c["status"] == "ERROR"), None),
+            20,
+            "the flaky camera in ERROR",
+        )
+        card = driver.find_element("css selector", f'[data-camera="{flaky["id"]}"]')
+        assert "Error" in card.find_element("css selector", '[data-role="status"]').text
+        wait(
+            driver,
+            lambda d: "vanished" in d.find_element("css selector", f'[data-camera="{flaky["id"]}"] .facts').text,
+            10,
+            "the reason of the error",
+        )
         # A JWT that expires while the page is open: the next action brings the sign-in back.
         click(driver, driver.find_element("id", "sign-out"))
         wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None, what="sign-out")

@@ -1068,7 +1068,7 @@
     addFact('Mode', cam.resolution ? `${cam.resolution.replace('x', '×')} at ${cam.fps || '?'} fps` : '–');
     const stream = streamInfo(cam);
     if (stream) addFact('Stream', h('span', { class: `dot ${stream.cls}` }), h('span', { dataset: { role: 'stream' } }, stream.text));
-    if (errored && cam.error) addFact('Problem', cam.error);
+    if (errored && (cam.error || detail.error)) addFact('Problem', cam.error || detail.error);
     const formats = caps && caps.formats ? [...new Set(caps.formats.map((f) => f.format))] : [];
     if (formats.length) addFact('Formats', h('span', { class: 'chips' }, formats.map((f) => h('span', { class: 'chip' }, f))));
 
@@ -1105,7 +1105,8 @@
     }
 
     const actions = h('div', { class: 'camera-actions' });
-    const why = !online ? 'Not connected' : offline ? 'The camera is unplugged' : !operate ? 'Needs the operator role' : null;
+    const why = !online ? 'Not connected' : offline ? 'The camera is unplugged'
+      : errored ? 'The camera is not working (see Problem)' : !operate ? 'Needs the operator role' : null;
     if (has('take_snapshot')) {
       actions.append(h('button', {
         type: 'button', class: 'btn', disabled: !!why || !!busy,
