@@ -7,7 +7,9 @@ run in file order on one page, as a user would: the page connects and shows
 the system's health, two cameras appear, a third is plugged in and appears
 without a reload, one is unplugged and greys out, a snapshot is taken and
 shown, a recording is started and stopped and lands in the list, a file is
-deleted, and the page is checked on a phone-sized screen.
+deleted, and the page is checked on a phone-sized screen; then MediaMTX is
+stopped.  Separately: sign-in, roles and session expiry with authentication
+on, and the page over https://.
 
 Screenshots go to ``artifacts/screenshots/`` (git-ignored).  With
 ``CAMSVC_UPDATE_SCREENSHOTS=1`` (``make screenshots``) the README's images
