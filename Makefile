@@ -55,7 +55,7 @@ openrpc: venv
 
 .PHONY: bench bench-startup bench-fanout bench-rss
 # Every benchmark; figures go to docs/performance.md.  Run on a quiet machine.
-bench: bench-rss bench-startup bench-ping bench-fanout bench-discovery bench-mediamtx bench-media bench-auth
+bench: bench-rss bench-startup bench-ping bench-fanout bench-discovery bench-mediamtx bench-media bench-auth bench-clients
 
 bench-rss: venv
 	$(PY) bench/rss.py
