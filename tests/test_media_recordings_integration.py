@@ -14,12 +14,12 @@ import sys
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 
 from camsvc.cameras import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.media import mp4
 from camsvc.tap import build
+from tests.support.waiting import eventually
 
 CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
 READER = f"{sys.executable} -m tests.support.standin_reader 127.0.0.1:{{rtsp_port}} {{camera_id}}"
@@ -35,17 +35,6 @@ def cam(n: int = 0) -> Camera:
         capabilities=CAPS,
         default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
     )
-
-
-async def eventually(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.02, lambda: None)
 
 
 def make_config(tmp_path, standin, **recording):

@@ -32,6 +32,7 @@ from camsvc.mediamtx.desired import desired_path, differences
 from camsvc.tap import build
 from tests.support.logcapture import captured_logs
 from tests.support.server import free_port
+from tests.support.waiting import eventually as _eventually
 
 CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
 
@@ -49,14 +50,7 @@ def cam(n: int) -> Camera:
 
 
 async def eventually(predicate, timeout: float = 5.0, what: str = "condition"):
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.02, lambda: None)
+    return await _eventually(predicate, timeout, what)
 
 
 def make_config(tmp_path, standin, **mediamtx):

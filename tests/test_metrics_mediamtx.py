@@ -7,11 +7,11 @@ import pytest_twisted
 import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 
 from camsvc.cameras import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
+from tests.support.waiting import eventually as _eventually
 
 CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
 
@@ -28,14 +28,7 @@ def camera(n: int) -> Camera:
 
 
 async def eventually(predicate, timeout: float = 10.0, what: str = "condition"):
-    deadline = reactor.seconds() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await deferLater(reactor, 0.05, lambda: None)
+    return await _eventually(predicate, timeout, what, interval=0.05)
 
 
 async def scrape(app) -> dict:
