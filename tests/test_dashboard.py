@@ -214,6 +214,19 @@ def first_connected(driver) -> str | None:
     return next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED"), None)
 
 
+def first_idle(driver) -> str | None:
+    """A connected camera whose record button is not pressed (so a click means "start")."""
+    return next(
+        (
+            c["id"]
+            for c in cards(driver)
+            if c["status"] == "CONNECTED"
+            and card_button(driver, c["id"], "record").get_attribute("aria-pressed") != "true"
+        ),
+        None,
+    )
+
+
 def test_snapshot_is_shown(driver, stack):
     need(stack, "get_camera_list", "take_snapshot", "list_snapshots")
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
@@ -249,8 +262,9 @@ def test_recording_start_stop_and_list(driver, stack):
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
     click(driver, card_button(driver, camera_id, "record"))
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "true", 60, "record")
-    first = wait(driver, lambda d: timer_seconds(d, camera_id) is not None, what="the timer")
-    assert first and timer_seconds(driver, camera_id) < 5
+    # The card may be redrawn between two looks (a stale element): read the timer inside wait().
+    started = wait(driver, lambda d: [s] if (s := timer_seconds(d, camera_id)) is not None else None, what="the timer")
+    assert started[0] < 5
     wait(driver, lambda d: (timer_seconds(d, camera_id) or 0) >= 2, 10, "the timer to run")
     click(driver, driver.find_element("id", "tab-recordings"))
     shot(driver, "dashboard-recording")
@@ -458,7 +472,7 @@ def test_mediamtx_outage_is_shown_in_plain_words(driver, stack):
     need(stack, "get_streams", "start_recording")
     driver.refresh()
     wait(driver, lambda d: d.find_element("id", "conn-pill").text == "Live", what="the page")
-    camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
+    camera_id = wait(driver, lambda d: first_idle(d), what="a connected camera that is not recording")
     stack.mediamtx.stop()
     toast = wait(
         driver,
