@@ -122,6 +122,23 @@ def card_button(driver, camera_id: str, action: str):
     return driver.find_element("css selector", f'[data-camera="{camera_id}"] [data-action="{action}"]')
 
 
+def click_card(driver, camera_id: str, action: str) -> None:
+    """Click a card's button; a card redrawn between finding and clicking (stale) is found again.
+
+    A stale reference fails before any input event is sent, so a retry never clicks twice.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    for attempt in range(5):
+        try:
+            click(driver, card_button(driver, camera_id, action))
+            return
+        except StaleElementReferenceException:
+            if attempt == 4:
+                raise
+            time.sleep(0.1)
+
+
 # -- the page ---------------------------------------------------------------------------------------
 
 
@@ -230,7 +247,7 @@ def first_idle(driver) -> str | None:
 def test_snapshot_is_shown(driver, stack):
     need(stack, "get_camera_list", "take_snapshot", "list_snapshots")
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
-    click(driver, card_button(driver, camera_id, "snapshot"))
+    click_card(driver, camera_id, "snapshot")
     wait(driver, lambda d: d.find_element("id", "snapshot-dialog").get_attribute("open") is not None, 60, "dialog")
     wait(
         driver,
@@ -260,7 +277,7 @@ def test_snapshot_is_shown(driver, stack):
 def test_recording_start_stop_and_list(driver, stack):
     need(stack, "get_camera_list", "start_recording", "stop_recording", "list_recordings")
     camera_id = wait(driver, lambda d: first_connected(d), what="a connected camera")
-    click(driver, card_button(driver, camera_id, "record"))
+    click_card(driver, camera_id, "record")
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "true", 60, "record")
     # The card may be redrawn between two looks (a stale element): read the timer inside wait().
     started = wait(driver, lambda d: [s] if (s := timer_seconds(d, camera_id)) is not None else None, what="the timer")
@@ -271,7 +288,7 @@ def test_recording_start_stop_and_list(driver, stack):
     before = set(
         js(driver, "return [...document.querySelectorAll('#files-recordings [data-file]')].map(e => e.dataset.file)")
     )
-    click(driver, card_button(driver, camera_id, "record"))
+    click_card(driver, camera_id, "record")
     wait(driver, lambda d: card_button(d, camera_id, "record").get_attribute("aria-pressed") == "false", 60, "stop")
     new = wait(
         driver,
@@ -289,7 +306,7 @@ def test_recording_start_stop_and_list(driver, stack):
     # The README's picture: another camera recording, this one's snapshot, the unplugged one, the files.
     other = next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED" and c["id"] != camera_id), None)
     if other is not None:
-        click(driver, card_button(driver, other, "record"))
+        click_card(driver, other, "record")
         wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 20, "a second recording")
         # A page opened while it records shows how long it has been recording.
         first_window = driver.current_window_handle
@@ -309,7 +326,7 @@ def test_recording_start_stop_and_list(driver, stack):
     js(driver, "document.getElementById('toasts').replaceChildren(); window.scrollTo(0, 0);")
     shot(driver, "dashboard", docs=True)
     if other is not None:
-        click(driver, card_button(driver, other, "record"))
+        click_card(driver, other, "record")
         wait(driver, lambda d: card_button(d, other, "record").get_attribute("aria-pressed") == "false", 60, "stop")
 
 
@@ -418,7 +435,7 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         sign_in(driver, auth_stack.token("operator", kind="jwt"))
         camera_id = wait(driver, lambda d: first_connected(d), what="the cameras as operator")
         wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="an enabled Snapshot")
-        click(driver, card_button(driver, camera_id, "snapshot"))
+        click_card(driver, camera_id, "snapshot")
         wait(
             driver,
             lambda d: js(
@@ -453,7 +470,7 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         camera_id = wait(driver, lambda d: first_connected(d), what="the cameras with a short token")
         wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="Snapshot")
         time.sleep(2.5)
-        click(driver, card_button(driver, camera_id, "snapshot"))
+        click_card(driver, camera_id, "snapshot")
         wait(
             driver,
             lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None,
@@ -490,7 +507,7 @@ def test_mediamtx_outage_is_shown_in_plain_words(driver, stack):
         "the failing MediaMTX check",
     )
     assert driver.find_element("id", "health-pill").text == "Degraded"
-    click(driver, card_button(driver, camera_id, "record"))
+    click_card(driver, camera_id, "record")
     message = wait(
         driver,
         lambda d: next(
