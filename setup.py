@@ -17,7 +17,7 @@ setup(
     python_requires=">=3.11",
     package_dir={"": "."},
     packages=find_packages(include=["camsvc", "camsvc.*"]) + ["twisted.plugins"],
-    package_data={"camsvc": ["data/*", "static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
+    package_data={"camsvc": ["data/*", "server/static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
     include_package_data=True,
     install_requires=[
         # Lower bounds are Debian 12's versions: the .deb runs on them.
@@ -43,8 +43,8 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "camsvc-admin = camsvc.admin:run",
-            "camsvc-cli = camsvc.cli:entry_point",
+            "camsvc-admin = camsvc.tools.admin:run",
+            "camsvc-cli = camsvc.tools.cli:entry_point",
         ],
     },
     zip_safe=False,

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from camsvc.rpc import Role  # noqa: E402
+from camsvc.server.rpc import Role  # noqa: E402
 from tests.support.security import build_app, make_key  # noqa: E402
 
 

@@ -115,7 +115,10 @@ def bench_cli(stack: LiveStack, runs: int, python: str) -> dict[str, list[float]
         for _ in range(runs):
             t0 = time.monotonic()
             done = subprocess.run(
-                [python, "-m", "camsvc.cli", "--url", stack.url, command], capture_output=True, env=env, timeout=60
+                [python, "-m", "camsvc.tools.cli", "--url", stack.url, command],
+                capture_output=True,
+                env=env,
+                timeout=60,
             )
             times.append((time.monotonic() - t0) * 1000)
             if done.returncode != 0:

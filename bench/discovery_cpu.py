@@ -38,7 +38,7 @@ def serve() -> None:
     """The preloaded child: camsvc's App on the reactor, reporting every hand-off."""
     from twisted.internet import protocol, reactor, stdio
 
-    import camsvc.discovery as discovery
+    import camsvc.cameras.discovery as discovery
     from camsvc.config import parse_config_dict
     from camsvc.tap import build
 

@@ -21,7 +21,7 @@ seen before (a new id, a capability probe, an id-map write), unless ``--replug``
 * ``announce``: uevent → the first notification with the new status (CONNECTED for an
   add, DISCONNECTED for a remove) — the figure the targets apply to;
 * ``capabilities``: uevent of an add → the notification carrying the probed
-  resolution (a ``python -m camsvc.v4l2`` child answering ~25 emulated ioctls),
+  resolution (a ``python -m camsvc.cameras.v4l2`` child answering ~25 emulated ioctls),
   reported separately; in ``--replug`` mode the known mode is announced at once, so
   there is no separate figure.
 """

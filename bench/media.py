@@ -38,7 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from twisted.internet import reactor, task  # noqa: E402
 from twisted.internet.defer import Deferred, ensureDeferred  # noqa: E402
 
-from camsvc.cameras import CONNECTED, Camera, CameraRegistry  # noqa: E402
+from camsvc.cameras.registry import CONNECTED, Camera, CameraRegistry  # noqa: E402
 from camsvc.config import parse_config_dict  # noqa: E402
 from camsvc.media.files import FileStore  # noqa: E402
 from camsvc.media.process import ProcessGroup  # noqa: E402

@@ -43,7 +43,7 @@ from twisted.internet import defer, task
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from camsvc.cameras import CONNECTED, Camera  # noqa: E402
+from camsvc.cameras.registry import CONNECTED, Camera  # noqa: E402
 from camsvc.config import parse_config_dict  # noqa: E402
 from camsvc.tap import build  # noqa: E402
 from tests.support.mediamtx import MediaMTXStandIn  # noqa: E402

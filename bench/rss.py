@@ -35,7 +35,7 @@ def free_port() -> int:
 
 FLOOR = """
 import sys
-from camsvc.lean import _RefuseTLSStack  # loaded the way camsvc loads its dependencies: no pyOpenSSL
+from camsvc.ops.lean import _RefuseTLSStack  # loaded the way camsvc loads its dependencies: no pyOpenSSL
 sys.meta_path.insert(0, _RefuseTLSStack())
 from twisted.internet import reactor
 from twisted.web.resource import Resource

@@ -18,14 +18,14 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 from camsvc.auth import Authenticator
-from camsvc.cameras import CameraRegistry
+from camsvc.cameras.registry import CameraRegistry
 from camsvc.config import Config
-from camsvc.health import Health
-from camsvc.hub import Hub
-from camsvc.metrics import Metrics
-from camsvc.reload import ReloadListeners
-from camsvc.rpc import Engine, Registry
-from camsvc.session import Session, authorize
+from camsvc.ops.health import Health
+from camsvc.ops.metrics import Metrics
+from camsvc.ops.reload import ReloadListeners
+from camsvc.server.hub import Hub
+from camsvc.server.rpc import Engine, Registry
+from camsvc.server.session import Session, authorize
 
 log = Logger()
 
@@ -33,7 +33,7 @@ log = Logger()
 class App:
     """Shared state of one running camsvc.
 
-    ``cameras`` is the :class:`~camsvc.cameras.CameraRegistry`.
+    ``cameras`` is the :class:`~camsvc.cameras.registry.CameraRegistry`.
     ``status_providers`` maps a component name to a callable returning a
     JSON-able dict for ``get_status``; components add themselves there.
     """
@@ -55,7 +55,7 @@ class App:
         )
         self.service = MultiService()
         self.cameras = CameraRegistry(self.clock)
-        #: Prometheus metrics and the recording API for components (camsvc.metrics).
+        #: Prometheus metrics and the recording API for components (camsvc.ops.metrics).
         self.metrics = Metrics(self)
         self.engine.observe = self.metrics.observe_rpc
         self.hub.on_sent = self.metrics.notifications

@@ -47,7 +47,7 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
-        from camsvc.lean import skip_tls_stack_if_unused
+        from camsvc.ops.lean import skip_tls_stack_if_unused
 
         skip_tls_stack_if_unused(self.config)
 
@@ -164,7 +164,7 @@ class RootService(MultiService):
     after another in reverse order of creation (the listener first, so
     clients are gone before components finish their work) and the whole
     takes at most ``stop_timeout`` seconds (see
-    :func:`camsvc.lifecycle.stop_in_order`); child processes still running
+    :func:`camsvc.ops.lifecycle.stop_in_order`); child processes still running
     afterwards are killed.
     """
 
@@ -182,7 +182,7 @@ class RootService(MultiService):
     def stopService(self) -> Deferred:
         if self.clock is None:
             return super().stopService()
-        from camsvc.lifecycle import kill_leftover_children, stop_in_order
+        from camsvc.ops.lifecycle import kill_leftover_children, stop_in_order
 
         Service.stopService(self)
         d = stop_in_order(list(reversed(list(self))), self.clock, self.stop_timeout)
@@ -193,11 +193,11 @@ class RootService(MultiService):
 #: children of ``app.service``), readiness conditions, HTTP resources and
 #: status providers.  Order matters: later components may use earlier ones.
 COMPONENTS: tuple[str, ...] = (
-    "camsvc.metrics",
-    "camsvc.mediamtx",
-    "camsvc.discovery",
-    "camsvc.media",
-    "camsvc.limits",
+    "camsvc.ops.metrics",
+    "camsvc.mediamtx.component",
+    "camsvc.cameras.discovery",
+    "camsvc.media.component",
+    "camsvc.server.limits",
     "camsvc.auth",
 )
 
@@ -208,8 +208,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
 
     from camsvc.api import register_all
     from camsvc.app import App
-    from camsvc.web import build_site
-    from camsvc.ws import RpcServerFactory, RpcWebSocketResource
+    from camsvc.server.web import build_site
+    from camsvc.server.ws import RpcServerFactory, RpcWebSocketResource
 
     app = App(config, reactor)
     if root is not None:
@@ -249,10 +249,10 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
-    from camsvc.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
-    from camsvc.logs import LevelControl, make_observer, stdout_is_journal
-    from camsvc.reload import Reloader
-    from camsvc.systemd import setup_systemd
+    from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
+    from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
+    from camsvc.ops.reload import Reloader
+    from camsvc.ops.systemd import setup_systemd
 
     config = options.config
     control = LevelControl(config.logging.level)

@@ -1,6 +1,6 @@
 """Test doubles for camsvc's injected collaborators (synchronous, no I/O).
 
-* :class:`FakeUdev` — a udev backend for :class:`camsvc.discovery.DiscoveryService`:
+* :class:`FakeUdev` — a udev backend for :class:`camsvc.cameras.discovery.DiscoveryService`:
   a set of present devices (what enumeration returns) and a :class:`FakeMonitor`
   whose queue tests fill with events and errors (``ENOBUFS``);
 * :class:`FakeProber` — ``probe(path) -> Deferred`` that the test fires by hand;
@@ -19,8 +19,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from camsvc.discovery import UdevDevice
-from camsvc.probing import ProbeFailed
+from camsvc.cameras.discovery import UdevDevice
+from camsvc.cameras.probing import ProbeFailed
 
 __all__ = [
     "FakeMonitor",
@@ -211,7 +211,7 @@ class FakeProber:
 
 
 def probe_result(path: str, card: str = "USB Camera", *, fps: Any = 30) -> dict:
-    """What ``python -m camsvc.v4l2 PATH`` prints for a typical UVC camera."""
+    """What ``python -m camsvc.cameras.v4l2 PATH`` prints for a typical UVC camera."""
     return {
         "path": path,
         "driver": "uvcvideo",

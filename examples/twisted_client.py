@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
-"""camsvc's own client module (camsvc.client) from a Twisted program.
+"""camsvc's own client module (camsvc.tools.client) from a Twisted program.
 
 Connects (reconnecting with backoff if camsvc restarts), lists the cameras
 and prints every camera plug/unplug as it happens::
 
     python3 twisted_client.py --url ws://127.0.0.1:8002/ws [--token T] [--events N]
 
-camsvc.client ships with camsvc (also in the Debian package); it needs only
+camsvc.tools.client ships with camsvc (also in the Debian package); it needs only
 Twisted, Autobahn and treq.  ``await`` works on its Deferreds.
 """
 
@@ -18,7 +18,7 @@ import os
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import react
 
-from camsvc.client import Client, RpcError
+from camsvc.tools.client import Client, RpcError
 
 
 async def main(reactor, args: argparse.Namespace) -> None:

@@ -20,7 +20,7 @@ def admin(config_path, *args, env=None) -> subprocess.CompletedProcess:
     environ = dict(os.environ)
     environ["PYTHONPATH"] = str(ROOT) + os.pathsep + environ.get("PYTHONPATH", "")
     environ.update(env or {})
-    cmd = [sys.executable, "-m", "camsvc.admin"]
+    cmd = [sys.executable, "-m", "camsvc.tools.admin"]
     if config_path is not None:
         cmd += ["--config", str(config_path)]
     return subprocess.run(cmd + list(args), capture_output=True, text=True, env=environ, timeout=30)
@@ -133,4 +133,4 @@ def test_files_are_created_where_the_config_says(tmp_path):
 
 
 def test_console_script_is_declared():
-    assert "camsvc-admin = camsvc.admin:run" in (ROOT / "setup.py").read_text()
+    assert "camsvc-admin = camsvc.tools.admin:run" in (ROOT / "setup.py").read_text()

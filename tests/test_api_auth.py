@@ -6,9 +6,9 @@ import pytest
 from twisted.logger import globalLogPublisher
 
 from camsvc.auth import KeyStore
-from camsvc.limits import RateLimiter
-from camsvc.rpc import Method, Role
-from camsvc.session import Session
+from camsvc.server.limits import RateLimiter
+from camsvc.server.rpc import Method, Role
+from camsvc.server.session import Session
 from tests.support.security import build_app, call, login, new_session
 
 

@@ -8,8 +8,8 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.testing import MemoryReactorClock
 
+from camsvc.cameras.discovery import PROBE_START_DELAY
 from camsvc.config import parse_config_dict
-from camsvc.discovery import PROBE_START_DELAY
 from camsvc.tap import build
 from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
 
@@ -243,9 +243,9 @@ def test_health_and_status_section(env):
 def test_debounce_and_probe_timeout_reload_live(env, tmp_path):
     import yaml
 
+    from camsvc.cameras.probing import ProcessProber
     from camsvc.config import load_config
-    from camsvc.probing import ProcessProber
-    from camsvc.reload import Reloader
+    from camsvc.ops.reload import Reloader
 
     e = env()
     e.app.discovery.prober = ProcessProber(e.reactor, 5)

@@ -35,8 +35,8 @@ from camsvc.auth import (
     write_private,
 )
 from camsvc.config import parse_config_dict
-from camsvc.rpc import Role
-from camsvc.session import Session
+from camsvc.server.rpc import Role
+from camsvc.server.session import Session
 
 
 @pytest.fixture
@@ -305,8 +305,8 @@ def test_touching_the_secret_file_does_not_invalidate(auth, auth_config, clock):
 
 
 def test_revoked_key_ends_its_sessions_by_sweep_and_by_guard(auth, auth_config, clock):
-    from camsvc.errors import AuthenticationRequired
-    from camsvc.rpc import Method
+    from camsvc.common.errors import AuthenticationRequired
+    from camsvc.server.rpc import Method
 
     store = KeyStore(auth_config.api_keys_file)
     key1, rec1 = store.create(Role.OPERATOR, "a", clock.seconds())

@@ -1,4 +1,4 @@
-"""camsvc.cameras: the registry's records, resolve() and observer events."""
+"""camsvc.cameras.registry: the registry's records, resolve() and observer events."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import replace
 import pytest
 from twisted.internet.task import Clock
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, Camera, CameraRegistry
-from camsvc.errors import CameraNotFound
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera, CameraRegistry
+from camsvc.common.errors import CameraNotFound
 
 
 class Events(list):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from camsvc import cli
+from camsvc.tools import cli
 from tests.support.livestack import LiveStack, stack_available
 from tests.support.server import ROOT, ServiceProcess, free_port
 
@@ -32,7 +32,7 @@ CAMERA_BRIO = "brio"  # umockdev name of CAMERAS[2], the one plugged in by tests
 def run_cli(
     *args: str, url: str | None = None, python: str = sys.executable, cwd: Path | None = None, env=None, timeout=60
 ):
-    argv = [python, "-m", "camsvc.cli"]
+    argv = [python, "-m", "camsvc.tools.cli"]
     if url:
         argv += ["--url", url]
     argv += list(args)
@@ -158,7 +158,7 @@ def test_a_method_the_server_lacks_exits_7(bare_server):
 
 
 def test_exit_codes_for_server_errors():
-    from camsvc.client import ConnectionLost, RequestTimeout, error_from_object
+    from camsvc.tools.client import ConnectionLost, RequestTimeout, error_from_object
 
     def code(n):
         return cli.exit_code_for(error_from_object({"code": n, "message": "m"}))
@@ -192,7 +192,7 @@ def test_exit_codes_are_documented():
 def test_interrupting_watch_exits_130_quietly(server):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "camsvc.cli", "--url", server.url, "watch"],
+        [sys.executable, "-m", "camsvc.tools.cli", "--url", server.url, "watch"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -260,7 +260,7 @@ def test_watch_prints_hotplug_notifications(stack):
     argv = [
         sys.executable,
         "-m",
-        "camsvc.cli",
+        "camsvc.tools.cli",
         "--url",
         stack.url,
         "--json",
@@ -297,7 +297,7 @@ def test_watch_prints_hotplug_notifications(stack):
         proc.stderr.close()
     # The readable form, and --count.
     proc = subprocess.Popen(
-        [sys.executable, "-m", "camsvc.cli", "--url", stack.url, "watch", "--count", "1"],
+        [sys.executable, "-m", "camsvc.tools.cli", "--url", stack.url, "watch", "--count", "1"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -337,7 +337,7 @@ def test_snapshot_download_and_delete(stack, tmp_path):
     assert (tmp_path / name).read_bytes() == data
     # -o - writes the picture to stdout; --no-download leaves it on the server.
     piped = subprocess.run(
-        [sys.executable, "-m", "camsvc.cli", "--url", stack.url, "snapshot", cam_id, "-o", "-"],
+        [sys.executable, "-m", "camsvc.tools.cli", "--url", stack.url, "snapshot", cam_id, "-o", "-"],
         capture_output=True,
         env=dict(os.environ, PYTHONPATH=str(ROOT)),
         timeout=90,

@@ -1,4 +1,4 @@
-"""camsvc.client: unit tests on a Clock, and round trips against a real camsvc.
+"""camsvc.tools.client: unit tests on a Clock, and round trips against a real camsvc.
 
 The unit tests drive reconnection and notification dispatch without a
 network (a failing endpoint, a ``Clock``).  The live tests run camsvc under
@@ -17,7 +17,8 @@ from twisted.internet import defer
 from twisted.internet import error as neterror
 from twisted.internet.task import Clock, deferLater
 
-from camsvc.client import (
+from camsvc.common.errors import CameraNotFound, FileNotFound, MethodNotFound, RpcError
+from camsvc.tools.client import (
     Client,
     ConnectError,
     ConnectionLost,
@@ -28,10 +29,9 @@ from camsvc.client import (
     explain_failure,
     http_base,
 )
-from camsvc.errors import CameraNotFound, FileNotFound, MethodNotFound, RpcError
 from tests.support.server import ServiceProcess, free_port
 
-STATIC = Path(__file__).resolve().parents[1] / "camsvc" / "static"
+STATIC = Path(__file__).resolve().parents[1] / "camsvc" / "server" / "static"
 
 # -- unit --------------------------------------------------------------------------------
 

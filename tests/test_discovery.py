@@ -1,4 +1,4 @@
-"""camsvc.discovery with a fake udev, a fake prober and a MemoryReactorClock (no I/O)."""
+"""camsvc.cameras.discovery with a fake udev, a fake prober and a MemoryReactorClock (no I/O)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.testing import MemoryReactorClock
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
+from camsvc.cameras.discovery import FLUSH_DELAY, PROBE_START_DELAY, RETRY_DELAY, VANISHED_RETRY_DELAY, DiscoveryService
+from camsvc.cameras.identity import FILENAME, IdentityStore
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
 from camsvc.config import parse_config_dict
-from camsvc.discovery import FLUSH_DELAY, PROBE_START_DELAY, RETRY_DELAY, VANISHED_RETRY_DELAY, DiscoveryService
-from camsvc.health import Health
-from camsvc.identity import FILENAME, IdentityStore
+from camsvc.ops.health import Health
 from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
 
 DEBOUNCE = 0.3
@@ -533,7 +533,7 @@ class PyudevLike:
 
 
 def test_from_pyudev_reads_only_what_discovery_uses():
-    from camsvc.discovery import from_pyudev
+    from camsvc.cameras.discovery import from_pyudev
 
     props = dict(usb_camera(1, serial="S", metadata=True).properties, SOMETHING_ELSE="x")
     dev = PyudevLike("add", props)
@@ -551,7 +551,7 @@ def test_from_pyudev_reads_only_what_discovery_uses():
 
 @pytest.mark.parametrize("node", ["v4l-touch0", "vbi0", "radio0", "swradio0", "v4l-subdev0"])
 def test_only_video_nodes_are_candidates(node):
-    from camsvc.discovery import UdevDevice
+    from camsvc.cameras.discovery import UdevDevice
 
     dev = UdevDevice(
         sys_path=f"/sys/devices/platform/vivid.0/video4linux/{node}",
@@ -571,7 +571,7 @@ def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
     """Without CAP_NET_ADMIN (the systemd unit) SO_RCVBUFFORCE fails: plain SO_RCVBUF, capped by rmem_max, still applies."""
     import socket
 
-    from camsvc.discovery import _plain_receive_buffer
+    from camsvc.cameras.discovery import _plain_receive_buffer
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:

@@ -4,7 +4,7 @@ camsvc runs under ``twistd -n camsvc`` as a preloaded subprocess (``Testbed.env(
 pytest process itself cannot see the bed, see tests/support/umockdev.py); a WebSocket
 client (the ``websockets`` library) watches the API and the ``camera_status_update``
 notifications while the test bed plugs and unplugs cameras.  Capability probes are real
-``python -m camsvc.v4l2`` children answered by the bed's ioctl emulation.
+``python -m camsvc.cameras.v4l2`` children answered by the bed's ioctl emulation.
 
 ENOBUFS cannot happen under umockdev (its datagram sockets push back on the sender
 instead of dropping, finding 2 of tests/support/umockdev.py), so the overflow →

@@ -29,10 +29,10 @@ from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.logger import globalLogPublisher
 
-from camsvc.cameras import Camera
-from camsvc.errors import ALL_ERRORS
-from camsvc.openrpc import full_registry
-from camsvc.rpc import Role
+from camsvc.cameras.registry import Camera
+from camsvc.common.errors import ALL_ERRORS
+from camsvc.server.openrpc import full_registry
+from camsvc.server.rpc import Role
 from tests.support.processes import FakeProcessReactor
 from tests.support.security import build_app, make_key, new_session
 from tests.support.server import ServiceProcess

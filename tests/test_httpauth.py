@@ -9,8 +9,8 @@ from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
 from camsvc.auth import KeyStore
-from camsvc.httpauth import Protected, protect
-from camsvc.rpc import Role
+from camsvc.auth.http import Protected, protect
+from camsvc.server.rpc import Role
 from tests.support.security import build_app
 
 

@@ -1,4 +1,4 @@
-"""camsvc.identity: identity keys and the persisted, atomic camera id map."""
+"""camsvc.cameras.identity: identity keys and the persisted, atomic camera id map."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from camsvc.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
 from camsvc.testing import platform_camera, usb_camera
 
 

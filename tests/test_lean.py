@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from camsvc.config import parse_config_dict
-from camsvc.lean import tls_needed
+from camsvc.ops.lean import tls_needed
 from tests.support.server import ROOT
 
 PROBE = """

@@ -17,7 +17,7 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
-from camsvc.lifecycle import EXIT_FORCED, SignalService, child_pids, stop_in_order
+from camsvc.ops.lifecycle import EXIT_FORCED, SignalService, child_pids, stop_in_order
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient
 
@@ -278,9 +278,9 @@ def test_stopping_while_a_mediamtx_connection_is_pending_logs_no_error(logged):
     """Cancelling a request still connecting raises ConnectingCancelledError: treated as unreachable, and quiet on stop."""
     from twisted.internet.error import ConnectingCancelledError
 
-    from camsvc.health import Health
     from camsvc.mediamtx.client import MediaMTXClient
     from camsvc.mediamtx.monitor import Monitor
+    from camsvc.ops.health import Health
 
     class HangingHTTP:
         def request(self, method, url, **kw):

@@ -13,7 +13,7 @@ import time
 import pytest
 from twisted.logger import Logger, LogLevel, LogPublisher
 
-from camsvc.logs import JSONLinesObserver, LevelControl, make_observer, stdout_is_journal
+from camsvc.ops.logs import JSONLinesObserver, LevelControl, make_observer, stdout_is_journal
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient
 

@@ -8,10 +8,10 @@ import os
 import pytest
 from twisted.internet.testing import MemoryReactorClock
 
-from camsvc.cameras import Camera
+from camsvc.cameras.registry import Camera
 from camsvc.config import parse_config_dict
 from camsvc.media.files import stamp
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 from camsvc.tap import build
 from tests.support.processes import FakeProcessReactor
 

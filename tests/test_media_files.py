@@ -8,7 +8,7 @@ from datetime import datetime
 
 import pytest
 
-from camsvc.errors import FileNotFound, InvalidParams
+from camsvc.common.errors import FileNotFound, InvalidParams
 from camsvc.media import mp4
 from camsvc.media.files import (
     NAME_MAX,

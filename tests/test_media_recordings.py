@@ -10,9 +10,9 @@ import pytest
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 
-from camsvc.cameras import Camera, CameraRegistry
+from camsvc.cameras.registry import Camera, CameraRegistry
+from camsvc.common.errors import CameraNotFound, InsufficientStorage, InvalidParams, InvalidState, MediaMTXUnavailable
 from camsvc.config import parse_config_dict
-from camsvc.errors import CameraNotFound, InsufficientStorage, InvalidParams, InvalidState, MediaMTXUnavailable
 from camsvc.media.files import RECORDINGS, FileStore, stamp
 from camsvc.media.recordings import BACKOFF_CAP, KILL_AFTER, POLL, SETTLE, RecordingFailed, Recordings
 from tests.support.processes import FakeProcessReactor

@@ -15,7 +15,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from camsvc.cameras import CONNECTED, Camera
+from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.media import mp4
 from camsvc.tap import build

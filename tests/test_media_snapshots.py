@@ -11,9 +11,9 @@ import pytest_twisted
 from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, Camera, CameraRegistry
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera, CameraRegistry
+from camsvc.common.errors import CameraNotFound, InsufficientStorage, InvalidParams, InvalidState, MediaMTXUnavailable
 from camsvc.config import parse_config_dict
-from camsvc.errors import CameraNotFound, InsufficientStorage, InvalidParams, InvalidState, MediaMTXUnavailable
 from camsvc.media.files import SNAPSHOTS, FileStore
 from camsvc.media.process import ProcessGroup
 from camsvc.media.snapshots import SnapshotFailed, Snapshotter, input_format, jpeg_qscale

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 import pytest
 from twisted.internet.task import Clock
 
+from camsvc.common.errors import InsufficientStorage, InvalidParams, RpcError
 from camsvc.config import parse_config_dict
-from camsvc.errors import InsufficientStorage, InvalidParams, RpcError
 from camsvc.media.files import RECORDINGS, SNAPSHOTS, FileStore, stamp
 from camsvc.media.storage import CRITICAL, GB, LOW, OK, Retention, StorageMonitor, filesystem
 

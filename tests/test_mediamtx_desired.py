@@ -6,7 +6,7 @@ import shlex
 
 import pytest
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, Camera
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 from camsvc.config import ConfigError, parse_config_dict
 from camsvc.mediamtx.desired import (
     ADD,

@@ -16,14 +16,14 @@ from twisted.internet.defer import fail
 from twisted.internet.error import ConnectionRefusedError
 from twisted.internet.testing import MemoryReactorClock
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, Camera, CameraRegistry
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, Camera, CameraRegistry
+from camsvc.common.errors import InvalidState, MediaMTXUnavailable
 from camsvc.config import parse_config_dict
-from camsvc.errors import InvalidState, MediaMTXUnavailable
-from camsvc.health import Health
 from camsvc.mediamtx.client import MediaMTXClient
 from camsvc.mediamtx.desired import desired_path, differences
 from camsvc.mediamtx.monitor import Monitor
 from camsvc.mediamtx.reconcile import LEDGER_NAME, OwnershipLedger, Reconciler
+from camsvc.ops.health import Health
 from tests.support.logcapture import captured_logs
 from tests.support.mediamtx import MediaMTXStandIn, _APIResource
 from tests.support.openapi import OpenAPISpec

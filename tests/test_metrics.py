@@ -1,4 +1,4 @@
-"""camsvc.metrics, synchronously: the component API, engine/hub hooks, scrape-time
+"""camsvc.ops.metrics, synchronously: the component API, engine/hub hooks, scrape-time
 figures, the text exposition and get_metrics' JSON."""
 
 from __future__ import annotations
@@ -10,10 +10,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
-from camsvc.cameras import DISCONNECTED, ERROR, Camera
+from camsvc.cameras.registry import DISCONNECTED, ERROR, Camera
 from camsvc.config import parse_config_dict
-from camsvc.metrics import MAX_LABEL_VALUES, OUTCOMES, MetricsResource, mediamtx_endpoint
-from camsvc.session import Session
+from camsvc.ops.metrics import MAX_LABEL_VALUES, OUTCOMES, MetricsResource, mediamtx_endpoint
+from camsvc.server.session import Session
 
 
 @pytest.fixture
@@ -279,8 +279,8 @@ def test_unlabelled_histograms_and_counters_start_at_zero(app):
 def test_discovery_reports_udev_events_and_reenumerations(app, tmp_path):
     from twisted.internet.testing import MemoryReactorClock
 
-    from camsvc.discovery import DiscoveryService
-    from camsvc.identity import FILENAME, IdentityStore
+    from camsvc.cameras.discovery import DiscoveryService
+    from camsvc.cameras.identity import FILENAME, IdentityStore
     from camsvc.testing import FakeProber, FakeUdev, usb_camera
 
     reactor = MemoryReactorClock()

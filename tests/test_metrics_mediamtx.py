@@ -8,7 +8,7 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 
-from camsvc.cameras import CONNECTED, Camera
+from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
 from tests.support.waiting import eventually as _eventually

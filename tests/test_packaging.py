@@ -53,7 +53,7 @@ def test_unit_runs_twistd_plugin_as_camsvc():
 
 
 def test_unit_speaks_sd_notify_and_reloads_with_sighup():
-    # camsvc.systemd sends READY=1, STATUS= and WATCHDOG=1 (tests/test_systemd.py);
+    # camsvc.ops.systemd sends READY=1, STATUS= and WATCHDOG=1 (tests/test_systemd.py);
     # SIGHUP reloads the configuration (tests/test_reload.py).
     s = unit_settings()
     assert s["Type"] == ["notify"]

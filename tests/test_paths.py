@@ -21,9 +21,9 @@ from urllib.parse import quote
 import pytest
 from treq.testing import StubTreq
 
-from camsvc.cameras import Camera
-from camsvc.openrpc import full_registry
-from camsvc.rpc import Role
+from camsvc.cameras.registry import Camera
+from camsvc.server.openrpc import full_registry
+from camsvc.server.rpc import Role
 from tests.support.processes import FakeProcessReactor
 from tests.support.security import build_app, call, login
 

@@ -1,4 +1,4 @@
-"""camsvc.probing: the capability probe child process, its timeout and cancellation."""
+"""camsvc.cameras.probing: the capability probe child process, its timeout and cancellation."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from twisted.internet.defer import CancelledError
 from twisted.internet.task import Clock
 from twisted.python.failure import Failure
 
-from camsvc.probing import MAX_OUTPUT, ProbeFailed, ProcessProber
+from camsvc.cameras.probing import MAX_OUTPUT, ProbeFailed, ProcessProber
 from camsvc.testing import probe_result
 
 
@@ -69,12 +69,12 @@ def outcome(d):
 
 def test_success_parses_the_cli_json():
     reactor = ProcessReactor()
-    prober = ProcessProber(reactor, 5, argv=("/usr/bin/python3", "-m", "camsvc.v4l2"), env={"A": "1"})
+    prober = ProcessProber(reactor, 5, argv=("/usr/bin/python3", "-m", "camsvc.cameras.v4l2"), env={"A": "1"})
     d = prober.probe("/dev/video0")
     proto, exe, args, env, transport = reactor.spawned[0]
     assert (exe, args, env) == (
         "/usr/bin/python3",
-        ["/usr/bin/python3", "-m", "camsvc.v4l2", "/dev/video0"],
+        ["/usr/bin/python3", "-m", "camsvc.cameras.v4l2", "/dev/video0"],
         {"A": "1"},
     )
     assert transport.stdin_closed and prober.running == 1
@@ -201,10 +201,10 @@ def test_real_child_is_killed_on_timeout():
 
 
 def test_default_command_runs_the_probe_niced(monkeypatch):
-    import camsvc.probing as probing
+    import camsvc.cameras.probing as probing
 
     monkeypatch.setattr(probing.shutil, "which", lambda name: "/usr/bin/nice" if name == "nice" else None)
-    assert probing.default_argv() == ("/usr/bin/nice", "-n", "10", sys.executable, "-m", "camsvc.v4l2")
+    assert probing.default_argv() == ("/usr/bin/nice", "-n", "10", sys.executable, "-m", "camsvc.cameras.v4l2")
     monkeypatch.setattr(probing.shutil, "which", lambda name: None)
-    assert probing.default_argv() == (sys.executable, "-m", "camsvc.v4l2")
-    assert ProcessProber(Clock(), 5).argv == (sys.executable, "-m", "camsvc.v4l2")
+    assert probing.default_argv() == (sys.executable, "-m", "camsvc.cameras.v4l2")
+    assert ProcessProber(Clock(), 5).argv == (sys.executable, "-m", "camsvc.cameras.v4l2")

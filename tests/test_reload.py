@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.logger import globalLogPublisher
 
 from camsvc.config import load_config
-from camsvc.reload import Reloader, changed_keys, with_values
+from camsvc.ops.reload import Reloader, changed_keys, with_values
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient
 
@@ -213,7 +213,7 @@ def test_publish_template_and_public_host_apply_live(tmp_path):
     from twisted.internet.testing import MemoryReactorClock
 
     from camsvc.api.cameras import camera_object
-    from camsvc.cameras import Camera
+    from camsvc.cameras.registry import Camera
     from camsvc.tap import build
 
     path = tmp_path / "camsvc.yaml"
@@ -246,7 +246,7 @@ def test_publish_template_and_public_host_apply_live(tmp_path):
 def test_rate_limit_and_retention_apply_live(tmp_path):
     from twisted.internet.testing import MemoryReactorClock
 
-    from camsvc.session import Session
+    from camsvc.server.session import Session
     from camsvc.tap import build
 
     path = tmp_path / "camsvc.yaml"

@@ -10,10 +10,10 @@ import pytest
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 
+from camsvc.common.errors import CameraNotFound, InvalidState
 from camsvc.config import parse_config_dict
-from camsvc.errors import CameraNotFound, InvalidState
-from camsvc.rpc import Engine, Registry, Role, check_schema
-from camsvc.session import Session, authorize
+from camsvc.server.rpc import Engine, Registry, Role, check_schema
+from camsvc.server.session import Session, authorize
 
 
 class FakeReactor(Clock):

@@ -137,7 +137,7 @@ async def test_no_secret_in_the_logs_when_mediamtx_refuses_the_password(tmp_path
 
 def test_no_secret_in_the_logs_with_authentication_on(tmp_path):
     """Real credentials (a JWT signed with the service's secret, an API key) used right and wrong."""
-    from camsvc.rpc import Role
+    from camsvc.server.rpc import Role
     from tests.support.security import make_key, mint
 
     state = tmp_path / "state"

@@ -10,7 +10,7 @@ import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 from tests.support.security import make_key, mint
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient

@@ -11,9 +11,9 @@ import uuid
 import pytest
 from twisted.internet.task import Clock
 
-from camsvc.cameras import Camera
+from camsvc.cameras.registry import Camera
 from camsvc.config import parse_config_dict
-from camsvc.systemd import Notifier, SystemdService, setup_systemd, summary, watchdog_interval
+from camsvc.ops.systemd import Notifier, SystemdService, setup_systemd, summary, watchdog_interval
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient
 

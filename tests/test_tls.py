@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 from tests.support.security import make_key
 from tests.support.server import ServiceProcess
 from tests.support.wsclient import RpcClient

@@ -226,7 +226,7 @@ def test_probe_of_emulated_nodes(bed, listener_factory):
 def test_vanish_mid_probe_and_cli(bed):
     bed.add_camera("flaky", serial="F1", fail_after=3)
     r = subprocess.run(
-        [sys.executable, "-m", "camsvc.v4l2", "/dev/video0"],
+        [sys.executable, "-m", "camsvc.cameras.v4l2", "/dev/video0"],
         cwd=REPO,
         env=bed.env(),
         capture_output=True,
@@ -238,7 +238,7 @@ def test_vanish_mid_probe_and_cli(bed):
     assert out["reason"] == "vanished" and out["errno"] == 19  # ENODEV
     bed.add_camera("good", serial="G1")
     r = subprocess.run(
-        [sys.executable, "-m", "camsvc.v4l2", "/dev/video2"],
+        [sys.executable, "-m", "camsvc.cameras.v4l2", "/dev/video2"],
         cwd=REPO,
         env=bed.env(),
         capture_output=True,
@@ -337,7 +337,7 @@ def test_async_testbed_with_reactor():
         r = yield bed.add_camera("a", serial="X", metadata=False)
         assert r["devnode"] == "/dev/video0"
         out, err, code = yield getProcessOutputAndValue(
-            sys.executable, ["-m", "camsvc.v4l2", "/dev/video0"], env=bed.env(), path=REPO
+            sys.executable, ["-m", "camsvc.cameras.v4l2", "/dev/video0"], env=bed.env(), path=REPO
         )
         assert code == 0, err
         assert json.loads(out)["formats"][0]["format"] == "MJPG"

@@ -1,4 +1,4 @@
-"""Unit tests of camsvc.v4l2 with a fake ioctl: no device, no umockdev."""
+"""Unit tests of camsvc.cameras.v4l2 with a fake ioctl: no device, no umockdev."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import os
 
 import pytest
 
-from camsvc import v4l2
-from camsvc.v4l2 import (
+from camsvc.cameras import v4l2
+from camsvc.cameras.v4l2 import (
     Capabilities,
     Format,
     FrameSize,

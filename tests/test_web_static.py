@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from camsvc import web
+from camsvc.server import web
 from tests.support.server import ServiceProcess
 
 STATIC = Path(web.STATIC_DIR)

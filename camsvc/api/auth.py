@@ -9,8 +9,8 @@ from twisted.logger import Logger
 
 from camsvc.api.system import iso
 from camsvc.auth import KEY_PREFIX, AuthError, peer_address
-from camsvc.errors import AuthenticationRequired, RateLimitExceeded
-from camsvc.rpc import Role
+from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
+from camsvc.server.rpc import Role
 
 log = Logger()
 

@@ -6,7 +6,7 @@ Methods: ``get_camera_list``, ``get_camera_status``, ``get_camera_capabilities``
 -32004 naming the device.
 
 The Camera object (SPEC §3) is built here for one client host: ``streams`` from
-:func:`camsvc.streams.stream_urls` (``mediamtx.public_host`` or the host the client
+:func:`camsvc.mediamtx.urls.stream_urls` (``mediamtx.public_host`` or the host the client
 connected to), ``recording`` from ``app.recordings.is_recording(camera_id)`` when a
 recordings component is installed.  ``get_camera_status`` adds ``capabilities`` and
 ``metrics``: the merged dicts returned by the callables in ``app.camera_metrics``
@@ -30,10 +30,10 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from camsvc.cameras import CONNECTED, Camera
-from camsvc.errors import CameraNotFound, InvalidState
-from camsvc.rpc import Role
-from camsvc.streams import stream_urls
+from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.common.errors import CameraNotFound, InvalidState
+from camsvc.mediamtx.urls import stream_urls
+from camsvc.server.rpc import Role
 
 log = Logger()
 

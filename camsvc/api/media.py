@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from camsvc.errors import (
+from camsvc.common.errors import (
     CameraNotFound,
     FileNotFound,
     InsufficientStorage,
@@ -20,7 +20,7 @@ from camsvc.errors import (
 )
 from camsvc.media.files import RECORDINGS, SNAPSHOTS, iso
 from camsvc.media.storage import MAX_AGE_DAYS, MAX_SIZE_GB
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 
 FILENAME = {
     "type": "string",

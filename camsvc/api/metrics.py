@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 
 _SAMPLE = {
     "type": "object",

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from camsvc.errors import MediaMTXUnavailable
-from camsvc.rpc import Role
+from camsvc.common.errors import MediaMTXUnavailable
+from camsvc.server.rpc import Role
 
 STREAM_SCHEMA = {
     "type": "object",

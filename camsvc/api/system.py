@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from camsvc import __version__
-from camsvc.openrpc import NOTIFICATIONS, build_document
-from camsvc.rpc import Role
+from camsvc.server.openrpc import NOTIFICATIONS, build_document
+from camsvc.server.rpc import Role
 
 API_VERSION = "1.0"
 

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 
 from twisted.logger import Logger
 
-from camsvc.errors import FileNotFound, InternalError, InvalidParams
+from camsvc.common.errors import FileNotFound, InternalError, InvalidParams
 
 log = Logger()
 

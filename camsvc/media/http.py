@@ -25,7 +25,7 @@ from twisted.web import static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from camsvc.errors import RpcError
+from camsvc.common.errors import RpcError
 from camsvc.media.files import CONTENT_TYPES, KINDS, FileStore
 
 log = Logger()

@@ -47,8 +47,8 @@ from twisted.internet.task import deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from camsvc.cameras import CONNECTED, Camera
-from camsvc.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
+from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
 from camsvc.media.files import RECORDINGS, FileStore, time_from_name
 from camsvc.media.process import which
 

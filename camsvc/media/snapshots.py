@@ -31,8 +31,8 @@ from typing import Any
 from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
-from camsvc.cameras import CONNECTED, Camera
-from camsvc.errors import CameraNotFound, InsufficientStorage, InternalError, InvalidState, MediaMTXUnavailable
+from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.common.errors import CameraNotFound, InsufficientStorage, InternalError, InvalidState, MediaMTXUnavailable
 from camsvc.media.files import FORMAT_EXTENSIONS, SNAPSHOTS, FileStore, sanitise_name, stamp
 from camsvc.media.process import NotInstalled, OutputTooLarge, ProcessError, ProcessGroup, ProcessTimeout
 

@@ -28,7 +28,7 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from camsvc.errors import FileNotFound, InsufficientStorage, InvalidParams, RpcError
+from camsvc.common.errors import FileNotFound, InsufficientStorage, InvalidParams, RpcError
 from camsvc.media.files import KINDS, RECORDINGS, FileStore
 
 log = Logger()

@@ -6,14 +6,7 @@ Modules: :mod:`.client` (the ``/v3`` HTTP client and its typed errors),
 :mod:`.reconcile` (the reconciler and the path-ownership ledger) and
 :mod:`.component` (wiring: ``setup(app)``, the :class:`~.component.MediaMTX`
 facade other components use as ``app.mediamtx``).
+
+May import: :mod:`camsvc.common`, :mod:`camsvc.config`, :mod:`camsvc.cameras`
+(the camera records it publishes); never the server, auth, API or ops layers.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-
-def setup(app: Any) -> None:
-    from camsvc.mediamtx.component import setup as _setup
-
-    _setup(app)

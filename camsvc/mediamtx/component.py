@@ -24,7 +24,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, fail
 from twisted.logger import Logger
 
-from camsvc.errors import MediaMTXUnavailable
+from camsvc.common.errors import MediaMTXUnavailable
 from camsvc.mediamtx.client import MediaMTXClient, MediaMTXError, make_http_client
 from camsvc.mediamtx.monitor import Monitor, path_stats
 from camsvc.mediamtx.reconcile import LEDGER_NAME, OwnershipLedger, Reconciler

@@ -1,6 +1,6 @@
 """Desired MediaMTX path configuration per camera, and how to compare it.
 
-Pure functions, no I/O.  :func:`desired_path` turns a :class:`~camsvc.cameras.Camera`
+Pure functions, no I/O.  :func:`desired_path` turns a :class:`~camsvc.cameras.registry.Camera`
 plus the configuration and the camera's recording flag into the ``PathConf``
 fields camsvc wants MediaMTX to have for the path named by the camera id.
 :func:`differences` compares that with what MediaMTX reports *semantically*:
@@ -17,7 +17,7 @@ import shlex
 import string
 from typing import Any
 
-from camsvc.cameras import CONNECTED, Camera
+from camsvc.cameras.registry import CONNECTED, Camera
 
 #: V4L2 fourcc -> the name ffmpeg's v4l2 demuxer takes for ``-input_format``.
 FFMPEG_INPUT_FORMATS = {

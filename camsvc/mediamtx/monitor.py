@@ -27,7 +27,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from camsvc.errors import MediaMTXUnavailable
+from camsvc.common.errors import MediaMTXUnavailable
 from camsvc.mediamtx.client import (
     MediaMTXAPIError,
     MediaMTXError,
@@ -92,7 +92,7 @@ class Monitor(Service):
     """Periodic reachability probe, readiness, notifications, restart detection.
 
     Collaborators: ``client`` (:class:`~camsvc.mediamtx.client.MediaMTXClient`),
-    ``clock``, ``health`` (:class:`~camsvc.health.Health`), ``publish``
+    ``clock``, ``health`` (:class:`~camsvc.ops.health.Health`), ``publish``
     (``hub.publish``), ``interval`` seconds.  Listeners added with
     :meth:`subscribe` get ``listener(event, info)`` with event ``"up"``
     (first contact or back after being down), ``"restarted"`` or ``"down"``.

@@ -45,8 +45,8 @@ from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succe
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from camsvc.cameras import DISCONNECTED, Camera
-from camsvc.errors import InvalidState, MediaMTXUnavailable
+from camsvc.cameras.registry import DISCONNECTED, Camera
+from camsvc.common.errors import InvalidState, MediaMTXUnavailable
 from camsvc.mediamtx.client import (
     MediaMTXAPIError,
     MediaMTXBadRequest,
@@ -160,7 +160,7 @@ class Reconciler(Service):
 
     Collaborators: ``client`` (MediaMTX client), ``monitor``
     (:class:`~camsvc.mediamtx.monitor.Monitor`: availability and restart
-    events), ``cameras`` (:class:`~camsvc.cameras.CameraRegistry`, observed),
+    events), ``cameras`` (:class:`~camsvc.cameras.registry.CameraRegistry`, observed),
     ``config`` (the whole :class:`~camsvc.config.Config`), ``clock`` and
     ``ledger`` (:class:`OwnershipLedger`).
     """

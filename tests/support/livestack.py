@@ -59,7 +59,7 @@ def admin(config_path: Path, *args: str) -> str:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
     out = subprocess.run(
-        [sys.executable, "-m", "camsvc.admin", "--config", str(config_path), *args],
+        [sys.executable, "-m", "camsvc.tools.admin", "--config", str(config_path), *args],
         capture_output=True,
         text=True,
         env=env,

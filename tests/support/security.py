@@ -23,8 +23,8 @@ from twisted.internet.testing import MemoryReactorClock
 
 from camsvc.auth import Authenticator, KeyStore
 from camsvc.config import parse_config_dict
-from camsvc.rpc import Role
-from camsvc.session import Session
+from camsvc.server.rpc import Role
+from camsvc.server.session import Session
 
 #: Method name -> the role it must require (None: open to everyone).
 EXPECTED_ROLES: dict[str, Role | None] = {

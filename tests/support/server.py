@@ -162,7 +162,7 @@ class ServiceProcess:
         return self.proc.returncode
 
     def stop_cleanly(self) -> None:
-        """Stop with SIGTERM and assert a clean shutdown (exit status 0, see camsvc.lifecycle)."""
+        """Stop with SIGTERM and assert a clean shutdown (exit status 0, see camsvc.ops.lifecycle)."""
         code = self.stop()
         text = self.log()
         assert code == 0, f"exit status {code}:\n{text}"

@@ -3,7 +3,7 @@
 Owns nothing of camsvc's: it is the "process under test" stand-in that proves the
 pieces camsvc's discovery builds on — pyudev enumeration, a ``pyudev.Monitor`` whose fd is
 an ``IReadDescriptor`` on a Twisted reactor (drained with ``poll(timeout=0)``), and
-``camsvc.v4l2.probe`` — work under the umockdev preload.
+``camsvc.cameras.v4l2.probe`` — work under the umockdev preload.
 
     env = testbed.env(); python -m tests.support.udev_listener   (cwd = repository root)
 
@@ -13,7 +13,7 @@ every video4linux uevent (``t`` = time.monotonic() when Python got it) and one
 ``{"reply": ...}`` per stdin command:
 
   list          → [{sys_path, devnode, props, usb_serial, initialized}] from enumeration
-  probe PATH    → camsvc.v4l2.probe(PATH).to_dict() or {"error", "reason", "errno"}
+  probe PATH    → camsvc.cameras.v4l2.probe(PATH).to_dict() or {"error", "reason", "errno"}
   pause SECONDS → stop reading the monitor for that long (to fill its queue)
   env           → {"UMOCKDEV_DIR": ...}
 """
@@ -29,7 +29,7 @@ from twisted.internet import protocol, reactor, stdio
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
-from camsvc import v4l2
+from camsvc.cameras import v4l2
 
 
 def emit(obj) -> None:

@@ -38,7 +38,7 @@ with ``bench/udev_raw.py`` and ``tests/test_umockdev_bed.py``:
    re-enumeration path therefore needs a unit test with a fake monitor.
 3. **V4L2 ioctls.**  ``os.open("/dev/videoN", O_RDWR|O_NONBLOCK)`` + ``fcntl.ioctl`` in a
    preloaded process reach the helper's ``UMockdev.IoctlBase`` handler over a unix
-   socket, so ``camsvc.v4l2.probe`` works unchanged: ~0.2 ms per ioctl, a full probe of
+   socket, so ``camsvc.cameras.v4l2.probe`` works unchanged: ~0.2 ms per ioctl, a full probe of
    the default 2-format camera (25 ioctls) 5.4 ms p50 / 7.7 ms max.  Unhandled requests
    fail with ENOTTY; ``stat`` says char device 81:N; after ``remove`` the node is gone
    (ENOENT → ProbeError "vanished"); ``fail_after`` makes a node answer ENODEV mid-probe.

@@ -59,7 +59,7 @@ import gi
 gi.require_version("UMockdev", "1.0")
 from gi.repository import GLib, UMockdev
 
-# --- V4L2 ABI (independent of camsvc.v4l2 on purpose: it cross-checks the binding) ---
+# --- V4L2 ABI (independent of camsvc.cameras.v4l2 on purpose: it cross-checks the binding) ---
 VIDIOC_QUERYCAP = 0x80685600
 VIDIOC_ENUM_FMT = 0xC0405602
 VIDIOC_ENUM_FRAMESIZES = 0xC02C564A

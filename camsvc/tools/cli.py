@@ -1,7 +1,7 @@
 """``camsvc-cli``: camsvc's command-line client.
 
 This module owns the command line: argument parsing, one function per
-command on top of :class:`camsvc.client.Client`, the human (table) and
+command on top of :class:`camsvc.tools.client.Client`, the human (table) and
 ``--json`` renderings, and the mapping of failures to exit codes.  It runs
 its own reactor (it is a program, not part of the service).
 
@@ -32,7 +32,7 @@ from typing import Any, TextIO
 from urllib.parse import quote
 
 from camsvc import __version__
-from camsvc.client import (
+from camsvc.tools.client import (
     DEFAULT_URL,
     Client,
     ClientError,

@@ -3,7 +3,7 @@
 Health endpoints, ``/openrpc.json`` and ``/`` stay open; ``/metrics`` and the
 file downloads are wrapped::
 
-    from camsvc.httpauth import protect
+    from camsvc.auth.http import protect
     app.http_children[b"metrics"] = protect(app, MetricsResource(...), Role.ADMIN)
     app.http_children[b"files"] = protect(app, files_resource, Role.VIEWER, downloads=True)
 
@@ -34,7 +34,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from camsvc.auth import AuthError, client_address, parse_networks
-from camsvc.rpc import Role, dumps
+from camsvc.server.rpc import Role, dumps
 
 log = Logger()
 

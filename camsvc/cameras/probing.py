@@ -1,6 +1,6 @@
 """Capability probes in a child process, with a timeout.
 
-This module owns running ``python -m camsvc.v4l2 /dev/videoN`` through
+This module owns running ``python -m camsvc.cameras.v4l2 /dev/videoN`` through
 ``reactor.spawnProcess`` and turning its JSON answer into a dict (or a
 :class:`ProbeFailed`).
 
@@ -53,8 +53,8 @@ PROBE_NICENESS = 10
 
 
 def default_argv() -> tuple[str, ...]:
-    """``[nice -n 10] python -m camsvc.v4l2`` (without ``nice`` when it is not installed)."""
-    python = (sys.executable, "-m", "camsvc.v4l2")
+    """``[nice -n 10] python -m camsvc.cameras.v4l2`` (without ``nice`` when it is not installed)."""
+    python = (sys.executable, "-m", "camsvc.cameras.v4l2")
     nice = shutil.which("nice")
     return (nice, "-n", str(PROBE_NICENESS), *python) if nice else python
 
@@ -137,7 +137,7 @@ class _ProbeProtocol(ProcessProtocol):
 class ProcessProber:
     """``probe(path) -> Deferred`` firing with the probe CLI's JSON dict.
 
-    The dict is :meth:`camsvc.v4l2.Capabilities.to_dict` plus ``"default"``.  Failures
+    The dict is :meth:`camsvc.cameras.v4l2.Capabilities.to_dict` plus ``"default"``.  Failures
     errback with :class:`ProbeFailed`; ``timeout`` seconds after the start the child
     is killed (SIGKILL) and the Deferred fails with reason ``"timeout"`` at once.
     Cancelling the Deferred kills the child.  ``running`` counts live children.

@@ -22,7 +22,7 @@ from typing import Any
 
 from camsvc.auth import Authenticator, AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
 from camsvc.config import ConfigError, load_config
-from camsvc.rpc import Role
+from camsvc.server.rpc import Role
 
 DEFAULT_CONFIG = "/etc/camsvc/camsvc.yaml"
 EX_OK, EX_FAIL, EX_USAGE, EX_CONFIG = 0, 1, 2, 78

@@ -110,7 +110,7 @@ class Reloader:
 
     Collaborators: the App (``config``, ``reloads``, ``metrics``), ``load``
     (``path -> Config``, raising ConfigError) and optionally ``systemd``
-    (a :class:`camsvc.systemd.SystemdService`, told around the reload).
+    (a :class:`camsvc.ops.systemd.SystemdService`, told around the reload).
     """
 
     def __init__(

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from camsvc import __version__
-from camsvc.errors import ALL_ERRORS
-from camsvc.rpc import Registry
+from camsvc.common.errors import ALL_ERRORS
+from camsvc.server.rpc import Registry
 
 OPENRPC_VERSION = "1.2.6"
 

@@ -19,7 +19,7 @@ process is gone":
   and a ``SIGALRM`` deadline set when shutdown starts ends the process even
   if the reactor itself is stuck.
 * **SIGHUP** calls the reload callback (configuration reload, see
-  :mod:`camsvc.reload`) on the reactor thread.
+  :mod:`camsvc.ops.reload`) on the reactor thread.
 
 Only :mod:`camsvc.tap` creates these with the real reactor; tests inject
 fakes for the reactor, the ``signal`` module and the exit function.

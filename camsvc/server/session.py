@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from camsvc.errors import AuthenticationRequired, PermissionDenied
-from camsvc.rpc import Method, Role
+from camsvc.common.errors import AuthenticationRequired, PermissionDenied
+from camsvc.server.rpc import Method, Role
 
 
 class Session:

@@ -2,7 +2,7 @@
 
 This module owns the protocol rules of JSON-RPC 2.0 and nothing else: it never
 imports Autobahn and never sees a WebSocket.  A transport hands it a text
-payload and a :class:`~camsvc.session.Session`; it hands back the response text
+payload and a :class:`~camsvc.server.session.Session`; it hands back the response text
 (or ``None`` when nothing must be sent), synchronously when every method
 answered synchronously, else as a Deferred.
 
@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from camsvc.errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, RpcError
+from camsvc.common.errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, RpcError
 
 log = Logger()
 

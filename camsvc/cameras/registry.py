@@ -15,7 +15,7 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
-from camsvc.errors import CameraNotFound
+from camsvc.common.errors import CameraNotFound
 
 log = Logger()
 
@@ -33,7 +33,7 @@ class Camera:
     ``key`` is the identity key (USB serial + interface, else ID_PATH, else the
     node path); ``links`` the stable /dev/v4l/by-id and by-path symlinks seen
     for it; ``capabilities`` the probed V4L2 capabilities as plain data
-    (:meth:`camsvc.v4l2.Capabilities.to_dict`); ``default`` the chosen
+    (:meth:`camsvc.cameras.v4l2.Capabilities.to_dict`); ``default`` the chosen
     ``{"format", "width", "height", "fps"}``; ``error`` why status is ERROR.
     """
 

@@ -3,7 +3,7 @@
 This module owns the resource tree: ``/ws`` (the WebSocket resource),
 ``/health/live``, ``/health/ready``, ``/openrpc.json``, the dashboard page
 at ``/`` and its assets under ``/static/`` (files shipped in
-``camsvc/static/``).  Other modules attach further children (``/metrics``,
+``camsvc/server/static/``).  Other modules attach further children (``/metrics``,
 ``/files/...``) through :func:`build_site`'s ``extra`` mapping.
 """
 
@@ -22,8 +22,8 @@ try:  # Twisted >= 22.10
 except ImportError:  # Debian 12's Twisted 22.4
     from twisted.web.resource import NoResource as _not_found
 
-from camsvc.openrpc import build_document
-from camsvc.rpc import dumps
+from camsvc.server.openrpc import build_document
+from camsvc.server.rpc import dumps
 
 
 class JSONResource(Resource):

@@ -1,7 +1,7 @@
 """Credentials: the JWT secret, API keys, download tokens and failed-attempt limits.
 
 This module owns everything that decides *who* a client is; what a role may
-call is decided by :func:`camsvc.session.authorize`.
+call is decided by :func:`camsvc.server.session.authorize`.
 
 - **JWT** (HS256 only, via PyJWT): claims ``sub`` (or ``user_id``), ``role``,
   ``iat``, ``exp`` and optionally ``nbf``.  The secret lives in
@@ -50,9 +50,9 @@ from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from camsvc.errors import AuthenticationRequired
-from camsvc.rpc import Role
-from camsvc.session import authorize
+from camsvc.common.errors import AuthenticationRequired
+from camsvc.server.rpc import Role
+from camsvc.server.session import authorize
 
 log = Logger()
 
@@ -732,12 +732,12 @@ def setup(app: Any) -> None:
 
     Runs after the components that add ``/metrics`` and ``/files``; components
     added later wrap their resources themselves with
-    :func:`camsvc.httpauth.protect`.  The media component's hooks get the real
+    :func:`camsvc.auth.http.protect`.  The media component's hooks get the real
     thing: ``download_url`` carries a token for that one file, and the files
     resource re-checks each request with the same rules (defence in depth
     behind the wrapper).
     """
-    from camsvc.httpauth import Protected, protect
+    from camsvc.auth.http import Protected, protect
 
     auth = app.auth
     auth.setServiceParent(app.service)

@@ -18,7 +18,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from camsvc.rpc import notification
+from camsvc.server.rpc import notification
 
 log = Logger()
 

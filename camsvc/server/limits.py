@@ -8,7 +8,7 @@ authenticated or not.  A refused request gets -32002 with ``data.retry_after``
 (seconds until the next request is accepted); the first refusal of a burst is
 logged, not every one.  The other limits live where they act: message size,
 binary frames, connection count, Origin, idle timeout and the outgoing buffer
-in :mod:`camsvc.ws`; batch length in :mod:`camsvc.rpc`; failed
+in :mod:`camsvc.server.ws`; batch length in :mod:`camsvc.server.rpc`; failed
 authentications in :mod:`camsvc.auth`.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from camsvc.errors import RateLimitExceeded
+from camsvc.common.errors import RateLimitExceeded
 
 log = Logger()
 

@@ -53,7 +53,7 @@ from twisted.logger import Logger
 from twisted.web.resource import Resource
 
 from camsvc import __version__
-from camsvc.errors import ALL_ERRORS
+from camsvc.common.errors import ALL_ERRORS
 
 log = Logger()
 

@@ -2,8 +2,8 @@
 
 This module owns the WebSocket connection lifecycle and nothing of the API: it
 accepts or refuses the opening handshake (capacity, Origin), registers each
-connection with the :class:`~camsvc.hub.Hub`, passes every text message to the
-:class:`~camsvc.rpc.Engine` and writes back what the engine answers.
+connection with the :class:`~camsvc.server.hub.Hub`, passes every text message to the
+:class:`~camsvc.server.rpc.Engine` and writes back what the engine answers.
 
 Flow control: each connection registers a push producer on its transport.
 While the kernel buffer toward the client is full (the transport paused us),
@@ -28,8 +28,8 @@ from zope.interface import implementer
 
 from camsvc.auth import client_address, parse_networks, peer_address
 from camsvc.config import is_loopback_host
-from camsvc.session import Session
-from camsvc.streams import client_host
+from camsvc.mediamtx.urls import client_host
+from camsvc.server.session import Session
 
 log = Logger()
 
@@ -258,7 +258,7 @@ class RpcServerFactory(WebSocketServerFactory):
 
     Collaborators: the JSON-RPC ``engine``, the ``hub``, ``make_session``
     (``(conn_id, peer, host, send) -> Session``), the server config section,
-    optionally ``metrics`` (:class:`camsvc.metrics.Metrics`), and
+    optionally ``metrics`` (:class:`camsvc.ops.metrics.Metrics`), and
     ``auth_required`` (without authentication, the same-origin rule only
     trusts Host names that cannot be DNS-rebound: see :meth:`admit`) and
     ``login_timeout`` (seconds a connection may stay unauthenticated; 0: no limit).

@@ -10,7 +10,7 @@ This module owns everything camsvc knows about the V4L2 ioctl ABI:
 * :func:`probe`, the blocking-but-fast syscall side: open the node
   ``O_RDWR | O_NONBLOCK``, query, enumerate with bounded loops, close;
 * :func:`choose_default`, the rule that picks a camera's default format, size and rate;
-* a CLI, ``python -m camsvc.v4l2 /dev/videoN``, printing the probe result as one JSON
+* a CLI, ``python -m camsvc.cameras.v4l2 /dev/videoN``, printing the probe result as one JSON
   object.  The service may run it as a child process with a timeout
   (``reactor.spawnProcess``) and read it back with :meth:`Capabilities.from_dict`.
 
@@ -727,7 +727,7 @@ def choose_default(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m camsvc.v4l2 /dev/videoN``.
+    """``python -m camsvc.cameras.v4l2 /dev/videoN``.
 
     Exit 0 and print the :meth:`Capabilities.to_dict` JSON (plus ``"default"``, the
     :func:`choose_default` choice or null) on stdout; on a :class:`ProbeError` exit 2 and
@@ -735,7 +735,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = list(sys.argv[1:] if argv is None else argv)
     if len(args) != 1 or args[0].startswith("-"):
-        sys.stderr.write("usage: python -m camsvc.v4l2 /dev/videoN\n")
+        sys.stderr.write("usage: python -m camsvc.cameras.v4l2 /dev/videoN\n")
         return 64
     try:
         caps = probe(args[0])

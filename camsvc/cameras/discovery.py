@@ -1,7 +1,7 @@
 """Camera discovery: udev on the reactor, stable ids, capability probes.
 
 This module owns turning udev's view of ``video4linux`` into camera records in the
-one :class:`~camsvc.cameras.CameraRegistry`:
+one :class:`~camsvc.cameras.registry.CameraRegistry`:
 
 * **Enumeration, then a monitor.**  At start a ``pyudev.Monitor`` (netlink, subsystem
   ``video4linux``, receive buffer ``discovery.receive_buffer_size``) is opened *first*,
@@ -15,13 +15,13 @@ one :class:`~camsvc.cameras.CameraRegistry`:
   (udev's ``v4l_id`` runs VIDIOC_QUERYCAP for it), confirmed by our own probe: a node
   the probe finds is not a capture node is withdrawn.  UVC metadata nodes (``:``) and
   output-only nodes are ignored.  USB, CSI and platform devices all count.
-* **Identity.**  :mod:`camsvc.identity` maps the node's identity key to ``camera<N>``,
+* **Identity.**  :mod:`camsvc.cameras.identity` maps the node's identity key to ``camera<N>``,
   persisted in ``storage.state_dir``.  Two present cameras with the same key (a
   serial shared by identical cameras) are told apart by port.
 * **Announce at once, probe after.**  A new node is committed to the registry as
   CONNECTED straight from the udev event (the first ``camera_status_update`` never
   waits for anything slow: the id map is written afterwards, the probe starts
-  afterwards).  Capabilities come from :class:`camsvc.probing.ProcessProber` (a child
+  afterwards).  Capabilities come from :class:`camsvc.cameras.probing.ProcessProber` (a child
   process with a timeout, see there why); when they arrive the record changes
   (resolution, fps); a failed probe makes it ERROR with the reason; a node that
   vanished mid-probe is retried once, then ERROR unless udev removed it meanwhile.
@@ -33,7 +33,7 @@ one :class:`~camsvc.cameras.CameraRegistry`:
   probe per window.
 
 Collaborators (all injected): the registry; the ``discovery`` config section; an
-:class:`~camsvc.identity.IdentityStore`; the reactor (``IReactorFDSet``,
+:class:`~camsvc.cameras.identity.IdentityStore`; the reactor (``IReactorFDSet``,
 ``IReactorTime``); ``health`` (condition ``"discovery"``, ok after the first
 enumeration); ``udev_factory() -> backend`` (default :class:`PyudevBackend`;
 ``camsvc.testing.FakeUdev`` in unit tests); a prober (``probe(path) -> Deferred``);
@@ -57,9 +57,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from camsvc.cameras import CONNECTED, DISCONNECTED, ERROR, Camera
-from camsvc.identity import FILENAME, IdentityStore, fallback_key, identity_key
-from camsvc.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
+from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.cameras.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 
 log = Logger()
 

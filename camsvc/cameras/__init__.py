@@ -1,0 +1,10 @@
+"""Cameras: which V4L2 devices are cameras, their stable identities and their state.
+
+Owns the camera registry (:mod:`.registry`: the Camera record and its
+observers), udev discovery (:mod:`.discovery`), stable ids (:mod:`.identity`,
+``camera-ids.json``), capability probing in a child process
+(:mod:`.probing`) and the V4L2 ioctl binding (:mod:`.v4l2`).
+
+May import: :mod:`camsvc.common`, :mod:`camsvc.config`.  Knows nothing of
+WebSockets, HTTP, JSON-RPC sessions, MediaMTX or media.
+"""

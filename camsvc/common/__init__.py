@@ -1,0 +1,8 @@
+"""Foundation shared by every layer: the JSON-RPC error vocabulary and small helpers.
+
+Owns :mod:`.errors` (every error code camsvc answers with, in one place) and the
+helpers every layer uses the same way (atomic file writes, ISO timestamps, the
+Host header).
+
+May import: the standard library and Twisted only — nothing else of camsvc.
+"""

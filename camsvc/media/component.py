@@ -1,0 +1,226 @@
+"""Media component: snapshots, recordings' files, downloads, storage and retention.
+
+``setup(app)`` (listed in ``camsvc.tap.COMPONENTS`` after ``camsvc.mediamtx``) builds
+:class:`Media` as ``app.media`` and :class:`~camsvc.media.recordings.Recordings` as
+``app.recordings``, adds their services (storage monitor, retention, process cleanup,
+recordings), the ``/files`` HTTP resource and the ``storage`` / ``retention`` /
+``recordings`` sections of ``get_status``.  The API methods live in :mod:`camsvc.api.media`.
+
+Submodules: :mod:`.files` (names, lookups, listing), :mod:`.mp4` (durations),
+:mod:`.process` (ffmpeg on the reactor), :mod:`.snapshots`, :mod:`.recordings`
+(sessions, keep-alive reader, recovery), :mod:`.storage` (free space, retention),
+:mod:`.http` (downloads).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import quote
+
+from twisted.application.service import Service
+from twisted.logger import Logger
+
+from camsvc.common.errors import InvalidState
+from camsvc.media import mp4
+from camsvc.media.files import FileStore, MediaFile, iso
+from camsvc.media.http import FilesRoot
+from camsvc.media.process import ProcessGroup
+from camsvc.media.recordings import Recordings
+from camsvc.media.snapshots import Snapshotter
+from camsvc.media.storage import OK, Retention, StorageMonitor
+
+log = Logger()
+
+_HOST_HEADER = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
+
+
+class _ProcessReaper(Service):
+    """Kills the media component's children (ffmpeg) when the service stops."""
+
+    name = "media-processes"
+
+    def __init__(self, group: ProcessGroup) -> None:
+        self.group = group
+
+    def stopService(self) -> Any:
+        super().stopService()
+        return self.group.kill_all()
+
+
+class Media:
+    """The media component's parts, shared by the API and other components.
+
+    ``store`` (:class:`FileStore`), ``snapshots`` (:class:`Snapshotter`),
+    ``storage`` (:class:`StorageMonitor`), ``retention`` (:class:`Retention`),
+    ``processes`` (:class:`ProcessGroup`), ``recordings`` (:class:`Recordings`, also
+    ``app.recordings``).
+
+    Hooks other components set:
+
+    * ``path_ready(camera_id) -> bool``: is the camera's MediaMTX path ready (from
+      ``app.mediamtx.camera_metrics``);
+    * ``authorize_download(request, kind, filename) -> bool | Deferred``: may this HTTP
+      request download the file (default: only when ``auth.required`` is false);
+    * ``sign_download(kind, filename) -> str | None``: a token appended to
+      ``download_url`` as ``?token=`` (default: none);
+    * ``protected() -> set[(kind, filename)]``: files retention must not delete.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        config = app.config
+        self.config = config
+        self.store = FileStore(
+            config.storage.recordings_dir, config.storage.snapshots_dir, duration_reader=mp4.duration
+        )
+        self.processes = ProcessGroup(app.reactor, app.clock)
+        self.storage = StorageMonitor(self.store, config.storage, app.clock, app.hub.publish)
+        self.protected: Callable[[], set] = lambda: set()
+        self.retention = Retention(
+            self.store,
+            app.clock,
+            config.storage.state_dir,
+            config.retention,
+            protected=lambda: self.protected(),
+            on_deleted=app.metrics.retention_deleted,
+        )
+        self.snapshots = Snapshotter(
+            processes=self.processes,
+            store=self.store,
+            clock=app.clock,
+            cameras=app.cameras,
+            config=config,
+            path_ready=lambda camera_id: self.path_ready(camera_id),
+            require_space=self.storage.require_space,
+            observe=app.metrics.snapshot,
+        )
+        self.sign_download: Callable[[str, str], str | None] | None = None
+        self.storage.listeners.append(self._storage_changed)
+
+    # -- hooks with defaults ---------------------------------------------------------
+
+    def path_ready(self, camera_id: str) -> bool:
+        """Is the camera's MediaMTX path ready (publishing)?  From MediaMTX's cached path stats.
+
+        The cache is at most ``mediamtx.health_interval`` old; a stale answer costs little
+        (a busy device falls back to the stream; a stream read restarts the publisher).
+        """
+        mediamtx = getattr(self.app, "mediamtx", None)
+        camera = self.app.cameras.get(camera_id)
+        if mediamtx is None or camera is None:
+            return False
+        try:
+            stream = mediamtx.camera_metrics(camera).get("stream") or {}
+        except Exception:
+            log.failure("Cannot tell whether the path of {camera_id} is ready", camera_id=camera_id)
+            return False
+        return bool(stream.get("mediamtx_available") and stream.get("ready"))
+
+    def authorize_download(self, request: Any, kind: str, filename: str) -> Any:
+        return not self.config.auth.required
+
+    # -- URLs and file descriptions ---------------------------------------------------
+
+    def base_url(self, session: Any) -> str:
+        """``scheme://host[:port]`` clients download from.
+
+        ``storage.download_base_url`` when set (a reverse proxy); else the Host header
+        the client connected with (so port forwards and NAT keep working); else the
+        session's host and ``server.port``.
+        """
+        configured = self.config.storage.download_base_url
+        if configured:
+            return configured.rstrip("/")
+        scheme = "https" if self.config.server.tls.cert else "http"
+        extra = getattr(session, "extra", None) or {}
+        header = str(extra.get("http_host", "")).strip()
+        if header and _HOST_HEADER.match(header):
+            return f"{scheme}://{header}"
+        host = getattr(session, "host", "") or self.config.server.host
+        return f"{scheme}://{host}:{self.config.server.port}"
+
+    def download_url(self, session: Any, kind: str, filename: str) -> str:
+        url = f"{self.base_url(session)}/files/{kind}/{quote(filename)}"
+        if self.sign_download is not None:
+            try:
+                token = self.sign_download(kind, filename)
+            except Exception:
+                log.failure("Cannot sign the download of {name}", name=filename)
+                token = None
+            if token:
+                url += f"?token={quote(token)}"
+        return url
+
+    def check_deletable(self, kind: str, filename: str) -> None:
+        """-32005 for a file that is being recorded."""
+        if (kind, filename) in self.protected():
+            raise InvalidState(f"{filename} is being recorded: stop the recording first", data={"filename": filename})
+
+    def describe(self, session: Any, media: MediaFile, *, details: bool = False) -> dict:
+        """A file as the API shows it (list entries; ``details`` adds the info fields)."""
+        entry: dict[str, Any] = {
+            "filename": media.filename,
+            "file_size": media.size,
+            "modified_time": iso(media.mtime),
+            "download_url": self.download_url(session, media.kind, media.filename),
+        }
+        duration = self.store.duration(media)
+        if media.kind == "recordings":
+            entry["duration"] = None if duration is None else round(duration, 3)
+        if details:
+            entry.update(
+                {
+                    "created_time": iso(media.created),
+                    "camera_id": media.camera_id,
+                    "format": media.extension.lstrip("."),
+                    "content_type": media.content_type,
+                }
+            )
+            if media.kind == "recordings":
+                entry["recording"] = (media.kind, media.filename) in self.protected()
+        return entry
+
+    def _storage_changed(self, level: str, previous: str) -> None:
+        if level != OK and self.retention.policy.enabled:
+            log.info("Storage is {level}: running retention now", level=level)
+            self.retention._periodic()
+
+
+def _republish_camera(app: Any, camera: Any) -> None:
+    notifier = getattr(app, "camera_notifier", None)
+    if notifier is not None:
+        notifier.publish(camera)
+
+
+def setup(app: Any) -> None:
+    media = Media(app)
+    app.media = media
+    media.storage.setServiceParent(app.service)
+    media.retention.setServiceParent(app.service)
+    app.on_reload(media.retention.config_reloaded, ("retention.",))
+    _ProcessReaper(media.processes).setServiceParent(app.service)
+    recordings = Recordings(
+        mediamtx=app.mediamtx,
+        cameras=app.cameras,
+        reactor=app.reactor,
+        clock=app.clock,
+        config=app.config,
+        store=media.store,
+        require_space=media.storage.require_space,
+        publish=app.hub.publish,
+        camera_changed=lambda camera: _republish_camera(app, camera),
+        metrics=app.metrics,
+    )
+    # Added last: stopped first, while MediaMTX's client and reconciler still run.
+    recordings.setServiceParent(app.service)
+    app.recordings = recordings
+    media.recordings = recordings
+    media.protected = recordings.protected
+    app.status_providers["recordings"] = recordings.status
+    app.http_children[b"files"] = FilesRoot(
+        media.store, lambda request, kind, name: media.authorize_download(request, kind, name)
+    )
+    app.status_providers["storage"] = media.storage.status
+    app.status_providers["retention"] = media.retention.status

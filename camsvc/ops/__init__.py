@@ -1,0 +1,11 @@
+"""Operations plumbing: what keeps the process observable and well-behaved.
+
+Owns readiness conditions (:mod:`.health`), Prometheus metrics
+(:mod:`.metrics`), systemd notification and the watchdog (:mod:`.systemd`),
+signals and the ordered shutdown (:mod:`.lifecycle`), SIGHUP reload
+(:mod:`.reload`), the log observer (:mod:`.logs`) and keeping the TLS stack
+out of processes that do not use it (:mod:`.lean`).
+
+May import: :mod:`camsvc.common`, :mod:`camsvc.config`.  Other layers are
+reached only through what the composition root hands in.
+"""
