@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from camsvc.common.errors import FileNotFound, InvalidParams
+from camsvc.common.timefmt import iso
 from camsvc.media import mp4
 from camsvc.media.files import (
     NAME_MAX,
@@ -17,7 +18,6 @@ from camsvc.media.files import (
     FileStore,
     camera_of,
     check_name,
-    iso,
     sanitise_name,
     stamp,
     time_from_name,

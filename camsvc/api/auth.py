@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from camsvc.api.system import iso
+from camsvc.common.timefmt import iso
 from camsvc.auth import KEY_PREFIX, AuthError, peer_address
 from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
 from camsvc.server.rpc import Role
@@ -73,7 +73,7 @@ def register(app: Any) -> None:
         return {
             "authenticated": True,
             "role": cred.role.label,
-            "expires_at": iso(cred.expires_at) if cred.expires_at is not None else None,
+            "expires_at": iso(cred.expires_at, "seconds") if cred.expires_at is not None else None,
             "session_id": session_id,
         }
 

@@ -24,7 +24,7 @@ optional ``app.recordings``, ``app.camera_metrics`` and ``app.discovery``
 from __future__ import annotations
 
 import inspect
-from datetime import UTC, datetime
+
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -32,6 +32,7 @@ from twisted.logger import Logger
 
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InvalidState
+from camsvc.common.timefmt import iso
 from camsvc.mediamtx.urls import stream_urls
 from camsvc.server.rpc import Role
 
@@ -45,10 +46,6 @@ DEVICE_PARAM = {
 }
 CAMERA_REF = {"$ref": "#/components/schemas/Camera"}
 CAPABILITIES_REF = {"$ref": "#/components/schemas/CameraCapabilities"}
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def is_recording(app: Any, camera_id: str) -> bool:

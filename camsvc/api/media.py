@@ -18,7 +18,8 @@ from camsvc.common.errors import (
     InvalidState,
     MediaMTXUnavailable,
 )
-from camsvc.media.files import RECORDINGS, SNAPSHOTS, iso
+from camsvc.common.timefmt import iso
+from camsvc.media.files import RECORDINGS, SNAPSHOTS
 from camsvc.media.storage import MAX_AGE_DAYS, MAX_SIZE_GB
 from camsvc.server.rpc import Role
 

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import platform
-from datetime import UTC, datetime
 from typing import Any
 
 from camsvc import __version__
+from camsvc.common.timefmt import iso
 from camsvc.server.openrpc import NOTIFICATIONS, build_document
 from camsvc.server.rpc import Role
 
 API_VERSION = "1.0"
-
-
-def iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def register(app: Any) -> None:
@@ -28,7 +24,7 @@ def register(app: Any) -> None:
             "name": "camsvc",
             "version": __version__,
             "api_version": API_VERSION,
-            "started_at": iso(app.started_wall),
+            "started_at": iso(app.started_wall, "seconds"),
             "python": platform.python_version(),
             "methods": sorted(m.name for m in reg),
             "notifications": sorted(NOTIFICATIONS),

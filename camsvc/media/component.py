@@ -14,7 +14,6 @@ Submodules: :mod:`.files` (names, lookups, listing), :mod:`.mp4` (durations),
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
@@ -23,8 +22,10 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from camsvc.common.errors import InvalidState
+from camsvc.common.hosts import valid_host_header
+from camsvc.common.timefmt import iso
 from camsvc.media import mp4
-from camsvc.media.files import FileStore, MediaFile, iso
+from camsvc.media.files import FileStore, MediaFile
 from camsvc.media.http import FilesRoot
 from camsvc.media.process import ProcessGroup
 from camsvc.media.recordings import Recordings
@@ -32,8 +33,6 @@ from camsvc.media.snapshots import Snapshotter
 from camsvc.media.storage import OK, Retention, StorageMonitor
 
 log = Logger()
-
-_HOST_HEADER = re.compile(r"^[A-Za-z0-9.\-]+(:\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](:\d{1,5})?$")
 
 
 class _ProcessReaper(Service):
@@ -136,7 +135,7 @@ class Media:
         scheme = "https" if self.config.server.tls.cert else "http"
         extra = getattr(session, "extra", None) or {}
         header = str(extra.get("http_host", "")).strip()
-        if header and _HOST_HEADER.match(header):
+        if header and valid_host_header(header):
             return f"{scheme}://{header}"
         host = getattr(session, "host", "") or self.config.server.host
         return f"{scheme}://{host}:{self.config.server.port}"

@@ -24,7 +24,7 @@ import re
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from twisted.logger import Logger
 
@@ -138,11 +138,6 @@ def time_from_name(name: str) -> float | None:
         return datetime(y, mo, d, h, mi, s, us).timestamp()
     except (ValueError, OverflowError):
         return None
-
-
-def iso(ts: float) -> str:
-    """An epoch time as ISO 8601 UTC with milliseconds (``2025-01-02T03:04:05.678Z``)."""
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def stamp(ts: float) -> str:

@@ -10,19 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 
-def client_host(host_header: str) -> str:
-    """The host part of a Host header ("[::1]:8002" -> "[::1]", "box:8002" -> "box")."""
-    host = host_header.strip()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[: end + 1] if end > 0 else host
-    if host.count(":") == 1:
-        return host.split(":", 1)[0]
-    if host.count(":") > 1:  # a bare IPv6 address
-        return f"[{host}]"
-    return host
-
-
 def stream_urls(mediamtx: Any, camera_id: str, host: str) -> dict:
     """``{"rtsp", "webrtc", "hls"}`` for ``camera_id`` as seen from ``host``.
 

@@ -28,7 +28,7 @@ from zope.interface import implementer
 
 from camsvc.auth import client_address, parse_networks, peer_address
 from camsvc.config import is_loopback_host
-from camsvc.mediamtx.urls import client_host
+from camsvc.common.hosts import host_of
 from camsvc.server.session import Session
 
 log = Logger()
@@ -81,7 +81,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self._queue: deque = deque()
         conn_id = factory.hub.next_id()
         # Stream URLs are built for the host the client used to reach us.
-        host = client_host(request.headers.get("host", "")) or self.transport.getHost().host
+        host = host_of(request.headers.get("host", "")) or self.transport.getHost().host
         self.session = factory.make_session(conn_id, request.peer, host, self.send_text)
         # The full Host header (with its port) is where download URLs point.
         self.session.extra["http_host"] = request.headers.get("host", "")
