@@ -7,9 +7,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from camsvc.common.timefmt import iso
 from camsvc.auth import KEY_PREFIX, AuthError, peer_address
 from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
+from camsvc.common.timefmt import iso
 from camsvc.server.rpc import Role
 
 log = Logger()

@@ -24,7 +24,6 @@ optional ``app.recordings``, ``app.camera_metrics`` and ``app.discovery``
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 from twisted.internet.defer import Deferred

@@ -41,7 +41,6 @@ import json
 import os
 import secrets
 import sys
-import tempfile
 from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +50,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from camsvc.common.errors import AuthenticationRequired
+from camsvc.common.fileio import atomic_write
 from camsvc.server.rpc import Role
 from camsvc.server.session import authorize
 
@@ -101,45 +101,15 @@ class Credential:
 
 
 def write_private(path: str, data: bytes, *, exclusive: bool = False) -> None:
-    """Write ``data`` to ``path`` atomically, mode 0600.
+    """Write ``data`` to ``path`` atomically, mode 0600, in a 0700 directory.
 
-    The content goes to a temporary file in the same directory, flushed and
-    fsynced, then renamed over ``path`` (``exclusive``: hard-linked, which
-    fails if ``path`` appeared meanwhile, so two processes creating the same
-    file never overwrite each other).  Run as root, the file gets the owner of
-    its directory, so ``sudo camsvc-admin`` leaves files the service can read.
+    ``exclusive``: fails with :class:`FileExistsError` if ``path`` appeared
+    meanwhile, so two processes creating the same file never overwrite each
+    other.  Run as root, the file gets the owner of its directory, so
+    ``sudo camsvc-admin`` leaves files the service can read.  See
+    :func:`camsvc.common.fileio.atomic_write`.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)  # mode 0600, O_EXCL
-    try:
-        if os.geteuid() == 0:
-            st = os.stat(directory)
-            os.fchown(fd, st.st_uid, st.st_gid)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if exclusive:
-            os.link(tmp, path)  # FileExistsError if someone else won
-            os.unlink(tmp)
-        else:
-            os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
+    atomic_write(path, data, mode=0o600, exclusive=exclusive, chown_to_directory=True, dir_mode=0o700)
 
 
 def _signature(path: str) -> tuple | None:

@@ -31,11 +31,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
 from twisted.logger import Logger
+
+from camsvc.common.fileio import atomic_write
 
 log = Logger()
 
@@ -180,32 +181,12 @@ class IdentityStore:
         """Write the map atomically if it changed; True when the file is current."""
         if not self.dirty:
             return True
-        directory = os.path.dirname(self.path) or "."
         data = (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
-        tmp = None
         try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".camera-ids.", suffix=".tmp", dir=directory)
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, self.path)
-            tmp = None
-            dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            atomic_write(self.path, data, mode=0o644, dir_mode=0o777)
         except OSError:
             self.write_errors += 1
             log.failure("Cannot save the camera id map to {path}; will retry on the next change", path=self.path)
-            if tmp is not None:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass  # nothing more to clean up; the next write uses a new name
             return False
         self.dirty = False
         return True

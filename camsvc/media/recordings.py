@@ -49,6 +49,7 @@ from twisted.python.failure import Failure
 
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
+from camsvc.common.fileio import atomic_write
 from camsvc.media.files import RECORDINGS, FileStore, time_from_name
 from camsvc.media.process import which
 
@@ -594,21 +595,15 @@ class Recordings(Service):
     def _save(self) -> None:
         data = {s.camera_id: s.persisted() for s in self.sessions.values() if s.state in ("recording", "stopping")}
         data.update({cid: s.persisted() for cid, s in self._pending_resume.items()})
-        tmp = f"{self.path}.tmp-{os.getpid()}"
         try:
-            os.makedirs(os.path.dirname(self.path), exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(
+                self.path,
+                (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+                mode=0o644,
+                dir_mode=0o777,
+            )
         except OSError as exc:
             log.error("Cannot save recording state to {path}: {err}", path=self.path, err=exc)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
     def _load(self) -> list[Session]:
         try:

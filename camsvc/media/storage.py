@@ -29,6 +29,7 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
 from camsvc.common.errors import FileNotFound, InsufficientStorage, InvalidParams, RpcError
+from camsvc.common.fileio import atomic_write
 from camsvc.media.files import KINDS, RECORDINGS, FileStore
 
 log = Logger()
@@ -309,21 +310,11 @@ class Retention(Service):
         return policy
 
     def _save(self, policy: RetentionPolicy) -> None:
-        tmp = f"{self.path}.tmp-{os.getpid()}"
+        data = (json.dumps(policy.to_dict(), indent=2) + "\n").encode("utf-8")
         try:
-            os.makedirs(self.state_dir, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as fh:
-                json.dump(policy.to_dict(), fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
+            atomic_write(self.path, data, mode=0o644, dir_mode=0o777)
         except OSError as exc:
             log.error("Cannot save the retention policy to {path}: {err}", path=self.path, err=exc)
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
             raise RpcError(f"Cannot save the retention policy: {exc.strerror}") from None
 
     # -- enforcing ---------------------------------------------------------------------

@@ -35,8 +35,6 @@ at the moment it is sent, so a pass working from a listing never undoes a
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -47,6 +45,7 @@ from twisted.logger import Logger
 
 from camsvc.cameras.registry import DISCONNECTED, Camera
 from camsvc.common.errors import InvalidState, MediaMTXUnavailable
+from camsvc.common.fileio import atomic_write
 from camsvc.mediamtx.client import (
     MediaMTXAPIError,
     MediaMTXBadRequest,
@@ -108,18 +107,8 @@ class OwnershipLedger:
         if not self.path:
             return
         doc = {"version": 1, "mediamtx_started": self.started, "paths": sorted(self.names)}
-        directory = os.path.dirname(self.path) or "."
         try:
-            os.makedirs(directory, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".mediamtx-paths.", dir=directory)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump(doc, fh, indent=1)
-                    fh.write("\n")
-                os.replace(tmp, self.path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            atomic_write(self.path, (json.dumps(doc, indent=1) + "\n").encode("utf-8"), mode=0o600, dir_mode=0o777)
         except OSError:
             log.failure("Cannot write the MediaMTX path ledger {path}", path=self.path)
 

@@ -27,8 +27,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from camsvc.auth import client_address, parse_networks, peer_address
-from camsvc.config import is_loopback_host
 from camsvc.common.hosts import host_of
+from camsvc.config import is_loopback_host
 from camsvc.server.session import Session
 
 log = Logger()
