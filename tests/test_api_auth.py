@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from twisted.logger import globalLogPublisher
 
-from camsvc.auth import KeyStore
+from camsvc.auth.keystore import KeyStore
 from camsvc.server.limits import RateLimiter
 from camsvc.server.rpc import Method, Role
 from camsvc.server.session import Session

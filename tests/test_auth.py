@@ -18,22 +18,19 @@ import jwt
 import pytest
 from twisted.internet.task import Clock
 
-from camsvc.auth import (
+from camsvc.auth.authenticator import SWEEP_INTERVAL, Authenticator
+from camsvc.auth.keystore import (
     KEY_PREFIX,
-    SWEEP_INTERVAL,
-    Authenticator,
-    AuthError,
     AuthSetupError,
-    FailureLimiter,
     KeyStore,
-    client_address,
     load_or_create_secret,
     new_secret,
     parse_key,
-    parse_networks,
-    peer_address,
     write_private,
 )
+from camsvc.auth.limiter import FailureLimiter
+from camsvc.auth.tokens import AuthError
+from camsvc.common.addresses import client_address, parse_networks, peer_address
 from camsvc.config import parse_config_dict
 from camsvc.server.rpc import Role
 from camsvc.server.session import Session

@@ -8,8 +8,8 @@ import pytest
 from treq.testing import StubTreq
 from twisted.web.resource import Resource
 
-from camsvc.auth import KeyStore
 from camsvc.auth.http import Protected, protect
+from camsvc.auth.keystore import KeyStore
 from camsvc.server.rpc import Role
 from tests.support.security import build_app
 

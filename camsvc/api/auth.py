@@ -7,7 +7,9 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from camsvc.auth import KEY_PREFIX, AuthError, peer_address
+from camsvc.auth.keystore import KEY_PREFIX
+from camsvc.auth.tokens import AuthError
+from camsvc.common.addresses import peer_address
 from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
 from camsvc.common.timefmt import iso
 from camsvc.server.rpc import Role
@@ -17,7 +19,7 @@ log = Logger()
 
 def register(app: Any) -> None:
     auth = app.auth
-    metrics = getattr(app, "metrics", None)
+    metrics = app.metrics
 
     def authenticate(session: Any, params: dict) -> dict:
         address = session.extra.get("client_address") or peer_address(session.peer)

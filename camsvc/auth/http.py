@@ -12,7 +12,7 @@ A request is let through with any of:
 - ``Authorization: Bearer <JWT or API key>`` whose role is at least ``role``;
 - ``X-API-Key: <API key>`` likewise;
 - with ``downloads=True``, ``?token=<download token>`` signed by
-  :meth:`camsvc.auth.Authenticator.sign_download` for exactly the file asked
+  :meth:`camsvc.auth.authenticator.Authenticator.sign_download` for exactly the file asked
   for.  Below a download resource only ``<kind>/<filename>`` with plain names
   (no ``/``, backslash, NUL, ``.`` or ``..``, even percent-encoded) gets
   through, whatever the credential: another shape is 404, an unsafe name 400,
@@ -33,8 +33,10 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from camsvc.auth import AuthError, client_address, parse_networks
-from camsvc.server.rpc import Role, dumps
+from camsvc.auth.tokens import AuthError
+from camsvc.common.addresses import client_address, parse_networks
+from camsvc.common.roles import Role
+from camsvc.server.rpc import dumps
 
 log = Logger()
 
@@ -62,7 +64,7 @@ class Denied(Resource):
 class Protected(Resource):
     """Let a request reach ``resource`` only with credentials for ``role``.
 
-    Collaborators: ``auth`` (the :class:`~camsvc.auth.Authenticator`),
+    Collaborators: ``auth`` (the :class:`~camsvc.auth.authenticator.Authenticator`),
     ``required`` (``auth.required``), ``trusted_proxies`` (networks whose
     ``X-Forwarded-For`` names the client).
     """
@@ -115,6 +117,11 @@ class Protected(Resource):
                 return Denied(404, "not found")
             return Denied(400, "invalid file name: plain names only (no /, \\, NUL, . or ..)")
         return denial
+
+    def allows(self, request: Any, kind: str, filename: str) -> bool:
+        """May ``request`` have ``<kind>/<filename>``?  The files resource asks again
+        with the same rules (defence in depth behind this wrapper)."""
+        return self.check(request, [kind.encode("utf-8"), filename.encode("utf-8")]) is None
 
     def _authorize(self, request: Any, segments: list[bytes]) -> Denied | None:
         if not self.required:

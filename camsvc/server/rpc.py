@@ -20,7 +20,6 @@ import math
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from enum import IntEnum
 from typing import Any
 
 from twisted.internet.defer import Deferred, gatherResults
@@ -28,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from camsvc.common.errors import InternalError, InvalidParams, InvalidRequest, MethodNotFound, ParseError, RpcError
+from camsvc.common.roles import Role
 
 log = Logger()
 
@@ -70,29 +70,6 @@ def _no_constants(name: str) -> Any:
 
 _decode = json.JSONDecoder(parse_constant=_no_constants).decode
 _PLAIN = frozenset((str, int, float, bool, dict, list, type(None)))
-
-
-class Role(IntEnum):
-    """Roles, ordered: a session may call methods needing its role or less."""
-
-    NONE = 0
-    VIEWER = 1
-    OPERATOR = 2
-    ADMIN = 3
-
-    @classmethod
-    def parse(cls, name: str) -> "Role":
-        try:
-            role = cls[name.upper()]
-        except (KeyError, AttributeError):
-            raise ValueError(f"unknown role {name!r} (viewer, operator or admin)") from None
-        if role is cls.NONE:
-            raise ValueError("role must be viewer, operator or admin")
-        return role
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 @dataclass(frozen=True)

@@ -20,17 +20,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from camsvc.auth import Authenticator, AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
+from camsvc.auth.keystore import AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
+from camsvc.auth.tokens import mint_token
+from camsvc.common.roles import Role
 from camsvc.config import ConfigError, load_config
-from camsvc.server.rpc import Role
 
 DEFAULT_CONFIG = "/etc/camsvc/camsvc.yaml"
 EX_OK, EX_FAIL, EX_USAGE, EX_CONFIG = 0, 1, 2, 78
-
-
-class _WallClock:
-    def seconds(self) -> float:
-        return time.time()
 
 
 def _role(value: str) -> Role:
@@ -168,8 +164,7 @@ def _run(args: argparse.Namespace, auth: Any) -> int:
                 )
             return EX_OK
     if args.command == "token":
-        authenticator = Authenticator(auth, _WallClock())
-        authenticator._set_secret(load_or_create_secret(auth.jwt_secret_file))
+        secret = load_or_create_secret(auth.jwt_secret_file)
         subject = args.subject
         if subject is None:
             try:
@@ -180,7 +175,7 @@ def _run(args: argparse.Namespace, auth: Any) -> int:
             print("camsvc-admin: --subject must not be empty", file=sys.stderr)
             return EX_USAGE
         lifetime = auth.token_lifetime if args.lifetime is None else args.lifetime
-        print(authenticator.mint_token(args.role, subject, lifetime, now=now))
+        print(mint_token(secret, args.role, subject, lifetime, now))
         print(
             f"JWT for {subject!r} with role {args.role.label}, valid until {_when(int(now + lifetime))}.",
             file=sys.stderr,

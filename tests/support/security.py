@@ -21,7 +21,8 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.internet.testing import MemoryReactorClock
 
-from camsvc.auth import Authenticator, KeyStore
+from camsvc.auth.authenticator import Authenticator
+from camsvc.auth.keystore import KeyStore
 from camsvc.config import parse_config_dict
 from camsvc.server.rpc import Role
 from camsvc.server.session import Session
