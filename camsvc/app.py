@@ -1,31 +1,49 @@
-"""The application object: the running service's shared collaborators.
+"""The application object: the running service's components, each a typed attribute.
 
-:class:`App` is a plain container built once by :func:`camsvc.tap.build`:
-config, reactor and clock, the readiness conditions, the connection hub, the
-method registry and engine, and the components later modules attach
-(cameras, MediaMTX, media, ...).  API methods close over it; nothing in here
-touches the network or the global reactor.
+:class:`App` is the container :func:`camsvc.tap.build` fills, part of the
+composition root.  Its constructor builds what every camsvc has (config,
+reactor and clock, the readiness conditions, the connection hub, the method
+registry and the JSON-RPC engine with its guards, the camera registry,
+metrics, the authenticator); :func:`camsvc.tap.build` then sets the
+components (MediaMTX, discovery, media, the WebSocket factory, ...), which
+stay ``None`` in an App a unit test builds bare.  API methods close over it;
+nothing in here touches the network or the global reactor.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from camsvc.auth import Authenticator
+from camsvc.auth.authenticator import Authenticator
 from camsvc.cameras.registry import CameraRegistry
 from camsvc.config import Config
 from camsvc.ops.health import Health
 from camsvc.ops.metrics import Metrics
 from camsvc.ops.reload import ReloadListeners
 from camsvc.server.hub import Hub
+from camsvc.server.limits import RateLimiter
 from camsvc.server.rpc import Engine, Registry
 from camsvc.server.session import Session, authorize
+
+if TYPE_CHECKING:
+    from twisted.web.resource import Resource
+
+    from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.discovery import DiscoveryService
+    from camsvc.cameras.registry import Camera
+    from camsvc.media.component import Media
+    from camsvc.media.recordings import Recordings
+    from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.ops.logs import LevelControl
+    from camsvc.ops.reload import Reloader
+    from camsvc.server.listener import ListenerService
+    from camsvc.server.ws import RpcServerFactory
 
 log = Logger()
 
@@ -33,10 +51,45 @@ log = Logger()
 class App:
     """Shared state of one running camsvc.
 
-    ``cameras`` is the :class:`~camsvc.cameras.registry.CameraRegistry`.
     ``status_providers`` maps a component name to a callable returning a
-    JSON-able dict for ``get_status``; components add themselves there.
+    JSON-able dict for ``get_status``; ``camera_metrics`` are per-camera
+    contributors ``fn(camera) -> dict`` merged into ``get_camera_status``;
+    ``http_children`` are the HTTP resources beyond the API, by first path
+    segment (``b"metrics"``, ``b"files"``).
     """
+
+    # -- built by the constructor: every camsvc has them ------------------------------
+    config: Config
+    reactor: Any
+    clock: Any
+    started_at: float
+    started_wall: float
+    health: Health
+    hub: Hub
+    registry: Registry
+    rate_limiter: RateLimiter
+    auth: Authenticator
+    engine: Engine
+    service: MultiService
+    cameras: CameraRegistry
+    metrics: Metrics
+    reloads: ReloadListeners
+    http_children: dict[bytes, Resource]
+    status_providers: dict[str, Callable[[], dict]]
+    camera_metrics: list[Callable[[Camera], Any]]
+
+    # -- set by camsvc.tap.build (None in a bare App) ----------------------------------
+    #: MediaMTX, or its null object when ``mediamtx.enabled`` is false.
+    mediamtx: MediaMTX | DisabledMediaMTX | None = None
+    discovery: DiscoveryService | None = None
+    media: Media | None = None
+    recordings: Recordings | None = None
+    camera_notifier: CameraNotifier | None = None
+    ws_factory: RpcServerFactory | None = None
+    listener: ListenerService | None = None
+    # -- set by camsvc.tap.makeService (the real process only) -------------------------
+    log_control: LevelControl | None = None
+    reloader: Reloader | None = None
 
     def __init__(self, config: Config, reactor: Any, clock: Any | None = None) -> None:
         self.config = config
@@ -47,28 +100,30 @@ class App:
         self.health = Health(self.clock)
         self.hub = Hub()
         self.registry = Registry()
+        self.service = MultiService()
+        self.cameras = CameraRegistry(self.clock)
+        #: Components that apply configuration keys live on SIGHUP (see on_reload).
+        self.reloads = ReloadListeners()
+        self.http_children = {}
+        self.status_providers = {}
+        self.camera_metrics = []
+        #: Prometheus metrics and the recording API for components (camsvc.ops.metrics).
+        self.metrics = Metrics(self)
+        self.hub.on_sent = self.metrics.notifications
+        #: Credentials (JWT secret, API keys, download tokens); camsvc.tap.build
+        #: starts it with the service.
+        self.auth = Authenticator(config.auth, self.clock, self.hub)
+        self.rate_limiter = RateLimiter(config.server.rate_limit_per_minute, self.clock)
         self.engine = Engine(
             self.registry,
-            guards=[authorize],
+            # The guards, in the order they run (this is the one place that orders them):
+            # the rate limit counts every request; a revoked credential is refused as
+            # such before authorize() checks the method's role.
+            guards=[self.rate_limiter, self.auth.revalidate, authorize],
             max_batch_size=config.server.max_batch_size,
             clock=self.clock,
         )
-        self.service = MultiService()
-        self.cameras = CameraRegistry(self.clock)
-        #: Prometheus metrics and the recording API for components (camsvc.ops.metrics).
-        self.metrics = Metrics(self)
         self.engine.observe = self.metrics.observe_rpc
-        self.hub.on_sent = self.metrics.notifications
-        #: Credentials (JWT secret, API keys, download tokens); its service and
-        #: engine guard are installed by the camsvc.auth component.
-        self.auth = Authenticator(config.auth, self.clock, self.hub)
-        #: Extra HTTP resources by first path segment (b"metrics", b"files"), added by components.
-        self.http_children: dict = {}
-        self.status_providers: dict[str, Callable[[], dict]] = {}
-        #: Per-camera metrics contributors: ``fn(camera) -> dict`` merged into get_camera_status.
-        self.camera_metrics: list[Callable[[Any], dict]] = []
-        #: Components that apply configuration keys live on SIGHUP (see on_reload).
-        self.reloads = ReloadListeners()
         self._ready_waiters: list[Deferred] = []
         self._was_ready = False
         self.health.subscribe(self._health_changed)
@@ -98,6 +153,11 @@ class App:
         return self.clock.seconds() - self.started_at
 
     # -- readiness ------------------------------------------------------------
+
+    @property
+    def was_ready(self) -> bool:
+        """True once every health condition has been ok at least once (ready, or degraded since)."""
+        return self._was_ready
 
     def when_ready(self) -> Deferred:
         """A Deferred that fires the first time every health condition is ok."""

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import os
 import sys
-from importlib import import_module
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import MultiService, Service
-from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
+from twisted.internet.defer import Deferred
 from twisted.logger import ILogObserver, Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
 from camsvc import __version__
 from camsvc.config import Config, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from camsvc.app import App
 
 log = Logger()
 
@@ -66,97 +67,6 @@ def endpoint_description(server: Any) -> str:
     return f"tcp:port={server.port}:interface={esc(host)}"
 
 
-class ListenerService(Service):
-    """Listens on an endpoint with the Site; on stop, closes WebSockets gracefully.
-
-    Binding happens in ``privilegedStartService`` so a port that cannot be
-    bound stops startup with a clear message.  ``port`` is the
-    IListeningPort once bound.  Collaborators: the endpoint, the Site, the
-    WebSocket factory (for the 1001 "going away" close) and the App's health.
-    """
-
-    name = "listener"
-
-    def __init__(
-        self,
-        endpoint: Any,
-        endpoint_text: str,
-        site: Any,
-        ws_factory: Any,
-        health: Any,
-        clock: Any,
-        shutdown_timeout: float,
-    ) -> None:
-        self.endpoint = endpoint
-        self.endpoint_text = endpoint_text
-        self.site = site
-        self.ws_factory = ws_factory
-        self.health = health
-        self.clock = clock
-        self.shutdown_timeout = shutdown_timeout
-        self.port: Any = None
-        self._listening: Deferred | None = None
-        health.require("listening")
-
-    def privilegedStartService(self) -> None:
-        super().privilegedStartService()
-        outcome: list = []
-        self._listening = self.endpoint.listen(self.site)
-        self._listening.addBoth(outcome.append)
-        if not outcome:  # an endpoint that binds asynchronously
-            self._listening.addCallbacks(self._bound, self._failed_later)
-        elif isinstance(outcome[0], Failure):
-            message = outcome[0].getErrorMessage()
-            self.health.set("listening", False, f"cannot listen: {message}")
-            sys.stderr.write(f"camsvc: cannot listen on {self.endpoint_text}: {message}\n")
-            raise SystemExit(1)
-        else:
-            self._bound(outcome[0])
-
-    def _bound(self, port: Any) -> Any:
-        self.port = port
-        address = port.getHost()
-        log.info("Listening on {host}:{port}", host=address.host, port=address.port)
-        self.health.set("listening", True)
-        return port
-
-    def _failed_later(self, failure: Failure) -> None:
-        self.health.set("listening", False, f"cannot listen: {failure.getErrorMessage()}")
-        log.failure("Cannot listen on {endpoint}; stopping", failure, endpoint=self.endpoint_text)
-        self.clock.stop()
-
-    def startService(self) -> None:
-        if self._listening is None:
-            self.privilegedStartService()
-        super().startService()
-
-    def stopService(self) -> Deferred:
-        super().stopService()
-        self.health.set("listening", False, "shutting down")
-        steps = []
-        if self.port is not None:
-            steps.append(maybeDeferred(self.port.stopListening))
-        self.ws_factory.close_all()
-        steps.append(self._wait_closed())
-        return DeferredList(steps)
-
-    def _wait_closed(self) -> Deferred:
-        """Wait until every WebSocket has closed, at most shutdown_timeout seconds."""
-        d: Deferred = Deferred()
-        deadline = self.clock.seconds() + self.shutdown_timeout
-
-        def check() -> None:
-            if not len(self.ws_factory.hub) or self.clock.seconds() >= deadline:
-                for conn in self.ws_factory.hub.connections:
-                    conn.dropConnection(abort=True)
-                d.callback(None)
-            else:
-                self.clock.callLater(0.05, check)
-
-        check()
-        return d
-
-
 class RootService(MultiService):
     """The top service; installs camsvc's log observer on the twistd Application.
 
@@ -189,35 +99,62 @@ class RootService(MultiService):
         return d.addCallback(lambda _: kill_leftover_children())
 
 
-#: Component modules, each with ``setup(app)``: creates its services (as
-#: children of ``app.service``), readiness conditions, HTTP resources and
-#: status providers.  Order matters: later components may use earlier ones.
-COMPONENTS: tuple[str, ...] = (
-    "camsvc.ops.metrics",
-    "camsvc.mediamtx.component",
-    "camsvc.cameras.discovery",
-    "camsvc.media.component",
-    "camsvc.server.limits",
-    "camsvc.auth",
-)
+def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> App:
+    """Wire every component for ``config``; return the App (its ``service`` is the root).
 
-
-def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> Any:
-    """Wire every component for ``config``; return the App (its ``service`` is the root)."""
+    The one place components are created and connected, in start order:
+    services are children of ``app.service`` and stop in reverse order, so a
+    component may use the ones created before it while it stops.
+    """
     from twisted.internet.endpoints import serverFromString
 
     from camsvc.api import register_all
+    from camsvc.api.cameras import CameraNotifier
+    from camsvc.api.http_files import protected_files
     from camsvc.app import App
+    from camsvc.auth.http import protect
+    from camsvc.cameras import discovery
+    from camsvc.common.roles import Role
+    from camsvc.media import component as media
+    from camsvc.mediamtx import component as mediamtx
+    from camsvc.ops.metrics import MetricsResource
+    from camsvc.server.listener import ListenerService
     from camsvc.server.web import build_site
     from camsvc.server.ws import RpcServerFactory, RpcWebSocketResource
 
     app = App(config, reactor)
     if root is not None:
         app.service = root
-    for name in COMPONENTS:
-        import_module(name).setup(app)
-    register_all(app)
+    # The engine's guards (rate limit, revoked credentials, roles) are ordered in App.__init__.
+    app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
 
+    # -- components (core) --------------------------------------------------------------
+    app.mediamtx = mediamtx.setup(app)
+    app.discovery = discovery.setup(app)
+
+    def republish(camera: Any) -> None:  # a camera's recording state changed
+        if app.camera_notifier is not None:
+            app.camera_notifier.publish(camera)
+
+    app.media = media.setup(
+        app,
+        # Without authentication a token would open nothing more: URLs carry none.
+        sign_download=app.auth.sign_download if config.auth.required else None,
+        camera_changed=republish,
+    )
+    app.recordings = app.media.recordings
+    # Started after the components: the first to stop of them, while the others still run.
+    app.auth.setServiceParent(app.service)
+
+    # -- the API: JSON-RPC methods and HTTP resources beyond the WebSocket ---------------
+    app.camera_notifier = CameraNotifier(app)
+    app.cameras.subscribe(app.camera_notifier)
+    register_all(app)
+    # /metrics needs what get_metrics needs; /files what listing the files needs.
+    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
+    app.http_children[b"files"] = protected_files(app)
+
+    # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(
         engine=app.engine,
         hub=app.hub,
@@ -244,6 +181,19 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         lambda _: log.info("camsvc {version} ready in {elapsed:.3f}s", version=__version__, elapsed=app.uptime())
     )
     return app
+
+
+def full_registry() -> Any:
+    """The method registry of a fully wired camsvc with default configuration (nothing started).
+
+    What ``docs/openrpc.json`` (``make openrpc``, :mod:`camsvc.apidoc`) and the
+    permission tests are generated from.
+    """
+    from twisted.internet import reactor
+
+    from camsvc.config import parse_config_dict
+
+    return build(parse_config_dict({}), reactor).registry
 
 
 def makeService(options: Options) -> MultiService:

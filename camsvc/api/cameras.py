@@ -48,7 +48,7 @@ CAPABILITIES_REF = {"$ref": "#/components/schemas/CameraCapabilities"}
 
 
 def is_recording(app: Any, camera_id: str) -> bool:
-    recordings = getattr(app, "recordings", None)
+    recordings = app.recordings
     if recordings is None:
         return False
     try:
@@ -126,8 +126,6 @@ def register(app: Any) -> None:
     reg = app.registry
     # Stream URLs read app.config at every call: a reloaded public_host applies at once.
     app.on_reload(None, ("mediamtx.public_host",))
-    app.camera_notifier = CameraNotifier(app)
-    app.cameras.subscribe(app.camera_notifier)
 
     def resolve(params: dict) -> Camera:
         return app.cameras.resolve(params["device"])
@@ -166,7 +164,7 @@ def register(app: Any) -> None:
 
     async def get_camera_capabilities(session: Any, params: dict) -> dict:
         camera = resolve(params)
-        discovery = getattr(app, "discovery", None)
+        discovery = app.discovery
         if camera.capabilities is None and discovery is not None:
             pending = discovery.when_probed(camera.camera_id)
             if pending is not None:

@@ -1,6 +1,7 @@
 """HTTP downloads: ``/files/recordings/<name>`` and ``/files/snapshots/<name>``.
 
-This module owns the ``/files`` resource tree.  A request names exactly one file; the
+This module owns the ``/files`` resource tree (the API layer serves HTTP; the media
+core only names and finds files).  A request names exactly one file; the
 name goes through the same checks as the API (:meth:`FileStore.lookup`: plain names
 only, no escaping symbolic links), then one ``twisted.web.static.File`` confined to
 that single regular file serves it — with HTTP Range (206, multipart ranges, 416),
@@ -8,9 +9,10 @@ HEAD, ``Last-Modified`` and the right content type.  Directories are never liste
 ``/files``, ``/files/recordings`` and ``/files/recordings/`` are 404.
 
 Authorisation is one injected hook, ``authorize(request, kind, filename)``, returning
-(or firing with) True to serve, False to answer 401.  The security component installs
-the real check (Bearer token, ``X-API-Key`` or a signed ``download_url`` token);
-until then the default allows downloads only when authentication is disabled.
+(or firing with) True to serve, False to answer 401.  :func:`protected_files` builds the
+tree behind the HTTP guard (:class:`camsvc.auth.http.Protected`: Bearer token,
+``X-API-Key`` or a signed ``download_url`` token) and gives the same guard as the hook,
+so each request is checked again (defence in depth behind the wrapper).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from twisted.web import static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
+from camsvc.auth.http import Protected, protect
 from camsvc.common.errors import RpcError
+from camsvc.common.roles import Role
 from camsvc.media.files import CONTENT_TYPES, KINDS, FileStore
 
 log = Logger()
@@ -135,3 +139,10 @@ class _NotFound(Resource):
 
     def render(self, request: Any) -> bytes:
         return _error(request, 404, "not found")
+
+
+def protected_files(app: Any) -> Protected:
+    """``/files`` for ``app.media``'s store behind the HTTP guard (role viewer, or a download token)."""
+    files = FilesRoot(app.media.store, lambda request, kind, name: guarded.allows(request, kind, name))
+    guarded = protect(app, files, Role.VIEWER, downloads=True)
+    return guarded

@@ -35,7 +35,7 @@ def register(app: Any) -> None:
         report = app.health.report()
         if report["ready"]:
             status = "healthy"
-        elif app._was_ready:
+        elif app.was_ready:
             status = "degraded"
         else:
             status = "starting"

@@ -891,8 +891,8 @@ def _failed(exc: Exception) -> Deferred:
     return d
 
 
-def setup(app: Any) -> None:
-    """Component entry point: the discovery service, its readiness and status."""
+def setup(app: Any) -> DiscoveryService:
+    """Component entry point: the discovery service, its readiness and status (kept as ``app.discovery``)."""
     config = app.config.discovery
     app.health.require("discovery")
     identity = IdentityStore(os.path.join(app.config.storage.state_dir, FILENAME))
@@ -905,7 +905,6 @@ def setup(app: Any) -> None:
         metrics=app.metrics,
     )
     service.setServiceParent(app.service)
-    app.discovery = service
 
     def reloaded(old: Any, new: Any) -> None:
         service.config = new.discovery
@@ -915,3 +914,4 @@ def setup(app: Any) -> None:
     # enabled and receive_buffer_size take a restart (reported as such by the reloader)
     app.on_reload(reloaded, ("discovery.debounce", "discovery.probe_timeout"))
     app.status_providers["discovery"] = service.status
+    return service

@@ -1,15 +1,15 @@
-"""Media component: snapshots, recordings' files, downloads, storage and retention.
+"""Media component: snapshots, recordings' files, download URLs, storage and retention.
 
-``setup(app)`` (listed in ``camsvc.tap.COMPONENTS`` after ``camsvc.mediamtx``) builds
-:class:`Media` as ``app.media`` and :class:`~camsvc.media.recordings.Recordings` as
-``app.recordings``, adds their services (storage monitor, retention, process cleanup,
-recordings), the ``/files`` HTTP resource and the ``storage`` / ``retention`` /
-``recordings`` sections of ``get_status``.  The API methods live in :mod:`camsvc.api.media`.
+``setup(app, sign_download=..., camera_changed=...)`` (called by :func:`camsvc.tap.build`
+after MediaMTX) builds and returns :class:`Media`, with its
+:class:`~camsvc.media.recordings.Recordings` as ``media.recordings``; it adds their
+services (storage monitor, retention, process cleanup, recordings) and the ``storage`` /
+``retention`` / ``recordings`` sections of ``get_status``.  The API methods live in
+:mod:`camsvc.api.media`, the ``/files`` HTTP resource in :mod:`camsvc.api.http_files`.
 
 Submodules: :mod:`.files` (names, lookups, listing), :mod:`.mp4` (durations),
 :mod:`.process` (ffmpeg on the reactor), :mod:`.snapshots`, :mod:`.recordings`
-(sessions, keep-alive reader, recovery), :mod:`.storage` (free space, retention),
-:mod:`.http` (downloads).
+(sessions, keep-alive reader, recovery), :mod:`.storage` (free space, retention).
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ from camsvc.common.hosts import valid_host_header
 from camsvc.common.timefmt import iso
 from camsvc.media import mp4
 from camsvc.media.files import FileStore, MediaFile
-from camsvc.media.http import FilesRoot
 from camsvc.media.process import ProcessGroup
 from camsvc.media.recordings import Recordings
 from camsvc.media.snapshots import Snapshotter
@@ -56,18 +55,18 @@ class Media:
     ``processes`` (:class:`ProcessGroup`), ``recordings`` (:class:`Recordings`, also
     ``app.recordings``).
 
-    Hooks other components set:
+    Injected collaborators:
 
-    * ``path_ready(camera_id) -> bool``: is the camera's MediaMTX path ready (from
-      ``app.mediamtx.camera_metrics``);
-    * ``authorize_download(request, kind, filename) -> bool | Deferred``: may this HTTP
-      request download the file (default: only when ``auth.required`` is false);
     * ``sign_download(kind, filename) -> str | None``: a token appended to
-      ``download_url`` as ``?token=`` (default: none);
-    * ``protected() -> set[(kind, filename)]``: files retention must not delete.
+      ``download_url`` as ``?token=`` (None, the default: URLs carry no token, as
+      without authentication);
+    * ``protected() -> set[(kind, filename)]``: files retention must not delete (the
+      recordings' open segments, set by :func:`setup`).
+
+    :meth:`path_ready` asks ``app.mediamtx`` (absent: never ready).
     """
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, *, sign_download: Callable[[str, str], str | None] | None = None) -> None:
         self.app = app
         config = app.config
         self.config = config
@@ -95,7 +94,8 @@ class Media:
             require_space=self.storage.require_space,
             observe=app.metrics.snapshot,
         )
-        self.sign_download: Callable[[str, str], str | None] | None = None
+        self.sign_download = sign_download
+        self.recordings: Recordings | None = None
         self.storage.listeners.append(self._storage_changed)
 
     # -- hooks with defaults ---------------------------------------------------------
@@ -106,7 +106,7 @@ class Media:
         The cache is at most ``mediamtx.health_interval`` old; a stale answer costs little
         (a busy device falls back to the stream; a stream read restarts the publisher).
         """
-        mediamtx = getattr(self.app, "mediamtx", None)
+        mediamtx = self.app.mediamtx
         camera = self.app.cameras.get(camera_id)
         if mediamtx is None or camera is None:
             return False
@@ -116,9 +116,6 @@ class Media:
             log.failure("Cannot tell whether the path of {camera_id} is ready", camera_id=camera_id)
             return False
         return bool(stream.get("mediamtx_available") and stream.get("ready"))
-
-    def authorize_download(self, request: Any, kind: str, filename: str) -> Any:
-        return not self.config.auth.required
 
     # -- URLs and file descriptions ---------------------------------------------------
 
@@ -187,15 +184,18 @@ class Media:
             self.retention._periodic()
 
 
-def _republish_camera(app: Any, camera: Any) -> None:
-    notifier = getattr(app, "camera_notifier", None)
-    if notifier is not None:
-        notifier.publish(camera)
+def setup(
+    app: Any,
+    *,
+    sign_download: Callable[[str, str], str | None] | None = None,
+    camera_changed: Callable[[Any], None] = lambda camera: None,
+) -> Media:
+    """Component entry point: :class:`Media` and its recordings, services and status sections.
 
-
-def setup(app: Any) -> None:
-    media = Media(app)
-    app.media = media
+    ``camera_changed(camera)`` is called when a camera's recording state changes
+    (the API republishes it); ``sign_download`` see :class:`Media`.
+    """
+    media = Media(app, sign_download=sign_download)
     media.storage.setServiceParent(app.service)
     media.retention.setServiceParent(app.service)
     app.on_reload(media.retention.config_reloaded, ("retention.",))
@@ -209,17 +209,14 @@ def setup(app: Any) -> None:
         store=media.store,
         require_space=media.storage.require_space,
         publish=app.hub.publish,
-        camera_changed=lambda camera: _republish_camera(app, camera),
+        camera_changed=camera_changed,
         metrics=app.metrics,
     )
     # Added last: stopped first, while MediaMTX's client and reconciler still run.
     recordings.setServiceParent(app.service)
-    app.recordings = recordings
     media.recordings = recordings
     media.protected = recordings.protected
     app.status_providers["recordings"] = recordings.status
-    app.http_children[b"files"] = FilesRoot(
-        media.store, lambda request, kind, name: media.authorize_download(request, kind, name)
-    )
     app.status_providers["storage"] = media.storage.status
     app.status_providers["retention"] = media.retention.status
+    return media

@@ -3,7 +3,8 @@
 ``setup(app)`` builds the treq client (with its own connection pool, closed on
 stop), the :class:`~camsvc.mediamtx.monitor.Monitor` and the
 :class:`~camsvc.mediamtx.reconcile.Reconciler`, adds them under
-``app.service``, and exposes :class:`MediaMTX` as ``app.mediamtx``:
+``app.service``, and returns :class:`MediaMTX` (the composition root keeps it
+as ``app.mediamtx``):
 
 * ``set_recording(camera_id, enabled) -> Deferred`` (recordings use it);
 * ``check_available()`` / ``unavailable(error)`` to fail with -32006 and a
@@ -155,16 +156,19 @@ class DisabledMediaMTX:
         return {"enabled": False, "available": False, "reason": self.REASON}
 
 
-def setup(app: Any) -> None:
+def setup(app: Any) -> MediaMTX | DisabledMediaMTX:
+    """Component entry point: the MediaMTX client, monitor and reconciler (or the null object).
+
+    Adds their services, the ``mediamtx`` section of ``get_status`` and the
+    per-camera stream metrics; the composition root keeps the result as ``app.mediamtx``.
+    """
     config = app.config
     mcfg = config.mediamtx
-    if not hasattr(app, "camera_metrics"):
-        app.camera_metrics = []
     if not mcfg.enabled:
         log.warn("MediaMTX integration disabled (mediamtx.enabled: false): cameras get no streams")
-        app.mediamtx = DisabledMediaMTX()
-        app.status_providers["mediamtx"] = app.mediamtx.status
-        return
+        disabled = DisabledMediaMTX()
+        app.status_providers["mediamtx"] = disabled.status
+        return disabled
     http, pool = make_http_client(app.reactor, connect_timeout=mcfg.request_timeout)
     client = MediaMTXClient(
         http,
@@ -186,6 +190,7 @@ def setup(app: Any) -> None:
     pool_service.setServiceParent(app.service)
     monitor.setServiceParent(app.service)
     reconciler.setServiceParent(app.service)
-    app.mediamtx = MediaMTX(client, monitor, reconciler, app.cameras, app.clock)
-    app.status_providers["mediamtx"] = app.mediamtx.status
-    app.camera_metrics.append(app.mediamtx.camera_metrics)
+    mediamtx = MediaMTX(client, monitor, reconciler, app.cameras, app.clock)
+    app.status_providers["mediamtx"] = mediamtx.status
+    app.camera_metrics.append(mediamtx.camera_metrics)
+    return mediamtx

@@ -277,9 +277,7 @@ class Metrics:
         )
         self.recorded = [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
         self._guards: dict[str, _LabelGuard] = {}
-        health = getattr(app, "health", None)
-        if health is not None:
-            health.subscribe(self._health_changed)
+        app.health.subscribe(self._health_changed)
 
     @property
     def registry(self) -> Any:
@@ -472,32 +470,27 @@ class _StateCollector:
             "camsvc_start_time_seconds", "When camsvc started, in seconds since the epoch.", value=app.started_wall
         )
         yield GaugeMetricFamily("camsvc_uptime_seconds", "Seconds since camsvc started.", value=max(app.uptime(), 0.0))
-        hub = getattr(app, "hub", None)
-        if hub is not None:
-            yield GaugeMetricFamily("camsvc_connections", "Open WebSocket connections.", value=len(hub))
-            yield CounterMetricFamily(
-                "camsvc_connections_accepted", "WebSocket connections accepted since start.", value=hub.total
-            )
-        cameras = getattr(app, "cameras", None)
-        if cameras is not None:
-            counts = dict.fromkeys(CAMERA_STATES, 0)
-            for camera in cameras.cameras():
-                counts[camera.status] = counts.get(camera.status, 0) + 1
-            family = GaugeMetricFamily("camsvc_cameras", "Known cameras by state.", labels=["state"])
-            for state, n in counts.items():
-                family.add_metric([state.lower()], n)
-            yield family
-        health = getattr(app, "health", None)
-        if health is not None:
-            report = health.report()
-            yield GaugeMetricFamily(
-                "camsvc_ready", "1 when every readiness check passes, else 0.", value=int(report["ready"])
-            )
-            family = GaugeMetricFamily("camsvc_health_check", "Readiness checks: 1 ok, 0 failing.", labels=["check"])
-            for name, check in report["checks"].items():
-                family.add_metric([name], int(check["ok"]))
-            yield family
-        storage = getattr(getattr(app, "config", None), "storage", None)
+        hub = app.hub
+        yield GaugeMetricFamily("camsvc_connections", "Open WebSocket connections.", value=len(hub))
+        yield CounterMetricFamily(
+            "camsvc_connections_accepted", "WebSocket connections accepted since start.", value=hub.total
+        )
+        counts = dict.fromkeys(CAMERA_STATES, 0)
+        for camera in app.cameras.cameras():
+            counts[camera.status] = counts.get(camera.status, 0) + 1
+        family = GaugeMetricFamily("camsvc_cameras", "Known cameras by state.", labels=["state"])
+        for state, n in counts.items():
+            family.add_metric([state.lower()], n)
+        yield family
+        report = app.health.report()
+        yield GaugeMetricFamily(
+            "camsvc_ready", "1 when every readiness check passes, else 0.", value=int(report["ready"])
+        )
+        family = GaugeMetricFamily("camsvc_health_check", "Readiness checks: 1 ok, 0 failing.", labels=["check"])
+        for name, check in report["checks"].items():
+            family.add_metric([name], int(check["ok"]))
+        yield family
+        storage = app.config.storage
         if storage is not None:
             free = GaugeMetricFamily(
                 "camsvc_storage_free_bytes", "Bytes available to camsvc on the volume, by directory.", labels=["volume"]
@@ -573,13 +566,3 @@ class MetricsResource(Resource):
         request.setHeader(b"content-type", CONTENT_TYPE)
         request.setHeader(b"cache-control", b"no-store")
         return body
-
-
-def setup(app: Any) -> None:
-    """Component entry point: serve ``/metrics``.
-
-    The resource is open (like Prometheus' usual targets).  To require a
-    role, a later component replaces it with a wrapped one:
-    ``app.http_children[b"metrics"] = Protected(app.http_children[b"metrics"], Role.VIEWER)``.
-    """
-    app.http_children[b"metrics"] = MetricsResource(app.metrics)

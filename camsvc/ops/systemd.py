@@ -119,7 +119,7 @@ def summary(app: Any) -> str:
             parts.append("MediaMTX not contacted yet" if mediamtx["reason"].startswith("starting") else "MediaMTX down")
     if health.ready:
         state = "Ready"
-    elif getattr(app, "_was_ready", False) or _checks_ok(health, READY_CHECKS):
+    elif app.was_ready or _checks_ok(health, READY_CHECKS):
         state = "Degraded (" + "; ".join(health.reasons()) + ")"
     else:
         state = "Starting (" + "; ".join(health.reasons()) + ")"

@@ -36,6 +36,13 @@ class RateLimiter:
         self.clock = clock
         self.rate = per_minute / 60.0
 
+    #: The configuration key :meth:`config_reloaded` applies live.
+    RELOAD_KEYS = ("server.rate_limit_per_minute",)
+
+    def config_reloaded(self, old: Any, new: Any) -> None:
+        self.per_minute = new.server.rate_limit_per_minute
+        self.rate = self.per_minute / 60.0
+
     def __call__(self, session: Any, method: Any) -> None:
         if self.per_minute <= 0:
             return
@@ -64,15 +71,3 @@ class RateLimiter:
             f"retry in {retry_after:g} s",
             data={"retry_after": retry_after, "limit_per_minute": self.per_minute},
         )
-
-
-def setup(app: Any) -> None:
-    """Component entry point: the rate limit runs before every other guard; a reload changes it live."""
-    limiter = RateLimiter(app.config.server.rate_limit_per_minute, app.clock)
-    app.engine.guards.insert(0, limiter)
-
-    def reloaded(old: Any, new: Any) -> None:
-        limiter.per_minute = new.server.rate_limit_per_minute
-        limiter.rate = limiter.per_minute / 60.0
-
-    app.on_reload(reloaded, ("server.rate_limit_per_minute",))
