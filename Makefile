@@ -51,7 +51,7 @@ clean:
 
 .PHONY: openrpc
 openrpc: venv
-	$(PY) -m camsvc.server.openrpc > docs/openrpc.json
+	$(PY) -m camsvc.apidoc > docs/openrpc.json
 
 .PHONY: bench bench-startup bench-fanout bench-rss
 # Every benchmark; figures go to docs/performance.md.  Run on a quiet machine.

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import string
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -148,9 +149,23 @@ class AuthConfig:
     login_timeout: float = _opt(60.0, check=_non_negative)
 
 
-def _publish_template(value: str) -> str | None:
-    from camsvc.mediamtx.desired import TEMPLATE_FIELDS, template_fields
+#: Placeholders a ``mediamtx.publish_command`` template may use (filled by camsvc.mediamtx.desired).
+TEMPLATE_FIELDS = frozenset({"device", "input_format", "width", "height", "fps", "gop", "camera_id"})
 
+
+def template_fields(template: str) -> set[str]:
+    """The ``{name}`` placeholders of a command template (ValueError if malformed)."""
+    names = set()
+    for _, name, spec, conv in string.Formatter().parse(template):
+        if name is None:
+            continue
+        if not name or spec or conv or not name.isidentifier():
+            raise ValueError(f"placeholder {{{name}}} is not a plain name")
+        names.add(name)
+    return names
+
+
+def _publish_template(value: str) -> str | None:
     if not value.strip():
         return "must not be empty"
     try:

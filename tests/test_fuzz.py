@@ -31,8 +31,8 @@ from twisted.logger import globalLogPublisher
 
 from camsvc.cameras.registry import Camera
 from camsvc.common.errors import ALL_ERRORS
-from camsvc.server.openrpc import full_registry
 from camsvc.server.rpc import Role
+from camsvc.tap import full_registry
 from tests.support.processes import FakeProcessReactor
 from tests.support.security import build_app, make_key, new_session
 from tests.support.server import ServiceProcess

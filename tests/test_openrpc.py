@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 
-from camsvc.server.openrpc import build_document, full_registry
+from camsvc.server.openrpc import build_document
+from camsvc.tap import full_registry
 from tests.support.server import ROOT
 
 

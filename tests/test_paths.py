@@ -22,8 +22,8 @@ import pytest
 from treq.testing import StubTreq
 
 from camsvc.cameras.registry import Camera
-from camsvc.server.openrpc import full_registry
 from camsvc.server.rpc import Role
+from camsvc.tap import full_registry
 from tests.support.processes import FakeProcessReactor
 from tests.support.security import build_app, call, login
 

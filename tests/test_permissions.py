@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet.defer import Deferred
 
-from camsvc.server.openrpc import full_registry
 from camsvc.server.rpc import Role
+from camsvc.tap import full_registry
 from tests.support.security import EXPECTED_ROLES, ROLES, build_app, call, login, new_session
 
 REGISTERED = [m.name for m in full_registry()]

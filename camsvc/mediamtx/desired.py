@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import re
 import shlex
-import string
 from typing import Any
 
 from camsvc.cameras.registry import CONNECTED, Camera
@@ -44,27 +43,12 @@ FFMPEG_INPUT_FORMATS = {
 #: (H.264 plays in browsers; MJPEG only over RTSP).
 PASSTHROUGH_FORMATS = ("H264", "MJPG")
 
-#: Placeholders the publish command templates may use.
-TEMPLATE_FIELDS = frozenset({"device", "input_format", "width", "height", "fps", "gop", "camera_id"})
-
 #: Fields MediaMTX applies to a running path without closing it (no reader is kicked).
 HOT_FIELDS = frozenset({"record", "recordPath", "recordFormat", "recordSegmentDuration", "recordDeleteAfter"})
 
 _DURATION_KEY = re.compile(r"(Timeout|CloseAfter|Duration|DeleteAfter|Period)$")
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _DURATION_PART = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def template_fields(template: str) -> set[str]:
-    """The ``{name}`` placeholders of a command template (ValueError if malformed)."""
-    names = set()
-    for _, name, spec, conv in string.Formatter().parse(template):
-        if name is None:
-            continue
-        if not name or spec or conv or not name.isidentifier():
-            raise ValueError(f"placeholder {{{name}}} is not a plain name")
-        names.add(name)
-    return names
 
 
 def parse_duration(value: Any) -> float | None:

@@ -158,25 +158,3 @@ def build_document(registry: Registry, *, version: str = __version__) -> dict:
         },
         "x-notifications": NOTIFICATIONS,
     }
-
-
-def full_registry() -> Registry:
-    """The registry of a fully wired camsvc with default configuration (nothing started)."""
-    from twisted.internet import reactor
-
-    from camsvc.config import parse_config_dict
-    from camsvc.tap import build
-
-    return build(parse_config_dict({}), reactor).registry
-
-
-def main() -> None:
-    import json
-    import sys
-
-    json.dump(build_document(full_registry()), sys.stdout, indent=2, ensure_ascii=False)
-    sys.stdout.write("\n")
-
-
-if __name__ == "__main__":
-    main()
