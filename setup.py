@@ -14,7 +14,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.11",
+    python_requires=">=3.10",
     package_dir={"": "."},
     packages=find_packages(include=["camsvc", "camsvc.*"]) + ["twisted.plugins"],
     package_data={"camsvc": ["data/*", "server/static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
