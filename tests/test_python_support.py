@@ -10,6 +10,7 @@ runs the suite itself on a 3.10 interpreter (tests/distros/).
 from __future__ import annotations
 
 import ast
+import os
 import re
 from pathlib import Path
 
@@ -56,7 +57,10 @@ def python_files():
         if p.is_file():
             yield p
         elif p.is_dir():
-            yield from sorted(q for q in p.rglob("*.py") if "cache" not in q.parts)
+            for root, dirs, files in os.walk(p):
+                # tests/system/cache holds guest root filesystems (with /proc mounted while built).
+                dirs[:] = sorted(d for d in dirs if d != "cache" and not d.startswith("."))
+                yield from (Path(root) / f for f in sorted(files) if f.endswith(".py"))
 
 
 def problems(source: str, filename: str = "<source>") -> list[str]:
