@@ -36,7 +36,7 @@ step "guest: $PRETTY_NAME (debian_version $(cat /etc/debian_version)), kernel $(
 [ -e /usr/bin/kill ] && fail "procps is preinstalled: the test must see camsvc's Depends bring /bin/kill"
 
 step "apt-get install ./camsvc.deb ($(dpkg-deb -f $HERE/camsvc.deb Version))"
-apt-get install -y -q --no-install-recommends --no-download $HERE/camsvc.deb > /tmp/apt.log 2>&1 \
+apt-get install -y -q --no-install-recommends $HERE/camsvc.deb > /tmp/apt.log 2>&1 \
     || { sed 's/^/CAMSVC-TRIXIE: apt: /' /tmp/apt.log | tail -30; fail "apt-get install"; }
 dpkg-query -W -f='${Status}\n' procps | grep -q 'install ok installed' || fail "procps not installed with camsvc"
 step "installed in $(elapsed): $(grep -c '^Setting up' /tmp/apt.log) packages set up"
@@ -69,7 +69,7 @@ step "reload OK: same MainPID $pid1, active"
 
 step "upgrade: apt-get install ./camsvc-upgrade.deb ($(dpkg-deb -f $HERE/camsvc-upgrade.deb Version)) over the running service"
 since=$(date '+%Y-%m-%d %H:%M:%S')
-apt-get install -y -q --no-install-recommends --no-download -o Dpkg::Options::=--force-confold $HERE/camsvc-upgrade.deb > /tmp/apt.log 2>&1 \
+apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold $HERE/camsvc-upgrade.deb > /tmp/apt.log 2>&1 \
     || { sed 's/^/CAMSVC-TRIXIE: apt: /' /tmp/apt.log | tail -30; fail "upgrade"; }
 wait_active || fail "not active after the upgrade"
 [ "$(prop InvocationID)" != "$inv1" ] || fail "the upgrade did not restart the service"
@@ -77,8 +77,13 @@ grep -q '^  level: debug$' /etc/camsvc/camsvc.yaml || fail "the upgrade lost the
 python3 $HERE/ws_ping.py --wait 60 --token "$token" ws://127.0.0.1:8002/ws > /dev/null 2>&1 \
     || fail "the token minted before the upgrade no longer works (JWT secret lost?)"
 [ "$(prop NRestarts)" = 0 ] || fail "the unit needed $(prop NRestarts) automatic restarts"
+# The postinst told the stopping service that this was an upgrade (recording.on_upgrade);
+# the new version consumed the marker when it started.
+journalctl -u camsvc --since "$since" --no-pager -o cat | grep -q 'Started after a package upgrade' \
+    || fail "the new version did not see the upgrade marker"
+[ ! -e /var/lib/camsvc/upgrade-restart ] || fail "upgrade marker left behind"
 journalctl -u camsvc --since "$since" --no-pager -o cat | grep -iE 'shut|stopp|Received SIG' | head -4 | sed 's/^/CAMSVC-TRIXIE: journal: /'
-step "upgrade OK: restarted once (MainPID $pid1 -> $(prop MainPID)), conffile edit kept, old token accepted"
+step "upgrade OK: restarted once (MainPID $pid1 -> $(prop MainPID)), marker seen and removed, conffile edit kept, old token accepted"
 
 step "apt-get purge camsvc"
 apt-get purge -y -q camsvc > /tmp/apt.log 2>&1 || { sed 's/^/CAMSVC-TRIXIE: apt: /' /tmp/apt.log | tail -20; fail "purge"; }
