@@ -36,6 +36,13 @@ STATIC = Path(__file__).resolve().parents[1] / "camsvc" / "server" / "static"
 # -- unit --------------------------------------------------------------------------------
 
 
+def test_the_old_import_path_is_the_same_client():
+    import camsvc.client
+    import camsvc.tools.client
+
+    assert camsvc.client.Client is Client and camsvc.client.__all__ == camsvc.tools.client.__all__
+
+
 def test_error_objects_become_the_matching_exception():
     exc = error_from_object({"code": -32004, "message": "Camera not found: camera9", "data": {"device": "camera9"}})
     assert isinstance(exc, CameraNotFound)
