@@ -33,8 +33,10 @@ run: venv
 	@mkdir -p run/state run/recordings run/snapshots
 	$(VENV)/bin/twistd --nodaemon --pidfile= camsvc --config conf/dev.yaml
 
+# pytest, under coverage with its floor (mk/coverage.mk; COVERAGE=0 runs it bare).
+PYTEST_RUN ?= $(PY) -m pytest
 test-unit: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST_RUN) $(PYTEST_ARGS)
 
 test: test-unit $(TEST_STAGES)
 

@@ -39,6 +39,8 @@ setup(
             "hypothesis",
             "jsonschema",
             "selenium",
+            # `patch = subprocess` (7.10) measures the children tests start (.coveragerc).
+            "coverage>=7.10",
         ],
         "dev": ["ruff"],
     },
