@@ -1,7 +1,7 @@
 """`make run`: camsvc in the foreground with a real MediaMTX beside it, for development.
 
     python tools/devrun.py [--config conf/dev.yaml] [run]   MediaMTX + twistd camsvc, stopped together
-    python tools/devrun.py fetch                             only find or download MediaMTX; print its path
+    python tools/devrun.py fetch                             only get the pinned release (cached); print its path
     python tools/devrun.py config                            only write the development mediamtx.yml
 
 Which MediaMTX: ``$MEDIAMTX`` (a path) if set, else ``mediamtx`` on ``PATH`` (installed), else
@@ -377,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     fetch_args = {"cache": args.cache, "base_url": args.base_url, "checksums": args.checksums, "machine": args.machine}
     if args.command == "fetch":
         try:
-            print(find_mediamtx(**fetch_args))
+            print(fetch(**fetch_args))
         except FetchError as e:
             say(str(e))
             return 1
