@@ -298,6 +298,7 @@ class Bed:
         self.card_caps = CAP_VIDEO_CAPTURE | CAP_META_CAPTURE | CAP_STREAMING | CAP_EXT_PIX_FORMAT
         self.ctx = GLib.MainContext.default()
         self.buf = b""
+        self.waits = 0  # sends that found a full listener queue and waited for room
 
     # --- flow control ---------------------------------------------------------------
     def listeners(self):
@@ -321,14 +322,27 @@ class Bed:
                 s.close()
         return full
 
+    def publish_waits(self):
+        """Write ``waits`` to ``<root>/bed-waits`` (atomically): a test that must see the
+        helper held up by a full listener reads it while a command is still running."""
+        tmp = os.path.join(self.root, ".bed-waits.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(self.waits))
+        os.rename(tmp, os.path.join(self.root, "bed-waits"))
+
     def wait_room(self, paced, drain_timeout):
         if not paced:
             return
         deadline = time.monotonic() + drain_timeout
+        waited = False
         while True:
             full = self.full_listeners()
             if not full:
                 return
+            if not waited:
+                waited = True
+                self.waits += 1
+                self.publish_waits()
             if time.monotonic() > deadline:
                 raise CommandError(
                     "listener(s) %s not draining for %.1fs; not sending (it would abort on "
@@ -645,7 +659,8 @@ class Bed:
         end_present (default true: the capture node is present afterwards),
         drain_timeout.  Each pair removes the capture node (uevent + remove_device) and
         adds it back (add_device sends add); the USB parents and the metadata node stay.
-        Replies ``times``: [[t_remove, t_add], ...]."""
+        Replies ``times``: [[t_remove, t_add], ...] and ``waits``: how many of its
+        uevents found a listener's queue full and had to wait for room."""
         cam = self.camera(cmd)
         count = int(cmd.get("count", 10))
         paced, dt = cmd.get("paced", True), float(cmd.get("drain_timeout", 10.0))
@@ -659,6 +674,7 @@ class Bed:
                 )
         times = []
         present = True
+        waits0 = self.waits
         for i in range(count):
             t_rm = self.send(node["syspath"], "remove", paced, dt)
             self.tb.remove_device(node["syspath"])
@@ -692,7 +708,7 @@ class Bed:
                 self.tb.remove_device(n["syspath"])
             self._remove_parents(cam)
             del self.cameras[cam["name"]]
-        return {"name": cam["name"], "count": count, "times": times, "present": present}
+        return {"name": cam["name"], "count": count, "times": times, "present": present, "waits": self.waits - waits0}
 
     def handle_uevent(self, cmd):
         """Fields: syspath or name (its capture node), action (add/remove/change)."""
