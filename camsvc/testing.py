@@ -19,8 +19,8 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from camsvc.cameras.discovery import UdevDevice
 from camsvc.cameras.probing import ProbeFailed
+from camsvc.cameras.udev import UdevDevice
 
 __all__ = [
     "FakeMonitor",

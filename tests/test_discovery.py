@@ -533,14 +533,15 @@ class PyudevLike:
 
 
 def test_from_pyudev_reads_only_what_discovery_uses():
-    from camsvc.cameras.discovery import from_pyudev
+    from camsvc.cameras.selection import udev_capture
+    from camsvc.cameras.udev import from_pyudev
 
     props = dict(usb_camera(1, serial="S", metadata=True).properties, SOMETHING_ELSE="x")
     dev = PyudevLike("add", props)
     record = from_pyudev(dev)
     assert record.index == 1 and dev.reads == 0  # from the "-video-index1" link, no sysfs read
     assert "SOMETHING_ELSE" not in record.properties and record.properties["ID_SERIAL_SHORT"] == "S"
-    assert record.capture is False  # a metadata node
+    assert udev_capture(record) is False  # a metadata node
     no_links = {k: v for k, v in props.items() if k != "DEVLINKS"}
     dev = PyudevLike("change", no_links, index="2")
     assert from_pyudev(dev).index == 2 and dev.reads == 1
@@ -551,27 +552,28 @@ def test_from_pyudev_reads_only_what_discovery_uses():
 
 @pytest.mark.parametrize("node", ["v4l-touch0", "vbi0", "radio0", "swradio0", "v4l-subdev0"])
 def test_only_video_nodes_are_candidates(node):
-    from camsvc.cameras.discovery import UdevDevice
+    from camsvc.cameras.selection import udev_capture
+    from camsvc.cameras.udev import UdevDevice
 
     dev = UdevDevice(
         sys_path=f"/sys/devices/platform/vivid.0/video4linux/{node}",
         device_node=f"/dev/{node}",
         properties={"ID_V4L_CAPABILITIES": ":capture:"},
     )
-    assert dev.capture is False
+    assert udev_capture(dev) is False
     video = UdevDevice(
         sys_path="/sys/devices/platform/vivid.0/video4linux/video0",
         device_node="/dev/video0",
         properties={"ID_V4L_CAPABILITIES": ":capture:"},
     )
-    assert video.capture is True
+    assert udev_capture(video) is True
 
 
 def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
     """Without CAP_NET_ADMIN (the systemd unit) SO_RCVBUFFORCE fails: plain SO_RCVBUF, capped by rmem_max, still applies."""
     import socket
 
-    from camsvc.cameras.discovery import _plain_receive_buffer
+    from camsvc.cameras.udev import _plain_receive_buffer
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:

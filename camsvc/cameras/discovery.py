@@ -3,18 +3,16 @@
 This module owns turning udev's view of ``video4linux`` into camera records in the
 one :class:`~camsvc.cameras.registry.CameraRegistry`:
 
-* **Enumeration, then a monitor.**  At start a ``pyudev.Monitor`` (netlink, subsystem
-  ``video4linux``, receive buffer ``discovery.receive_buffer_size``) is opened *first*,
-  then ``video4linux`` is enumerated, then the monitor's fd is added to the reactor
-  as an ``IReadDescriptor`` — so no event falls between the two.  ``doRead`` drains
-  the monitor with ``poll(timeout=0)`` (bounded per call; the reactor calls again while
-  the fd stays readable), never raises and never returns a truthy value.  ``ENOBUFS``
-  (the kernel dropped events: a storm larger than the socket buffer) discards what is
-  still queued — it predates the loss and could be stale — and re-enumerates.
-* **What is a camera.**  A node whose ``ID_V4L_CAPABILITIES`` contains ``:capture:``
-  (udev's ``v4l_id`` runs VIDIOC_QUERYCAP for it), confirmed by our own probe: a node
-  the probe finds is not a capture node is withdrawn.  UVC metadata nodes (``:``) and
-  output-only nodes are ignored.  USB, CSI and platform devices all count.
+* **Enumeration, then a monitor.**  At start the udev monitor
+  (:mod:`camsvc.cameras.udev`) is opened *first*, then ``video4linux`` is
+  enumerated, then the monitor's fd is added to the reactor — so no event falls
+  between the two.  :meth:`DiscoveryService.read_events` drains the monitor
+  (bounded per call; the reactor calls again while the fd stays readable).
+  ``ENOBUFS`` (the kernel dropped events: a storm larger than the socket buffer)
+  discards what is still queued — it predates the loss and could be stale — and
+  re-enumerates.
+* **What is a camera** is :mod:`camsvc.cameras.selection`'s rule, confirmed by our
+  own probe: a node the probe finds is not a capture node is withdrawn.
 * **Identity.**  :mod:`camsvc.cameras.identity` maps the node's identity key to ``camera<N>``,
   persisted in ``storage.state_dir``.  Two present cameras with the same key (a
   serial shared by identical cameras) are told apart by port.
@@ -44,279 +42,41 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import select
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.cameras.presence import Node
 from camsvc.cameras.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
+from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, ProbeState
+from camsvc.cameras.selection import node_number, udev_capture
+from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
 
 log = Logger()
 
-SUBSYSTEM = "video4linux"
-#: Events handled per doRead before yielding to the reactor (it calls again while readable).
-MAX_EVENTS_PER_READ = 256
-#: Queued events discarded after an overflow before re-enumerating.
-MAX_DISCARD = 100000
 #: Seconds between attempts to open udev when it is unavailable at start.
 RETRY_DELAY = 10.0
-#: Seconds between a commit and the probes it starts: the notification frame leaves
-#: first (a fork in the same reactor turn would delay it), bursts coalesce.
-PROBE_START_DELAY = 0.01
 #: Seconds between allocating a new id and writing the id map: after the notification
 #: frame has left (Twisted sends queued data on the next poll, after due timed calls),
 #: and once for a burst of new cameras.
 FLUSH_DELAY = 0.05
-#: Seconds before re-probing a node that vanished mid-probe while udev still lists it.
-VANISHED_RETRY_DELAY = 0.5
 
-
-# -- udev records and the real backend ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UdevDevice:
-    """One udev device as discovery needs it (plain data, built at the pyudev boundary).
-
-    ``action`` is None for enumerated devices; ``index`` is sysfs ``index`` (0 for
-    the first node of an interface).
-    """
-
-    sys_path: str
-    device_node: str | None
-    properties: Mapping[str, str] = field(default_factory=dict)
-    action: str | None = None
-    index: int = 0
-
-    @property
-    def capture(self) -> bool | None:
-        """True/False from ``ID_V4L_CAPABILITIES``; None when udev did not set it.
-
-        Only ``videoN`` nodes can be cameras: the V4L2 core names touch
-        sensors ``v4l-touchN`` (they report VIDEO_CAPTURE too), and VBI,
-        radio, SDR and sub-device nodes have names of their own.
-        """
-        if not os.path.basename(self.device_node or self.sys_path).startswith("video"):
-            return False
-        caps = self.properties.get("ID_V4L_CAPABILITIES")
-        if caps is None:
-            return None
-        return ":capture:" in caps
-
-    @property
-    def links(self) -> tuple[str, ...]:
-        return tuple(sorted(self.properties.get("DEVLINKS", "").split()))
-
-    @property
-    def product(self) -> str:
-        """The V4L2 card name as udev's v4l_id read it (``ID_V4L_PRODUCT``), or ""."""
-        return self.properties.get("ID_V4L_PRODUCT", "").strip()
-
-    @property
-    def name(self) -> str:
-        """A display name: the V4L2 card, else the USB model, else the node's name."""
-        props = self.properties
-        model = props.get("ID_MODEL_FROM_DATABASE") or props.get("ID_MODEL", "").replace("_", " ")
-        return self.product or model.strip() or os.path.basename(self.device_node or self.sys_path)
-
-    def describe(self) -> str:
-        return f"{self.device_node or self.sys_path}"
-
-
-#: The udev properties discovery reads.  Fetched one by one: copying all of a node's
-#: properties (~25, each an iteration step plus a lookup in libudev) was the largest
-#: cost of handling an event.
-PROPERTIES = (
-    "ID_V4L_CAPABILITIES",
-    "ID_V4L_PRODUCT",
-    "ID_SERIAL",
-    "ID_SERIAL_SHORT",
-    "ID_USB_INTERFACE_NUM",
-    "ID_PATH",
-    "ID_MODEL",
-    "ID_MODEL_FROM_DATABASE",
-    "DEVLINKS",
-    "DEVPATH",
-    "DEVPATH_OLD",
-)
-
-
-_LINK_INDEX = re.compile(r"-video-index(\d+)(?:\s|$)")
-
-
-def from_pyudev(device: Any) -> UdevDevice:
-    """A pyudev Device as a :class:`UdevDevice` (a "remove" needs only its sys_path)."""
-    action = device.action
-    index = 0
-    properties: dict[str, str] = {}
-    if action != "remove":
-        props = device.properties
-        for key in PROPERTIES:
-            value = props.get(key)
-            if value is not None:
-                properties[key] = value
-        # udev's persistent links carry sysfs "index" ("...-video-index1"); read sysfs only without them
-        match = _LINK_INDEX.search(properties.get("DEVLINKS", ""))
-        if match:
-            index = int(match.group(1))
-        else:
-            try:
-                index = int(device.attributes.asstring("index"))
-            except (KeyError, ValueError, OSError, UnicodeDecodeError):
-                index = 0
-    return UdevDevice(
-        sys_path=device.sys_path,
-        device_node=device.device_node,
-        properties=properties,
-        action=action,
-        index=index,
-    )
-
-
-def _plain_receive_buffer(fd: int, wanted: int, forced_error: Exception) -> str:
-    """Fall back to plain SO_RCVBUF (capped by net.core.rmem_max); return the size in force."""
-    import socket
-
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    except OSError as exc:
-        log.warn(
-            "Cannot enlarge the udev receive buffer ({error}; {plain}); event storms are more "
-            "likely to overflow (handled by re-enumeration)",
-            error=forced_error,
-            plain=exc,
-        )
-        return "default"
-    finally:
-        sock.close()
-    if got < wanted:
-        log.info(
-            "udev receive buffer is {got} bytes, not {wanted} ({error}); raise net.core.rmem_max to allow more",
-            got=got,
-            wanted=wanted,
-            error=forced_error,
-        )
-    return str(got)
-
-
-class PyudevMonitor:
-    """A started ``pyudev.Monitor`` for video4linux; ``receive()`` never blocks."""
-
-    def __init__(self, context: Any, receive_buffer_size: int) -> None:
-        import pyudev
-
-        monitor = pyudev.Monitor.from_netlink(context)
-        monitor.filter_by(SUBSYSTEM)
-        self.receive_buffer = "default"
-        try:
-            # SO_RCVBUFFORCE: needs CAP_NET_ADMIN, which the systemd unit does not grant.
-            monitor.set_receive_buffer_size(receive_buffer_size)
-            self.receive_buffer = str(receive_buffer_size)
-        except Exception as exc:
-            self.receive_buffer = _plain_receive_buffer(monitor.fileno(), receive_buffer_size, exc)
-        monitor.start()
-        self._monitor: Any = monitor
-        self._fd = monitor.fileno()
-
-    def fileno(self) -> int:
-        return self._fd if self._monitor is not None else -1
-
-    def receive(self) -> UdevDevice | None:
-        device = self._monitor.poll(timeout=0)
-        return None if device is None else from_pyudev(device)
-
-    def pending(self) -> bool:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
-
-    def close(self) -> None:
-        # libudev closes the socket when the last reference goes (udev_monitor_unref)
-        self._monitor = None
-
-
-class PyudevBackend:
-    """The host's udev through pyudev (libudev)."""
-
-    def __init__(self) -> None:
-        import pyudev
-
-        self.context = pyudev.Context()
-
-    def enumerate(self) -> list[UdevDevice]:
-        return [from_pyudev(d) for d in self.context.list_devices(subsystem=SUBSYSTEM)]
-
-    def monitor(self, receive_buffer_size: int) -> PyudevMonitor:
-        return PyudevMonitor(self.context, receive_buffer_size)
-
-
-# -- discovery ------------------------------------------------------------------------
-
-
-@implementer(IReadDescriptor)
-class MonitorReader:
-    """The monitor's fd on the reactor; every read goes to :meth:`DiscoveryService.read_events`."""
-
-    def __init__(self, discovery: DiscoveryService) -> None:
-        self.discovery = discovery
-
-    def fileno(self) -> int:
-        monitor = self.discovery.monitor
-        return monitor.fileno() if monitor is not None else -1
-
-    def doRead(self) -> None:
-        try:
-            self.discovery.read_events()
-        except Exception:
-            log.failure("udev monitor reader failed; it keeps running")
-        return None
-
-    def connectionLost(self, reason: Any) -> None:
-        if self.discovery.running:
-            log.error("The reactor dropped the udev monitor: {reason}", reason=reason)
-
-    def logPrefix(self) -> str:
-        return "udev"
-
-
-class _Node:
-    """A capture node udev reports present, and the camera it is."""
-
-    __slots__ = ("device", "camera_id", "key")
-
-    def __init__(self, device: UdevDevice, camera_id: str, key: str) -> None:
-        self.device = device
-        self.camera_id = camera_id
-        self.key = key
-
-
-class _ProbeState:
-    """Probe knowledge of one camera id (kept across unplug: capabilities stay known)."""
-
-    __slots__ = ("caps", "default", "card", "error", "done_for", "running", "retried", "retry", "waiters")
-
-    def __init__(self) -> None:
-        self.caps: dict | None = None
-        self.default: dict | None = None
-        self.card = ""
-        self.error: str | None = None
-        self.done_for: _Node | None = None  # the node the current outcome belongs to
-        self.running: tuple[_Node, Deferred] | None = None
-        self.retried = False
-        self.retry: Any = None
-        self.waiters: list[Deferred] = []
+__all__ = [
+    "FLUSH_DELAY",
+    "PROBE_START_DELAY",
+    "RETRY_DELAY",
+    "VANISHED_RETRY_DELAY",
+    "DiscoveryService",
+    "UdevDevice",
+    "setup",
+]
 
 
 class DiscoveryService(Service):
@@ -347,11 +107,11 @@ class DiscoveryService(Service):
         self.udev: Any = None
         self.monitor: Any = None
         self.reader = MonitorReader(self)
-        self._nodes: dict[str, _Node] = {}  # sys_path -> node
-        self._present: dict[str, _Node] = {}  # camera_id -> node
+        self._nodes: dict[str, Node] = {}  # sys_path -> node
+        self._present: dict[str, Node] = {}  # camera_id -> node
         self._key_holders: dict[str, str] = {}  # key -> sys_path of the present node
         self._rejected: set[str] = set()  # sys_paths the probe found are not capture nodes
-        self._probes: dict[str, _ProbeState] = {}
+        self._probes: dict[str, ProbeState] = {}
         self._probe_queue: dict[str, None] = {}
         self._probing = 0
         self._probe_call: Any = None
@@ -503,8 +263,8 @@ class DiscoveryService(Service):
         self.stats["enumerations"] += 1
         if self.metrics is not None:
             self.metrics.reenumeration(why)
-        found = [d for d in devices if d.capture and d.device_node]
-        found.sort(key=lambda d: _node_number(d.device_node))
+        found = [d for d in devices if udev_capture(d) is True and d.device_node]
+        found.sort(key=lambda d: node_number(d.device_node))
         seen = {d.sys_path for d in found}
         for sys_path in list(self._nodes):
             if sys_path not in seen:
@@ -536,7 +296,7 @@ class DiscoveryService(Service):
 
     def _node_seen(self, device: UdevDevice, *, resync: bool = False) -> None:
         sys_path = device.sys_path
-        if device.capture is not True or not device.device_node:
+        if udev_capture(device) is not True or not device.device_node:
             if sys_path in self._nodes:
                 log.info("{device} is no longer a capture node", device=device.describe())
                 self._node_gone(sys_path)
@@ -584,13 +344,13 @@ class DiscoveryService(Service):
         camera_id, new = self.identity.camera_id(key, device.name)
         if new:
             self._schedule_flush()
-        node = _Node(device, camera_id, key)
+        node = Node(device, camera_id, key)
         self._nodes[device.sys_path] = node
         self._present[camera_id] = node
         self._key_holders[key] = device.sys_path
         ps = self._probes.get(camera_id)
         if ps is None:
-            ps = self._probes[camera_id] = _ProbeState()
+            ps = self._probes[camera_id] = ProbeState()
         ps.error = None
         ps.retried = False
         log.info(
@@ -631,7 +391,7 @@ class DiscoveryService(Service):
 
     def _record(self, camera_id: str) -> Camera | None:
         node = self._present.get(camera_id)
-        ps = self._probes.get(camera_id) or _ProbeState()
+        ps = self._probes.get(camera_id) or ProbeState()
         if node is None:
             previous = self.registry.get(camera_id)
             if previous is None:
@@ -726,7 +486,7 @@ class DiscoveryService(Service):
                 )
             )
 
-    def _probe_done(self, outcome: Any, camera_id: str, node: _Node, started: float) -> None:
+    def _probe_done(self, outcome: Any, camera_id: str, node: Node, started: float) -> None:
         self._probing -= 1
         ps = self._probes[camera_id]
         if ps.running is not None and ps.running[0] is node:
@@ -743,7 +503,7 @@ class DiscoveryService(Service):
             if self._probe_queue and self._probe_call is None and self.running:
                 self._probe_call = self.reactor.callLater(0, self._start_probes)
 
-    def _apply_probe(self, outcome: Any, camera_id: str, node: _Node, elapsed: float) -> None:
+    def _apply_probe(self, outcome: Any, camera_id: str, node: Node, elapsed: float) -> None:
         ps = self._probes[camera_id]
         devnode = node.device.device_node
         if not isinstance(outcome, Failure):
@@ -807,7 +567,7 @@ class DiscoveryService(Service):
         else:
             self._wake(ps)
 
-    def _reject(self, node: _Node) -> None:
+    def _reject(self, node: Node) -> None:
         sys_path = node.device.sys_path
         camera_id = node.camera_id
         self._nodes.pop(sys_path, None)
@@ -825,7 +585,7 @@ class DiscoveryService(Service):
         else:
             self._commit(camera_id)
 
-    def _wake(self, ps: _ProbeState) -> None:
+    def _wake(self, ps: ProbeState) -> None:
         waiters, ps.waiters = ps.waiters, []
         for d in waiters:
             d.callback(None)
@@ -877,12 +637,6 @@ class DiscoveryService(Service):
             "probes_queued": len(self._probe_queue),
             **self.stats,
         }
-
-
-def _node_number(devnode: str | None) -> tuple[int, str]:
-    base = os.path.basename(devnode or "")
-    digits = base[len(base.rstrip("0123456789")) :]
-    return (int(digits) if digits else 1 << 30, base)
 
 
 def _failed(exc: Exception) -> Deferred:
