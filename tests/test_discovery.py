@@ -16,7 +16,7 @@ from camsvc.cameras.identity import FILENAME, IdentityStore
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
 from camsvc.config import parse_config_dict
 from camsvc.ops.health import Health
-from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
+from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, querycap_for, usb_camera
 
 DEBOUNCE = 0.3
 
@@ -223,19 +223,76 @@ def test_identical_serialless_cameras_on_different_ports(make):
     h.stop()
 
 
-def test_a_serial_shared_by_two_present_cameras_falls_back_to_the_port(make):
+def test_a_placeholder_serial_is_no_serial(make):
     a, b = usb_camera(0, serial="0001", port="1"), usb_camera(2, serial="0001", port="2")
     h = make([a, b]).start()
     cams = h.registry.cameras()
-    assert [c.camera_id for c in cams] == ["camera0", "camera1"]
-    assert cams[0].key == "usb:Vendor_USB_Camera_0001:00"
-    assert cams[1].key == "path:pci-0000:00:14.0-usb-0:2:1.0"
+    assert [(c.camera_id, c.key) for c in cams] == [
+        ("camera0", "path:pci-0000:00:14.0-usb-0:1:1.0"),
+        ("camera1", "path:pci-0000:00:14.0-usb-0:2:1.0"),
+    ]
     h.stop()
 
 
-def test_flapping_is_coalesced_and_ends_in_the_final_state(make):
+def test_a_serial_shared_by_two_present_cameras_identifies_neither(make, tmp_path):
+    """The first camera had the serial key; when a twin appears both are keyed by port, the
+    first keeps its id, and replugging only the second (in any order, after a restart too)
+    never gives it the first one's id."""
+    a, b = usb_camera(0, serial="A1B2C3", port="1"), usb_camera(2, serial="A1B2C3", port="2")
+    h = make([a]).start()
+    assert h.cam("camera0").key == "usb:Vendor_USB_Camera_A1B2C3:00"
+    h.udev.add(b)
+    h.deliver()
+    assert {c.camera_id: c.key for c in h.registry.cameras()} == {
+        "camera0": "path:pci-0000:00:14.0-usb-0:1:1.0",
+        "camera1": "path:pci-0000:00:14.0-usb-0:2:1.0",
+    }
+    h.udev.remove(b)
+    h.udev.remove(a)
+    h.deliver()
+    h.udev.add(b)
+    h.deliver()
+    assert h.cam("camera1").status == CONNECTED and h.cam("camera0").status == DISCONNECTED
+    h.stop()
+    saved = json.loads((tmp_path / FILENAME).read_text())
+    assert saved["shared_serials"] == ["A1B2C3"]
+    h2 = make([b]).start()  # restart with only the second one plugged in
+    assert [(c.camera_id, c.status) for c in h2.registry.cameras()] == [("camera1", CONNECTED)]
+    h2.stop()
+
+
+def test_an_old_map_migrates_without_renumbering(make, tmp_path):
+    """A map from before the rule: the first C270 had the placeholder serial key, its twin
+    the port key.  Both keep their ids, whichever is plugged first."""
+    (tmp_path / FILENAME).write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "next_number": 3,
+                "cameras": {
+                    "camera0": {"key": "usb:Vendor_USB_Camera_200901010001:00", "name": "C270"},
+                    "camera1": {"key": "path:pci-0000:00:14.0-usb-0:2:1.0", "name": "C270"},
+                    "camera2": {"key": "usb:Vendor_USB_Camera_REAL1:00", "name": "C920"},
+                },
+            }
+        )
+    )
+    a = usb_camera(0, serial="200901010001", port="1")
+    b = usb_camera(2, serial="200901010001", port="2")
+    c = usb_camera(4, serial="REAL1", port="3")
+    h = make([b, c]).start()
+    assert {x.camera_id: x.device for x in h.registry.cameras()} == {"camera1": "/dev/video2", "camera2": "/dev/video4"}
+    h.udev.add(a)
+    h.deliver()
+    assert h.cam("camera0").device == "/dev/video0"
+    assert h.cam("camera0").key == "path:pci-0000:00:14.0-usb-0:1:1.0"
+    h.stop()
+
+
+def test_flapping_notifies_every_change_at_once_and_probes_once_settled(make):
     cam = usb_camera(0, serial="S1")
     h = make().start()
+    h.udev.caps["/dev/video0"] = querycap_for(cam)  # answers QUERYCAP even when the events lag behind
     h.udev.add(cam)
     h.deliver()
     assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]  # at once
@@ -244,16 +301,17 @@ def test_flapping_is_coalesced_and_ends_in_the_final_state(make):
         h.udev.add(cam)
     h.udev.remove(cam)
     h.deliver()
-    assert h.recorder.take() == []  # within the window: nothing yet
-    assert h.status("camera0") == CONNECTED
-    h.advance(DEBOUNCE)
-    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video0")]  # never a stale CONNECTED
+    events = h.recorder.take()
+    assert [e[0] for e in events] == ["removed", "added"] * 5 + ["removed"]  # none held back
+    assert h.status("camera0") == DISCONNECTED
     assert h.svc.status()["coalesced"] >= 1
-    # an isolated change after the window is again immediate
-    h.advance(DEBOUNCE)
     h.udev.add(cam)
     h.deliver()
     assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]
+    h.probes_start()
+    assert h.prober.pending == []  # the probe waits for the camera to settle
+    h.advance(DEBOUNCE)
+    assert h.prober.pending == ["/dev/video0"]
     h.stop()
 
 

@@ -51,13 +51,14 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
-from camsvc.cameras.presence import Node
+from camsvc.cameras.identity import FILENAME, IdentityStore, port_key, serial_key, usable_serial
+from camsvc.cameras.presence import Node, display_names, unique_paths
 from camsvc.cameras.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, ProbeState
-from camsvc.cameras.selection import node_number, udev_capture
+from camsvc.cameras.selection import decide, node_number, udev_capture
 from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
+from camsvc.cameras.v4l2 import ProbeError
 
 log = Logger()
 
@@ -112,11 +113,13 @@ class DiscoveryService(Service):
         self._key_holders: dict[str, str] = {}  # key -> sys_path of the present node
         self._rejected: set[str] = set()  # sys_paths the probe found are not capture nodes
         self._probes: dict[str, ProbeState] = {}
-        self._probe_queue: dict[str, None] = {}
+        self._probe_queue: dict[str, float] = {}  # camera_id -> when its probe may start
         self._probing = 0
         self._probe_call: Any = None
-        self._windows: dict[str, float] = {}  # camera_id -> end of its debounce window
-        self._timers: dict[str, Any] = {}  # camera_id -> pending coalesced commit
+        self._last_change: dict[str, float] = {}  # camera_id -> time of its last presence change
+        self._hold: dict[str, float] = {}  # camera_id -> no probe before (a flapping camera)
+        self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
+        self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
@@ -175,11 +178,11 @@ class DiscoveryService(Service):
             self.reactor.removeReader(self.reader)
         self.started = False
         self._close_monitor()
-        for call in (self._retry_call, self._probe_call, *self._timers.values()):
+        for call in (self._retry_call, self._probe_call, *self._forget_timers.values()):
             if call is not None and call.active():
                 call.cancel()
         self._retry_call = self._probe_call = None
-        self._timers.clear()
+        self._forget_timers.clear()
         kills, self._kills = self._kills, {}
         for d, call in kills.items():
             if call.active():
@@ -307,9 +310,11 @@ class DiscoveryService(Service):
             self._rejected.discard(sys_path)
         node = self._nodes.get(sys_path)
         if node is not None and device.action == "add":
-            same = node.device.device_node == device.device_node and node.key in (
-                identity_key(device.properties, device.device_node, device.index),
-                fallback_key(device.properties, device.device_node, device.index),
+            props, devnode, index = device.properties, device.device_node, device.index
+            same = node.device.device_node == devnode and node.key in (
+                serial_key(props, index),
+                port_key(props, devnode, index),
+                f"sys:{sys_path}",
             )
             if not same:
                 self._node_gone(sys_path)  # an "add" without the "remove": another device on the path
@@ -322,29 +327,39 @@ class DiscoveryService(Service):
         if ps.done_for is node and ps.running is None and (ps.error is not None or device.action == "add"):
             ps.done_for = None  # probe again: an ERROR camera on change/re-enumeration, a re-"add"
             ps.retried = False
+        self._refresh_present(node.camera_id)
         self._commit(node.camera_id)
 
+    def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
+        """(still there, QUERYCAP or None) for a candidate node."""
+        ask = getattr(self.udev, "querycap", None)
+        if ask is None:
+            return True, None
+        try:
+            return True, ask(device.device_node)
+        except ProbeError as exc:
+            if exc.reason == "vanished":
+                log.debug("{device} vanished before QUERYCAP", device=device.describe())
+                return False, None
+            log.info("QUERYCAP of {device} failed ({error}); going by udev", device=device.describe(), error=exc)
+        except Exception:
+            log.failure("QUERYCAP of {device} failed; going by udev", device=device.describe())
+        return True, None
+
     def _node_added(self, device: UdevDevice) -> None:
-        props, devnode = device.properties, device.device_node
-        key = identity_key(props, devnode, device.index)
-        holder = self._key_holders.get(key)
-        if holder is not None and holder != device.sys_path:
-            alternative = fallback_key(props, devnode, device.index)
-            if alternative in self._key_holders:
-                alternative = f"sys:{device.sys_path}"
-            log.warn(
-                "{device} has the same identity {key} as {other} (cameras sharing a serial number?); "
-                "identifying it by its port instead: {alternative}",
-                device=device.describe(),
-                key=key,
-                other=holder,
-                alternative=alternative,
-            )
-            key = alternative
+        there, info = self._querycap(device)
+        if not there:
+            return
+        ok, why = decide(device, info, include=self.config.include, exclude=self.config.exclude)
+        if not ok:
+            self._rejected.add(device.sys_path)
+            log.info("{device} is not a camera: {why}", device=device.describe(), why=why)
+            return
+        key = self._key_for(device)
         camera_id, new = self.identity.camera_id(key, device.name)
         if new:
             self._schedule_flush()
-        node = Node(device, camera_id, key)
+        node = Node(device, camera_id, key, info)
         self._nodes[device.sys_path] = node
         self._present[camera_id] = node
         self._key_holders[key] = device.sys_path
@@ -353,15 +368,76 @@ class DiscoveryService(Service):
             ps = self._probes[camera_id] = ProbeState()
         ps.error = None
         ps.retried = False
+        if info is not None and info.card:
+            ps.card = info.card
         log.info(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
-            device=devnode,
+            device=device.device_node,
             name=device.name,
             key=key,
             new=", new id" if new else "",
         )
+        self._refresh_present(camera_id)
         self._commit(camera_id)
+
+    def _key_for(self, device: UdevDevice) -> str:
+        """The identity key of a new node: its serial only while that tells cameras apart."""
+        props, devnode, index, sys_path = device.properties, device.device_node, device.index, device.sys_path
+        port = port_key(props, devnode, index)
+        serial = usable_serial(props)
+        if serial is not None and serial not in self.identity.shared:
+            key = serial_key(props, index)
+            holder = self._key_holders.get(key) if key is not None else None
+            if key is not None and holder is None and self.identity.get(port) is not None:
+                # a map from before this rule: the camera was told apart by port already
+                self.identity.mark_shared(serial)
+                self._schedule_flush()
+            elif key is not None and (holder is None or holder == sys_path):
+                return key
+            elif key is not None:
+                self._unshare(serial, key, holder)
+        if port in self._key_holders and self._key_holders[port] != sys_path:
+            return f"sys:{sys_path}"
+        legacy = serial_key(props, index)
+        if (
+            legacy is not None
+            and self.identity.get(port) is None
+            and self.identity.get(legacy) is not None
+            and legacy not in self._key_holders
+        ):
+            # migrate: a placeholder/shared serial key of an older map becomes the port key
+            camera_id = self.identity.rekey(legacy, port)
+            self._schedule_flush()
+            log.info(
+                "Camera {camera_id}: identity {old} becomes {new} (the serial does not identify it)",
+                camera_id=camera_id,
+                old=legacy,
+                new=port,
+            )
+        return port
+
+    def _unshare(self, serial: str, key: str, holder: str) -> None:
+        """Two present cameras report ``serial``: from now on (and across restarts) it
+        identifies neither; the one that had it keeps its id under its port key."""
+        self.identity.mark_shared(serial)
+        other = self._nodes[holder]
+        new = port_key(other.device.properties, other.device.device_node, other.device.index)
+        if new in self._key_holders:
+            new = f"sys:{holder}"
+        self.identity.rekey(key, new)
+        del self._key_holders[key]
+        self._key_holders[new] = holder
+        other.key = new
+        self._schedule_flush()
+        log.warn(
+            "Serial number {serial} is reported by two cameras at once: identifying both by port "
+            "({camera_id} keeps its id as {new})",
+            serial=serial,
+            camera_id=other.camera_id,
+            new=new,
+        )
+        self._commit(other.camera_id)
 
     def _node_gone(self, sys_path: str) -> None:
         self._rejected.discard(sys_path)
@@ -382,10 +458,33 @@ class DiscoveryService(Service):
         self._wake(ps)
         log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
         self._commit(camera_id)
+        self._refresh_present(camera_id)
         if moot is not None:
             # kill the probe of the vanished node once the notification has left (a kill
             # in this reactor turn would hold the frame up); its outcome is ignored anyway
             self._kills[moot] = self.reactor.callLater(PROBE_START_DELAY, self._kill_probe, moot)
+
+    def _refresh_present(self, changed: str) -> None:
+        """Recompute every present camera's device path and name (they depend on the
+        others: shared link names, shared names); commit the *other* cameras whose
+        path or name changed (``changed`` is committed by the caller)."""
+        nodes = list(self._present.values())
+        resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
+        paths = unique_paths(nodes, resolve)
+        names = display_names(nodes, self._base_name)
+        stale = []
+        for node in nodes:
+            path, name = paths[node.camera_id], names[node.camera_id]
+            if (path, name) != (node.path, self._names.get(node.camera_id)) and node.camera_id != changed:
+                stale.append(node.camera_id)
+            node.path = path
+            self._names[node.camera_id] = name
+        for camera_id in stale:
+            self._commit(camera_id)
+
+    def _base_name(self, node: Node) -> str:
+        device = node.device
+        return device.product or self._probes[node.camera_id].card or device.name
 
     # -- committing to the registry ---------------------------------------------------
 
@@ -396,64 +495,113 @@ class DiscoveryService(Service):
             previous = self.registry.get(camera_id)
             if previous is None:
                 return None
-            return replace(previous, status=DISCONNECTED, error=None)
+            if previous.status == DISCONNECTED:
+                return previous
+            return replace(previous, status=DISCONNECTED, error=None, last_seen=self.reactor.seconds())
         device = node.device
         return Camera(
             camera_id=camera_id,
             device=device.device_node or "",
             status=ERROR if ps.error else CONNECTED,
-            name=device.product or ps.card or device.name,
+            name=self._names.get(camera_id) or self._base_name(node),
             key=node.key,
             links=device.links,
             capabilities=ps.caps,
             default=ps.default,
             error=ps.error,
+            path=node.path or device.device_node or "",
         )
 
     def _commit(self, camera_id: str) -> None:
-        """Put the current udev state of ``camera_id`` into the registry, rate-limiting
-        presence changes (leading edge at once, the rest at the end of the window)."""
+        """Put the current udev state of ``camera_id`` into the registry, at once: a
+        presence change is never held back (only the probe it causes is, see
+        :meth:`_want_probe`)."""
         desired = self._record(camera_id)
         if desired is None:
             return
         current = self.registry.get(camera_id)
         present = desired.status != DISCONNECTED
         if current is None or (current.status != DISCONNECTED) != present:
-            now = self.reactor.seconds()
-            end = self._windows.get(camera_id)
-            if end is not None and now < end:
-                if camera_id not in self._timers:
-                    self.stats["coalesced"] += 1
-                    self._timers[camera_id] = self.reactor.callLater(end - now, self._window_ended, camera_id)
-                return
-            self._windows[camera_id] = now + self.config.debounce
-        elif camera_id in self._timers:
-            return  # the coalesced commit at the end of the window carries this too
+            self._presence_changed(camera_id, present)
         self.registry.put(desired)
         if present:
             self._want_probe(camera_id)
 
-    def _window_ended(self, camera_id: str) -> None:
-        self._timers.pop(camera_id, None)
+    def _presence_changed(self, camera_id: str, present: bool) -> None:
+        now = self.reactor.seconds()
+        last = self._last_change.get(camera_id)
+        self._last_change[camera_id] = now
+        if last is not None and now - last < self.config.debounce:
+            # flapping: the probe (and what follows from it) waits until it settles
+            self._hold[camera_id] = now + self.config.debounce
+            self.stats["coalesced"] += 1
+        timer = self._forget_timers.pop(camera_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        forget_after = self.config.forget_after
+        if not present and forget_after > 0 and self.running:
+            self._forget_timers[camera_id] = self.reactor.callLater(forget_after, self._forget_due, camera_id)
+
+    # -- forgetting disconnected cameras --------------------------------------------
+
+    def _forget_due(self, camera_id: str) -> None:
+        self._forget_timers.pop(camera_id, None)
         try:
-            self._commit(camera_id)
+            self.forget(camera_id, why=f"disconnected for {self.config.forget_after:g} s")
         except Exception:
-            log.failure("Committing camera {camera_id} failed", camera_id=camera_id)
+            log.failure("Forgetting camera {camera_id} failed", camera_id=camera_id)
+
+    def forget(self, camera_id: str, *, why: str = "forget_camera") -> bool:
+        """Drop a DISCONNECTED camera's record and per-camera state (its id mapping is
+        kept: if it comes back it gets the same id).  False when it is present or unknown."""
+        if camera_id in self._present:
+            return False
+        camera = self.registry.get(camera_id)
+        if camera is None or camera.status != DISCONNECTED:
+            return False
+        timer = self._forget_timers.pop(camera_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        ps = self._probes.pop(camera_id, None)
+        if ps is not None:
+            if ps.retry is not None and ps.retry.active():
+                ps.retry.cancel()
+            self._wake(ps)
+        self._probe_queue.pop(camera_id, None)
+        self._last_change.pop(camera_id, None)
+        self._hold.pop(camera_id, None)
+        self._names.pop(camera_id, None)
+        self.registry.forget(camera_id)
+        log.info("Camera {camera_id} forgotten ({why})", camera_id=camera_id, why=why)
+        return True
 
     # -- probes ---------------------------------------------------------------------
 
     def _want_probe(self, camera_id: str) -> None:
         node = self._present.get(camera_id)
         ps = self._probes[camera_id]
-        if node is None or ps.done_for is node or camera_id in self._probe_queue:
+        if node is None or ps.done_for is node:
             return
         if ps.running is not None and ps.running[0] is node:
             return
         if ps.retry is not None and ps.retry.active():
             return
-        self._probe_queue[camera_id] = None
-        if self._probe_call is None and self.running:
-            self._probe_call = self.reactor.callLater(PROBE_START_DELAY, self._start_probes)
+        now = self.reactor.seconds()
+        due = max(now + PROBE_START_DELAY, self._hold.get(camera_id, 0.0))
+        self._probe_queue[camera_id] = max(due, self._probe_queue.get(camera_id, 0.0))
+        self._schedule_probes()
+
+    def _schedule_probes(self) -> None:
+        if not self._probe_queue or not self.running or self._probing >= MAX_CONCURRENT:
+            return
+        due = min(self._probe_queue.values())
+        delay = max(0.0, due - self.reactor.seconds())
+        call = self._probe_call
+        if call is not None and call.active():
+            if call.getTime() <= self.reactor.seconds() + delay:
+                return
+            call.cancel()
+        self._probe_call = self.reactor.callLater(delay, self._start_probes)
 
     def _kill_probe(self, d: Deferred) -> None:
         self._kills.pop(d, None)
@@ -461,12 +609,16 @@ class DiscoveryService(Service):
 
     def _start_probes(self) -> None:
         self._probe_call = None
-        while self._probe_queue and self._probing < MAX_CONCURRENT and self.running:
-            camera_id = next(iter(self._probe_queue))
+        now = self.reactor.seconds()
+        for camera_id, due in list(self._probe_queue.items()):
+            if self._probing >= MAX_CONCURRENT or not self.running:
+                break
+            if due > now:
+                continue
             del self._probe_queue[camera_id]
             node = self._present.get(camera_id)
-            ps = self._probes[camera_id]
-            if node is None or ps.done_for is node:
+            ps = self._probes.get(camera_id)
+            if node is None or ps is None or ps.done_for is node:
                 continue
             if ps.running is not None:
                 ps.running[1].cancel()  # a probe of an older node of this camera
@@ -474,7 +626,7 @@ class DiscoveryService(Service):
             self._probing += 1
             started = self.reactor.seconds()
             try:
-                d = self.prober.probe(node.device.device_node)
+                d = self.prober.probe(node.device.device_node)  # the node udev named: this camera's
             except Exception as exc:
                 log.failure("Starting the capability probe of {camera_id} failed", camera_id=camera_id)
                 d = _failed(ProbeFailed("error", f"cannot start the probe: {exc}"))
@@ -485,10 +637,11 @@ class DiscoveryService(Service):
                     "Handling the probe result of {camera_id} failed", f, camera_id=camera_id
                 )
             )
+        self._schedule_probes()
 
     def _probe_done(self, outcome: Any, camera_id: str, node: Node, started: float) -> None:
         self._probing -= 1
-        ps = self._probes[camera_id]
+        ps = self._probes.get(camera_id) or ProbeState()
         if ps.running is not None and ps.running[0] is node:
             ps.running = None
         try:
@@ -500,8 +653,7 @@ class DiscoveryService(Service):
         finally:
             if ps.running is None and not (ps.retry is not None and ps.retry.active()):
                 self._wake(ps)
-            if self._probe_queue and self._probe_call is None and self.running:
-                self._probe_call = self.reactor.callLater(0, self._start_probes)
+            self._schedule_probes()
 
     def _apply_probe(self, outcome: Any, camera_id: str, node: Node, elapsed: float) -> None:
         ps = self._probes[camera_id]
@@ -560,7 +712,9 @@ class DiscoveryService(Service):
         self._commit(camera_id)
 
     def _retry(self, camera_id: str) -> None:
-        ps = self._probes[camera_id]
+        ps = self._probes.get(camera_id)
+        if ps is None:
+            return
         ps.retry = None
         if camera_id in self._present:
             self._want_probe(camera_id)
@@ -576,14 +730,12 @@ class DiscoveryService(Service):
         if self._key_holders.get(node.key) == sys_path:
             del self._key_holders[node.key]
         self._rejected.add(sys_path)
-        timer = self._timers.pop(camera_id, None)
-        if timer is not None and timer.active():
-            timer.cancel()
         ps = self._probes[camera_id]
         if ps.caps is None:
             self.registry.discard(camera_id)  # never was a camera: no DISCONNECTED ghost
         else:
             self._commit(camera_id)
+        self._refresh_present(camera_id)
 
     def _wake(self, ps: ProbeState) -> None:
         waiters, ps.waiters = ps.waiters, []

@@ -196,6 +196,21 @@ class PyudevBackend:
     def monitor(self, receive_buffer_size: int) -> PyudevMonitor:
         return PyudevMonitor(self.context, receive_buffer_size)
 
+    def querycap(self, devnode: str) -> Any:
+        """The node's ``VIDIOC_QUERYCAP`` (:class:`camsvc.cameras.v4l2.DeviceInfo`);
+        raises :class:`camsvc.cameras.v4l2.ProbeError`.  One open + ioctl + close."""
+        from camsvc.cameras.v4l2 import query_node
+
+        return query_node(devnode)
+
+    def resolve_link(self, link: str) -> str | None:
+        """The node a /dev/v4l link points at now, or None when it does not exist."""
+        try:
+            target = os.readlink(link)
+        except OSError:
+            return None
+        return os.path.normpath(os.path.join(os.path.dirname(link), target))
+
 
 @implementer(IReadDescriptor)
 class MonitorReader:
