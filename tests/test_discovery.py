@@ -644,3 +644,28 @@ def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
     finally:
         a.close()
         b.close()
+
+
+def test_disconnected_cameras_are_forgotten_after_forget_after(make):
+    cam, other = usb_camera(0, serial="S1"), usb_camera(2, serial="S2", port="2")
+    h = make([cam, other], forget_after=3600).start()
+    h.advance(10)
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.cam("camera0").status == DISCONNECTED and h.cam("camera0").last_seen == h.reactor.seconds()
+    h.advance(1800)
+    h.udev.add(cam)  # back within the hour: the countdown stops
+    h.deliver()
+    h.advance(3600)
+    assert h.cam("camera0").status == CONNECTED
+    h.udev.remove(cam)
+    h.deliver()
+    h.advance(3599)
+    assert h.cam("camera0") is not None
+    h.advance(1)
+    assert h.cam("camera0") is None and "camera0" not in h.svc._probes  # per-camera state bounded
+    assert h.identity.get("usb:Vendor_USB_Camera_S1:00") == "camera0"  # the id stays reserved
+    h.udev.add(cam)
+    h.deliver()
+    assert h.cam("camera0").status == CONNECTED
+    h.stop()

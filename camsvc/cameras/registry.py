@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from camsvc.common.errors import CameraNotFound
+from camsvc.common.timefmt import iso
 
 log = Logger()
 
@@ -83,6 +84,7 @@ class Camera:
             "fps": self.fps,
             "streams": streams,
             "recording": recording,
+            "last_seen": iso(self.last_seen) if self.last_seen is not None else None,
         }
 
 

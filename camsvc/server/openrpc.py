@@ -65,6 +65,11 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"rtsp": {"type": "string"}, "webrtc": {"type": "string"}, "hls": {"type": "string"}},
             },
             "recording": {"type": "boolean"},
+            "last_seen": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When a DISCONNECTED camera was last present; null while present",
+            },
         },
     },
     "CameraCapabilities": {
