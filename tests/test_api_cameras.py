@@ -273,7 +273,10 @@ def test_forget_camera_and_last_seen(env):
     e.deliver()
     gone = e.result("get_camera_list")["cameras"][0]
     assert gone["status"] == "DISCONNECTED" and gone["last_seen"].endswith("Z")
-    assert e.result("get_camera_status", {"device": "camera0"})["path"] == "/dev/v4l/by-id/usb-Vendor_HD_Webcam_S1-video-index0"
+    assert (
+        e.result("get_camera_status", {"device": "camera0"})["path"]
+        == "/dev/v4l/by-id/usb-Vendor_HD_Webcam_S1-video-index0"
+    )
     assert e.result("forget_camera", {"device": "camera0"}) == {"camera_id": "camera0", "forgotten": True}
     assert [c["camera_id"] for c in e.result("get_camera_list")["cameras"]] == ["camera1"]
     assert e.call("forget_camera", {"device": "camera0"})["error"]["code"] == -32004
