@@ -16,9 +16,10 @@ identity key and QUERYCAP) and two rules over the whole present set:
   replug); a changed path is a changed record, so the reconciler rewrites it.
 * :func:`display_names` — names a person can tell apart: cameras present at the
   same time with the same name (two C920s: "HD Pro Webcam C920"; a BRIO's RGB and
-  IR functions: "Logitech BRIO") get the port, and the interface when they share a
-  port, appended: ``HD Pro Webcam C920 (usb 1-1.2)``, ``Logitech BRIO (usb 1-2,
-  interface 2)``.
+  IR functions: "Logitech BRIO") get the least specific place that tells them
+  apart appended: the USB port (``HD Pro Webcam C920 (usb 1.2)``), port and
+  interface (``Logitech BRIO (usb 1.1.4.1, interface 2)``), the whole ID_PATH (two
+  C270 on port 1 of two host controllers), the node.
 """
 
 from __future__ import annotations
@@ -71,35 +72,41 @@ def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) ->
 _USB_PORT = re.compile(r"-usb(?:v2)?-\d+:([\d.]+):\d+\.(\d+)$")
 
 
-def _where(node: Node) -> tuple[str, str]:
-    """(port, interface) for a name suffix, from ID_PATH (or the node name)."""
-    props = node.device.properties
-    id_path = props.get("ID_PATH", "")
+def _labels(node: Node) -> list[str]:
+    """Ever more specific place names for a node: the USB port; port and interface;
+    the whole ID_PATH; ID_PATH and node index; the node."""
+    device = node.device
+    id_path = device.properties.get("ID_PATH", "")
+    interface = device.properties.get("ID_USB_INTERFACE_NUM", "")
     match = _USB_PORT.search(id_path)
-    interface = props.get("ID_USB_INTERFACE_NUM", "")
+    devnode = device.device_node or "?"
+    labels = []
     if match:
-        return f"usb {match.group(1)}", str(int(interface, 16) if interface else match.group(2))
-    return id_path or (node.device.device_node or "?"), interface
+        iface = str(int(interface, 16)) if interface else match.group(2)
+        labels += [f"usb {match.group(1)}", f"usb {match.group(1)}, interface {iface}"]
+    if id_path:
+        labels += [id_path, f"{id_path}, index {device.index}"]
+    labels.append(devnode)
+    return labels
 
 
 def display_names(nodes: Iterable[Node], base: Callable[[Node], str]) -> dict[str, str]:
-    """``camera_id -> name``: ``base(node)``, with port/interface appended to names
-    that several present cameras share (see the module docstring)."""
+    """``camera_id -> name``: ``base(node)``; cameras that share a name get the least
+    specific place label that tells all of them apart appended (module docstring)."""
     nodes = list(nodes)
     names = {node.camera_id: base(node) for node in nodes}
-    counts = Counter(names.values())
-    clashing = [n for n in nodes if counts[names[n.camera_id]] > 1]
-    if not clashing:
-        return names
-    ports = Counter((names[n.camera_id], _where(n)[0]) for n in clashing)
-    for node in clashing:
-        name = names[node.camera_id]
-        port, interface = _where(node)
-        if ports[(name, port)] > 1:
-            extra = f"interface {interface}" if interface else f"index {node.device.index}"
-            if node.device.index:
-                extra += f", index {node.device.index}"
-            names[node.camera_id] = f"{name} ({port}, {extra})"
-        else:
-            names[node.camera_id] = f"{name} ({port})"
+    groups: dict[str, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(names[node.camera_id], []).append(node)
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        labels = {node.camera_id: _labels(node) for node in group}
+        depth = max(len(v) for v in labels.values())
+        for level in range(depth):
+            chosen = {cid: v[min(level, len(v) - 1)] for cid, v in labels.items()}
+            if len(set(chosen.values())) == len(chosen) or level == depth - 1:
+                for cid, label in chosen.items():
+                    names[cid] = f"{name} ({label})"
+                break
     return names
