@@ -67,10 +67,12 @@ class Bed:
 
     def probe(self):
         """Let the probes start and answer each as the node would."""
-        self.reactor.advance(0.35)
         prober = self.svc.prober
-        for path in prober.pending:
-            prober.succeed(path, zoo.probe_result(self.by_video[path]))
+        self.reactor.advance(0.35)
+        while prober.pending:  # at most MAX_CONCURRENT at a time
+            for path in prober.pending:
+                prober.succeed(path, zoo.probe_result(self.by_video[path]))
+            self.reactor.advance(0.35)
 
     def cameras(self):
         return {c.camera_id: c for c in self.registry.cameras() if c.status == CONNECTED}
@@ -260,3 +262,46 @@ def test_every_population_restarts_with_the_same_ids(bed, tmp_path, name):
     again = bed(zoo.POPULATIONS[name], include=["driver:unicam"])
     assert again.table() == before
     assert_unique_paths(again)
+
+
+def test_elp_two_capture_nodes_are_two_cameras(bed):
+    b = bed(zoo.elp_h264_two_capture_nodes)
+    t = b.table()
+    assert t == {
+        "camera0": (
+            "/dev/video0",
+            "/dev/v4l/by-path/platform-3530000.xhci-usb-0:2:1.0-video-index0",
+            "H264 USB Camera (usb 2, interface 0)",
+        ),
+        "camera1": (
+            "/dev/video1",
+            "/dev/v4l/by-path/platform-3530000.xhci-usb-0:2:1.2-video-index0",
+            "H264 USB Camera (usb 2, interface 2)",
+        ),
+    }
+    assert_unique_paths(b)
+
+
+def _input_format(command):
+    args = command.split()
+    return args[args.index("-input_format") + 1], args[args.index("-video_size") + 1]
+
+
+def test_each_single_format_camera_gets_a_working_publish_command(bed):
+    from camsvc.mediamtx.desired import published_mode
+
+    b = bed(zoo.single_format_cameras)
+    cams = b.cameras()
+    got = {c.name: _input_format(publish_command(c, b.config.mediamtx)) for c in cams.values()}
+    assert got == {
+        "USB Camera H264": ("h264", "1920x1080"),
+        "PIXPRO 4KVR360": ("mjpeg", "1440x1440"),
+        "IR Camera": ("gray", "640x360"),
+    }
+    modes = {c.name: published_mode(c, b.config.mediamtx) for c in cams.values()}
+    assert all(m["why"].startswith("the only format offered") for m in modes.values())
+    assert "greyscale" in modes["IR Camera"]["why"] and modes["IR Camera"]["copy"] is False
+    passthrough = parse_config_dict({"mediamtx": {"passthrough": True}}).mediamtx
+    h264 = next(c for c in cams.values() if c.name == "USB Camera H264")
+    assert published_mode(h264, passthrough)["copy"] is True
+    assert "-c:v copy" in publish_command(h264, passthrough)

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InvalidState
 from camsvc.common.timefmt import iso
+from camsvc.mediamtx.desired import published_mode
 from camsvc.mediamtx.urls import stream_urls
 from camsvc.server.rpc import Role
 
@@ -63,8 +64,8 @@ def camera_object(app: Any, camera: Camera, host: str) -> dict:
     return camera.to_dict(stream_urls(app.config.mediamtx, camera.camera_id, host), is_recording(app, camera.camera_id))
 
 
-def capabilities_object(camera: Camera) -> dict | None:
-    """``{driver, card, bus_info, formats, default, resolutions, fps_options}`` or None."""
+def capabilities_object(camera: Camera, mediamtx_config: Any = None) -> dict | None:
+    """``{driver, card, bus_info, formats, default, resolutions, fps_options[, published]}`` or None."""
     caps = camera.capabilities
     if caps is None:
         return None
@@ -84,6 +85,7 @@ def capabilities_object(camera: Camera) -> dict | None:
         "default": camera.default,
         "resolutions": [f"{w}x{h}" for w, h in ordered],
         "fps_options": sorted(rates, reverse=True),
+        **({"published": published_mode(camera, mediamtx_config)} if mediamtx_config is not None else {}),
     }
 
 
@@ -162,7 +164,7 @@ def register(app: Any) -> None:
         result["since"] = iso(camera.since)
         result["links"] = list(camera.links)
         result["path"] = camera.stable_device
-        result["capabilities"] = capabilities_object(camera)
+        result["capabilities"] = capabilities_object(camera, app.config.mediamtx)
         result["metrics"] = await metrics(camera)
         return result
 
@@ -174,7 +176,7 @@ def register(app: Any) -> None:
             if pending is not None:
                 await pending
                 camera = app.cameras.get(camera.camera_id) or camera
-        caps = capabilities_object(camera)
+        caps = capabilities_object(camera, app.config.mediamtx)
         if caps is None:
             reason = f": {camera.error}" if camera.error else ""
             raise InvalidState(

@@ -417,7 +417,72 @@ def guillemot_old_udev() -> list[ZooNode]:
     ]
 
 
+# -- 17: ELP dual capture node, an H.264-only camera, an MJPEG-only camera --------------
+
+RATES = [30, 25, 20, 15, 10, 5]
+ELP_MJPG = [
+    _fmt("MJPG", [(1920, 1080, RATES), (1280, 720, RATES)], compressed=True),
+    _fmt("YUYV", [(640, 480, [30])]),  # rule: "MJPG/YUYV..." (the YUYV list is cut off)
+]
+H264_ONLY = [_fmt("H264", [(640, 480, [30, 15, 10]), (1280, 720, [30, 15, 10]), (1920, 1080, [30, 15, 10])], True)]
+MJPEG_ONLY_SQUARE = [_fmt("MJPG", [(2880, 2880, [30]), (2048, 2048, [30]), (1440, 1440, [30])], compressed=True)]
+
+
+def elp_h264_two_capture_nodes() -> list[ZooNode]:
+    """File 17 (A): "H264 USB Camera" on a Jetson TX2: video0 MJPG/YUYV, video1 H.264 only,
+    both *capture* nodes (two streaming interfaces, no metadata node)."""
+    base = "/sys/devices/3530000.xhci/usb1/1-2"
+    nodes = []
+    for video, iface, formats in ((0, 0, ELP_MJPG), (1, 2, H264_ONLY)):  # rule: interface numbers
+        node = _uvc(
+            f"{base}/1-2:1.{iface}/video4linux/video{video}",
+            video,
+            index=0,
+            id_serial="HD_Camera_Manufacturer_H264_USB_Camera",  # rule: vendor/model strings not shown
+            id_path=f"platform-3530000.xhci-usb-0:2:1.{iface}",
+            card="H264 USB Camera",
+            bus_info="usb-3530000.xhci-2",
+            interface=f"{iface:02d}",
+            vendor="05a3",
+            model_id="9422",
+            device_caps=CAPTURE,
+            formats=formats,
+            owns=("/dev/v4l/by-id/usb-HD_Camera_Manufacturer_H264_USB_Camera-video-index0",) if video == 0 else (),
+        )
+        nodes.append(node)
+    return nodes
+
+
+def single_format_cameras() -> list[ZooNode]:
+    """File 17 (B) a VIA 040d:300a camera offering only H.264, (D) a Kodak PIXPRO 4K 360
+    offering only MJPEG (square modes); plus a BRIO-like IR function offering only GREY."""
+    out = []
+    for n, (card, serial, formats) in enumerate(
+        (
+            ("USB Camera H264", "via", H264_ONLY),
+            ("PIXPRO 4KVR360", "kodak", MJPEG_ONLY_SQUARE),
+            ("IR Camera", "ir", GREY_IR),
+        )
+    ):
+        port = str(n + 1)
+        out.append(
+            _uvc(
+                f"/sys/devices/platform/scb/fd500000.pcie/pci0000:00/0000:00:00.0/0000:01:00.0/usb1/1-{port}/1-{port}:1.0/video4linux/video{2 * n}",
+                2 * n,
+                index=0,
+                id_serial=f"{serial}_{card.replace(' ', '_')}",
+                id_path=f"platform-fd500000.pcie-pci-0000:01:00.0-usb-0:{port}:1.0",
+                card=card,
+                bus_info=f"usb-0000:01:00.0-{port}",
+                formats=formats,
+            )
+        )
+    return out
+
+
 POPULATIONS = {
+    "elp_h264_two_capture_nodes": elp_h264_two_capture_nodes,
+    "single_format_cameras": single_format_cameras,
     "two_c270_bogus_serial": two_c270_bogus_serial,
     "two_hd_usb_camera_no_serial": two_hd_usb_camera_no_serial,
     "rpi4_soc_nodes": rpi4_soc_nodes,
