@@ -59,6 +59,7 @@ from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, P
 from camsvc.cameras.selection import decide, node_number, udev_capture
 from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
 from camsvc.cameras.v4l2 import ProbeError
+from camsvc.common.writer import BackgroundWriter
 
 log = Logger()
 
@@ -104,6 +105,9 @@ class DiscoveryService(Service):
         self.reactor = reactor
         self.health = health
         self.udev_factory = udev_factory or PyudevBackend
+        self.writer = BackgroundWriter(
+            reactor, identity.path, mode=0o644, on_error=identity.write_failed, what="the camera id map"
+        )
         self.prober = prober or ProcessProber(reactor, config.probe_timeout)
         self.udev: Any = None
         self.monitor: Any = None
@@ -198,6 +202,7 @@ class DiscoveryService(Service):
         if hasattr(self.prober, "kill_all"):
             self.prober.kill_all()
         self._flush()
+        self.writer.flush_now()
         return None
 
     def _close_monitor(self) -> None:
@@ -767,11 +772,15 @@ class DiscoveryService(Service):
             self._flush_call = self.reactor.callLater(FLUSH_DELAY, self._flush)
 
     def _flush(self) -> None:
+        """Hand the changed id map to the writer thread (the reactor never waits on fsync)."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        if self.identity.loaded:
-            self.identity.flush()
+        if not self.identity.loaded:
+            return
+        data = self.identity.pending_write()
+        if data is not None:
+            self.writer.write(data)
 
     # -- status -----------------------------------------------------------------------
 

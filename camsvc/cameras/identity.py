@@ -271,16 +271,28 @@ class IdentityStore:
             out["shared_serials"] = sorted(self.shared)
         return out
 
-    def flush(self) -> bool:
-        """Write the map atomically if it changed; True when the file is current."""
+    def pending_write(self) -> bytes | None:
+        """The map's new content when it changed since the last one taken (clears
+        ``dirty``; :meth:`write_failed` sets it again), else None."""
         if not self.dirty:
+            return None
+        self.dirty = False
+        return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def write_failed(self, exc: BaseException | None = None) -> None:
+        """A write of :meth:`pending_write`'s content failed: retry on the next change."""
+        self.write_errors += 1
+        self.dirty = True
+
+    def flush(self) -> bool:
+        """Write the map atomically now if it changed; True when the file is current."""
+        data = self.pending_write()
+        if data is None:
             return True
-        data = (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             atomic_write(self.path, data, mode=0o644, dir_mode=0o777)
         except OSError:
-            self.write_errors += 1
+            self.write_failed()
             log.failure("Cannot save the camera id map to {path}; will retry on the next change", path=self.path)
             return False
-        self.dirty = False
         return True
