@@ -58,8 +58,10 @@ def test_the_caller_never_waits_on_the_disk_and_the_newest_content_wins(tmp_path
         w.write(b"2")
         last = w.write(b"3")
         assert not path.exists()  # write() returned while the disk is still blocked
+        drained = w.drain()
+        assert not drained.called
         gate.set()
-        reactor.pump(lambda: last.called and first.called)
+        reactor.pump(lambda: last.called and first.called and drained.called)
         assert path.read_bytes() == b"3"
         assert order == [b"1", b"3"]  # "2" was superseded while "1" was in flight
         assert w.writes == 2 and w.errors == 0

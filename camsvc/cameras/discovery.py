@@ -202,8 +202,7 @@ class DiscoveryService(Service):
         if hasattr(self.prober, "kill_all"):
             self.prober.kill_all()
         self._flush()
-        self.writer.flush_now()
-        return None
+        return self.writer.drain()  # stopped once the id map is on disk
 
     def _close_monitor(self) -> None:
         if self.monitor is not None:

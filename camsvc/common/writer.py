@@ -120,6 +120,14 @@ class BackgroundWriter:
             return False
         return True
 
+    def drain(self) -> Deferred:
+        """Fires (with None) once everything handed in so far is on disk or failed."""
+        if self._busy is None and self._pending is None:
+            return succeed(None)
+        done: Deferred = Deferred()
+        self._waiters.append((self._generation, done))
+        return done
+
     def flush_now(self) -> bool:
         """Write pending content synchronously (at shutdown); True when nothing failed."""
         return self._write_pending_sync()

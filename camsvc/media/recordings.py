@@ -768,5 +768,5 @@ class Recordings(Service):
                 count=len(self.sessions),
             )
         done = DeferredList(waits)
-        done.addBoth(lambda result: (self._writer.flush_now(), result)[1])
+        done.addBoth(lambda _: self._writer.drain())  # the last state is on disk when stopped
         return done
