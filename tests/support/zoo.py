@@ -18,6 +18,7 @@ tests/test_zoo.py replays every population (and replugs in every order).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from camsvc.cameras.udev import UdevDevice
@@ -539,3 +540,85 @@ def probe_result(node: ZooNode) -> dict:
         }
     )
     return d
+
+
+# -- the same populations on umockdev (tests/support/umockdev_bed.py add_zoo) ---------------
+
+
+def _split_usb(sys_path: str) -> tuple[str, str, str] | None:
+    """``(usb device path, interface name, node name)`` under /sys/devices, or None."""
+    head, _, node = sys_path.partition("/video4linux/")
+    parts = head.split("/")
+    if len(parts) < 2 or not re.match(r"^\d+-[\d.]+$", parts[-2]) or not re.match(r"^\d+-[\d.]+:\d+\.\d+$", parts[-1]):
+        return None
+    return "/".join(parts[:-1])[len("/sys/devices/") :], parts[-1], node
+
+
+def bed_plugs(nodes: list[ZooNode]) -> list[dict]:
+    """One ``add_zoo`` command per physical device (what is plugged as one): its parent
+    devices and its nodes, with properties, QUERYCAP answers and formats."""
+    plugs: dict[str, dict] = {}
+    for node in nodes:
+        usb = _split_usb(node.sys_path)
+        if usb is not None:
+            top, interface, _ = usb
+            plug = plugs.setdefault(
+                top,
+                {
+                    "name": top.rsplit("/", 1)[-1],
+                    "devices": [
+                        {
+                            "subsystem": "usb",
+                            "name": top,
+                            "parent": None,
+                            "attrs": [
+                                ["idVendor", node.properties.get("ID_VENDOR_ID", "0000")],
+                                ["idProduct", node.properties.get("ID_MODEL_ID", "0000")],
+                            ],
+                            "props": [["DEVTYPE", "usb_device"]],
+                        }
+                    ],
+                    "nodes": [],
+                },
+            )
+            names = [dev["name"] for dev in plug["devices"]]
+            if interface not in names:
+                plug["devices"].append(
+                    {
+                        "subsystem": "usb",
+                        "name": interface,
+                        "parent": 0,
+                        "attrs": [["bInterfaceClass", "0e"]],
+                        "props": [["DEVTYPE", "usb_interface"]],
+                    }
+                )
+                names.append(interface)
+            parent = names.index(interface)
+        else:
+            top = node.sys_path.partition("/video4linux/")[0][len("/sys/devices/") :]
+            plug = plugs.setdefault(
+                top,
+                {
+                    "name": top.rsplit("/", 1)[-1],
+                    "devices": [{"subsystem": "platform", "name": top, "parent": None, "attrs": [], "props": []}],
+                    "nodes": [],
+                },
+            )
+            parent = 0
+        info = node.querycap()
+        props = {k: v for k, v in node.properties.items() if k not in ("DEVPATH",)}
+        plug["nodes"].append(
+            {
+                "parent": parent,
+                "video": int(node.devnode.rsplit("video", 1)[1]),
+                "props": [[k, v] for k, v in props.items()],
+                "attrs": [["name", node.card], ["index", str(node.index)]],
+                "driver": info.driver,
+                "card": info.card,
+                "bus_info": info.bus_info,
+                "device_caps": info.device_caps,
+                "formats": node.formats,
+                "owns": list(node.owns),
+            }
+        )
+    return list(plugs.values())
