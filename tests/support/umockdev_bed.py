@@ -394,10 +394,107 @@ class Bed:
     def used_indexes(self):
         used = set()
         for c in self.cameras.values():
+            if "videos" in c:
+                used.update(c["videos"])
+                continue
             used.add(c["video"])
             if c["metadata"]:
                 used.add(c["video"] + 1)
         return used
+
+    # --- zoo devices: nodes exactly as a dump shows them -----------------------------
+    def handle_add_zoo(self, cmd):
+        """Fields: name, devices (parents: [{subsystem, name, parent (index or null),
+        attrs, props}]), nodes ([{parent (index), video, props, attrs, driver, card,
+        bus_info, device_caps, formats, owns}]), paced, drain_timeout.
+
+        Each node's ``DEVLINKS`` become real symlinks under the bed's /dev (the preload
+        resolves them): a name another present node already holds stays with it unless
+        this node ``owns`` it, as udev gives a contested name to one device only."""
+        name = cmd["name"]
+        if name in self.cameras:
+            raise CommandError("camera %r exists" % name)
+        paced = cmd.get("paced", True)
+        dt = float(cmd.get("drain_timeout", 10.0))
+        videos = [int(n["video"]) for n in cmd["nodes"]]
+        if set(videos) & self.used_indexes():
+            raise CommandError("video nodes %s in use" % sorted(set(videos) & self.used_indexes()))
+        parents = []
+        for dev in cmd.get("devices", []):
+            parent = parents[dev["parent"]] if dev.get("parent") is not None else None
+            syspath, _ = self.add_device(
+                dev["subsystem"], dev["name"], parent, dev.get("attrs", []), dev.get("props", []), paced, dt
+            )
+            parents.append(syspath)
+        cam = {"name": name, "spec": cmd, "videos": videos, "metadata": False, "zoo_parents": parents}
+        nodes = []
+        for spec in cmd["nodes"]:
+            n = int(spec["video"])
+            devnode = "/dev/video%d" % n
+            props = [tuple(kv) for kv in spec["props"]]
+            attrs = [tuple(kv) for kv in spec.get("attrs", [])] + [("dev", "%d:%d" % (V4L2_MAJOR, n))]
+            props += [("MAJOR", str(V4L2_MAJOR)), ("MINOR", str(n))]
+            device_caps = int(spec["device_caps"])
+            is_meta = bool(device_caps & CAP_META_CAPTURE) and not device_caps & CAP_VIDEO_CAPTURE
+            node = Node(
+                self,
+                devnode,
+                spec["driver"],
+                spec["card"],
+                spec["bus_info"],
+                device_caps,
+                BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
+                spec.get("formats") or ([META_FORMAT] if is_meta else []),
+                None,
+            )
+            self._make_node(devnode)
+            node.attach()
+            links = dict(props).get("DEVLINKS", "").split()
+            self._claim_links(devnode, links, spec.get("owns", []))
+            parent = parents[spec["parent"]] if spec.get("parent") is not None else None
+            syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
+            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "props": props, "t": t, "links": links})
+        cam["nodes"] = nodes
+        cam["parent"] = parents[-1] if parents else None
+        cam["top"] = parents[0] if parents else None
+        cam["top_is_shared"] = True  # the zoo parents are removed by _remove_zoo_parents
+        self.cameras[name] = cam
+        return {"name": name, "nodes": [{"devnode": x["devnode"], "syspath": x["syspath"], "t": x["t"]} for x in nodes]}
+
+    def _link_path(self, link):
+        return os.path.join(self.root, link.lstrip("/"))
+
+    def _claim_links(self, devnode, links, owns):
+        for link in links:
+            real = self._link_path(link)
+            held = os.path.lexists(real) and os.path.exists(real)
+            if held and link not in owns:
+                continue
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if os.path.lexists(real):
+                os.unlink(real)
+            os.symlink(os.path.relpath(devnode, os.path.dirname(link)), real)
+
+    def _release_links(self, cam):
+        """Drop the links of ``cam``'s nodes; a contested name moves to another claimant."""
+        gone = {n["devnode"] for n in cam["nodes"]}
+        for node in cam["nodes"]:
+            for link in node.get("links", []):
+                real = self._link_path(link)
+                try:
+                    target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(real)))
+                except OSError:
+                    continue
+                if target not in gone:
+                    continue
+                os.unlink(real)
+                for other in self.cameras.values():
+                    if other is cam:
+                        continue
+                    for o in other.get("nodes", []):
+                        if link in o.get("links", []):
+                            self._claim_links(o["devnode"], [link], [link])
+                            break
 
     def free_index(self, metadata):
         used = self.used_indexes()
@@ -411,7 +508,8 @@ class Bed:
         vendor_name, model, bus, port ("1.2"), pci ("0000:00:14.0"), video (N),
         metadata (bool, default true for USB), platform (bool), platform_name ("vivid.0"),
         id_path, capabilities (ID_V4L_CAPABILITIES, default ":capture:"), driver,
-        bus_info, formats (list), fail_after (ioctl count), paced, drain_timeout."""
+        bus_info, formats (list), fail_after (ioctl count), owns_links (take contested
+        /dev/v4l names from their holder), paced, drain_timeout."""
         name = cmd.get("name") or "cam%d" % len(self.cameras)
         if name in self.cameras:
             raise CommandError("camera %r exists" % name)
@@ -546,8 +644,22 @@ class Bed:
             # guarantees for a real device
             self._make_node(devnode)
             node.attach()
+            # udev creates the /dev/v4l links before it broadcasts the "add"; a by-id name
+            # another present node already holds (identical serial-less cameras) stays
+            # with it unless ``owns_links`` says this camera is the one udev gave it to
+            self._claim_links(devnode, links, links if spec.get("owns_links") else [])
             syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
-            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "attrs": attrs, "props": props, "t": t})
+            nodes.append(
+                {
+                    "syspath": syspath,
+                    "devnode": devnode,
+                    "node": node,
+                    "attrs": attrs,
+                    "props": props,
+                    "t": t,
+                    "links": links,
+                }
+            )
         cam["nodes"] = nodes
         cam["parent"] = parent
         self.cameras[cam["name"]] = cam
@@ -617,11 +729,16 @@ class Bed:
             self.send(cam["top"], "remove", paced, dt)
         for node in cam["nodes"]:
             node["node"].detach()
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.send(syspath, "remove", paced, dt)
+        self._release_links(cam)
         # remove_device() deletes the /dev node of the device it is given only, not of
         # its children: remove the video nodes one by one first
         for node in reversed(cam["nodes"]):
             self.tb.remove_device(node["syspath"])
         self._remove_parents(cam)
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.tb.remove_device(syspath)
         return t
 
     def _remove_parents(self, cam):
