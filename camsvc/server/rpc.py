@@ -50,11 +50,20 @@ def _make_dumps() -> Callable[[Any], str]:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
     fast = make(None, default, _encoder.encode_basestring, None, ":", ",", False, False, False)
+    ascii_only = make(None, default, _encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
 
     def dumps(value: Any) -> str:
-        if type(value) is str:
-            return _encoder.encode_basestring(value)
-        return "".join(fast(value, 0))
+        text = _encoder.encode_basestring(value) if type(value) is str else "".join(fast(value, 0))
+        if text.isascii():  # O(1) in CPython: the common case costs nothing
+            return text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (a client's "\ud800" echoed, a surrogate-escaped
+            # file name): not encodable as UTF-8, so this answer escapes every
+            # non-ASCII character instead, which JSON allows.
+            return "".join(ascii_only(value, 0))
+        return text
 
     return dumps
 
