@@ -67,6 +67,21 @@ def endpoint_description(server: Any) -> str:
     return f"tcp:port={server.port}:interface={esc(host)}"
 
 
+def parse_endpoint(reactor: Any, server: Any, description: str, from_string: Any) -> Any:
+    """The server endpoint for ``description``; ConfigError naming the key when it cannot be made.
+
+    ``serverFromString`` raises for an unknown endpoint type, a malformed
+    argument, and (for ``ssl:``) a certificate or key file that cannot be read.
+    """
+    key = "server.endpoint" if server.endpoint else ("server.tls" if server.tls.cert else "server.host")
+    try:
+        return from_string(reactor, description)
+    except Exception as exc:  # noqa: BLE001 - any parse or load error is a configuration error
+        reason = (getattr(exc, "strerror", None) and f"{exc.strerror}: {getattr(exc, 'filename', '')}") or str(exc)
+        reason = reason.strip() or type(exc).__name__
+        raise ConfigError(key, f"cannot make the listening endpoint: {reason}") from None
+
+
 class RootService(MultiService):
     """The top service; installs camsvc's log observer on the twistd Application.
 
@@ -168,7 +183,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)
     description = endpoint_description(config.server)
-    endpoint = serverFromString(reactor, description)
+    endpoint = parse_endpoint(reactor, config.server, description, serverFromString)
     listener = ListenerService(
         endpoint, description, site, factory, app.health, reactor, config.server.shutdown_timeout
     )
@@ -209,7 +224,12 @@ def makeService(options: Options) -> MultiService:
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
     root = RootService(observer, clock=reactor, stop_timeout=stop_timeout)
-    app = build(config, reactor, root=root)
+    try:
+        app = build(config, reactor, root=root)
+    except ConfigError as exc:
+        sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(EX_CONFIG) from None
     app.log_control = control
     app.on_reload(lambda old, new: control.set_level(new.logging.level), ("logging.level",))
     # systemd's variables are read once and removed, so child processes do not inherit them.
