@@ -487,7 +487,14 @@ def _derive_paths(config: Config) -> Config:
 
 def _check_combinations(config: Config) -> None:
     """Rules that involve more than one key."""
-    if not config.auth.required and not config.is_loopback and not config.auth.allow_insecure_bind:
+    # With an explicit server.endpoint the host says nothing about where it listens:
+    # the listener checks the address it actually bound (camsvc.server.listener).
+    if (
+        not config.auth.required
+        and not config.server.endpoint
+        and not config.is_loopback
+        and not config.auth.allow_insecure_bind
+    ):
         raise ConfigError(
             "auth.required",
             f"false is only allowed when server.host is a loopback address (it is {config.server.host!r}); "

@@ -185,7 +185,14 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     description = endpoint_description(config.server)
     endpoint = parse_endpoint(reactor, config.server, description, serverFromString)
     listener = ListenerService(
-        endpoint, description, site, factory, app.health, reactor, config.server.shutdown_timeout
+        endpoint,
+        description,
+        site,
+        factory,
+        app.health,
+        reactor,
+        config.server.shutdown_timeout,
+        loopback_only=not config.auth.required and not config.auth.allow_insecure_bind,
     )
     listener.setServiceParent(app.service)
     app.listener = listener

@@ -304,3 +304,69 @@ def test_bad_secret_in_environment_is_one_line_without_the_secret(tmp_path):
     proc = _twistd(tmp_path, "", {"CAMSVC_MEDIAMTX__API_PASS__X": "hunter2-0123"})
     assert proc.returncode == 78
     assert "hunter2" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+# -- the loopback rule is checked on the address actually bound (issue 15) ----------
+
+
+def test_no_auth_with_an_endpoint_on_every_interface_is_refused(tmp_path):
+    """``auth.required: false`` + host 127.0.0.1 passed the config check, but
+    ``server.endpoint: "tcp:port=..."`` listens on every interface."""
+    content = (
+        'server:\n  host: 127.0.0.1\n  endpoint: "tcp:port=0"\nauth:\n  required: false\n'
+        f"storage:\n  state_dir: {tmp_path}/state\n  recordings_dir: {tmp_path}/rec\n"
+        f"  snapshots_dir: {tmp_path}/snap\nmediamtx:\n  enabled: false\ndiscovery:\n  enabled: false\n"
+    )
+    proc = _twistd(tmp_path, content)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 78, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("camsvc: invalid configuration: auth.required: false"), lines[0]
+    assert "0.0.0.0" in lines[0]
+
+
+def test_listener_checks_the_bound_address():
+    from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    from camsvc.ops.health import Health
+    from camsvc.server.listener import ListenerService
+
+    class Port:
+        def __init__(self, host):
+            self.host = host
+            self.stopped = False
+
+        def getHost(self):
+            return IPv6Address("TCP", self.host, 8002) if ":" in self.host else IPv4Address("TCP", self.host, 8002)
+
+        def stopListening(self):
+            self.stopped = True
+
+    class Endpoint:
+        def __init__(self, port):
+            self.port = port
+
+        def listen(self, site):
+            return succeed(self.port)
+
+    for host, allowed in [("127.0.0.1", True), ("::1", True), ("0.0.0.0", False), ("::", False), ("192.0.2.7", False)]:
+        port = Port(host)
+        listener = ListenerService(
+            Endpoint(port), "tcp:port=8002", None, None, Health(Clock()), Clock(), 1.0, loopback_only=True
+        )
+        if allowed:
+            listener.privilegedStartService()
+            assert listener.port is port and not port.stopped
+        else:
+            with pytest.raises(SystemExit) as info:
+                listener.privilegedStartService()
+            assert info.value.code == 78 and port.stopped, host
+
+
+def test_no_auth_with_a_loopback_endpoint_is_accepted_by_the_config():
+    config = parse_config_dict(
+        {"server": {"endpoint": "tcp:port=8002:interface=127.0.0.1"}, "auth": {"required": False}}
+    )
+    assert config.auth.required is False  # the listener then checks the bound address
