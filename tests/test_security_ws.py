@@ -76,8 +76,10 @@ def test_failed_attempts_are_limited_per_address_and_use_forwarded_for(server):
 
     for _ in range(3):
         assert attempt("203.0.113.5")["error"]["code"] == -32001
-    limited = attempt("203.0.113.5", mint(secret_file(server), Role.VIEWER))
+    limited = attempt("203.0.113.5")
     assert limited["error"]["code"] == -32002 and limited["error"]["data"]["retry_after"] > 0
+    # Valid credentials from the locked address still work (NAT, proxies).
+    assert attempt("203.0.113.5", mint(secret_file(server), Role.VIEWER))["result"]["role"] == "viewer"
     # Another client address behind the same proxy is not affected.
     assert attempt("203.0.113.6", mint(secret_file(server), Role.VIEWER))["result"]["role"] == "viewer"
     assert "camsvc_0123456789abcdef_wrong" not in server.log()
