@@ -142,6 +142,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         app.service = root
     # The engine's guards (rate limit, revoked credentials, roles) are ordered in App.__init__.
     app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
+    app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
     app.mediamtx = mediamtx.setup(app)

@@ -77,6 +77,14 @@ def _no_constants(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+class RawJSON(str):
+    """A handler result that is already JSON text (a cached document): embedded as is, not re-encoded."""
+
+
+class _Encoded(str):
+    """A whole response already encoded (built around a :class:`RawJSON` result)."""
+
+
 _decode = json.JSONDecoder(parse_constant=_no_constants).decode
 _PLAIN = frozenset((str, int, float, bool, dict, list, type(None)))
 
@@ -127,6 +135,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
+        #: Bumped by every add(): documents built from the registry know when they are stale.
+        self.version = 0
 
     def add(
         self,
@@ -158,6 +168,7 @@ class Registry:
             errors=tuple(errors),
         )
         self._methods[name] = method
+        self.version += 1
         return method
 
     def get(self, name: str) -> Method | None:
@@ -293,6 +304,8 @@ class Engine:
         return self._encode(response, session)
 
     def _encode(self, response: Any, session: Any) -> str:
+        if type(response) is _Encoded:
+            return response
         try:
             return _dumps(response)
         except (TypeError, ValueError, RecursionError):
@@ -391,6 +404,8 @@ class Engine:
             return _NO_RESPONSE
         if error is not None:
             return _error_response(req_id, error)
+        if type(result) is RawJSON:
+            return _Encoded('{"jsonrpc":"2.0","result":' + result + ',"id":' + _dumps(req_id) + "}")
         return {"jsonrpc": "2.0", "result": result, "id": req_id}
 
     def _error_for(self, exc: BaseException, name: str, session: Any, failure: Failure | None = None) -> RpcError:
