@@ -90,6 +90,8 @@ class App:
     recordings: Recordings | None = None
     camera_notifier: CameraNotifier | None = None
     ws_factory: RpcServerFactory | None = None
+    #: ``(session, credential) -> bool``: authenticate in the WebSocket handshake (camsvc.api.auth).
+    handshake_auth: Callable[[Session, str], bool] | None = None
     listener: ListenerService | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None

@@ -180,6 +180,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         metrics=app.metrics,
         auth_required=config.auth.required,
         login_timeout=config.auth.login_timeout,
+        handshake_auth=app.handshake_auth,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)

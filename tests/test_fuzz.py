@@ -355,7 +355,8 @@ class Frames:
         self.connect = connect
         self.key = make_key(server.tmp / "state" / "api_keys.json", Role.ADMIN, "fuzz")
         self.ws = None
-        self.bystander = connect(server.url)
+        # Authenticated in the handshake: an unauthenticated socket has a small budget.
+        self.bystander = connect(server.url, additional_headers={"X-API-Key": self.key})
         self.closes: dict[int, int] = {}
         self.lock = threading.Lock()
 

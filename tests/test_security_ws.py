@@ -114,17 +114,19 @@ def test_origin_allow_list(server):
 
 def test_connection_limit_answers_503_and_frees_slots(tmp_path):
     with ServiceProcess(tmp_path, {"auth": {"required": True}, "server": {"max_connections": 3}}) as proc:
-        clients = [RpcClient(proc.url) for _ in range(3)]
+        token = mint(proc.tmp / "state" / "jwt_secret", Role.VIEWER)
+        bearer = {"Authorization": f"Bearer {token}"}
+        clients = [RpcClient(proc.url, additional_headers=bearer) for _ in range(3)]
         with pytest.raises(InvalidStatus) as info:
-            connect(proc.url)
+            connect(proc.url, additional_headers=bearer)
         assert info.value.response.status_code == 503
         assert "too many connections" in info.value.response.reason_phrase
         clients.pop().close()
         deadline = time.monotonic() + 5
         while True:  # the server sees the close a moment later
             try:
-                with RpcClient(proc.url) as again:
-                    assert again.call("ping") == "pong"
+                with RpcClient(proc.url, additional_headers=bearer) as again:
+                    assert again.call("get_status")["status"]
                 break
             except InvalidStatus:
                 assert time.monotonic() < deadline
@@ -133,6 +135,50 @@ def test_connection_limit_answers_503_and_frees_slots(tmp_path):
         for c in clients:
             c.close()
         assert "too many connections (limit 3)" in proc.log()
+
+
+def test_unauthenticated_sockets_have_their_own_pool(tmp_path):
+    """Strangers used to hold max_connections slots: an authenticated client was refused."""
+    config = {
+        "auth": {"required": True},
+        "server": {"max_connections": 3, "max_unauthenticated": 4, "max_unauthenticated_per_address": 2},
+    }
+
+    def stranger(source="127.0.0.1"):
+        return connect(proc.url, source_address=(source, 0))
+
+    with ServiceProcess(tmp_path, config) as proc:
+        token = mint(proc.tmp / "state" / "jwt_secret", Role.VIEWER)
+        bearer = {"Authorization": f"Bearer {token}"}
+        # Two strangers from 127.0.0.1 fill that address's share of the pool ...
+        strangers = [stranger() for _ in range(2)]
+        with pytest.raises(InvalidStatus) as info:
+            stranger()
+        assert info.value.response.status_code == 503 and "unauthenticated" in info.value.response.reason_phrase
+        # ... authenticating in-band moves one out of it, which frees its place ...
+        strangers[0].send(
+            json.dumps({"jsonrpc": "2.0", "method": "authenticate", "params": {"auth_token": token}, "id": 1})
+        )
+        assert json.loads(strangers[0].recv(timeout=5))["result"]["role"] == "viewer"
+        strangers.append(stranger())
+        # ... other addresses fill the rest of the pool (127.0.0.0/8 is all loopback) ...
+        strangers += [stranger("127.0.0.2") for _ in range(2)]
+        with pytest.raises(InvalidStatus):
+            stranger("127.0.0.3")
+        # ... and authenticated clients still get their slots (one is the in-band one).
+        authed = [RpcClient(proc.url, additional_headers=bearer) for _ in range(2)]
+        assert all(c.call("get_status")["status"] for c in authed)
+        with pytest.raises(InvalidStatus) as info:
+            connect(proc.url, additional_headers=bearer)
+        assert info.value.response.status_code == 503
+        with pytest.raises(InvalidStatus) as info:
+            connect(proc.url, additional_headers={"Authorization": "Bearer wrong"})
+        assert info.value.response.status_code in (401, 503)
+        for ws in strangers:
+            ws.close()
+        for c in authed:
+            c.close()
+        assert "too many unauthenticated connections from 127.0.0.1 (limit 2)" in proc.log()
 
 
 def raw_ws(port: int) -> socket.socket:

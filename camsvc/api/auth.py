@@ -84,6 +84,19 @@ def register(app: Any) -> None:
             "session_id": session_id,
         }
 
+    def handshake(session: Any, token: str) -> bool:
+        """Authenticate ``session`` with a credential sent in the WebSocket handshake
+        (``Authorization: Bearer`` or ``X-API-Key``): the same checks, limits and logs."""
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            return False
+        try:
+            authenticate(session, {"auth_token": token})
+        except (AuthenticationRequired, RateLimitExceeded):
+            return False
+        return True
+
+    app.handshake_auth = handshake
+
     app.registry.add(
         "authenticate",
         authenticate,
