@@ -22,6 +22,7 @@ try:  # Twisted >= 22.10
 except ImportError:  # Debian 12's Twisted 22.4
     from twisted.web.resource import NoResource as _not_found
 
+from camsvc.server.httplimits import LimitedSite
 from camsvc.server.limits import AddressBuckets
 from camsvc.server.rpc import dumps
 
@@ -169,8 +170,9 @@ def dashboard(static_dir: str = STATIC_DIR) -> tuple[Resource, Resource]:
     return StaticFile(index), StaticFile(static_dir)
 
 
-class QuietSite(Site):
-    """A Site that does not log every request at info level (noisy for health probes)."""
+class QuietSite(LimitedSite):
+    """The HTTP Site (with :mod:`camsvc.server.httplimits`' limits); does not log every
+    request at info level (noisy for health probes)."""
 
     def log(self, request: Any) -> None:
         pass
@@ -189,6 +191,6 @@ def build_site(app: Any, ws_resource: Resource, extra: dict[bytes, Resource] | N
     root.putChild(b"openrpc.json", OpenRPC(app.openrpc, AddressBuckets(120, 30, app.clock)))
     for name, resource in (extra or {}).items():
         root.putChild(name, resource)
-    site = QuietSite(root)
+    site = QuietSite(root, app.config.server)
     site.displayTracebacks = False
     return site

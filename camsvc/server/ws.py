@@ -453,6 +453,9 @@ class RpcWebSocketResource(WebSocketResource):
 
     def render(self, request: Any) -> Any:
         request.channel.setTimeout(None)
+        upgraded = getattr(request.channel, "upgraded", None)  # no HTTP deadlines, out of the HTTP count
+        if upgraded is not None:
+            upgraded()
         return super().render(request)
 
 
