@@ -35,8 +35,10 @@ if TYPE_CHECKING:
     from twisted.web.resource import Resource
 
     from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.controls import CameraControls
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
+    from camsvc.cameras.settings import CameraSettings
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
@@ -80,6 +82,10 @@ class App:
 
     # -- set by camsvc.tap.build (None in a bare App) ----------------------------------
     #: MediaMTX, or its null object when ``mediamtx.enabled`` is false.
+    #: Stored control values and stream settings per camera id (camera-settings.json).
+    camera_settings: CameraSettings | None = None
+    #: V4L2 controls of the cameras (re-applies stored values on plug).
+    controls: CameraControls | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
     discovery: DiscoveryService | None = None
     media: Media | None = None

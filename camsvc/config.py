@@ -216,6 +216,11 @@ class DiscoveryConfig:
 
 
 @dataclass(frozen=True)
+class ControlsConfig:
+    poll_interval: float = _opt(2.0, check=_non_negative, doc="seconds between control watches; 0 = none")
+
+
+@dataclass(frozen=True)
 class StorageConfig:
     recordings_dir: str = _opt("/var/lib/camsvc/recordings", check=_abs_path)
     snapshots_dir: str = _opt("/var/lib/camsvc/snapshots", check=_abs_path)
@@ -269,6 +274,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mediamtx: MediaMTXConfig = field(default_factory=MediaMTXConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)

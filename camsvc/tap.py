@@ -113,7 +113,9 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import discovery
+    from camsvc.cameras import controls, discovery
+    from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
+    from camsvc.cameras.settings import CameraSettings
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -129,6 +131,9 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
+    app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
+    # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
+    app.controls = controls.setup(app, app.camera_settings)
     app.mediamtx = mediamtx.setup(app)
     app.discovery = discovery.setup(app)
 

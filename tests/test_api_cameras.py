@@ -42,8 +42,12 @@ class Env:
         self.prober = FakeProber()
         self.app.discovery.udev_factory = self.udev
         self.app.discovery.prober = self.prober
+        self.before_start()
         self.app.discovery.startService()
         self.session = self.session_for("box.example")
+
+    def before_start(self):
+        """Hook for subclasses: inject more fakes before discovery starts."""
 
     def session_for(self, host):
         return self.app.make_session(self.app.hub.next_id(), peer="10.0.0.9", host=host)

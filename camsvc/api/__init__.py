@@ -16,6 +16,7 @@ MODULES = (
     "system",
     "auth",
     "cameras",
+    "controls",
     "streams",
     "metrics",
     "media",
