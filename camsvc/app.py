@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
     from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
@@ -86,6 +87,8 @@ class App:
     camera_settings: CameraSettings | None = None
     #: V4L2 controls of the cameras (re-applies stored values on plug).
     controls: CameraControls | None = None
+    #: Which encoders ffmpeg offers (for stream settings; probed on first use).
+    encoders: EncoderProbe | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
     discovery: DiscoveryService | None = None
     media: Media | None = None

@@ -203,6 +203,13 @@ class MediaMTXConfig:
         " -c:v copy -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
         check=_publish_template,
     )
+    hardware_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v h264_v4l2m2m -pix_fmt yuv420p"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
+    )
     reconcile_interval: float = _opt(30.0, check=_positive)
     health_interval: float = _opt(5.0, check=_positive)
 

@@ -116,6 +116,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.cameras import controls, discovery
     from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
     from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -134,7 +135,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
     # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
     app.controls = controls.setup(app, app.camera_settings)
-    app.mediamtx = mediamtx.setup(app)
+    app.encoders = EncoderProbe(reactor)
+    app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed

@@ -114,6 +114,7 @@ def test_camera_list(env):
             "hls": "http://box.example:8888/camera0/index.m3u8",
         },
         "recording": False,
+        "mode": None,
     }
     e.reactor.advance(PROBE_START_DELAY)
     e.prober.succeed("/dev/video0")

@@ -17,6 +17,7 @@ MODULES = (
     "auth",
     "cameras",
     "controls",
+    "stream_settings",
     "streams",
     "metrics",
     "media",

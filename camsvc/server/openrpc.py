@@ -65,6 +65,11 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"rtsp": {"type": "string"}, "webrtc": {"type": "string"}, "hls": {"type": "string"}},
             },
             "recording": {"type": "boolean"},
+            "mode": {
+                "type": ["object", "null"],
+                "description": "the active mode: {format, width, height, fps, encoder, bitrate, gop, custom}"
+                " (stream settings applied; custom: stored settings apply); null until probed",
+            },
         },
     },
     "CameraCapabilities": {

@@ -41,6 +41,8 @@ EXPECTED_ROLES: dict[str, Role | None] = {
     "get_camera_controls": Role.VIEWER,
     "set_camera_controls": Role.OPERATOR,
     "reset_camera_controls": Role.OPERATOR,
+    "get_stream_settings": Role.VIEWER,
+    "set_stream_settings": Role.OPERATOR,
     "get_streams": Role.VIEWER,
     "take_snapshot": Role.OPERATOR,
     "start_recording": Role.OPERATOR,
