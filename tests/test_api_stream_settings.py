@@ -177,7 +177,9 @@ def test_encoder_probe_reads_ffmpeg_encoders_once():
     assert len(reactor.spawned) == 1
     proc = reactor.last
     assert proc.argv[1:] == ["-hide_banner", "-encoders"]
-    proc.out(b" V....D libx264              libx264 H.264\n V..... h264_v4l2m2m         V4L2 mem2mem H.264 encoder wrapper\n")
+    proc.out(
+        b" V....D libx264              libx264 H.264\n V..... h264_v4l2m2m         V4L2 mem2mem H.264 encoder wrapper\n"
+    )
     proc.exit(0)
     assert got == [("libx264", "copy", "h264_v4l2m2m")] * 2
     probe.available().addCallback(got.append)
