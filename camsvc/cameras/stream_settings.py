@@ -191,6 +191,8 @@ def validate(camera: Any, requested: dict, stored: dict, available: tuple[str, .
                 merged.pop(key, None)
             else:
                 merged[key] = requested[key]
+    if isinstance(merged.get("fps"), float) and merged["fps"].is_integer():
+        merged["fps"] = int(merged["fps"])  # 30.0 from a client is the 30 the camera lists
     mode = active_mode(camera, merged)
     assert mode is not None
     fmt = _find_format(camera, mode["format"])
