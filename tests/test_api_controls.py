@@ -104,7 +104,7 @@ def test_set_returns_values_read_back_and_stores_them(cenv, tmp_path):
         "controls": {"brightness": 140, "power_line_frequency": 1},
     }
     assert e.node.values[BRIGHTNESS] == 140
-    e.reactor.advance(0)  # the deferred write
+    e.reactor.advance(1)  # the deferred write
     stored = json.loads((tmp_path / FILENAME).read_text())
     assert stored["cameras"]["camera0"]["controls"] == {"brightness": 140, "power_line_frequency": 1}
     result = e.result("get_camera_controls", {"device": "camera0"})
@@ -217,7 +217,7 @@ def test_stored_values_reapplied_on_replug_and_at_start(cenv, tmp_path):
         "set_camera_controls",
         {"device": "camera0", "controls": {"auto_exposure": "manual", "exposure_time_absolute": 900}},
     )
-    e.reactor.advance(0)
+    e.reactor.advance(1)
     # the camera loses its settings when unplugged (a new device on replug)
     e.udev.remove(cam)
     e.deliver()

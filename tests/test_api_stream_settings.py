@@ -161,7 +161,7 @@ def test_settings_persist_for_the_next_start(senv):
     e = senv([cam])
     e.probed()
     e.result("set_stream_settings", {"device": "camera0", "width": 640, "height": 480})
-    e.reactor.advance(0)
+    e.reactor.advance(1)
     again = senv([cam])
     again.probed()
     assert again.result("get_stream_settings", {"device": "camera0"})["active"]["width"] == 640

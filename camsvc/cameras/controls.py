@@ -36,6 +36,7 @@ from __future__ import annotations
 import errno
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -108,13 +109,14 @@ class ControlDevice:
         self.path = path
         self.ioctl = ioctl
         self._closer = closer
+        self._menus: vc.MenuCache = {}
         self.fd = opener(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
 
     def controls(self) -> list[vc.ControlInfo]:
-        return vc.enumerate_controls(self.fd, ioctl=self.ioctl)
+        return vc.enumerate_controls(self.fd, ioctl=self.ioctl, menus=self._menus)
 
     def query(self, control_id: int) -> vc.ControlInfo | None:
-        return vc.query_control(self.fd, control_id, ioctl=self.ioctl)
+        return vc.query_control(self.fd, control_id, ioctl=self.ioctl, menus=self._menus)
 
     def values(self, controls: Iterable[vc.ControlInfo]) -> dict[int, int]:
         return vc.get_values(self.fd, controls, ioctl=self.ioctl)
@@ -267,6 +269,17 @@ def validate(controls: list[vc.ControlInfo], requested: dict) -> list[tuple[vc.C
     return out
 
 
+def related(ids: Iterable[int]) -> set[int]:
+    """``ids`` and the automatic/manual partners whose flags a write of them changes."""
+    out = set(ids)
+    for auto, (manuals, _) in PAIRS.items():
+        if auto in out:
+            out.update(manuals)
+        elif out & set(manuals):
+            out.add(auto)
+    return out
+
+
 def stages(values: list[tuple[vc.ControlInfo, int]]) -> list[list[tuple[vc.ControlInfo, int]]]:
     """Split a validated request into the batches that work, in order (empty ones dropped).
 
@@ -358,6 +371,8 @@ class CameraControls(Service):
         self._controls: dict[str, list[vc.ControlInfo]] = {}
         self._loop: LoopingCall | None = None
         self.stats = {"applied": 0, "apply_failures": 0, "slow_calls": 0, "max_block": 0.0}
+        #: How long the last control batches kept the reactor (seconds), for get_status.
+        self.blocks: deque[float] = deque(maxlen=1000)
 
     # -- service ------------------------------------------------------------------------
 
@@ -381,7 +396,19 @@ class CameraControls(Service):
             self.settings.flush()
 
     def status(self) -> dict:
-        return {"open_devices": len(self._devices), **self.stats}
+        """The ``controls`` section of ``get_status``: open nodes, re-applies, reactor block times."""
+        recent = sorted(self.blocks)
+
+        def pct(q: float) -> float | None:
+            return round(recent[min(len(recent) - 1, int(q * len(recent)))] * 1000, 3) if recent else None
+
+        return {
+            "open_devices": len(self._devices),
+            "applied": self.stats["applied"],
+            "apply_failures": self.stats["apply_failures"],
+            "slow_calls": self.stats["slow_calls"],
+            "block_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": round(self.stats["max_block"] * 1000, 3)},
+        }
 
     # -- devices --------------------------------------------------------------------------
 
@@ -427,6 +454,7 @@ class CameraControls(Service):
             raise self._io_error(camera, e) from e
         finally:
             elapsed = time.perf_counter() - started
+            self.blocks.append(elapsed)
             self.stats["max_block"] = max(self.stats["max_block"], elapsed)
             if elapsed > BLOCK_WARN:
                 self.stats["slow_calls"] += 1
@@ -494,16 +522,18 @@ class CameraControls(Service):
     # -- writing ------------------------------------------------------------------------------
 
     def _apply(self, dev: ControlDevice, camera_id: str, requested: dict) -> dict[str, Any]:
-        controls = dev.controls()
-        self._controls[camera_id] = controls
+        # The last enumeration names the controls; each one is queried again right before
+        # its batch (flags change as earlier batches run, a driver may change a range).
+        controls = self._controls.get(camera_id)
+        if controls is None:
+            controls = self._controls[camera_id] = dev.controls()
         values = validate(controls, requested)
         for stage in stages(values):
-            # Flags change as earlier stages run (a manual control becomes active).
             fresh = []
             for control, value in stage:
                 current = dev.query(control.id) or control
                 check_writable(current)
-                fresh.append((current, value))
+                fresh.append((current, check_value(current, value)))
             dev.set(fresh)
         written = [c for c, _ in values]
         readback = dev.values(written)
@@ -523,7 +553,8 @@ class CameraControls(Service):
                 if c is not None and c.type != vc.TYPE_BUTTON and value is not None:
                     keep[name] = value
             self.settings.store_controls(camera.camera_id, keep)
-        self._changed(camera)
+        controls = self._controls.get(camera.camera_id, [])
+        self._changed(camera, related(c.id for c in (lookup(controls, n) for n in result) if c is not None))
         return {"device": camera.device, "camera_id": camera.camera_id, "controls": result}
 
     def reset(self, camera: Camera, names: list | None = None) -> dict:
@@ -632,11 +663,27 @@ class CameraControls(Service):
         if camera.camera_id not in self._known:
             self._run(camera, "reading controls", lambda dev: self._read(dev, camera.camera_id))
 
-    def _changed(self, camera: Camera) -> list[dict]:
-        """Read values and flags; publish the controls that differ from the last known ones."""
+    def _read_some(self, dev: ControlDevice, camera_id: str, ids: set[int]) -> tuple[list, dict]:
+        """Flags and values of ``ids`` only (after a write: the controls written and their partners)."""
+        controls = [c for c in (dev.query(cid) for cid in sorted(ids)) if c is not None]
+        values = dev.values(controls)
+        known = self._known.setdefault(camera_id, {})
+        before = {c.id: known.get(c.id) for c in controls}
+        for c in controls:
+            known[c.id] = (values.get(c.id), c.flags)
+        return controls, values, before
+
+    def _changed(self, camera: Camera, ids: set[int] | None = None) -> list[dict]:
+        """Read values and flags (all, or ``ids``); publish the controls that differ from the
+        last known ones."""
         before = self._known.get(camera.camera_id)
         try:
-            controls, values = self._run(camera, "watching controls", lambda dev: self._read(dev, camera.camera_id))
+            if ids is not None and before is not None:
+                controls, values, before = self._run(
+                    camera, "reading controls back", lambda dev: self._read_some(dev, camera.camera_id, ids)
+                )
+            else:
+                controls, values = self._run(camera, "watching controls", lambda dev: self._read(dev, camera.camera_id))
         except Exception as e:
             log.debug("Control watch of {camera_id} failed: {error}", camera_id=camera.camera_id, error=str(e))
             return []
@@ -644,7 +691,7 @@ class CameraControls(Service):
             return []  # first read: nothing to compare with
         changed = []
         for c in controls:
-            value, flags = before.get(c.id, (None, None))
+            value, flags = before.get(c.id) or (None, None)
             if flags != c.flags or (value != values.get(c.id) and not c.has(vc.FLAG_VOLATILE)):
                 changed.append(c)
         if changed:

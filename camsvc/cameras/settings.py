@@ -11,7 +11,9 @@ Keys are camera ids (:mod:`camsvc.cameras.identity` keeps them stable across rep
 reboot), control values are stored by control name as the driver takes them (menu
 index, 0/1 for booleans).  Only what a client set through the API is stored; a reset
 removes it.  Writes go through :func:`camsvc.common.fileio.atomic_write` (mode 0644),
-deferred to the next reactor turn and coalesced, so an API call never waits for fsync.
+deferred by :data:`WRITE_DELAY` seconds and coalesced (at most one fsync per second
+however often a slider moves), so an API call never waits for fsync; a pending write
+is flushed when the service stops.
 A missing file is an empty store; a corrupt one is logged, kept aside as
 ``camera-settings.json.corrupt`` and started afresh; a failed write is logged and retried
 at the next change.
@@ -33,6 +35,8 @@ log = Logger()
 
 FILENAME = "camera-settings.json"
 VERSION = 1
+#: Seconds between a change and its write (changes meanwhile share the write).
+WRITE_DELAY = 1.0
 
 
 class CameraSettings:
@@ -97,7 +101,7 @@ class CameraSettings:
 
     def _schedule(self) -> None:
         if self._write_call is None or not self._write_call.active():
-            self._write_call = self.clock.callLater(0, self.flush)
+            self._write_call = self.clock.callLater(WRITE_DELAY, self.flush)
 
     def _entry(self, camera_id: str) -> dict:
         return self._cameras.setdefault(camera_id, {"controls": {}, "stream": {}})

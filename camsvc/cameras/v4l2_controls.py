@@ -324,8 +324,19 @@ def _menu(ioctl: IoctlFunc, fd: int, q: v4l2_query_ext_ctrl) -> tuple[MenuItem, 
     return tuple(items)
 
 
-def _decode(ioctl: IoctlFunc, fd: int, q: v4l2_query_ext_ctrl) -> ControlInfo:
-    menu = _menu(ioctl, fd, q) if q.type in (TYPE_MENU, TYPE_INTEGER_MENU) else ()
+MenuCache = dict  # (id, minimum, maximum) -> menu items: a driver's menus do not change
+
+
+def _decode(ioctl: IoctlFunc, fd: int, q: v4l2_query_ext_ctrl, menus: MenuCache | None = None) -> ControlInfo:
+    menu: tuple[MenuItem, ...] = ()
+    if q.type in (TYPE_MENU, TYPE_INTEGER_MENU):
+        key = (q.id, q.minimum, q.maximum)
+        cached = menus.get(key) if menus is not None else None
+        if cached is None:
+            cached = _menu(ioctl, fd, q)
+            if menus is not None:
+                menus[key] = cached
+        menu = cached
     return ControlInfo(
         id=q.id,
         type=q.type,
@@ -340,8 +351,13 @@ def _decode(ioctl: IoctlFunc, fd: int, q: v4l2_query_ext_ctrl) -> ControlInfo:
     )
 
 
-def enumerate_controls(fd: int, *, ioctl: IoctlFunc = _default_ioctl) -> list[ControlInfo]:
-    """Every control of the node (control-class headings left out), in driver order."""
+def enumerate_controls(
+    fd: int, *, ioctl: IoctlFunc = _default_ioctl, menus: MenuCache | None = None
+) -> list[ControlInfo]:
+    """Every control of the node (control-class headings left out), in driver order.
+
+    ``menus``, a dict kept by the caller per open node, saves the QUERYMENU calls of
+    menus already read (keyed by id and range, so a driver changing a range is re-read)."""
     controls: list[ControlInfo] = []
     next_id = V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND
     for _ in range(MAX_CONTROLS):
@@ -349,15 +365,17 @@ def enumerate_controls(fd: int, *, ioctl: IoctlFunc = _default_ioctl) -> list[Co
         if q is None:
             break
         if q.type != TYPE_CTRL_CLASS:
-            controls.append(_decode(ioctl, fd, q))
+            controls.append(_decode(ioctl, fd, q, menus))
         next_id = q.id | V4L2_CTRL_FLAG_NEXT_CTRL | V4L2_CTRL_FLAG_NEXT_COMPOUND
     return controls
 
 
-def query_control(fd: int, control_id: int, *, ioctl: IoctlFunc = _default_ioctl) -> ControlInfo | None:
+def query_control(
+    fd: int, control_id: int, *, ioctl: IoctlFunc = _default_ioctl, menus: MenuCache | None = None
+) -> ControlInfo | None:
     """One control by id (its current flags: inactive, grabbed change at run time)."""
     q = _query(ioctl, fd, control_id)
-    return None if q is None else _decode(ioctl, fd, q)
+    return None if q is None else _decode(ioctl, fd, q, menus)
 
 
 def _array(items: Iterable[tuple[int, int, bool]]):
