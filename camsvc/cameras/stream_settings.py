@@ -18,11 +18,13 @@ publisher command.  Collaborator of :class:`EncoderProbe`: a reactor (``spawnPro
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from camsvc.common.errors import InvalidParams
 
@@ -66,8 +68,13 @@ class EncoderProbe:
         self._waiting.append(d)
         if not self._running:
             self._running = True
-            run = getProcessOutputAndValue(self.ffmpeg, ("-hide_banner", "-encoders"), reactor=self.reactor)
-            run.addCallbacks(self._done, self._failed)
+            try:
+                executable = shutil.which(self.ffmpeg) or self.ffmpeg
+                run = getProcessOutputAndValue(executable, ("-hide_banner", "-encoders"), reactor=self.reactor)
+            except Exception:  # no process support (a test reactor), fork failure: software only
+                self._failed(Failure())
+            else:
+                run.addCallbacks(self._done, self._failed)
         return d
 
     def _done(self, result: tuple) -> None:
