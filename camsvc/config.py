@@ -227,6 +227,13 @@ class MediaMTXConfig:
         " -c:v copy -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
         check=_publish_template,
     )
+    hardware_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v h264_v4l2m2m -pix_fmt yuv420p"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
+    )
     reconcile_interval: float = _opt(30.0, check=_positive)
     health_interval: float = _opt(5.0, check=_positive)
 
@@ -242,6 +249,11 @@ class DiscoveryConfig:
     forget_after: float = _opt(
         604800.0, check=_non_negative, doc="seconds a DISCONNECTED camera stays listed; 0 = kept"
     )
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    poll_interval: float = _opt(2.0, check=_non_negative, doc="seconds between control watches; 0 = none")
 
 
 @dataclass(frozen=True)
@@ -298,6 +310,7 @@ class Config:
     auth: AuthConfig = field(default_factory=AuthConfig)
     mediamtx: MediaMTXConfig = field(default_factory=MediaMTXConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)

@@ -128,7 +128,10 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import discovery
+    from camsvc.cameras import controls, discovery
+    from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -145,7 +148,11 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
-    app.mediamtx = mediamtx.setup(app)
+    app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
+    # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
+    app.controls = controls.setup(app, app.camera_settings)
+    app.encoders = EncoderProbe(reactor)
+    app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed
