@@ -29,6 +29,7 @@ setup(
         "service-identity>=18.1",
         "PyJWT>=2.6",
         "prometheus-client>=0.16",
+        "paho-mqtt>=1.6.1",
     ],
     extras_require={
         "test": [
