@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.mqtt.bridge import MQTTBridge
     from camsvc.ops.logs import LevelControl
     from camsvc.ops.reload import Reloader
     from camsvc.server.listener import ListenerService
@@ -87,6 +88,8 @@ class App:
     camera_notifier: CameraNotifier | None = None
     ws_factory: RpcServerFactory | None = None
     listener: ListenerService | None = None
+    #: The MQTT bridge (camsvc.mqtt), None unless ``mqtt.enabled``.
+    mqtt: MQTTBridge | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None
     reloader: Reloader | None = None

@@ -117,6 +117,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
+    from camsvc.mqtt import component as mqtt
     from camsvc.ops.metrics import MetricsResource
     from camsvc.server.listener import ListenerService
     from camsvc.server.web import build_site
@@ -153,6 +154,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     # /metrics needs what get_metrics needs; /files what listing the files needs.
     app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
     app.http_children[b"files"] = protected_files(app)
+    # The MQTT bridge runs commands through the engine, so it comes after the methods.
+    app.mqtt = mqtt.setup(app)
 
     # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(
