@@ -109,6 +109,11 @@ class _Probe(Protocol):
         self.transport.loseConnection()
 
 
+class _ProbeFactory(Factory):
+    noisy = False  # one attempt per backoff step: no "Starting factory" lines
+    protocol = _Probe
+
+
 class MQTTConnection(Service):
     """One broker connection kept up for the service's life (see module docstring)."""
 
@@ -227,7 +232,7 @@ class MQTTConnection(Service):
         self._attempting = True
         s = self.settings
         endpoint = HostnameEndpoint(self.reactor, s.host, s.port, timeout=max(5, s.keepalive))
-        d = endpoint.connect(Factory.forProtocol(_Probe))
+        d = endpoint.connect(_ProbeFactory())
         d.addCallbacks(lambda _: self._connect_paho(), self._probe_failed)
         d.addErrback(lambda f: log.failure("MQTT connection attempt failed", f))
 
