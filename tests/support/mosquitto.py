@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -134,7 +135,10 @@ class Broker:
         self.tls = tls
         self.log_path = self.tmp / "mosquitto.log"
         self.proc: subprocess.Popen | None = None
+        # As root, mosquitto would switch to the "mosquitto" user, who cannot read the test's files.
+        user = pwd.getpwuid(os.getuid()).pw_name
         lines = [
+            f"user {user}",
             f"listener {self.port} 127.0.0.1",
             "persistence false",
             f"log_dest file {self.log_path}",
@@ -165,7 +169,7 @@ class Broker:
 
     def start(self, timeout: float = 15.0) -> "Broker":
         self.proc = subprocess.Popen(
-            [self.binary, "-c", str(self.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+            [self.binary, "-c", str(self.config_path)], stdout=self._out(), stderr=subprocess.STDOUT
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -178,6 +182,9 @@ class Broker:
                 time.sleep(0.02)
         self.kill()
         raise RuntimeError(f"mosquitto did not listen on {self.port}:\n{self.log()}")
+
+    def _out(self):
+        return open(self.tmp / "mosquitto.out", "ab")
 
     def kill(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -193,10 +200,13 @@ class Broker:
                 self.kill()
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
+        text = ""
+        for path in (self.tmp / "mosquitto.out", self.log_path):
+            try:
+                text += path.read_text(errors="replace")
+            except OSError:
+                pass
+        return text
 
 
 class Subscriber:
