@@ -7,3 +7,4 @@ APT_PACKAGES += mosquitto
 .PHONY: bench-mqtt
 bench-mqtt: venv
 	$(PY) bench/mqtt_latency.py
+bench: bench-mqtt
