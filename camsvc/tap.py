@@ -117,7 +117,6 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
-    from camsvc.mqtt import component as mqtt
     from camsvc.ops.metrics import MetricsResource
     from camsvc.server.listener import ListenerService
     from camsvc.server.web import build_site
@@ -155,7 +154,11 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
     app.http_children[b"files"] = protected_files(app)
     # The MQTT bridge runs commands through the engine, so it comes after the methods.
-    app.mqtt = mqtt.setup(app)
+    # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.
+    if config.mqtt.enabled:
+        from camsvc.mqtt import component as mqtt
+
+        app.mqtt = mqtt.setup(app)
 
     # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(

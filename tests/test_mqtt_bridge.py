@@ -8,6 +8,8 @@ roles, metrics) is the real thing.  The real broker is in test_mqtt_broker.py.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
@@ -17,6 +19,7 @@ from twisted.internet.testing import MemoryReactorClock
 from camsvc.cameras.registry import DISCONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
+from tests.support.server import ROOT
 
 
 class FakeConnection:
@@ -75,9 +78,20 @@ def metric(app, name, **labels):
     return app.metrics.registry.get_sample_value(name, labels) or 0
 
 
-def test_disabled_by_default(tmp_path):
+def test_disabled_by_default_and_paho_not_even_imported(tmp_path):
     config = parse_config_dict({"storage": {"state_dir": str(tmp_path)}})
     assert build(config, MemoryReactorClock()).mqtt is None
+    probe = (
+        "import sys\n"
+        "from twisted.internet.testing import MemoryReactorClock\n"
+        "from camsvc.config import parse_config_dict\n"
+        "from camsvc.tap import build\n"
+        f"build(parse_config_dict({{'storage': {{'state_dir': {str(tmp_path)!r}}}}}), MemoryReactorClock())\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('paho', 'camsvc.mqtt'))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_state_discovery_and_events(tmp_path):
