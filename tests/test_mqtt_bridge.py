@@ -221,3 +221,49 @@ def test_recording_notifications_become_events(tmp_path):
     body = json.loads(conn.on("camsvc/box/events")[-1])
     assert (body["event"], body["reason"], body["filename"]) == ("recording_finished", "duration", "f.mp4")
     assert "free_percent" in json.loads(conn.on("camsvc/box/storage")[-1])
+
+
+def test_snapshot_results_go_to_the_image_topic(tmp_path):
+    app, bridge, conn = make(tmp_path, commands=True, snapshot_interval=30)
+    (tmp_path / "snap" / "camera0_1.jpg").write_bytes(b"\xff\xd8jpeg")
+    calls = []
+
+    def handle(text):
+        request = json.loads(text)
+        calls.append(request)
+        result = {"camera_id": request["params"]["device"], "filename": "camera0_1.jpg"}
+        return json.dumps({"jsonrpc": "2.0", "id": request["id"], "result": result})
+
+    bridge.handle = handle
+    app.cameras.put(CAM)
+    # Home Assistant's button
+    bridge.message("camsvc/box/cameras/camera0/snapshot/take", b"PRESS")
+    assert calls[-1]["method"] == "take_snapshot" and calls[-1]["params"] == {"device": "camera0"}
+    assert conn.on("camsvc/box/cameras/camera0/image") == [b"\xff\xd8jpeg"]
+    # every snapshot_interval seconds, for connected cameras only
+    app.cameras.put(Camera("camera1", "/dev/video2", status=DISCONNECTED))
+    app.clock.advance(30)
+    assert [c["params"]["device"] for c in calls[1:]] == ["camera0"]
+    assert len(conn.on("camsvc/box/cameras/camera0/image")) == 2
+    assert not any(t == "camsvc/box/cameras/camera0/image" and r for t, _, r in conn.sent)  # not retained
+
+
+def test_reconnect_backoff_doubles_up_to_the_ceiling():
+    from twisted.internet.task import Clock
+
+    from camsvc.mqtt.client import MQTTConnection
+    from camsvc.mqtt.settings import resolve
+
+    settings = resolve(parse_config_dict({"mqtt": {"reconnect_min": 1, "reconnect_max": 8}}).mqtt, "h")
+    clock = Clock()
+    connection = MQTTConnection(settings, MemoryReactorClock(), clock)
+    connection._attempt = lambda: None  # what the retries would call
+    delays = []
+    for _ in range(6):
+        connection._failed("refused")
+        (call,) = clock.getDelayedCalls()
+        delays.append(call.getTime() - clock.seconds())
+        clock.advance(delays[-1])
+    assert delays == [1, 2, 4, 8, 8, 8]
+    connection._paho_connect(None, None, {}, 0)  # a connection resets it
+    assert connection.connected and connection._delay == 1

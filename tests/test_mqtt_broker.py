@@ -283,3 +283,30 @@ def test_mqtts_with_a_test_ca_and_password(tmp_path):
     finally:
         svc.stop()
         broker.stop()
+
+
+def test_mqtt5_response_topic_and_correlation_data(tmp_path):
+    """MQTT 5: a request's response topic and correlation data are honoured."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    broker = Broker(tmp_path / "broker").start()
+    svc = camsvc(tmp_path, broker, "five", protocol="5", commands=True)
+    try:
+        with Subscriber(broker, ["camsvc/#", "reply/#"], protocol=paho.MQTTv5) as sub:
+            assert sub.wait_payload("camsvc/five/availability") == b"online"
+            props = Properties(PacketTypes.PUBLISH)
+            props.ResponseTopic = "reply/me"
+            props.CorrelationData = b"corr-1"
+            request = {"jsonrpc": "2.0", "id": 5, "method": "take_snapshot", "params": {"device": "camera0"}}
+            sub.publish("camsvc/five/command", json.dumps(request), properties=props)
+            reply = json.loads(sub.wait_payload("reply/me"))
+            assert reply["id"] == 5 and reply["error"]["code"] == -32004  # no such camera here
+            with sub.lock:
+                assert sub.properties["reply/me"].CorrelationData == b"corr-1"
+            assert sub.on("camsvc/five/response") == []
+    finally:
+        svc.stop()
+        broker.stop()
+    assert "Traceback" not in svc.log(), svc.log()

@@ -228,6 +228,8 @@ class Subscriber:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.retained: dict[str, bytes] = {}
         self.latest: dict[str, bytes] = {}
+        #: topic -> the MQTT 5 properties of the latest message
+        self.properties: dict[str, Any] = {}
         kwargs: dict[str, Any] = {"client_id": client_id or f"test-{os.getpid()}-{id(self)}", "protocol": protocol}
         if PAHO_V2:
             self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, **kwargs)
@@ -249,6 +251,7 @@ class Subscriber:
         with self.lock:
             self.messages.append((msg.topic, bytes(msg.payload), bool(msg.retain)))
             self.latest[msg.topic] = bytes(msg.payload)
+            self.properties[msg.topic] = getattr(msg, "properties", None)
             if msg.payload:
                 self.retained[msg.topic] = bytes(msg.payload)
             else:
