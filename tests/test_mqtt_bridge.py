@@ -183,7 +183,10 @@ def test_commands_answer_like_json_rpc_and_duplicates_are_harmless(tmp_path):
     (ha,) = command(bridge, conn, b"OFF", topic="camsvc/box/cameras/camera0/recording/set")
     assert ha["error"]["code"] == -32005
     assert command(bridge, conn, b"MAYBE", topic="camsvc/box/cameras/camera0/recording/set") == []
-    assert metric(app, "camsvc_mqtt_commands_total", result="rejected") == 3
+    # a retained command would run at every reconnect: ignored
+    bridge.message("camsvc/box/command", json.dumps({**request, "id": 99}).encode(), None, True)
+    assert not [r for r in map(json.loads, conn.on("camsvc/box/response")) if r["id"] == 99]
+    assert metric(app, "camsvc_mqtt_commands_total", result="rejected") == 4
 
 
 @pytest.mark.parametrize(("role", "code"), [("viewer", -32003), ("operator", -32004)])

@@ -252,9 +252,14 @@ class MQTTBridge(Service):
 
     # -- commands ------------------------------------------------------------------------------------
 
-    def message(self, topic: str, payload: bytes, properties: Any = None) -> None:
+    def message(self, topic: str, payload: bytes, properties: Any = None, retained: bool = False) -> None:
         """A message on a subscribed topic (the connection's ``on_message``)."""
         if not self.commands or self.handle is None:
+            return
+        if retained:
+            # A retained command would run again at every reconnect: never act on one.
+            log.warn("MQTT command on {topic} ignored: it is a retained message", topic=topic)
+            self._count("mqtt_command", "rejected")
             return
         reply_to = getattr(properties, "ResponseTopic", None) or self.topics.response
         correlation = getattr(properties, "CorrelationData", None)

@@ -21,7 +21,7 @@ connections.
 :class:`MQTTConnection` is an ``IService``.  Collaborators: :class:`Settings`,
 the reactor (``IReactorFDSet``, ``IReactorTCP``), the clock, callbacks
 ``on_connected()``, ``on_disconnected()``, ``on_message(topic, payload,
-properties)`` and the Last Will ``(topic, payload)``; ``metrics`` (optional,
+properties, retained)`` and the Last Will ``(topic, payload)``; ``metrics`` (optional,
 ``mqtt_connect(result)``, ``mqtt_connected(ok)``).
 """
 
@@ -128,7 +128,7 @@ class MQTTConnection(Service):
         will: tuple[str, bytes] | None = None,
         on_connected: Callable[[], None] | None = None,
         on_disconnected: Callable[[], None] | None = None,
-        on_message: Callable[[str, bytes, Any], None] | None = None,
+        on_message: Callable[[str, bytes, Any, bool], None] | None = None,
         metrics: Any = None,
         client_factory: Callable[[Settings], Any] = make_paho,
     ) -> None:
@@ -335,7 +335,9 @@ class MQTTConnection(Service):
         if self.on_message is None:
             return
         try:
-            self.on_message(message.topic, bytes(message.payload), getattr(message, "properties", None))
+            self.on_message(
+                message.topic, bytes(message.payload), getattr(message, "properties", None), bool(message.retain)
+            )
         except Exception:
             log.failure("MQTT message on {topic} could not be handled", topic=message.topic)
 

@@ -94,7 +94,7 @@ def setup(app: Any, *, hostname: str | None = None) -> MQTTBridge | None:
         app.clock,
         will=(topics.availability, payloads.OFFLINE),
         on_connected=lambda: bridge_ref[0].connected(),
-        on_message=lambda topic, payload, props: bridge_ref[0].message(topic, payload, props),
+        on_message=lambda topic, payload, props, retained: bridge_ref[0].message(topic, payload, props, retained),
         metrics=app.metrics,
     )
     bridge = MQTTBridge(
