@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.mqtt.bridge import MQTTBridge
     from camsvc.ops.logs import LevelControl
     from camsvc.ops.reload import Reloader
     from camsvc.server.listener import ListenerService
@@ -102,6 +103,8 @@ class App:
     #: ``(session, credential) -> bool``: authenticate in the WebSocket handshake (camsvc.api.auth).
     handshake_auth: Callable[[Session, str], bool] | None = None
     listener: ListenerService | None = None
+    #: The MQTT bridge (camsvc.mqtt), None unless ``mqtt.enabled``.
+    mqtt: MQTTBridge | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None
     reloader: Reloader | None = None

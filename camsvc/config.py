@@ -304,6 +304,69 @@ class LoggingConfig:
     format: str = _opt("text", choices=("text", "json"))
 
 
+def _mqtt_url(value: str) -> str | None:
+    if not (value.startswith("mqtt://") or value.startswith("mqtts://")):
+        return f"must be an mqtt:// or mqtts:// URL, got {value!r}"
+    rest = value.split("://", 1)[1]
+    if not rest or "/" in rest.rstrip("/") or "@" in rest:
+        return f"must be mqtt[s]://HOST[:PORT] (credentials go in username/password), got {value!r}"
+    return None
+
+
+def _topic_segment(value: str) -> str | None:
+    allowed = set(string.ascii_letters + string.digits + "_-")
+    if value and not set(value) <= allowed:
+        return f"may contain only letters, digits, '_' and '-', got {value!r}"
+    return None
+
+
+def _topic(value: str) -> str | None:
+    if value and (set(value) & set("+#\0") or value.startswith("/") or value.endswith("/") or "//" in value):
+        return f"must be a topic without wildcards or empty levels, got {value!r}"
+    return None
+
+
+def _keepalive(value: int) -> str | None:
+    if not 5 <= value <= 3600:
+        return f"must be between 5 and 3600 seconds, got {value}"
+    return None
+
+
+@dataclass(frozen=True)
+class MQTTTLSConfig:
+    ca_file: str = _opt("", doc="PEM CA bundle for mqtts://; empty = the system's CAs")
+    cert_file: str = _opt("", doc="PEM client certificate (with key_file)")
+    key_file: str = _opt("", doc="PEM private key of cert_file")
+    insecure: bool = _opt(False, doc="skip the broker's host name check (test brokers only)")
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    enabled: bool = _opt(False, doc="off by default: no broker connection at all")
+    url: str = _opt("mqtt://127.0.0.1:1883", check=_mqtt_url)
+    username: str = _opt("")
+    password: str = _opt("")
+    password_file: str = _opt("", doc="file whose first line is the password (instead of password)")
+    client_id: str = _opt("", doc="empty = camsvc-<host_id>")
+    host_id: str = _opt("", check=_topic_segment, doc="empty = this host's name, letters/digits/_/- only")
+    base_topic: str = _opt("", check=_topic, doc="empty = camsvc/<host_id>")
+    protocol: str = _opt("3.1.1", choices=("3.1.1", "5"))
+    qos: int = _opt(1, choices=(0, 1, 2))
+    keepalive: int = _opt(30, check=_keepalive)
+    reconnect_min: float = _opt(1.0, check=_positive)
+    reconnect_max: float = _opt(60.0, check=_positive)
+    queue_size: int = _opt(1000, check=_positive, doc="events kept while disconnected; older ones are dropped")
+    state_interval: float = _opt(60.0, check=_positive, doc="seconds between refreshes of storage/MediaMTX state")
+    snapshot_interval: float = _opt(
+        0.0, check=_non_negative, doc="publish a snapshot per camera every N s; 0 = on request"
+    )
+    ha_discovery: bool = _opt(True)
+    ha_prefix: str = _opt("homeassistant", check=_topic)
+    commands: bool = _opt(False, doc="accept commands on <base>/command and the Home Assistant topics")
+    command_role: str = _opt("operator", choices=("viewer", "operator", "admin"))
+    tls: MQTTTLSConfig = field(default_factory=MQTTTLSConfig)
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
@@ -316,6 +379,7 @@ class Config:
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mqtt: MQTTConfig = field(default_factory=MQTTConfig)
 
     @property
     def is_loopback(self) -> bool:
@@ -542,6 +606,13 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("server.tls", "cert and key must be set together")
     if config.storage.critical_free_percent > config.storage.warn_free_percent:
         raise ConfigError("storage.critical_free_percent", "must not exceed storage.warn_free_percent")
+    mqtt = config.mqtt
+    if mqtt.password and mqtt.password_file:
+        raise ConfigError("mqtt.password_file", "set either mqtt.password or mqtt.password_file, not both")
+    if bool(mqtt.tls.cert_file) != bool(mqtt.tls.key_file):
+        raise ConfigError("mqtt.tls", "cert_file and key_file must be set together")
+    if mqtt.reconnect_min > mqtt.reconnect_max:
+        raise ConfigError("mqtt.reconnect_min", "must not exceed mqtt.reconnect_max")
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -570,4 +641,6 @@ def to_dict(config: Any) -> dict:
     out = dataclasses.asdict(config)
     if "mediamtx" in out and out["mediamtx"].get("api_pass"):
         out["mediamtx"]["api_pass"] = "***"
+    if "mqtt" in out and out["mqtt"].get("password"):
+        out["mqtt"]["password"] = "***"
     return out

@@ -176,6 +176,12 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     # /metrics needs what get_metrics needs; /files what listing the files needs.
     app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
     app.http_children[b"files"] = protected_files(app)
+    # The MQTT bridge runs commands through the engine, so it comes after the methods.
+    # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.
+    if config.mqtt.enabled:
+        from camsvc.mqtt import component as mqtt
+
+        app.mqtt = mqtt.setup(app)
 
     # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(
