@@ -458,6 +458,9 @@ def main() -> None:
             cell = f"{name} {m['per_second']:>6.0f}/s"
             if "server_cpu_us_per_request" in m:
                 cell += f" ({m['server_cpu_us_per_request']:.1f} us CPU)"
+            if "client_cpu_share" in report[name][phase][0]:
+                share = _median([r["client_cpu_share"] for r in report[name][phase]])
+                cell += f" [client {share:.0%} of a core]"
             cells.append(cell)
         line = f"{labels[phase] + ':':<24} " + "  ".join(cells)
         if "ratio" in report:

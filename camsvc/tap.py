@@ -199,12 +199,14 @@ def full_registry() -> Any:
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    from camsvc.ops import dispatch
     from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.ops.reload import Reloader
     from camsvc.ops.systemd import setup_systemd
 
     config = options.config
+    dispatch.install(reactor)
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
