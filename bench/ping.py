@@ -27,6 +27,7 @@ machine.  ``VmRSS`` of each server is read after ``--idle`` seconds idle and aft
     .venv/bin/python bench/ping.py [--rounds 3] [--client websockets|raw|both] [--json]
     make bench-ping
     .venv/bin/python bench/ping.py --engine       # in-process engine and metrics-hook cost
+    .venv/bin/python bench/ping.py --profile      # cProfile of camsvc under the websockets load
 """
 
 from __future__ import annotations
@@ -343,6 +344,44 @@ class FloorProcess:
         self.tmp.cleanup()
 
 
+def profile(args: argparse.Namespace) -> None:
+    """camsvc under ``twistd --profile`` (cProfile) through the websockets phases; prints the top."""
+    import pstats
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.support.server import TWISTD, ServiceProcess
+
+    tmp = tempfile.TemporaryDirectory(prefix="camsvc-profile-")
+    svc = ServiceProcess(Path(tmp.name), {"logging": {"level": "warn"}})
+    stats = Path(tmp.name) / "camsvc.prof"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"--profile={stats}", "--profiler=cprofile", "--savestats"]
+        + ["camsvc", "--config", str(svc.config_path)],
+        cwd=tmp.name,
+        env=svc.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(svc.http + "/health/live", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("camsvc did not start") from None
+                time.sleep(0.05)
+        for connections, requests in ((args.connections, args.requests), (1, args.sequential)):
+            print(asyncio.run(ws_phase(svc.url, connections, requests, proc.pid)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    pstats.Stats(str(stats)).sort_stats("tottime").print_stats(30)
+
+
 def _median(values: list) -> float:
     values = sorted(values)
     n = len(values)
@@ -366,7 +405,11 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading VmRSS")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--engine", action="store_true", help="only the in-process engine cost per ping")
+    parser.add_argument("--profile", action="store_true", help="cProfile camsvc under the websockets client's load")
     args = parser.parse_args()
+    if args.profile:
+        profile(args)
+        return
     if args.engine:
         print(json.dumps(engine_cost()) if args.json else engine_cost())
         return

@@ -215,3 +215,14 @@ def test_close_handshake_after_requests(raw):
     raw.send(frame(ping(1)) + frame(struct.pack("!H", 1000) + b"bye", opcode=8))
     assert raw.recv_json()["id"] == 1
     assert raw.recv_close() == 1000
+
+
+def test_answers_larger_than_the_socket_buffers_arrive_whole_and_in_order(raw):
+    """Answers sent while the client does not read: the first go straight to the socket, the
+    rest queue in Twisted's buffer behind a partial send; nothing is lost or reordered."""
+    ids = [f"{i:03d}" + "z" * 60000 for i in range(40)]  # 2.4 MB of answers, more than the kernel buffers
+    raw.send(b"".join(frame(ping(i)) for i in ids))
+    time.sleep(0.5)
+    assert [raw.recv_json()["id"] for _ in ids] == ids
+    raw.send(frame(ping(1)))
+    assert raw.recv_json()["id"] == 1

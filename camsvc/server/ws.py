@@ -32,6 +32,7 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -67,6 +68,37 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     if mask == b"\0\0\0\0":
         return data
     return (_from_bytes(data, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(n, "little")
+
+
+_PLAIN_TCP = tcp.Server
+
+
+def write_through(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sending at once when the transport has nothing queued.
+
+    Twisted's ``write`` only queues: it registers the socket for writability (one
+    ``epoll_ctl``), sends on the next reactor turn, and unregisters (another one): two
+    syscalls and a reactor event per answer.  On a plain TCP transport with an empty buffer
+    we call ``send`` ourselves; whatever the kernel does not take (or an error) goes through
+    ``write`` as before, so ordering, flow control and error handling stay Twisted's.
+    TLS and other transports always use ``write``.
+    """
+    if (
+        type(transport) is _PLAIN_TCP
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # EAGAIN, or an error Twisted's own write path will report
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
 
 
 def text_frame(data: bytes) -> bytes:
@@ -279,7 +311,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
             return False
         data = text.encode("utf-8")
         if not self._paused and not self._queue and not self.send_queue:
-            self.transport.write(text_frame(data))
+            write_through(self.transport, text_frame(data))
             return True
         return self._enqueue(("raw", data), len(data))
 
