@@ -48,9 +48,10 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
-        from camsvc.ops.lean import skip_tls_stack_if_unused
+        from camsvc.ops.lean import skip_native_websocket_helpers, skip_tls_stack_if_unused
 
         skip_tls_stack_if_unused(self.config)
+        skip_native_websocket_helpers()
 
 
 def endpoint_description(server: Any) -> str:

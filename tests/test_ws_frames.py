@@ -226,3 +226,32 @@ def test_answers_larger_than_the_socket_buffers_arrive_whole_and_in_order(raw):
     assert [raw.recv_json()["id"] for _ in ids] == ids
     raw.send(frame(ping(1)))
     assert raw.recv_json()["id"] == 1
+
+
+def test_masker_for_autobahn_processes_in_chunks_at_any_offset():
+    from camsvc.server.ws import _Masker
+
+    mask = os.urandom(4)
+    data = os.urandom(1000)
+    whole = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+    for cuts in ([1000], [1, 999], [3, 5, 7, 985], [500, 1, 2, 497]):
+        masker, out, pos = _Masker(mask, len(data)), b"", 0
+        for cut in cuts:
+            out += masker.process(data[pos : pos + cut])
+            pos += cut
+        assert out == whole and masker.pointer() == 1000
+    masker.reset()
+    assert masker.pointer() == 0
+
+
+def test_fragmented_long_message_through_autobahns_parser(raw):
+    """Fragments (Autobahn's parser, camsvc's masker) of a 150 kB message with a random mask each."""
+    text = ping("f" * 150000)
+    parts = [text[i : i + 40000] for i in range(0, len(text), 40000)]
+    raw.send(
+        b"".join(
+            frame(part, opcode=1 if i == 0 else 0, fin=i == len(parts) - 1, length="min")
+            for i, part in enumerate(parts)
+        )
+    )
+    assert raw.recv_json()["id"] == "f" * 150000

@@ -70,6 +70,48 @@ def _unmask(data: bytes, mask: bytes) -> bytes:
     return (_from_bytes(data, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(n, "little")
 
 
+class _Masker:
+    """Autobahn's masker interface (``process``, ``pointer``, ``reset``) on :func:`_unmask`.
+
+    Handed to Autobahn's protocol module (:func:`use_own_masker`) for the frames its general
+    parser sees (control frames, fragments, long messages) and the frames it sends, so camsvc
+    does not need Autobahn's native masker (see camsvc.ops.lean) nor its pure-Python one
+    (~270 ms per MiB; this is ~10 ms).
+    """
+
+    __slots__ = ("_mask", "_ptr")
+
+    def __init__(self, mask: bytes, length: int | None = None) -> None:
+        self._mask = bytes(mask)
+        self._ptr = 0
+
+    def pointer(self) -> int:
+        return self._ptr
+
+    def reset(self) -> None:
+        self._ptr = 0
+
+    def process(self, data: bytes) -> bytes:
+        shift = self._ptr & 3
+        mask = self._mask[shift:] + self._mask[:shift] if shift else self._mask
+        self._ptr += len(data)
+        return _unmask(bytes(data), mask)
+
+
+def use_own_masker() -> bool:
+    """Make Autobahn's protocol module build :class:`_Masker` s where it would use its
+    pure-Python masker; a native one (NVX, Debian's wsaccel) is kept.  Idempotent."""
+    import autobahn.websocket.protocol as autobahn_protocol
+
+    current = autobahn_protocol.create_xor_masker
+    if current is _Masker:
+        return True
+    if getattr(current, "__module__", "") != "autobahn.websocket.xormasker":
+        return False  # native
+    autobahn_protocol.create_xor_masker = _Masker
+    return True
+
+
 _PLAIN_TCP = tcp.Server
 
 
@@ -411,6 +453,7 @@ class RpcServerFactory(WebSocketServerFactory):
         login_timeout: float = 0.0,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
+        use_own_masker()
         self.metrics = metrics
         self.auth_required = auth_required
         self.login_timeout = login_timeout if auth_required else 0.0
