@@ -48,9 +48,10 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
-        from camsvc.ops.lean import skip_tls_stack_if_unused
+        from camsvc.ops.lean import skip_native_websocket_helpers, skip_tls_stack_if_unused
 
         skip_tls_stack_if_unused(self.config)
+        skip_native_websocket_helpers()
 
 
 def endpoint_description(server: Any) -> str:
@@ -233,15 +234,22 @@ def full_registry() -> Any:
     return build(parse_config_dict({}), reactor).registry
 
 
+#: Seconds after start when start-up's freed heap is handed back (camsvc.ops.lean.trim_heap).
+TRIM_AFTER = 2.0
+
+
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    from camsvc.ops import dispatch, lean
     from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.ops.reload import Reloader
     from camsvc.ops.systemd import setup_systemd
 
     config = options.config
+    dispatch.install(reactor)
+    reactor.callLater(TRIM_AFTER, lean.trim_heap)
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
