@@ -30,6 +30,7 @@ setup(
         "service-identity>=18.1",
         "PyJWT>=2.3",
         "prometheus-client>=0.9",
+        "paho-mqtt>=1.6.1",
     ],
     extras_require={
         "test": [
@@ -39,6 +40,8 @@ setup(
             "hypothesis",
             "jsonschema",
             "selenium",
+            # `patch = subprocess` (7.10) measures the children tests start (.coveragerc).
+            "coverage>=7.10",
         ],
         "dev": ["ruff"],
     },

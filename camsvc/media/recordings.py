@@ -50,7 +50,7 @@ from twisted.python.failure import Failure
 
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
-from camsvc.common.fileio import atomic_write
+from camsvc.common.writer import BackgroundWriter
 from camsvc.media.files import RECORDINGS, FileStore, time_from_name
 from camsvc.media.process import which
 
@@ -270,6 +270,7 @@ class Recordings(Service):
         self.metrics = metrics
         self.path = os.path.join(config.storage.state_dir, STATE_FILE)
         self.upgrade_marker = os.path.join(config.storage.state_dir, UPGRADE_MARKER)
+        self._writer = BackgroundWriter(reactor, self.path, mode=0o644, what="recording state")
         self.sessions: dict[str, Session] = {}
         self._pending_resume: dict[str, Session] = {}
         self._resume_timer: Any = None
@@ -601,15 +602,8 @@ class Recordings(Service):
     def _save(self) -> None:
         data = {s.camera_id: s.persisted() for s in self.sessions.values() if s.state in ("recording", "stopping")}
         data.update({cid: s.persisted() for cid, s in self._pending_resume.items()})
-        try:
-            atomic_write(
-                self.path,
-                (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"),
-                mode=0o644,
-                dir_mode=0o777,
-            )
-        except OSError as exc:
-            log.error("Cannot save recording state to {path}: {err}", path=self.path, err=exc)
+        # off the reactor thread (common.writer): the reactor never waits on its fsync
+        self._writer.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     def _load(self) -> list[Session]:
         try:
@@ -792,4 +786,6 @@ class Recordings(Service):
                 count=len(self.sessions),
                 key="on_upgrade" if upgrade and self.config.recording.on_shutdown != "keep" else "on_shutdown",
             )
-        return DeferredList(waits)
+        done = DeferredList(waits)
+        done.addBoth(lambda _: self._writer.drain())  # the last state is on disk when stopped
+        return done
