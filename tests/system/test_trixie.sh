@@ -4,9 +4,9 @@
 #   tests/system/test_trixie.sh DEB
 #
 # A trixie root filesystem is debootstrapped (minbase + systemd, udev, dbus and
-# python3-websockets for the test's client; NOT procps: camsvc's Depends must
-# bring /bin/kill for ExecReload) from the same Debian mirror apt uses here.
-# camsvc's dependencies are only downloaded into the image's apt cache.  The
+# python3-websockets for the test's client) from the same Debian mirror apt
+# uses here, with camsvc's dependencies installed except procps (camsvc's
+# Depends must bring /bin/kill for ExecReload), which is only downloaded.  The
 # guest boots (QEMU, TCG, no network at all) with the kernel and busybox
 # initramfs of build_image.sh (cache/current.env: Debian 12's kernel) and runs
 # trixie/guest-test.sh once: apt-get install of the .deb, ready, ping with a
@@ -21,7 +21,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE=${CAMSVC_SYSTEM_CACHE:-$HERE/cache}
 SUITE=trixie
-RECIPE=2
+RECIPE=3
 DEB=$(readlink -f "${1:?usage: test_trixie.sh path/to/camsvc_VERSION_all.deb}")
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 log() { printf '[test_trixie %(%T)T] %s\n' -1 "$*" >&2; }
@@ -73,22 +73,29 @@ if [ ! -e "$ROOTFS/.done" ]; then
     t0=$(date +%s)
     debootstrap --variant=minbase --include="$BASE_PKGS" "$SUITE" "$R" "$MIRROR" \
         > "$CACHE/trixie-debootstrap.log" 2>&1 || { tail -30 "$CACHE/trixie-debootstrap.log" >&2; unmount_under "$R"; exit 1; }
-    log "debootstrap took $(( $(date +%s) - t0 )) s; downloading (not installing) $deb_deps"
+    # camsvc's dependencies are installed here (natively: apt in the TCG guest
+    # takes minutes per hundred packages), except procps: the guest's apt must
+    # bring /bin/kill through camsvc's Depends for `systemctl reload` to work.
+    pre_deps=$(echo "$deb_deps" | tr ' ' '\n' | grep -vx procps | paste -sd' ' -)
+    log "debootstrap took $(( $(date +%s) - t0 )) s; installing $pre_deps"
     t0=$(date +%s)
     rm -f "$R/etc/apt/sources.list"
     printf '%s' "$SOURCES" > "$R/etc/apt/sources.list.d/debian.sources"
+    printf '#!/bin/sh\nexit 101\n' > "$R/usr/sbin/policy-rc.d"; chmod 755 "$R/usr/sbin/policy-rc.d"
     mount -t proc proc "$R/proc"
     trap 'unmount_under "$R"' EXIT
-    # The .deb itself is resolved against the lists, so apt downloads exactly
-    # what `apt-get install ./camsvc.deb` will need in the offline guest.
+    # What is still missing for the .deb (procps) is only downloaded, resolved
+    # against the lists, so `apt-get install ./camsvc.deb` in the offline guest finds it.
+    # Without Recommends (ffmpeg's pull in ~200 more packages).
     cp "$DEB" "$R/tmp/camsvc.deb"
-    # Without Recommends (ffmpeg's pull in ~200 more packages: minutes under TCG).
-    chroot "$R" sh -c "apt-get update -q && apt-get install -y -q --no-install-recommends --download-only /tmp/camsvc.deb" \
+    chroot "$R" sh -c "apt-get update -q && apt-get install -y -q --no-install-recommends $pre_deps \
+        && apt-get clean && apt-get install -y -q --no-install-recommends --download-only /tmp/camsvc.deb" \
         > "$CACHE/trixie-apt.log" 2>&1 || { tail -30 "$CACHE/trixie-apt.log" >&2; exit 1; }
     # apt keeps a copy of the local .deb there, which confuses the real install.
-    rm -f "$R/tmp/camsvc.deb" "$R"/var/cache/apt/archives/camsvc_*.deb
+    rm -f "$R/tmp/camsvc.deb" "$R"/var/cache/apt/archives/camsvc_*.deb "$R/usr/sbin/policy-rc.d"
+    chroot "$R" dpkg-query -W procps >/dev/null 2>&1 && { echo "procps got installed in the base" >&2; exit 1; }
     unmount_under "$R"; trap - EXIT
-    log "apt-get download took $(( $(date +%s) - t0 )) s ($(ls "$R"/var/cache/apt/archives/*.deb | wc -l) packages)"
+    log "apt-get took $(( $(date +%s) - t0 )) s; left for the guest: $(ls "$R"/var/cache/apt/archives/ | grep -c '\.deb$') packages"
     # The guest: no network, no getty, root's console only; the test unit.
     echo camsvc-trixie > "$R/etc/hostname"
     printf '127.0.0.1 localhost\n127.0.1.1 camsvc-trixie\n' > "$R/etc/hosts"

@@ -20,6 +20,12 @@ fail() {
 t0=$(date +%s)
 elapsed() { echo "$(( $(date +%s) - t0 )) s"; }
 prop() { systemctl show -P "$1" camsvc; }
+# apt-get install, its output on the console as it goes (and in /tmp/apt.log).
+apt_install() {
+    { apt-get install -y -q --no-install-recommends "$@" 2>&1; echo $? > /tmp/apt.rc; } \
+        | tee /tmp/apt.log | sed -u 's/^/CAMSVC-TRIXIE: apt: /'
+    return "$(cat /tmp/apt.rc)"
+}
 
 wait_active() {  # Type=notify: "active" only once camsvc sent READY=1
     for _ in $(seq 1 180); do
@@ -36,8 +42,7 @@ step "guest: $PRETTY_NAME (debian_version $(cat /etc/debian_version)), kernel $(
 [ -e /usr/bin/kill ] && fail "procps is preinstalled: the test must see camsvc's Depends bring /bin/kill"
 
 step "apt-get install ./camsvc.deb ($(dpkg-deb -f $HERE/camsvc.deb Version))"
-apt-get install -y -q --no-install-recommends $HERE/camsvc.deb > /tmp/apt.log 2>&1 \
-    || { sed 's/^/CAMSVC-TRIXIE: apt: /' /tmp/apt.log | tail -30; fail "apt-get install"; }
+apt_install $HERE/camsvc.deb || fail "apt-get install"
 dpkg-query -W -f='${Status}\n' procps | grep -q 'install ok installed' || fail "procps not installed with camsvc"
 step "installed in $(elapsed): $(grep -c '^Setting up' /tmp/apt.log) packages set up"
 
@@ -69,8 +74,7 @@ step "reload OK: same MainPID $pid1, active"
 
 step "upgrade: apt-get install ./camsvc-upgrade.deb ($(dpkg-deb -f $HERE/camsvc-upgrade.deb Version)) over the running service"
 since=$(date '+%Y-%m-%d %H:%M:%S')
-apt-get install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold $HERE/camsvc-upgrade.deb > /tmp/apt.log 2>&1 \
-    || { sed 's/^/CAMSVC-TRIXIE: apt: /' /tmp/apt.log | tail -30; fail "upgrade"; }
+apt_install -o Dpkg::Options::=--force-confold $HERE/camsvc-upgrade.deb || fail "upgrade"
 wait_active || fail "not active after the upgrade"
 [ "$(prop InvocationID)" != "$inv1" ] || fail "the upgrade did not restart the service"
 grep -q '^  level: debug$' /etc/camsvc/camsvc.yaml || fail "the upgrade lost the conffile edit"
