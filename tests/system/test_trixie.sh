@@ -160,7 +160,7 @@ flock /tmp/qemu.lock timeout --signal=KILL 1500 qemu-system-x86_64 -accel tcg,th
     -drive "file=$IMAGE,if=virtio,format=raw,snapshot=on" -nic none -device virtio-rng-pci \
     -display none -monitor none -no-reboot -serial "file:$SERIAL" </dev/null || rc=$?
 log "guest ran $(( $(date +%s) - t0 )) s (qemu exit $rc; the wait for /tmp/qemu.lock included)"
-grep -a 'CAMSVC-TRIXIE:' "$SERIAL" | sed 's/^.*CAMSVC-TRIXIE: /  /' || true
+grep -a 'CAMSVC-TRIXIE:' "$SERIAL" | grep -av 'Reading database' | sed 's/^.*CAMSVC-TRIXIE: /  /' || true
 if grep -aq 'CAMSVC-TRIXIE: PASS' "$SERIAL"; then
     echo "test-trixie: OK"
 else
