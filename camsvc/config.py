@@ -277,6 +277,9 @@ class RecordingConfig:
     )
     start_timeout: float = _opt(15.0, check=_positive)
     on_shutdown: str = _opt("stop", choices=("stop", "keep"))
+    # A stop for a package upgrade (the postinst leaves <state_dir>/upgrade-restart):
+    # "keep" resumes the recordings after the restart, "stop" does as on_shutdown says.
+    on_upgrade: str = _opt("keep", choices=("stop", "keep"))
     resume_timeout: float = _opt(60.0, check=_positive)
 
 
