@@ -413,6 +413,23 @@ def test_failure_limiter_window(clock):
     assert limiter.retry_after("conn:c1", "addr:1.2.3.4") is None
 
 
+def test_failure_limiter_backs_off_on_failures_while_locked(clock):
+    limiter = FailureLimiter(3, 60, clock, max_backoff=900)
+    for _ in range(3):
+        limiter.record("addr:a")
+    waits = [limiter.retry_after("addr:a")]
+    for _ in range(6):
+        limiter.record("addr:a")
+        waits.append(limiter.retry_after("addr:a"))
+    assert waits[0] == pytest.approx(60)
+    assert waits[1:4] == [pytest.approx(120), pytest.approx(240), pytest.approx(480)]
+    assert waits[-1] == pytest.approx(900)  # capped
+    clock.advance(901)
+    assert limiter.retry_after("addr:a") is None
+    limiter.record("addr:a")
+    assert limiter.retry_after("addr:a") is None  # the slate is clean again
+
+
 def test_failure_limiter_memory_is_bounded(clock):
     limiter = FailureLimiter(1, 60, clock, max_tracked=100)
     for i in range(1000):

@@ -180,3 +180,86 @@ def test_a_client_gone_before_authorisation_gets_nothing(store):
     with captured_logs():
         failing.errback(RuntimeError("late"))
     assert request.written == [] and not request.finished
+
+
+# -- no lstat-then-open race (issue 15) ------------------------------------------------
+
+
+def _serve_in_process(store, kind, name):
+    """Render /files/<kind>/<name> on a DummyRequest (authorised) and return (status, body)."""
+    from twisted.web.test.requesthelper import DummyRequest
+
+    from camsvc.api.http_files import FileResource
+
+    resource = FileResource(store, kind, lambda request, kind, name: True)
+    request = DummyRequest([name.encode()])
+    request.method = b"GET"
+    result = resource.render(request)
+    if isinstance(result, bytes):
+        request.write(result)
+        request.finish()
+    assert request.finished
+    return request.responseCode or 200, b"".join(request.written)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_never_followed(tmp_path, monkeypatch):
+    """The download was checked with lstat, then opened by path (following links):
+    a link swapped into the group-writable directory in between served any file."""
+    from camsvc.media import files as files_mod
+    from camsvc.media.files import RECORDINGS, FileStore
+
+    for sub in ("recordings", "snapshots"):
+        (tmp_path / sub).mkdir()
+    secret = tmp_path / "jwt_secret"
+    secret.write_bytes(b"THE-JWT-SECRET")
+    victim = tmp_path / "recordings" / REC
+    victim.write_bytes(DATA)
+    store = FileStore(str(tmp_path / "recordings"), str(tmp_path / "snapshots"))
+    swapped = []
+
+    def swap():
+        if not swapped:
+            victim.unlink()
+            os.symlink(secret, victim)
+            swapped.append(True)
+
+    # The attacker wins every race: the swap happens right after any check of the
+    # name (the old lookup) and right before any open relative to the directory.
+    real_lookup = FileStore.lookup
+
+    def lookup_then_swap(self, kind, name):
+        found = real_lookup(self, kind, name)
+        swap()
+        return found
+
+    real_open = os.open
+
+    def open_after_swap(path, flags, mode=0o777, *, dir_fd=None):
+        if dir_fd is not None and path == REC:
+            swap()
+        return real_open(path, flags, mode, dir_fd=dir_fd)
+
+    monkeypatch.setattr(FileStore, "lookup", lookup_then_swap)
+    monkeypatch.setattr(files_mod.os, "open", open_after_swap)
+    status, body = _serve_in_process(store, RECORDINGS, REC)
+    assert swapped
+    assert b"THE-JWT-SECRET" not in body
+    assert status in (400, 404), (status, body[:80])
+
+
+def test_downloads_come_from_the_opened_file(tmp_path):
+    """Size and type are taken from the descriptor that is served (fstat), not the path."""
+    from camsvc.media.files import RECORDINGS, SNAPSHOTS, FileStore
+
+    for sub in ("recordings", "snapshots"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "recordings" / REC).write_bytes(DATA)
+    os.mkdir(tmp_path / "snapshots" / "camera0_dir.jpg")
+    os.mkfifo(tmp_path / "snapshots" / "camera0_fifo.jpg")
+    os.symlink(REC, tmp_path / "recordings" / "camera0_alias.mp4")
+    store = FileStore(str(tmp_path / "recordings"), str(tmp_path / "snapshots"))
+    assert _serve_in_process(store, RECORDINGS, REC) == (200, DATA)
+    assert _serve_in_process(store, SNAPSHOTS, "camera0_dir.jpg")[0] == 404
+    assert _serve_in_process(store, SNAPSHOTS, "camera0_fifo.jpg")[0] == 404  # and it did not block
+    assert _serve_in_process(store, RECORDINGS, "camera0_alias.mp4")[0] in (400, 404)  # no link is followed
+    assert _serve_in_process(store, RECORDINGS, "camera0_missing.mp4")[0] == 404

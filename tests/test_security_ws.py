@@ -63,8 +63,10 @@ def test_jwt_and_api_key_roles_over_the_wire(server):
 
 def test_rate_limit_per_connection(server):
     with RpcClient(server.url) as busy, RpcClient(server.url) as calm:
-        codes = [busy.request("ping").get("error", {}).get("code") for _ in range(32)]
-        assert codes[:30] == [None] * 30 and codes[30:] == [-32002, -32002]
+        # Authenticated: an unauthenticated connection has a smaller budget of its own.
+        assert busy.call("authenticate", {"auth_token": mint(secret_file(server), Role.VIEWER)})["role"] == "viewer"
+        codes = [busy.request("ping").get("error", {}).get("code") for _ in range(31)]
+        assert codes[:29] == [None] * 29 and codes[29:] == [-32002, -32002]
         error = busy.request("ping")["error"]
         assert 0 < error["data"]["retry_after"] <= 2.0 and "30 requests per minute" in error["message"]
         assert calm.call("ping") == "pong"
@@ -79,8 +81,10 @@ def test_failed_attempts_are_limited_per_address_and_use_forwarded_for(server):
 
     for _ in range(3):
         assert attempt("203.0.113.5")["error"]["code"] == -32001
-    limited = attempt("203.0.113.5", mint(secret_file(server), Role.VIEWER))
+    limited = attempt("203.0.113.5")
     assert limited["error"]["code"] == -32002 and limited["error"]["data"]["retry_after"] > 0
+    # Valid credentials from the locked address still work (NAT, proxies).
+    assert attempt("203.0.113.5", mint(secret_file(server), Role.VIEWER))["result"]["role"] == "viewer"
     # Another client address behind the same proxy is not affected.
     assert attempt("203.0.113.6", mint(secret_file(server), Role.VIEWER))["result"]["role"] == "viewer"
     assert "camsvc_0123456789abcdef_wrong" not in server.log()
@@ -113,17 +117,19 @@ def test_origin_allow_list(server):
 
 def test_connection_limit_answers_503_and_frees_slots(tmp_path):
     with ServiceProcess(tmp_path, {"auth": {"required": True}, "server": {"max_connections": 3}}) as proc:
-        clients = [RpcClient(proc.url) for _ in range(3)]
+        token = mint(proc.tmp / "state" / "jwt_secret", Role.VIEWER)
+        bearer = {"Authorization": f"Bearer {token}"}
+        clients = [RpcClient(proc.url, additional_headers=bearer) for _ in range(3)]
         with pytest.raises(InvalidStatus) as info:
-            connect(proc.url)
+            connect(proc.url, additional_headers=bearer)
         assert info.value.response.status_code == 503
         assert "too many connections" in info.value.response.reason_phrase
         clients.pop().close()
         deadline = time.monotonic() + 5
         while True:  # the server sees the close a moment later
             try:
-                with RpcClient(proc.url) as again:
-                    assert again.call("ping") == "pong"
+                with RpcClient(proc.url, additional_headers=bearer) as again:
+                    assert again.call("get_status")["status"]
                 break
             except InvalidStatus:
                 assert time.monotonic() < deadline
@@ -132,6 +138,50 @@ def test_connection_limit_answers_503_and_frees_slots(tmp_path):
         for c in clients:
             c.close()
         assert "too many connections (limit 3)" in proc.log()
+
+
+def test_unauthenticated_sockets_have_their_own_pool(tmp_path):
+    """Strangers used to hold max_connections slots: an authenticated client was refused."""
+    config = {
+        "auth": {"required": True},
+        "server": {"max_connections": 3, "max_unauthenticated": 4, "max_unauthenticated_per_address": 2},
+    }
+
+    def stranger(source="127.0.0.1"):
+        return connect(proc.url, source_address=(source, 0))
+
+    with ServiceProcess(tmp_path, config) as proc:
+        token = mint(proc.tmp / "state" / "jwt_secret", Role.VIEWER)
+        bearer = {"Authorization": f"Bearer {token}"}
+        # Two strangers from 127.0.0.1 fill that address's share of the pool ...
+        strangers = [stranger() for _ in range(2)]
+        with pytest.raises(InvalidStatus) as info:
+            stranger()
+        assert info.value.response.status_code == 503 and "unauthenticated" in info.value.response.reason_phrase
+        # ... authenticating in-band moves one out of it, which frees its place ...
+        strangers[0].send(
+            json.dumps({"jsonrpc": "2.0", "method": "authenticate", "params": {"auth_token": token}, "id": 1})
+        )
+        assert json.loads(strangers[0].recv(timeout=5))["result"]["role"] == "viewer"
+        strangers.append(stranger())
+        # ... other addresses fill the rest of the pool (127.0.0.0/8 is all loopback) ...
+        strangers += [stranger("127.0.0.2") for _ in range(2)]
+        with pytest.raises(InvalidStatus):
+            stranger("127.0.0.3")
+        # ... and authenticated clients still get their slots (one is the in-band one).
+        authed = [RpcClient(proc.url, additional_headers=bearer) for _ in range(2)]
+        assert all(c.call("get_status")["status"] for c in authed)
+        with pytest.raises(InvalidStatus) as info:
+            connect(proc.url, additional_headers=bearer)
+        assert info.value.response.status_code == 503
+        with pytest.raises(InvalidStatus) as info:
+            connect(proc.url, additional_headers={"Authorization": "Bearer wrong"})
+        assert info.value.response.status_code in (401, 503)
+        for ws in strangers:
+            ws.close()
+        for c in authed:
+            c.close()
+        assert "too many unauthenticated connections from 127.0.0.1 (limit 2)" in proc.log()
 
 
 def raw_ws(port: int) -> socket.socket:
