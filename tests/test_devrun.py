@@ -305,3 +305,10 @@ def test_mediamtx_ending_first_leaves_camsvc_running(tmp_path):
         rc = run.stop(signal.SIGTERM)
     assert rc == 0
     assert not alive(camsvc_pid)
+
+
+def test_the_documented_fragment_is_the_shipped_file():
+    text = (ROOT / "docs" / "mediamtx.md").read_text()
+    section = text[text.index("## The `mediamtx.yml` fragment") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    assert yaml.safe_load(block) == yaml.safe_load(FRAGMENT.read_text())
