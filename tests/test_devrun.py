@@ -312,3 +312,22 @@ def test_the_documented_fragment_is_the_shipped_file():
     section = text[text.index("## The `mediamtx.yml` fragment") :]
     block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
     assert yaml.safe_load(block) == yaml.safe_load(FRAGMENT.read_text())
+
+
+def test_the_generated_configuration_uses_only_keys_mediamtx_knows(tmp_path):
+    """Every key make run writes exists in MediaMTX v1.20.1's own mediamtx.yml (the reference
+    copy in tests/data), at the same place: a misspelt key would stop MediaMTX at start."""
+    conf = tmp_path / "camsvc.yaml"
+    conf.write_text(yaml.safe_dump({"storage": {"recordings_dir": str(tmp_path / "rec")}}))
+    r = devrun("--config", str(conf), "--cache", str(tmp_path / "cache"), "config")
+    assert r.returncode == 0, r.stderr
+    generated = yaml.safe_load(Path(r.stdout.strip()).read_text())
+    reference = yaml.safe_load((ROOT / "tests" / "data" / "mediamtx.yml").read_text())
+    assert set(generated) <= set(reference)
+    assert set(generated["pathDefaults"]) <= set(reference["pathDefaults"])
+    user_keys = set().union(*(u.keys() for u in reference["authInternalUsers"]))
+    actions = {"publish", "read", "playback", "api", "metrics", "pprof"}
+    for user in generated["authInternalUsers"]:
+        assert set(user) <= user_keys
+        assert {p["action"] for p in user["permissions"]} <= actions
+    assert generated["api"] is True and generated["apiAddress"] == "127.0.0.1:9997"
