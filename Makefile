@@ -34,8 +34,10 @@ venv: deps $(VENV)/.installed
 run: venv
 	$(PY) tools/devrun.py --config conf/dev.yaml
 
+# pytest, under coverage with its floor (mk/coverage.mk; COVERAGE=0 runs it bare).
+PYTEST_RUN ?= $(PY) -m pytest
 test-unit: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST_RUN) $(PYTEST_ARGS)
 
 test: test-unit $(TEST_STAGES)
 
