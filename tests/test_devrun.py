@@ -358,3 +358,15 @@ def test_the_generated_configuration_uses_only_keys_mediamtx_knows(tmp_path):
         assert set(user) <= user_keys
         assert {p["action"] for p in user["permissions"]} <= actions
     assert generated["api"] is True and generated["apiAddress"] == "127.0.0.1:9997"
+
+
+def test_killing_devrun_stops_both(tmp_path):
+    run = DevRun(tmp_path, env={"MEDIAMTX": str(standin_mediamtx(tmp_path))})
+    try:
+        wait_for(lambda: http_get(run.ready_url)[0] == 200, what="camsvc ready with MediaMTX")
+        kids = children(run.proc.pid)
+        assert len(kids) == 2
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+    wait_for(lambda: not any(alive(k) for k in kids), what="camsvc and MediaMTX ending with devrun")
