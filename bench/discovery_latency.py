@@ -13,8 +13,9 @@ loopback socket.
     /work/main/.venv/bin/python bench/discovery_latency.py [-n 200] [--cameras 8] [--replug]
 
 Events round-robin over ``--cameras`` cameras, each camera's events at least
-``debounce + 100 ms`` apart (a change within a camera's debounce window is merged on
-purpose, see docs/cameras.md, and is not the hot path).  Every "add" is a camera never
+``debounce + 100 ms`` apart, or with ``--gaps 0.05:0.3`` 50-300 ms after the previous
+change of that camera (inside its debounce window: announced just as fast, only the
+probe waits).  Every "add" is a camera never
 seen before (a new id, a capability probe, an id-map write), unless ``--replug``
 (the same cameras come back: known ids, cached capabilities).  Reported:
 
@@ -174,6 +175,13 @@ def main() -> int:
     ap.add_argument("-n", type=int, default=200, help="add/remove uevents to measure (default 200)")
     ap.add_argument("--cameras", type=int, default=8, help="cameras taking turns (default 8)")
     ap.add_argument("--replug", action="store_true", help="re-add the same cameras instead of new ones")
+    ap.add_argument(
+        "--gaps",
+        default="",
+        metavar="MIN:MAX",
+        help="each camera's next change MIN..MAX seconds after its previous one (uniform, seeded), "
+        "e.g. 0.05:0.3: changes inside the debounce window, which must be announced just as fast",
+    )
     ap.add_argument("--json", action="store_true", help="print only the JSON result")
     ap.add_argument(
         "--no-baseline",
@@ -209,7 +217,14 @@ def main() -> int:
         except (ValueError, IndexError):
             print(f"baseline failed: {raw.stderr[-500:]}", file=sys.stderr)
     load_before = os.getloadavg()
-    slot = (DEBOUNCE + MARGIN) / args.cameras
+    gaps = None
+    if args.gaps:
+        import random
+
+        lo, hi = (float(x) for x in args.gaps.split(":"))
+        rng = random.Random(13)
+        gaps = (rng, lo, hi)
+    slot = (DEBOUNCE + MARGIN) / args.cameras if gaps is None else gaps[1] / args.cameras
     tmp = Path(tempfile.mkdtemp(prefix="bench-discovery."))
     events = []  # (kind, t_sent, devnode)
     with Testbed() as tb:
@@ -233,7 +248,8 @@ def main() -> int:
                 name = f"cam{idx}"
                 # never inside the camera's debounce window (that change would be merged
                 # on purpose), and at most one event per slot overall
-                due = max(last.get(idx, 0) + DEBOUNCE + MARGIN, last.get("any", 0) + slot)
+                gap = DEBOUNCE + MARGIN if gaps is None else gaps[0].uniform(gaps[1], gaps[2])
+                due = max(last.get(idx, 0) + gap, last.get("any", 0) + slot)
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -303,7 +319,7 @@ def main() -> int:
     result = {
         "events": len(events),
         "cameras": args.cameras,
-        "mode": "replug" if args.replug else "new cameras",
+        "mode": ("replug" if args.replug else "new cameras") + (f", gaps {args.gaps} s" if args.gaps else ""),
         "missing": missing,
         "announce": summary(both),
         "announce_add": summary(announce["add"]),
