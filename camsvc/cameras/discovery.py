@@ -69,6 +69,8 @@ RETRY_DELAY = 10.0
 #: frame has left (Twisted sends queued data on the next poll, after due timed calls),
 #: and once for a burst of new cameras.
 FLUSH_DELAY = 0.05
+#: Nodes whose QUERYCAP answer is remembered (oldest dropped first).
+CAPS_CACHE_SIZE = 256
 
 __all__ = [
     "FLUSH_DELAY",
@@ -124,6 +126,7 @@ class DiscoveryService(Service):
         self._hold: dict[str, float] = {}  # camera_id -> no probe before (a flapping camera)
         self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
+        self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
@@ -335,12 +338,24 @@ class DiscoveryService(Service):
         self._commit(node.camera_id)
 
     def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
-        """(still there, QUERYCAP or None) for a candidate node."""
+        """(still there, QUERYCAP or None) for a candidate node.
+
+        Remembered per node and udev identity (node, card, ID_SERIAL, links): a camera
+        replugged on the same port answers the same, and the ioctl is skipped."""
         ask = getattr(self.udev, "querycap", None)
         if ask is None:
             return True, None
+        props = device.properties
+        signature = (device.device_node, props.get("ID_V4L_PRODUCT"), props.get("ID_SERIAL"), props.get("DEVLINKS"))
+        known = self._caps_cache.get(device.sys_path)
+        if known is not None and known[0] == signature:
+            return True, known[1]
         try:
-            return True, ask(device.device_node)
+            info = ask(device.device_node)
+            if len(self._caps_cache) >= CAPS_CACHE_SIZE:
+                del self._caps_cache[next(iter(self._caps_cache))]
+            self._caps_cache[device.sys_path] = (signature, info)
+            return True, info
         except ProbeError as exc:
             if exc.reason == "vanished":
                 log.debug("{device} vanished before QUERYCAP", device=device.describe())
