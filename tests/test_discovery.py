@@ -646,6 +646,72 @@ def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
         b.close()
 
 
+# -- odd udev input -------------------------------------------------------------------------
+
+
+def test_a_moved_node_is_the_same_camera_at_its_new_path(make):
+    old = usb_camera(0, serial="M")
+    h = make([old]).start()
+    h.probes_start()
+    h.prober.succeed("/dev/video0")
+    h.advance(DEBOUNCE)
+    h.recorder.take()
+    moved = usb_camera(3, serial="M")
+    moved = replace(
+        moved,
+        properties={
+            **moved.properties,
+            "DEVPATH": moved.sys_path[len("/sys") :],
+            "DEVPATH_OLD": old.sys_path[len("/sys") :],
+        },
+    )
+    h.udev.remove(old, quiet=True)
+    h.udev.add(moved, quiet=True)
+    h.udev.event(moved, "move")  # one event names both paths
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert [(c.camera_id, c.device, c.status) for c in h.registry.cameras()] == [("camera0", "/dev/video3", CONNECTED)]
+    h.stop()
+
+
+def test_unbind_and_offline_change_nothing(make):
+    cam = usb_camera(0, serial="U")
+    h = make([cam]).start()
+    h.recorder.take()
+    h.udev.event(cam, "unbind")
+    h.udev.event(cam, "offline")
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert h.recorder.take() == [] and h.status("camera0") == CONNECTED
+    h.stop()
+
+
+def test_a_node_that_stops_being_a_capture_node_is_withdrawn(make):
+    cam = usb_camera(0, serial="C")
+    h = make([cam]).start()
+    h.advance(DEBOUNCE)
+    h.udev.change(replace(cam, properties={**cam.properties, "ID_V4L_CAPABILITIES": ":video_output:"}))
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert h.status("camera0") == DISCONNECTED
+    h.stop()
+
+
+def test_an_add_without_its_remove_replaces_the_device_on_that_path(make):
+    first = usb_camera(0, serial="FIRST")
+    h = make([first]).start()
+    h.advance(DEBOUNCE)
+    other = usb_camera(0, serial="OTHER")  # same port, same node, another camera: the remove was lost
+    h.udev.add(other)
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert {c.camera_id: (c.status, c.key) for c in h.registry.cameras()} == {
+        "camera0": (DISCONNECTED, "usb:Vendor_USB_Camera_FIRST:00"),
+        "camera1": (CONNECTED, "usb:Vendor_USB_Camera_OTHER:00"),
+    }
+    h.stop()
+
+
 def test_disconnected_cameras_are_forgotten_after_forget_after(make):
     cam, other = usb_camera(0, serial="S1"), usb_camera(2, serial="S2", port="2")
     h = make([cam, other], forget_after=3600).start()

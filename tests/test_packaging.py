@@ -170,6 +170,7 @@ def test_control_depends_on_debian_libraries():
         "python3-jwt",
         "python3-prometheus-client",
         "python3-service-identity",
+        "python3-paho-mqtt",
         "ffmpeg",
         "${python3:Depends}",
         "${misc:Depends}",
