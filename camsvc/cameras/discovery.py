@@ -127,6 +127,8 @@ class DiscoveryService(Service):
         self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
+        self._pending_logs: list[tuple[str, dict]] = []
+        self._log_call: Any = None
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
@@ -185,9 +187,10 @@ class DiscoveryService(Service):
             self.reactor.removeReader(self.reader)
         self.started = False
         self._close_monitor()
-        for call in (self._retry_call, self._probe_call, *self._forget_timers.values()):
+        for call in (self._retry_call, self._probe_call, self._log_call, *self._forget_timers.values()):
             if call is not None and call.active():
                 call.cancel()
+        self._emit_logs()
         self._retry_call = self._probe_call = None
         self._forget_timers.clear()
         kills, self._kills = self._kills, {}
@@ -389,7 +392,9 @@ class DiscoveryService(Service):
         ps.retried = False
         if info is not None and info.card:
             ps.card = info.card
-        log.info(
+        self._refresh_present(camera_id)
+        self._commit(camera_id)
+        self._log_after_frame(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
             device=device.device_node,
@@ -397,8 +402,6 @@ class DiscoveryService(Service):
             key=key,
             new=", new id" if new else "",
         )
-        self._refresh_present(camera_id)
-        self._commit(camera_id)
 
     def _key_for(self, device: UdevDevice) -> str:
         """The identity key of a new node: its serial only while that tells cameras apart."""
@@ -475,13 +478,28 @@ class DiscoveryService(Service):
         ps.retry = None
         moot = ps.running[1] if ps.running is not None and ps.running[0] is node else None
         self._wake(ps)
-        log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
         self._commit(camera_id)
         self._refresh_present(camera_id)
+        self._log_after_frame(
+            "Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node
+        )
         if moot is not None:
             # kill the probe of the vanished node once the notification has left (a kill
             # in this reactor turn would hold the frame up); its outcome is ignored anyway
             self._kills[moot] = self.reactor.callLater(PROBE_START_DELAY, self._kill_probe, moot)
+
+    def _log_after_frame(self, fmt: str, **fields: Any) -> None:
+        """Log at info once the notification frame has left (formatting and writing a
+        log line in the event's reactor turn would hold the frame up)."""
+        self._pending_logs.append((fmt, fields))
+        if self._log_call is None or not self._log_call.active():
+            self._log_call = self.reactor.callLater(PROBE_START_DELAY, self._emit_logs)
+
+    def _emit_logs(self) -> None:
+        self._log_call = None
+        pending, self._pending_logs = self._pending_logs, []
+        for fmt, fields in pending:
+            log.info(fmt, **fields)
 
     def _refresh_present(self, changed: str) -> None:
         """Recompute every present camera's device path and name (they depend on the
