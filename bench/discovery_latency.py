@@ -282,6 +282,8 @@ def measure(args, service: str, gaps) -> tuple[list, list, dict | None]:
         finally:
             if reader is not None:
                 reader.close()
+            if service == "camsvc" and status is None and hasattr(svc, "log"):
+                print("camsvc's log (tail):\n" + svc.log()[-3000:], file=sys.stderr)
             svc.stop()
             shutil.rmtree(tmp, ignore_errors=True)
     return events, frames, status
