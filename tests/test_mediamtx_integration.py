@@ -44,6 +44,7 @@ def cam(n: int) -> Camera:
         status=CONNECTED,
         name=f"Acme {n}",
         links=(f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",),
+        path=f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",  # discovery's unique path
         capabilities=CAPS,
         default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
     )
