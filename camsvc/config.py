@@ -110,6 +110,17 @@ def _networks(values: list) -> str | None:
     return None
 
 
+def _node_patterns(values: list) -> str | None:
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            return f"must be a list of non-empty strings (driver:GLOB, card:GLOB or a /dev path glob), got {value!r}"
+        kind, sep, rest = value.partition(":")
+        if value.startswith("/dev/") or (sep and kind in ("driver", "card") and rest):
+            continue
+        return f"entries are driver:GLOB, card:GLOB or a /dev/... path glob, got {value!r}"
+    return None
+
+
 def _opt(default: Any, *, check=None, choices=None, doc: str = "") -> Any:
     meta = {"check": check, "choices": choices, "doc": doc}
     if isinstance(default, (list, dict)):
@@ -226,6 +237,11 @@ class DiscoveryConfig:
     debounce: float = _opt(0.3, check=_non_negative)
     probe_timeout: float = _opt(5.0, check=_positive)
     receive_buffer_size: int = _opt(4194304, check=_positive)
+    include: list = _opt([], check=_node_patterns, doc="nodes that are cameras even if the built-in rule says no")
+    exclude: list = _opt([], check=_node_patterns, doc="nodes that are never cameras (wins over include)")
+    forget_after: float = _opt(
+        604800.0, check=_non_negative, doc="seconds a DISCONNECTED camera stays listed; 0 = kept"
+    )
 
 
 @dataclass(frozen=True)

@@ -27,3 +27,25 @@ def _production_state_untouched():
             f"this test (or a module fixture before it) created {PRODUCTION_STATE}: {found}; "
             "point storage.state_dir (and auth files) at tmp_path"
         )
+
+
+#: Skips that are a choice, not a missing tool: the QEMU system tests run in their own stage.
+_CHOSEN_SKIPS = ("system test: run it with `make test-system`",)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``CI=true`` a skipped test fails: a missing tool must not pass silently.
+
+    Only the skips in :data:`_CHOSEN_SKIPS` (tests that belong to another
+    stage of ``make test``) stay skips.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped or hasattr(report, "wasxfail"):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if any(chosen in reason for chosen in _CHOSEN_SKIPS):
+        return
+    report.outcome = "failed"
+    report.longrepr = f"skipped under CI=true (a required tool is missing?): {reason}"

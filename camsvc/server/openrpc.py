@@ -69,6 +69,11 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"rtsp": {"type": "string"}, "webrtc": {"type": "string"}, "hls": {"type": "string"}},
             },
             "recording": {"type": "boolean"},
+            "last_seen": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When a DISCONNECTED camera was last present; null while present",
+            },
         },
     },
     "CameraCapabilities": {
@@ -116,6 +121,19 @@ SCHEMAS: dict[str, Any] = {
             },
             "resolutions": {"type": "array", "items": {"type": "string"}, "description": "WIDTHxHEIGHT, largest first"},
             "fps_options": {"type": "array", "items": {"type": "number"}, "description": "highest first"},
+            "published": {
+                "type": ["object", "null"],
+                "description": "The mode the MediaMTX publish command uses and why (null: no usable mode)",
+                "properties": {
+                    "format": {"type": "string"},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "fps": {"type": "number"},
+                    "input_format": {"type": "string", "description": "ffmpeg -input_format"},
+                    "copy": {"type": "boolean", "description": "sent without re-encoding"},
+                    "why": {"type": "string"},
+                },
+            },
         },
     },
 }

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.logger import globalLogBeginner, textFileLogObserver
 
     ap = argparse.ArgumentParser(prog="python -m tests.support.mediamtx", description=__doc__.split("\n")[0])
-    ap.add_argument("--port", type=int, default=9997)
+    ap.add_argument("--port", type=int, default=None, help="API port (default: the --config's apiAddress, else 9997)")
     ap.add_argument("--interface", default="127.0.0.1")
     ap.add_argument(
         "--rtsp-port",
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply")
     ap.add_argument("--auth-pause", type=float, default=AUTH_PAUSE_AFTER_ERROR)
-    ap.add_argument("--config", help="a mediamtx.yml whose 'paths' are the static configuration")
+    ap.add_argument(
+        "--config",
+        help="a mediamtx.yml: its 'paths' are the static configuration; apiAddress and the api user apply too",
+    )
     ap.add_argument(
         "--legacy-replies",
         action="store_true",
@@ -51,8 +54,22 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     static = None
     if args.config:
+        # Read like MediaMTX reads its mediamtx.yml: the static paths, and (unless given
+        # on the command line) the API address and the user holding the api permission.
         with open(args.config, encoding="utf-8") as f:
-            static = {k: (v or {}) for k, v in ((yaml.safe_load(f) or {}).get("paths") or {}).items()}
+            conf = yaml.safe_load(f) or {}
+        static = {k: (v or {}) for k, v in (conf.get("paths") or {}).items()}
+        host, _, port = str(conf.get("apiAddress") or "").rpartition(":")
+        if args.port is None and port:
+            args.port = int(port)
+            args.interface = host.strip("[]") or "0.0.0.0"
+        for u in conf.get("authInternalUsers") or []:
+            if u.get("user") != "any" and any(p.get("action") == "api" for p in u.get("permissions") or []):
+                if args.user is None:
+                    args.user, args.password = u["user"], u.get("pass") or ""
+                break
+    if args.port is None:
+        args.port = 9997
     standin = MediaMTXStandIn(
         reactor,
         port=args.port,

@@ -720,7 +720,8 @@ class MediaMTXStandIn:
         path_name = rec.query.get("path", [""])[0]
         raw_start = rec.query.get("start", [""])[0]
         try:
-            start = _dt.datetime.fromisoformat(raw_start)
+            # RFC 3339 as Go parses it; Python 3.10's fromisoformat takes no "Z".
+            start = _dt.datetime.fromisoformat(re.sub(r"Z$", "+00:00", raw_start))
             if start.tzinfo is None or not re.match(r"^\d{4}-\d{2}-\d{2}T", raw_start):
                 raise ValueError
         except ValueError:
