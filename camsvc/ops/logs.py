@@ -79,7 +79,9 @@ class JSONLinesObserver:
     def __call__(self, event: dict) -> None:
         level = event.get("log_level")
         record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(event.get("log_time", 0), tz=timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(event.get("log_time", 0), tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
             "level": level.name if level is not None else "info",
             "namespace": event.get("log_namespace", ""),
             "message": formatEvent(event),
