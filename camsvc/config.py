@@ -273,6 +273,7 @@ class SnapshotsConfig:
     format: str = _opt("jpg", choices=("jpg", "png"))
     quality: int = _opt(85, check=_quality)
     timeout: float = _opt(10.0, check=_positive)
+    max_queued: int = _opt(4, check=_non_negative, doc="snapshots waiting per camera behind the one running")
     device_input: str = _opt("-f v4l2 -input_format {input_format} -video_size {width}x{height} -i {device}")
     device_skip_frames: int = _opt(0, check=_non_negative)
     stream_input: str = _opt("-rtsp_transport tcp -probesize 10000 -analyzeduration 200000 -i {rtsp_url}")
