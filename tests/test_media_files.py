@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import time
 from datetime import datetime
 
 import pytest
@@ -441,3 +442,49 @@ def test_duration_cache_follows_changes(store):
     put(store, RECORDINGS, "a.mp4", b"1234", mtime=5)
     assert store.duration(store.lookup(RECORDINGS, "a.mp4")) == 4.0
     assert len(calls) == 2
+
+
+# -- cached listings (issue 15) ---------------------------------------------------------------
+
+
+def _settle(path):
+    """Make the directory look settled (changed more than a second ago)."""
+    past = time.time() - 10
+    os.utime(path, (past, past))
+
+
+def test_listing_is_cached_until_the_directory_changes(store, monkeypatch):
+    """list_* used to stat every file on every call."""
+    for i in range(5):
+        put(store, RECORDINGS, f"camera0_{stamp(datetime(2024, 1, 1).timestamp() + i)}.mp4", mtime=1_000_000 + i)
+    rec = store.dirs[RECORDINGS]
+    _settle(rec)
+    first = store.list(RECORDINGS)
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: scans.append(p) or real_scandir(p))
+    for _ in range(3):
+        assert [f.filename for f in store.list(RECORDINGS)] == [f.filename for f in first]
+    assert [f.filename for f in store.list(RECORDINGS, "camera0")] == [f.filename for f in first]
+    assert scans == []  # served from the cache
+    put(store, RECORDINGS, "camera1_new.mp4", mtime=2_000_000)
+    _settle(rec)
+    assert "camera1_new.mp4" in [f.filename for f in store.list(RECORDINGS)]
+    assert len(scans) == 1
+    store.delete(RECORDINGS, "camera1_new.mp4")
+    assert "camera1_new.mp4" not in [f.filename for f in store.list(RECORDINGS)]
+
+
+def test_a_file_being_written_shows_its_current_size(store):
+    put(store, RECORDINGS, "camera0_growing.mp4", b"x")  # modified now: hot
+    _settle(store.dirs[RECORDINGS])
+    assert store.list(RECORDINGS)[0].size == 1
+    with open(os.path.join(store.dirs[RECORDINGS], "camera0_growing.mp4"), "ab") as f:
+        f.write(b"yyyy")
+    assert store.list(RECORDINGS)[0].size == 5
+
+
+def test_an_unsettled_directory_is_not_cached(store):
+    put(store, RECORDINGS, "camera0_a.mp4")
+    store.list(RECORDINGS)
+    assert RECORDINGS not in store._listings

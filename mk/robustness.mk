@@ -1,0 +1,5 @@
+# Issue 15: floods, HTTP limits, listings, faults (figures in docs/performance.md and docs/faults.md).
+.PHONY: bench-listing
+bench-listing: venv
+	$(PY) bench/listing.py
+bench: bench-listing
