@@ -488,3 +488,18 @@ def test_an_unsettled_directory_is_not_cached(store):
     put(store, RECORDINGS, "camera0_a.mp4")
     store.list(RECORDINGS)
     assert RECORDINGS not in store._listings
+
+
+@pytest.mark.parametrize("offset_hours", [0, 1, -5, 5.5, 13.75, -9.5])
+def test_the_writers_utc_offset_is_learned_from_a_fresh_name(offset_hours):
+    from datetime import timedelta, timezone
+
+    from camsvc.media.files import learn_utc_offset, time_from_name
+
+    now = 1_700_000_000.25
+    zone = timezone(timedelta(hours=offset_hours))
+    written = datetime.fromtimestamp(now - 0.7, tz=zone)  # named 0.7 s ago in the writer's zone
+    name = f"camera0_{written:%Y-%m-%d_%H-%M-%S-%f}.mp4"
+    offset = learn_utc_offset(name, now)
+    assert offset == offset_hours * 3600
+    assert time_from_name(name, offset) == pytest.approx(now - 0.7, abs=1e-6)

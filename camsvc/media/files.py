@@ -25,7 +25,7 @@ import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
@@ -129,16 +129,52 @@ def camera_of(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def time_from_name(name: str) -> float | None:
-    """The local wall-clock time encoded in a ``..._YYYY-MM-DD_HH-MM-SS-ffffff.ext`` name."""
-    match = _STAMP.search(name)
-    if not match:
+def time_from_name(name: str, utc_offset: float | None = None) -> float | None:
+    """The time encoded in a ``..._YYYY-MM-DD_HH-MM-SS-ffffff.ext`` name.
+
+    The name carries the writer's wall clock without a zone.  ``utc_offset``
+    (seconds east of UTC) is the writer's zone when known (MediaMTX's, learned
+    by :func:`learn_utc_offset`); None reads it in camsvc's local zone.
+    """
+    naive = utc_fields_from_name(name)
+    if naive is None:
         return None
+    if utc_offset is not None:
+        return naive - utc_offset
+    match = _STAMP.search(name)
     y, mo, d, h, mi, s, us = (int(g) for g in match.groups())
     try:
         return datetime(y, mo, d, h, mi, s, us).timestamp()
     except (ValueError, OverflowError):
         return None
+
+
+def utc_fields_from_name(name: str) -> float | None:
+    """The name's date and time fields read as if they were UTC (seconds since the epoch)."""
+    match = _STAMP.search(name)
+    if not match:
+        return None
+    y, mo, d, h, mi, s, us = (int(g) for g in match.groups())
+    try:
+        return datetime(y, mo, d, h, mi, s, us, tzinfo=timezone.utc).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def learn_utc_offset(name: str, now: float) -> float | None:
+    """The writer's UTC offset, from a file it named just now (``now``: camsvc's clock).
+
+    Real zones are whole quarter hours from UTC, so the difference between the
+    name read as UTC and the actual time, rounded to 15 minutes, is the writer's
+    offset as long as the name is less than 7.5 minutes old.
+    """
+    naive = utc_fields_from_name(name)
+    if naive is None:
+        return None
+    offset = round((naive - now) / 900.0) * 900.0
+    if abs(offset) > 14 * 3600:
+        return None
+    return offset
 
 
 def stamp(ts: float) -> str:
@@ -185,6 +221,8 @@ class FileStore:
         self.dirs = {RECORDINGS: recordings_dir, SNAPSHOTS: snapshots_dir}
         self.duration_reader = duration_reader
         self._durations: dict[str, tuple[int, int, float | None]] = {}
+        #: Seconds east of UTC of the zone the names of a kind are written in (None: local).
+        self.name_offsets: dict[str, float | None] = {}
         self._listings: dict[str, tuple[tuple, list[MediaFile], list[int], dict[str, list[int]]]] = {}
 
     def real_dir(self, kind: str) -> str:
@@ -200,8 +238,14 @@ class FileStore:
 
     # -- lookups ---------------------------------------------------------------
 
+    def set_name_offset(self, kind: str, utc_offset: float | None) -> None:
+        """The UTC offset the writer of ``kind``'s names uses (MediaMTX's zone, for recordings)."""
+        if self.name_offsets.get(kind) != utc_offset:
+            self.name_offsets[kind] = utc_offset
+            self._listings.pop(kind, None)
+
     def _stat_file(self, kind: str, name: str, base: str, st: os.stat_result, path: str) -> MediaFile:
-        created = time_from_name(name)
+        created = time_from_name(name, self.name_offsets.get(kind))
         return MediaFile(
             kind=kind,
             filename=name,

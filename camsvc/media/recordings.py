@@ -50,7 +50,7 @@ from twisted.python.failure import Failure
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
 from camsvc.common.writer import BackgroundWriter
-from camsvc.media.files import RECORDINGS, FileStore, time_from_name
+from camsvc.media.files import RECORDINGS, FileStore, learn_utc_offset, time_from_name
 from camsvc.media.process import which
 
 log = Logger()
@@ -356,7 +356,17 @@ class Recordings(Service):
             raise
         session.filename = first
         session.state = "recording"
-        session.start_time = time_from_name(first) or session.start_time
+        # The recording began when MediaMTX wrote its first segment: the time in its
+        # name, which is MediaMTX's local time in a zone camsvc need not share (a
+        # container in UTC).  The name is seconds old, so its offset from camsvc's
+        # clock, rounded to a quarter hour, is MediaMTX's zone (learned every start).
+        now = self.clock.seconds()
+        offset = learn_utc_offset(first, now)
+        if offset is not None:
+            self.store.set_name_offset(RECORDINGS, offset)
+            began = time_from_name(first, offset)
+            if began is not None and now - 60.0 <= began <= now + 1.0:
+                session.start_time = began
         self._arm_timer(session)
         self._save()
         self._count("started")
@@ -412,14 +422,21 @@ class Recordings(Service):
             await deferLater(self.clock, POLL, lambda: None)
 
     def _session_files(self, session: Session) -> list:
-        """The session's segments, oldest first: new since it started (2 s of clock slack)."""
-        since = session.start_time - 2.0
-        files = [
-            f
-            for f in self.store.list(RECORDINGS, session.camera_id)
-            if f.filename not in session.before and f.created >= since
-        ]
-        files.sort(key=lambda f: (f.created, f.filename))
+        """The session's segments, oldest first, found without reading names as absolute times.
+
+        New files are those that were not there when the session started
+        (``before``); from the first segment on, those whose name sorts at or
+        after it (one MediaMTX's names sort by time in whatever zone it writes
+        them).  Only a resumed session that never saw its first segment falls
+        back on the time in the names (2 s of slack, camsvc's zone).
+        """
+        files = [f for f in self.store.list(RECORDINGS, session.camera_id) if f.filename not in session.before]
+        if session.filename:
+            files = [f for f in files if f.filename >= session.filename]
+        elif not session.before and session.state == "resuming":
+            since = session.start_time - 2.0
+            files = [f for f in files if f.created >= since]
+        files.sort(key=lambda f: f.filename)
         return files
 
     async def _abandon(self, session: Session, exc: BaseException) -> None:

@@ -88,7 +88,8 @@ class _Recorder:
     def _new_segment(self) -> None:
         now = self.standin.reactor.seconds()
         conf = self._conf()
-        t = _dt.datetime.fromtimestamp(now).astimezone()
+        # MediaMTX renders recordPath in its own local time zone (a container's is often UTC).
+        t = _dt.datetime.fromtimestamp(now, tz=self.standin.timezone).astimezone(self.standin.timezone)
         pattern = conf["recordPath"] + (".mp4" if conf["recordFormat"] == "fmp4" else ".ts")
         target = self.standin._abs_record_path(render_record_path(pattern, self.runtime.name, t))
         target.parent.mkdir(parents=True, exist_ok=True)
