@@ -213,6 +213,11 @@ class MediaMTXStandIn:
         yield self.start()
         return self
 
+    def reload_config(self) -> None:
+        """What MediaMTX does when its configuration file changes: the file's
+        configuration again, API-made paths gone, ``started`` unchanged."""
+        self._reset_config()
+
     def set_delay(self, seconds: float) -> None:
         """Delay every later reply by ``seconds`` (0 disables)."""
         self.delay = seconds
