@@ -266,6 +266,8 @@ class RecordingConfig:
     start_timeout: float = _opt(15.0, check=_positive)
     on_shutdown: str = _opt("stop", choices=("stop", "keep"))
     resume_timeout: float = _opt(60.0, check=_positive)
+    disk_check_interval: float = _opt(1.0, check=_positive, doc="seconds between full-disk checks while recording")
+    min_free_bytes: int = _opt(16777216, check=_non_negative, doc="below this, a recording stops with FAILED")
 
 
 @dataclass(frozen=True)
