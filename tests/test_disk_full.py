@@ -19,8 +19,8 @@ from twisted.internet import reactor
 
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
-from tests.test_media_recordings_integration import READER, Running, cam
 from tests.support.waiting import eventually
+from tests.test_media_recordings_integration import READER, Running, cam
 
 
 @pytest.fixture
