@@ -3,3 +3,8 @@
 bench-listing: venv
 	$(PY) bench/listing.py
 bench: bench-listing
+
+.PHONY: bench-flood
+bench-flood: venv
+	$(PY) bench/unauth_flood.py
+bench: bench-flood
