@@ -146,6 +146,38 @@ async def test_restart_restores_paths_and_recording(camsvc, mediamtx_standin):
 
 
 @pytest_twisted.ensureDeferred
+async def test_a_configuration_reload_is_detected_within_the_health_interval(tmp_path, mediamtx_standin):
+    """MediaMTX re-reading its configuration file drops API-made paths without changing
+    ``started``: streams answered 404 until the next periodic pass (30 s by default)."""
+    app = build(make_config(tmp_path, mediamtx_standin, reconcile_interval=60.0), reactor)
+    app.service.startService()
+    try:
+        await eventually(lambda: app.mediamtx.available, what="MediaMTX contact")
+        await _reload_cycles(app, mediamtx_standin)
+    finally:
+        await app.service.stopService()
+
+
+async def _reload_cycles(app, mediamtx_standin):
+    # The periodic pass (60 s) cannot be what fixes it within the checks below.
+    app.cameras.put(cam(0))
+    await eventually(lambda: "camera0" in mediamtx_standin.config_paths, what="path made")
+    await app.mediamtx.set_recording("camera0", True)
+    started = app.mediamtx.monitor.started
+    for _ in range(3):
+        mediamtx_standin.reload_config()
+        assert "camera0" not in mediamtx_standin.config_paths
+        await eventually(
+            lambda: "camera0" in mediamtx_standin.config_paths,
+            timeout=app.config.mediamtx.health_interval * 10,
+            what="path re-applied after the reload",
+        )
+        assert mediamtx_standin.config_paths["camera0"]["record"] is True
+    assert app.mediamtx.monitor.started == started and app.mediamtx.monitor.restarts == 0
+    assert app.mediamtx.monitor.reloads_detected == 3
+
+
+@pytest_twisted.ensureDeferred
 async def test_stopped_mediamtx_degrades_then_recovers(camsvc, mediamtx_standin):
     app = camsvc.app
     app.cameras.put(cam(0))
