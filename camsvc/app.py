@@ -27,7 +27,8 @@ from camsvc.ops.health import Health
 from camsvc.ops.metrics import Metrics
 from camsvc.ops.reload import ReloadListeners
 from camsvc.server.hub import Hub
-from camsvc.server.limits import RateLimiter
+from camsvc.server.limits import RateLimiter, UnauthenticatedBudget
+from camsvc.server.openrpc import DocumentCache
 from camsvc.server.rpc import Engine, Registry
 from camsvc.server.session import Session, authorize
 
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.mqtt.bridge import MQTTBridge
     from camsvc.ops.logs import LevelControl
     from camsvc.ops.reload import Reloader
     from camsvc.server.listener import ListenerService
@@ -71,6 +73,9 @@ class App:
     hub: Hub
     registry: Registry
     rate_limiter: RateLimiter
+    unauthenticated_budget: UnauthenticatedBudget
+    #: The OpenRPC document, built once (rpc.discover, /openrpc.json).
+    openrpc: DocumentCache
     auth: Authenticator
     engine: Engine
     service: MultiService
@@ -95,7 +100,11 @@ class App:
     recordings: Recordings | None = None
     camera_notifier: CameraNotifier | None = None
     ws_factory: RpcServerFactory | None = None
+    #: ``(session, credential) -> bool``: authenticate in the WebSocket handshake (camsvc.api.auth).
+    handshake_auth: Callable[[Session, str], bool] | None = None
     listener: ListenerService | None = None
+    #: The MQTT bridge (camsvc.mqtt), None unless ``mqtt.enabled``.
+    mqtt: MQTTBridge | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None
     reloader: Reloader | None = None
@@ -123,12 +132,17 @@ class App:
         #: starts it with the service.
         self.auth = Authenticator(config.auth, self.clock, self.hub)
         self.rate_limiter = RateLimiter(config.server.rate_limit_per_minute, self.clock)
+        self.unauthenticated_budget = UnauthenticatedBudget(
+            config.server.unauthenticated_rate_per_minute, config.server.unauthenticated_burst, self.clock
+        )
+        self.openrpc = DocumentCache(self.registry)
         self.engine = Engine(
             self.registry,
             # The guards, in the order they run (this is the one place that orders them):
             # the rate limit counts every request; a revoked credential is refused as
-            # such before authorize() checks the method's role.
-            guards=[self.rate_limiter, self.auth.revalidate, authorize],
+            # such before the unauthenticated budget (three methods, a small rate) and
+            # authorize() checks the method's role.
+            guards=[self.rate_limiter, self.auth.revalidate, self.unauthenticated_budget, authorize],
             max_batch_size=config.server.max_batch_size,
             clock=self.clock,
         )

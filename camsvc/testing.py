@@ -19,13 +19,14 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from camsvc.cameras.discovery import UdevDevice
 from camsvc.cameras.probing import ProbeFailed
+from camsvc.cameras.udev import UdevDevice
 
 __all__ = [
     "FakeMonitor",
     "FakeProber",
     "FakeUdev",
+    "querycap_for",
     "enobufs",
     "platform_camera",
     "usb_camera",
@@ -90,6 +91,23 @@ def platform_camera(video: int, *, name: str = "vivid.0", card: str = "vivid") -
     )
 
 
+def querycap_for(device: UdevDevice) -> Any:
+    """The QUERYCAP a node answers when its udev capabilities are right: a UVC capture
+    node (device caps 0x04200001) or, for anything else, a metadata node (0x04a00000)."""
+    from camsvc.cameras.v4l2 import DeviceInfo
+
+    capture = ":capture:" in device.properties.get("ID_V4L_CAPABILITIES", "")
+    device_caps = 0x04200001 if capture else 0x04A00000
+    return DeviceInfo(
+        driver=device.properties.get("ID_USB_DRIVER", "uvcvideo" if "ID_SERIAL" in device.properties else "vivid"),
+        card=device.properties.get("ID_V4L_PRODUCT", ""),
+        bus_info="",
+        version=0,
+        capabilities=0x84A00001,
+        device_caps=device_caps,
+    )
+
+
 class FakeMonitor:
     """A monitor whose queue holds :class:`UdevDevice` events and exceptions."""
 
@@ -127,10 +145,53 @@ class FakeUdev:
     """
 
     def __init__(self, devices: list[UdevDevice] = ()) -> None:
-        self.devices: dict[str, UdevDevice] = {d.sys_path: d for d in devices}
+        self.devices: dict[str, UdevDevice] = {}
         self.monitors: list[FakeMonitor] = []
         self.enumerations = 0
         self.fail_enumerate: Exception | None = None
+        #: devnode -> QUERYCAP answer (a DeviceInfo, or an exception to raise); a node
+        #: not listed answers as udev's ID_V4L_CAPABILITIES suggests (:func:`querycap_for`)
+        self.caps: dict[str, Any] = {}
+        self.querycaps = 0
+        #: /dev/v4l link -> sys_path of the node that owns it (udev: one owner per name;
+        #: the first claimant keeps it, it moves to another claimant when the owner goes)
+        self.owners: dict[str, str] = {}
+        for device in devices:
+            self._present(device)
+
+    def _present(self, device: UdevDevice) -> None:
+        self.devices[device.sys_path] = device
+        for link in device.links:
+            if self.owners.get(link) not in self.devices:
+                self.owners[link] = device.sys_path
+
+    def _gone(self, sys_path: str) -> None:
+        self.devices.pop(sys_path, None)
+        for link, owner in list(self.owners.items()):
+            if owner == sys_path:
+                heirs = [d.sys_path for d in self.devices.values() if link in d.links]
+                if heirs:
+                    self.owners[link] = heirs[0]
+                else:
+                    del self.owners[link]
+
+    def querycap(self, devnode: str) -> Any:
+        self.querycaps += 1
+        answer = self.caps.get(devnode)
+        if answer is None:
+            device = next((d for d in self.devices.values() if d.device_node == devnode), None)
+            if device is None:
+                from camsvc.cameras.v4l2 import ProbeError
+
+                raise ProbeError(devnode, "vanished", "cannot open: No such file or directory", errno.ENOENT)
+            answer = querycap_for(device)
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def resolve_link(self, link: str) -> str | None:
+        owner = self.devices.get(self.owners.get(link, ""))
+        return owner.device_node if owner is not None else None
 
     def __call__(self) -> FakeUdev:  # usable as the udev_factory itself
         return self
@@ -151,18 +212,18 @@ class FakeUdev:
             self.monitors[-1].queue.append(item)
 
     def add(self, device: UdevDevice, *, quiet: bool = False) -> UdevDevice:
-        self.devices[device.sys_path] = device
+        self._present(device)
         if not quiet:
             self._queue(replace(device, action="add"))
         return device
 
     def remove(self, device: UdevDevice, *, quiet: bool = False) -> None:
-        self.devices.pop(device.sys_path, None)
+        self._gone(device.sys_path)
         if not quiet:
             self._queue(replace(device, action="remove"))
 
     def change(self, device: UdevDevice, *, quiet: bool = False) -> None:
-        self.devices[device.sys_path] = device
+        self._present(device)
         if not quiet:
             self._queue(replace(device, action="change"))
 

@@ -177,6 +177,74 @@ def test_exit_codes_for_server_errors():
     assert cli.exit_code_for(ConnectionLost("x")) == cli.exit_code_for(RequestTimeout("x")) == 3
 
 
+class _FailingDownload:
+    """A client whose download writes part of the file, then fails as a lost server would."""
+
+    def __init__(self, exc=None):
+        self.exc = exc
+
+    async def download(self, url, fh, timeout):
+        fh.write(b"partial")
+        if self.exc is not None:
+            raise self.exc
+        fh.write(b" and the rest")
+        return 20
+
+
+def _save(client, target):
+    from twisted.internet.defer import Deferred
+
+    outcome = []
+    Deferred.fromCoroutine(cli.save_download(client, "http://x/files/a.jpg", str(target), None, 5)).addBoth(
+        outcome.append
+    )
+    return outcome[0]  # the fake never waits: settled at once
+
+
+def test_a_failed_download_leaves_neither_the_file_nor_a_part(tmp_path):
+    from camsvc.tools.client import ConnectionLost, DownloadError
+
+    target = tmp_path / "a.jpg"
+    for exc, code in (
+        (ConnectionLost("connection to camsvc closed"), 3),
+        (DownloadError(404, "File not found", "u"), 5),
+    ):
+        failure = _save(_FailingDownload(exc), target)
+        assert failure.value is exc and cli.exit_code_for(failure.value) == code
+        assert list(tmp_path.iterdir()) == []
+    assert cli.exit_code_for(DownloadError(401, "no", "u")) == 4
+    assert cli.exit_code_for(DownloadError(500, "boom", "u")) == 1
+    # an unwritable target: one line, exit 1, nothing created
+    failure = _save(_FailingDownload(), tmp_path / "missing-dir" / "a.jpg")
+    assert isinstance(failure.value, cli.CliError) and cli.exit_code_for(failure.value) == 1
+    assert cli.describe(failure.value).startswith(f"cannot write {tmp_path / 'missing-dir' / 'a.jpg'}: ")
+    # and when it works, the file appears whole, under its name only
+    assert _save(_FailingDownload(), target) == 20
+    assert target.read_bytes() == b"partial and the rest" and [p.name for p in tmp_path.iterdir()] == ["a.jpg"]
+
+
+def test_server_names_and_values_are_shown_safely():
+    assert cli.local_name("../../etc/passwd") == "passwd"
+    assert cli.local_name("..") == cli.local_name("") == cli.local_name("a/") == "download"
+    assert cli.local_name("c:\\x\\y.mp4") == "y.mp4"
+    assert [cli.human_size(v) for v in (None, "12", 12, 2048, 5 * 1024**5)] == ["-", "-", "12 B", "2.0 KB", "5120.0 TB"]
+    assert [cli.human_duration(v) for v in (None, 5, 75, 3725)] == ["-", "5.0 s", "1:15", "1:02:05"]
+    assert cli.human_time("not a time") == "not a time" and cli.human_time(None) == "-"
+    assert cli.describe(RuntimeError()) == "RuntimeError"
+    assert cli.exit_code_for(ValueError("x")) == 1
+    # capabilities with missing or odd fields still make rows
+    rows = cli.format_summary(
+        {
+            "formats": [
+                {"format": "MJPG", "sizes": []},
+                {"sizes": [{"width": 640, "height": 480, "fps": ["x", 30], "fps_range": {"min": 1, "max": 30}}]},
+            ]
+        }
+    )
+    assert rows == [["MJPG", "", "-", "-"], ["?", "", "640x480", "x, 30 (1-30)"]]
+    assert cli.format_summary(None) == cli.format_summary({"formats": None}) == []
+
+
 def test_exit_codes_are_documented():
     """docs/clients.md, the module docstring and --help list the same codes as the code uses."""
     text = (ROOT / "docs" / "clients.md").read_text()

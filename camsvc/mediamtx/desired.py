@@ -200,6 +200,41 @@ def publish_command(camera: Camera, mediamtx_config: Any, stream: dict | None = 
     return command
 
 
+#: How the publish command treats each kind of input (what :func:`published_mode` reports).
+_WHY = {
+    "MJPG": "MJPEG from the camera, decoded and encoded to H.264 (libx264, yuv420p)",
+    "JPEG": "JPEG frames from the camera, decoded and encoded to H.264 (libx264, yuv420p)",
+    "H264": "H.264 from the camera, decoded and re-encoded (libx264: a browser-safe profile and "
+    "a keyframe every second; mediamtx.passthrough: true sends it as is)",
+    "GREY": "greyscale (an IR camera), converted to yuv420p and encoded to H.264",
+    "Y16 ": "16-bit greyscale (an IR/depth camera), converted to yuv420p and encoded to H.264",
+}
+
+
+def published_mode(camera: Camera, mediamtx_config: Any) -> dict | None:
+    """Which mode the publish command uses and why: ``{format, width, height, fps,
+    input_format, copy, why}``; None while the camera has no usable mode."""
+    chosen = choose_mode(camera, mediamtx_config.passthrough)
+    if chosen is None:
+        return None
+    mode, copy = chosen
+    fourcc = mode["format"]
+    known = fourcc in FFMPEG_INPUT_FORMATS
+    input_format = FFMPEG_INPUT_FORMATS.get(fourcc, fourcc.strip().lower())
+    formats = [f.get("format") for f in (camera.capabilities or {}).get("formats") or ()]
+    if copy:
+        why = f"{fourcc} from the camera sent as is (mediamtx.passthrough)"
+    elif known:
+        why = _WHY.get(fourcc, f"{fourcc} (raw video), converted to yuv420p and encoded to H.264 (libx264)")
+    else:
+        why = f"{fourcc} is not in camsvc's V4L2-to-ffmpeg mapping: passed to ffmpeg as {input_format!r}, may not work"
+    if len(formats) == 1:
+        why = f"the only format offered; {why}"
+    elif (camera.default or {}).get("format") == fourcc:
+        why = f"the default mode (MJPG preferred, then YUYV, then H264); {why}"
+    return {**mode, "input_format": input_format, "copy": copy, "why": why}
+
+
 def record_path(recordings_dir: str) -> str:
     """MediaMTX ``recordPath`` giving flat ``<camera_id>_<%Y-%m-%d_%H-%M-%S-%f>`` names."""
     return recordings_dir.rstrip("/") + "/%path_%Y-%m-%d_%H-%M-%S-%f"

@@ -194,7 +194,11 @@ class _Protocol(WebSocketClientProtocol):
 
     def _handshake_problem(self, detail: str) -> str:
         where = _where(self.factory.client.url if self.factory.client else "camsvc")
-        match = re.search(r"upgrade failed \[(\d+)\]: ?([^\")]*)", detail)
+        # Autobahn >= 22: "upgrade failed [404]: Not Found"; 21.x (Ubuntu 22.04):
+        # "upgrade failed (404 - NotFound)".
+        match = re.search(r"upgrade failed \[(\d+)\]: ?([^\")]*)", detail) or re.search(
+            r"upgrade failed \((\d{3}) - ?([^)]*)\)", detail
+        )
         if match:
             status, text = match.group(1), match.group(2).strip()
             hints = {

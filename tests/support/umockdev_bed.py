@@ -430,6 +430,7 @@ class Bed:
         self.card_caps = CAP_VIDEO_CAPTURE | CAP_META_CAPTURE | CAP_STREAMING | CAP_EXT_PIX_FORMAT
         self.ctx = GLib.MainContext.default()
         self.buf = b""
+        self.waits = 0  # sends that found a full listener queue and waited for room
 
     # --- flow control ---------------------------------------------------------------
     def listeners(self):
@@ -453,14 +454,27 @@ class Bed:
                 s.close()
         return full
 
+    def publish_waits(self):
+        """Write ``waits`` to ``<root>/bed-waits`` (atomically): a test that must see the
+        helper held up by a full listener reads it while a command is still running."""
+        tmp = os.path.join(self.root, ".bed-waits.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(self.waits))
+        os.rename(tmp, os.path.join(self.root, "bed-waits"))
+
     def wait_room(self, paced, drain_timeout):
         if not paced:
             return
         deadline = time.monotonic() + drain_timeout
+        waited = False
         while True:
             full = self.full_listeners()
             if not full:
                 return
+            if not waited:
+                waited = True
+                self.waits += 1
+                self.publish_waits()
             if time.monotonic() > deadline:
                 raise CommandError(
                     "listener(s) %s not draining for %.1fs; not sending (it would abort on "
@@ -512,10 +526,107 @@ class Bed:
     def used_indexes(self):
         used = set()
         for c in self.cameras.values():
+            if "videos" in c:
+                used.update(c["videos"])
+                continue
             used.add(c["video"])
             if c["metadata"]:
                 used.add(c["video"] + 1)
         return used
+
+    # --- zoo devices: nodes exactly as a dump shows them -----------------------------
+    def handle_add_zoo(self, cmd):
+        """Fields: name, devices (parents: [{subsystem, name, parent (index or null),
+        attrs, props}]), nodes ([{parent (index), video, props, attrs, driver, card,
+        bus_info, device_caps, formats, owns}]), paced, drain_timeout.
+
+        Each node's ``DEVLINKS`` become real symlinks under the bed's /dev (the preload
+        resolves them): a name another present node already holds stays with it unless
+        this node ``owns`` it, as udev gives a contested name to one device only."""
+        name = cmd["name"]
+        if name in self.cameras:
+            raise CommandError("camera %r exists" % name)
+        paced = cmd.get("paced", True)
+        dt = float(cmd.get("drain_timeout", 10.0))
+        videos = [int(n["video"]) for n in cmd["nodes"]]
+        if set(videos) & self.used_indexes():
+            raise CommandError("video nodes %s in use" % sorted(set(videos) & self.used_indexes()))
+        parents = []
+        for dev in cmd.get("devices", []):
+            parent = parents[dev["parent"]] if dev.get("parent") is not None else None
+            syspath, _ = self.add_device(
+                dev["subsystem"], dev["name"], parent, dev.get("attrs", []), dev.get("props", []), paced, dt
+            )
+            parents.append(syspath)
+        cam = {"name": name, "spec": cmd, "videos": videos, "metadata": False, "zoo_parents": parents}
+        nodes = []
+        for spec in cmd["nodes"]:
+            n = int(spec["video"])
+            devnode = "/dev/video%d" % n
+            props = [tuple(kv) for kv in spec["props"]]
+            attrs = [tuple(kv) for kv in spec.get("attrs", [])] + [("dev", "%d:%d" % (V4L2_MAJOR, n))]
+            props += [("MAJOR", str(V4L2_MAJOR)), ("MINOR", str(n))]
+            device_caps = int(spec["device_caps"])
+            is_meta = bool(device_caps & CAP_META_CAPTURE) and not device_caps & CAP_VIDEO_CAPTURE
+            node = Node(
+                self,
+                devnode,
+                spec["driver"],
+                spec["card"],
+                spec["bus_info"],
+                device_caps,
+                BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
+                spec.get("formats") or ([META_FORMAT] if is_meta else []),
+                None,
+            )
+            self._make_node(devnode)
+            node.attach()
+            links = dict(props).get("DEVLINKS", "").split()
+            self._claim_links(devnode, links, spec.get("owns", []))
+            parent = parents[spec["parent"]] if spec.get("parent") is not None else None
+            syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
+            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "props": props, "t": t, "links": links})
+        cam["nodes"] = nodes
+        cam["parent"] = parents[-1] if parents else None
+        cam["top"] = parents[0] if parents else None
+        cam["top_is_shared"] = True  # the zoo parents are removed by _remove_zoo_parents
+        self.cameras[name] = cam
+        return {"name": name, "nodes": [{"devnode": x["devnode"], "syspath": x["syspath"], "t": x["t"]} for x in nodes]}
+
+    def _link_path(self, link):
+        return os.path.join(self.root, link.lstrip("/"))
+
+    def _claim_links(self, devnode, links, owns):
+        for link in links:
+            real = self._link_path(link)
+            held = os.path.lexists(real) and os.path.exists(real)
+            if held and link not in owns:
+                continue
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if os.path.lexists(real):
+                os.unlink(real)
+            os.symlink(os.path.relpath(devnode, os.path.dirname(link)), real)
+
+    def _release_links(self, cam):
+        """Drop the links of ``cam``'s nodes; a contested name moves to another claimant."""
+        gone = {n["devnode"] for n in cam["nodes"]}
+        for node in cam["nodes"]:
+            for link in node.get("links", []):
+                real = self._link_path(link)
+                try:
+                    target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(real)))
+                except OSError:
+                    continue
+                if target not in gone:
+                    continue
+                os.unlink(real)
+                for other in self.cameras.values():
+                    if other is cam:
+                        continue
+                    for o in other.get("nodes", []):
+                        if link in o.get("links", []):
+                            self._claim_links(o["devnode"], [link], [link])
+                            break
 
     def free_index(self, metadata):
         used = self.used_indexes()
@@ -529,7 +640,8 @@ class Bed:
         vendor_name, model, bus, port ("1.2"), pci ("0000:00:14.0"), video (N),
         metadata (bool, default true for USB), platform (bool), platform_name ("vivid.0"),
         id_path, capabilities (ID_V4L_CAPABILITIES, default ":capture:"), driver,
-        bus_info, formats (list), fail_after (ioctl count), paced, drain_timeout."""
+        bus_info, formats (list), fail_after (ioctl count), owns_links (take contested
+        /dev/v4l names from their holder), paced, drain_timeout."""
         name = cmd.get("name") or "cam%d" % len(self.cameras)
         if name in self.cameras:
             raise CommandError("camera %r exists" % name)
@@ -665,8 +777,22 @@ class Bed:
             # guarantees for a real device
             self._make_node(devnode)
             node.attach()
+            # udev creates the /dev/v4l links before it broadcasts the "add"; a by-id name
+            # another present node already holds (identical serial-less cameras) stays
+            # with it unless ``owns_links`` says this camera is the one udev gave it to
+            self._claim_links(devnode, links, links if spec.get("owns_links") else [])
             syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
-            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "attrs": attrs, "props": props, "t": t})
+            nodes.append(
+                {
+                    "syspath": syspath,
+                    "devnode": devnode,
+                    "node": node,
+                    "attrs": attrs,
+                    "props": props,
+                    "t": t,
+                    "links": links,
+                }
+            )
         cam["nodes"] = nodes
         cam["parent"] = parent
         self.cameras[cam["name"]] = cam
@@ -736,11 +862,16 @@ class Bed:
             self.send(cam["top"], "remove", paced, dt)
         for node in cam["nodes"]:
             node["node"].detach()
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.send(syspath, "remove", paced, dt)
+        self._release_links(cam)
         # remove_device() deletes the /dev node of the device it is given only, not of
         # its children: remove the video nodes one by one first
         for node in reversed(cam["nodes"]):
             self.tb.remove_device(node["syspath"])
         self._remove_parents(cam)
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.tb.remove_device(syspath)
         return t
 
     def _remove_parents(self, cam):
@@ -778,7 +909,8 @@ class Bed:
         end_present (default true: the capture node is present afterwards),
         drain_timeout.  Each pair removes the capture node (uevent + remove_device) and
         adds it back (add_device sends add); the USB parents and the metadata node stay.
-        Replies ``times``: [[t_remove, t_add], ...]."""
+        Replies ``times``: [[t_remove, t_add], ...] and ``waits``: how many of its
+        uevents found a listener's queue full and had to wait for room."""
         cam = self.camera(cmd)
         count = int(cmd.get("count", 10))
         paced, dt = cmd.get("paced", True), float(cmd.get("drain_timeout", 10.0))
@@ -792,6 +924,7 @@ class Bed:
                 )
         times = []
         present = True
+        waits0 = self.waits
         for i in range(count):
             t_rm = self.send(node["syspath"], "remove", paced, dt)
             self.tb.remove_device(node["syspath"])
@@ -825,7 +958,7 @@ class Bed:
                 self.tb.remove_device(n["syspath"])
             self._remove_parents(cam)
             del self.cameras[cam["name"]]
-        return {"name": cam["name"], "count": count, "times": times, "present": present}
+        return {"name": cam["name"], "count": count, "times": times, "present": present, "waits": self.waits - waits0}
 
     def handle_uevent(self, cmd):
         """Fields: syspath or name (its capture node), action (add/remove/change)."""
