@@ -254,6 +254,15 @@ def test_external_change_is_published_by_the_watch(cenv):
         e.app.controls.stopService()
 
 
+def test_a_read_publishes_what_changed_outside(cenv):
+    e = cenv([usb_camera(0, serial="S1")])
+    e.result("get_camera_controls", {"device": "camera0"})
+    e.node.external_set(BRIGHTNESS, 5)
+    e.result("get_camera_controls", {"device": "camera0"})
+    (update,) = e.updates()
+    assert [(c["name"], c["value"]) for c in update["controls"]] == [("brightness", 5)]
+
+
 def test_disconnected_or_vanished_camera_is_32005(cenv):
     cam = usb_camera(0, serial="S1")
     e = cenv([cam])

@@ -510,8 +510,13 @@ class CameraControls(Service):
         return controls, values
 
     def describe(self, camera: Camera) -> dict:
-        """The ``get_camera_controls`` result for ``camera``."""
+        """The ``get_camera_controls`` result for ``camera``.
+
+        A change this read finds (made outside camsvc since the last watch) is published
+        too: the read moves the watch's reference, which would otherwise swallow it."""
+        before = self._known.get(camera.camera_id)
         controls, values = self._run(camera, "reading controls", lambda dev: self._read(dev, camera.camera_id))
+        self._publish_changes(camera, controls, values, before)
         stored = self.settings.controls(camera.camera_id)
         classes: dict[str, list] = {}
         for c in controls:
@@ -716,6 +721,9 @@ class CameraControls(Service):
         except Exception as e:
             log.debug("Control watch of {camera_id} failed: {error}", camera_id=camera.camera_id, error=str(e))
             return []
+        return self._publish_changes(camera, controls, values, before)
+
+    def _publish_changes(self, camera: Camera, controls: list, values: dict, before: dict | None) -> list[dict]:
         if before is None:
             return []  # first read: nothing to compare with
         changed = []
