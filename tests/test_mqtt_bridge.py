@@ -79,14 +79,15 @@ def metric(app, name, **labels):
 
 
 def test_disabled_by_default_and_paho_not_even_imported(tmp_path):
-    config = parse_config_dict({"storage": {"state_dir": str(tmp_path)}})
+    storage = {k: str(tmp_path / k) for k in ("state_dir", "recordings_dir", "snapshots_dir")}
+    config = parse_config_dict({"storage": storage})
     assert build(config, MemoryReactorClock()).mqtt is None
     probe = (
         "import sys\n"
         "from twisted.internet.testing import MemoryReactorClock\n"
         "from camsvc.config import parse_config_dict\n"
         "from camsvc.tap import build\n"
-        f"build(parse_config_dict({{'storage': {{'state_dir': {str(tmp_path)!r}}}}}), MemoryReactorClock())\n"
+        f"build(parse_config_dict({{'storage': {storage!r}}}), MemoryReactorClock())\n"
         "print(sorted(m for m in sys.modules if m.startswith(('paho', 'camsvc.mqtt'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
