@@ -48,9 +48,10 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
-        from camsvc.ops.lean import skip_tls_stack_if_unused
+        from camsvc.ops.lean import skip_native_websocket_helpers, skip_tls_stack_if_unused
 
         skip_tls_stack_if_unused(self.config)
+        skip_native_websocket_helpers()
 
 
 def endpoint_description(server: Any) -> str:
@@ -65,6 +66,21 @@ def endpoint_description(server: Any) -> str:
     if server.tls.cert:
         return f"ssl:port={server.port}:interface={esc(host)}:privateKey={esc(server.tls.key)}:certKey={esc(server.tls.cert)}"
     return f"tcp:port={server.port}:interface={esc(host)}"
+
+
+def parse_endpoint(reactor: Any, server: Any, description: str, from_string: Any) -> Any:
+    """The server endpoint for ``description``; ConfigError naming the key when it cannot be made.
+
+    ``serverFromString`` raises for an unknown endpoint type, a malformed
+    argument, and (for ``ssl:``) a certificate or key file that cannot be read.
+    """
+    key = "server.endpoint" if server.endpoint else ("server.tls" if server.tls.cert else "server.host")
+    try:
+        return from_string(reactor, description)
+    except Exception as exc:  # noqa: BLE001 - any parse or load error is a configuration error
+        reason = (getattr(exc, "strerror", None) and f"{exc.strerror}: {getattr(exc, 'filename', '')}") or str(exc)
+        reason = reason.strip() or type(exc).__name__
+        raise ConfigError(key, f"cannot make the listening endpoint: {reason}") from None
 
 
 class RootService(MultiService):
@@ -113,7 +129,10 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import discovery
+    from camsvc.cameras import controls, discovery
+    from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -127,9 +146,14 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         app.service = root
     # The engine's guards (rate limit, revoked credentials, roles) are ordered in App.__init__.
     app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
+    app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
-    app.mediamtx = mediamtx.setup(app)
+    app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
+    # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
+    app.controls = controls.setup(app, app.camera_settings)
+    app.encoders = EncoderProbe(reactor)
+    app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed
@@ -170,13 +194,21 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         metrics=app.metrics,
         auth_required=config.auth.required,
         login_timeout=config.auth.login_timeout,
+        handshake_auth=app.handshake_auth,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)
     description = endpoint_description(config.server)
-    endpoint = serverFromString(reactor, description)
+    endpoint = parse_endpoint(reactor, config.server, description, serverFromString)
     listener = ListenerService(
-        endpoint, description, site, factory, app.health, reactor, config.server.shutdown_timeout
+        endpoint,
+        description,
+        site,
+        factory,
+        app.health,
+        reactor,
+        config.server.shutdown_timeout,
+        loopback_only=not config.auth.required and not config.auth.allow_insecure_bind,
     )
     listener.setServiceParent(app.service)
     app.listener = listener
@@ -202,20 +234,32 @@ def full_registry() -> Any:
     return build(parse_config_dict({}), reactor).registry
 
 
+#: Seconds after start when start-up's freed heap is handed back (camsvc.ops.lean.trim_heap).
+TRIM_AFTER = 2.0
+
+
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    from camsvc.ops import dispatch, lean
     from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.ops.reload import Reloader
     from camsvc.ops.systemd import setup_systemd
 
     config = options.config
+    dispatch.install(reactor)
+    reactor.callLater(TRIM_AFTER, lean.trim_heap)
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
     root = RootService(observer, clock=reactor, stop_timeout=stop_timeout)
-    app = build(config, reactor, root=root)
+    try:
+        app = build(config, reactor, root=root)
+    except ConfigError as exc:
+        sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(EX_CONFIG) from None
     app.log_control = control
     app.on_reload(lambda old, new: control.set_level(new.logging.level), ("logging.level",))
     # systemd's variables are read once and removed, so child processes do not inherit them.
