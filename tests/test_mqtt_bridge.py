@@ -125,6 +125,16 @@ def test_forgotten_camera_is_cleared(tmp_path):
     assert "camsvc/box/cameras/camera0/state" in cleared
     assert "homeassistant/camera/box/camera0/config" in cleared
     assert not any("camera0" in t for t in bridge.retained)
+    # forgotten while the broker is away: cleared when it is back (a persistent broker kept them)
+    app.cameras.put(replace(CAM, camera_id="camera1", device="/dev/video2"))
+    conn.connected = False
+    app.cameras.discard("camera1")
+    conn.connected = True
+    conn.sent.clear()
+    bridge.connected()
+    cleared = {t for t, p, r in conn.sent if r and p == b""}
+    assert {"camsvc/box/cameras/camera1/state", "homeassistant/camera/box/camera1/config"} <= cleared
+    assert bridge.clears == set()
 
 
 def test_outage_state_republished_events_bounded_and_counted(tmp_path):
