@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import deque
 from dataclasses import replace
 
 import pytest
@@ -155,6 +156,18 @@ def test_outage_state_republished_events_bounded_and_counted(tmp_path):
     events = [json.loads(p)["camera_id"] for p in conn.on("camsvc/box/events")]
     assert events == ["camera2", "camera3", "camera4"]  # the oldest were dropped
     assert bridge.status()["dropped"] == 2
+    # a flush cut short keeps the rest queued, in order
+    conn.connected = False
+    app.cameras.mark_disconnected("camera0")
+    app.cameras.mark_disconnected("camera1")
+    conn.full = True
+    conn.connected = True
+    bridge.connected()
+    assert len(bridge.events) == 2
+    conn.full = False
+    bridge.connected()
+    assert [json.loads(p)["camera_id"] for p in conn.on("camsvc/box/events")][-2:] == ["camera0", "camera1"]
+    assert bridge.events == deque()
 
 
 def answer(out):

@@ -146,9 +146,11 @@ class MQTTBridge(Service):
         for topic, payload in list(self.retained.items()):
             self._send(topic, payload, retain=True, kind="state")
         while self.events:
-            topic, payload = self.events.popleft()
-            if not self._send(topic, payload, retain=False, kind="event"):
-                break
+            topic, payload = self.events[0]
+            if self.connection.publish(topic, payload, qos=self.qos, retain=False) != "sent":
+                break  # gone again, or the client's queue is full: the rest waits in the queue
+            self.events.popleft()
+            self._count("mqtt_published", "event")
 
     # -- publishing ---------------------------------------------------------------------------
 
