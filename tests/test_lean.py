@@ -121,3 +121,22 @@ def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp
     native = getattr(xm.create_xor_masker, "__module__", "") != "autobahn.websocket.xormasker"
     # Debian's Autobahn masks with wsaccel (native, kept); the venv's would fall back to pure Python.
     assert masker == ("createXorMasker" if native and "wsaccel" in xm.create_xor_masker.__module__ else "_Masker")
+
+
+def test_schedule_trims_runs_first_then_every_period(monkeypatch):
+    from twisted.internet.task import Clock
+
+    from camsvc.ops import lean
+
+    calls = []
+    monkeypatch.setattr(lean, "trim_heap", lambda: calls.append(1) or True)
+    clock = Clock()
+    loop = lean.schedule_trims(clock, first=2.0, every=60.0)
+    clock.advance(1.9)
+    assert calls == []
+    clock.advance(0.1)
+    assert len(calls) == 1
+    clock.advance(60)
+    clock.advance(60)
+    assert len(calls) == 3
+    loop.stop()
