@@ -92,13 +92,14 @@ from camsvc.tap import makeService
 makeService(options.subOptions)
 import autobahn.websocket.protocol as p
 from autobahn.websocket import HAS_NVX
-print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__)
+print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__, "treq" in sys.modules)
 """
 
 
 def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp_path):
     """Under twistd, Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
-    Autobahn would fall back to its pure-Python masker it gets camsvc's."""
+    Autobahn would fall back to its pure-Python masker it gets camsvc's; without the MediaMTX
+    integration treq is not loaded."""
     config = tmp_path / "c.yaml"
     config.write_text(
         "server: {host: 127.0.0.1, port: 8003}\nauth: {required: false}\n"
@@ -114,8 +115,9 @@ def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    has_nvx, pycparser, masker = out.stdout.strip().splitlines()[-1].split()
+    has_nvx, pycparser, masker, treq = out.stdout.strip().splitlines()[-1].split()
     assert has_nvx == "False" and pycparser == "False"
+    assert treq == "False"  # mediamtx.enabled: false, so no HTTP client stack either
     import autobahn.websocket.xormasker as xm
 
     native = getattr(xm.create_xor_masker, "__module__", "") != "autobahn.websocket.xormasker"
