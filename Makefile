@@ -29,22 +29,25 @@ $(VENV)/.installed: setup.py
 
 venv: deps $(VENV)/.installed
 
+# camsvc with MediaMTX beside it (installed, or the pinned release fetched into .cache/mediamtx/);
+# Ctrl-C stops both.  tools/devrun.py says what it does.
 run: venv
-	@mkdir -p run/state run/recordings run/snapshots
-	$(VENV)/bin/twistd --nodaemon --pidfile= camsvc --config conf/dev.yaml
+	$(PY) tools/devrun.py --config conf/dev.yaml
 
+# pytest, under coverage with its floor (mk/coverage.mk; COVERAGE=0 runs it bare).
+PYTEST_RUN ?= $(PY) -m pytest
 test-unit: venv
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PYTEST_RUN) $(PYTEST_ARGS)
 
 test: test-unit $(TEST_STAGES)
 
 lint: venv
-	$(VENV)/bin/ruff check camsvc tests twisted bench examples
-	$(VENV)/bin/ruff format --check camsvc tests twisted bench examples
+	$(VENV)/bin/ruff check camsvc tests twisted bench examples tools
+	$(VENV)/bin/ruff format --check camsvc tests twisted bench examples tools
 
 format: venv
-	$(VENV)/bin/ruff format camsvc tests twisted bench examples
-	$(VENV)/bin/ruff check --fix camsvc tests twisted bench examples
+	$(VENV)/bin/ruff format camsvc tests twisted bench examples tools
+	$(VENV)/bin/ruff check --fix camsvc tests twisted bench examples tools
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache run twisted/plugins/dropin.cache

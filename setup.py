@@ -14,21 +14,23 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     license="MIT",
-    python_requires=">=3.11",
+    python_requires=">=3.10",
     package_dir={"": "."},
     packages=find_packages(include=["camsvc", "camsvc.*"]) + ["twisted.plugins"],
     package_data={"camsvc": ["data/*", "server/static/*"], "twisted.plugins": ["camsvc_plugin.py"]},
     include_package_data=True,
     install_requires=[
-        # Lower bounds are Debian 12's versions: the .deb runs on them.
-        "Twisted>=22.4",
-        "autobahn>=22.7",
-        "treq>=22.2",
-        "pyudev>=0.24",
-        "PyYAML>=6.0",
+        # Lower bounds are the oldest supported distribution's versions (Ubuntu
+        # 22.04, tests/distros/ubuntu-22.04.txt; make test-jammy-libs runs on them).
+        "Twisted>=22.1",
+        "autobahn>=21.11",
+        "treq>=22.1",
+        "pyudev>=0.22",
+        "PyYAML>=5.4",
         "service-identity>=18.1",
-        "PyJWT>=2.6",
-        "prometheus-client>=0.16",
+        "PyJWT>=2.3",
+        "prometheus-client>=0.9",
+        "paho-mqtt>=1.6.1",
     ],
     extras_require={
         "test": [
@@ -38,6 +40,8 @@ setup(
             "hypothesis",
             "jsonschema",
             "selenium",
+            # `patch = subprocess` (7.10) measures the children tests start (.coveragerc).
+            "coverage>=7.10",
         ],
         "dev": ["ruff"],
     },

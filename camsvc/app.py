@@ -27,7 +27,8 @@ from camsvc.ops.health import Health
 from camsvc.ops.metrics import Metrics
 from camsvc.ops.reload import ReloadListeners
 from camsvc.server.hub import Hub
-from camsvc.server.limits import RateLimiter
+from camsvc.server.limits import RateLimiter, UnauthenticatedBudget
+from camsvc.server.openrpc import DocumentCache
 from camsvc.server.rpc import Engine, Registry
 from camsvc.server.session import Session, authorize
 
@@ -35,11 +36,15 @@ if TYPE_CHECKING:
     from twisted.web.resource import Resource
 
     from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.controls import CameraControls
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.mqtt.bridge import MQTTBridge
     from camsvc.ops.logs import LevelControl
     from camsvc.ops.reload import Reloader
     from camsvc.server.listener import ListenerService
@@ -68,6 +73,9 @@ class App:
     hub: Hub
     registry: Registry
     rate_limiter: RateLimiter
+    unauthenticated_budget: UnauthenticatedBudget
+    #: The OpenRPC document, built once (rpc.discover, /openrpc.json).
+    openrpc: DocumentCache
     auth: Authenticator
     engine: Engine
     service: MultiService
@@ -80,13 +88,23 @@ class App:
 
     # -- set by camsvc.tap.build (None in a bare App) ----------------------------------
     #: MediaMTX, or its null object when ``mediamtx.enabled`` is false.
+    #: Stored control values and stream settings per camera id (camera-settings.json).
+    camera_settings: CameraSettings | None = None
+    #: V4L2 controls of the cameras (re-applies stored values on plug).
+    controls: CameraControls | None = None
+    #: Which encoders ffmpeg offers (for stream settings; probed on first use).
+    encoders: EncoderProbe | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
     discovery: DiscoveryService | None = None
     media: Media | None = None
     recordings: Recordings | None = None
     camera_notifier: CameraNotifier | None = None
     ws_factory: RpcServerFactory | None = None
+    #: ``(session, credential) -> bool``: authenticate in the WebSocket handshake (camsvc.api.auth).
+    handshake_auth: Callable[[Session, str], bool] | None = None
     listener: ListenerService | None = None
+    #: The MQTT bridge (camsvc.mqtt), None unless ``mqtt.enabled``.
+    mqtt: MQTTBridge | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None
     reloader: Reloader | None = None
@@ -114,12 +132,17 @@ class App:
         #: starts it with the service.
         self.auth = Authenticator(config.auth, self.clock, self.hub)
         self.rate_limiter = RateLimiter(config.server.rate_limit_per_minute, self.clock)
+        self.unauthenticated_budget = UnauthenticatedBudget(
+            config.server.unauthenticated_rate_per_minute, config.server.unauthenticated_burst, self.clock
+        )
+        self.openrpc = DocumentCache(self.registry)
         self.engine = Engine(
             self.registry,
             # The guards, in the order they run (this is the one place that orders them):
             # the rate limit counts every request; a revoked credential is refused as
-            # such before authorize() checks the method's role.
-            guards=[self.rate_limiter, self.auth.revalidate, authorize],
+            # such before the unauthenticated budget (three methods, a small rate) and
+            # authorize() checks the method's role.
+            guards=[self.rate_limiter, self.auth.revalidate, self.unauthenticated_budget, authorize],
             max_batch_size=config.server.max_batch_size,
             clock=self.clock,
         )

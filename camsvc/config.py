@@ -7,8 +7,11 @@ whose message starts with the dotted key path (``server.port: ...``), so the
 service can refuse to start with one clear line before the reactor runs.
 
 Environment variables ``CAMSVC_<SECTION>__<KEY>`` (nested keys joined with
-``__``) override the file; their values are parsed as YAML scalars, so
-``CAMSVC_SERVER__PORT=9000`` is the integer 9000.
+``__``) override the file; each value is converted to the type the schema
+declares for its key (a string key takes the text as it is, so
+``CAMSVC_MEDIAMTX__API_PASS=0123`` is the string "0123";
+``CAMSVC_SERVER__PORT=9000`` is the integer 9000).  Values of
+:data:`SECRET_KEYS` never appear in an error message.
 
 Entry points: :func:`load_config` (file + environment) and
 :func:`parse_config_dict` (a plain dict, used by tests).
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import string
 import typing
@@ -106,6 +110,17 @@ def _networks(values: list) -> str | None:
     return None
 
 
+def _node_patterns(values: list) -> str | None:
+    for value in values:
+        if not isinstance(value, str) or not value.strip():
+            return f"must be a list of non-empty strings (driver:GLOB, card:GLOB or a /dev path glob), got {value!r}"
+        kind, sep, rest = value.partition(":")
+        if value.startswith("/dev/") or (sep and kind in ("driver", "card") and rest):
+            continue
+        return f"entries are driver:GLOB, card:GLOB or a /dev/... path glob, got {value!r}"
+    return None
+
+
 def _opt(default: Any, *, check=None, choices=None, doc: str = "") -> Any:
     meta = {"check": check, "choices": choices, "doc": doc}
     if isinstance(default, (list, dict)):
@@ -126,7 +141,16 @@ class ServerConfig:
     endpoint: str = _opt("", doc="explicit Twisted endpoint string; overrides host/port")
     tls: TLSConfig = field(default_factory=TLSConfig)
     max_message_size: int = _opt(1048576, check=_positive)
-    max_connections: int = _opt(200, check=_positive)
+    max_connections: int = _opt(200, check=_positive, doc="authenticated WebSocket connections")
+    max_unauthenticated: int = _opt(64, check=_positive, doc="unauthenticated WebSocket connections in total")
+    max_unauthenticated_per_address: int = _opt(8, check=_positive, doc="unauthenticated connections per address")
+    unauthenticated_rate_per_minute: int = _opt(60, check=_positive, doc="requests before authentication")
+    unauthenticated_burst: int = _opt(10, check=_positive, doc="burst of requests before authentication")
+    max_http_connections: int = _opt(256, check=_positive, doc="plain HTTP (non-WebSocket) connections")
+    max_request_body: int = _opt(65536, check=_positive, doc="largest HTTP request body in bytes (413)")
+    http_header_timeout: float = _opt(10.0, check=_positive, doc="seconds to send the request line and headers")
+    http_idle_timeout: float = _opt(30.0, check=_positive, doc="seconds an HTTP connection may be silent")
+    http_request_timeout: float = _opt(60.0, check=_positive, doc="seconds a whole HTTP request may take")
     max_batch_size: int = _opt(100, check=_positive)
     outgoing_buffer_size: int = _opt(4194304, check=_positive)
     idle_timeout: float = _opt(0.0, check=_idle_timeout)
@@ -203,6 +227,13 @@ class MediaMTXConfig:
         " -c:v copy -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
         check=_publish_template,
     )
+    hardware_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v h264_v4l2m2m -pix_fmt yuv420p"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
+    )
     reconcile_interval: float = _opt(30.0, check=_positive)
     health_interval: float = _opt(5.0, check=_positive)
 
@@ -213,6 +244,16 @@ class DiscoveryConfig:
     debounce: float = _opt(0.3, check=_non_negative)
     probe_timeout: float = _opt(5.0, check=_positive)
     receive_buffer_size: int = _opt(4194304, check=_positive)
+    include: list = _opt([], check=_node_patterns, doc="nodes that are cameras even if the built-in rule says no")
+    exclude: list = _opt([], check=_node_patterns, doc="nodes that are never cameras (wins over include)")
+    forget_after: float = _opt(
+        604800.0, check=_non_negative, doc="seconds a DISCONNECTED camera stays listed; 0 = kept"
+    )
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    poll_interval: float = _opt(2.0, check=_non_negative, doc="seconds between control watches; 0 = none")
 
 
 @dataclass(frozen=True)
@@ -263,17 +304,82 @@ class LoggingConfig:
     format: str = _opt("text", choices=("text", "json"))
 
 
+def _mqtt_url(value: str) -> str | None:
+    if not (value.startswith("mqtt://") or value.startswith("mqtts://")):
+        return f"must be an mqtt:// or mqtts:// URL, got {value!r}"
+    rest = value.split("://", 1)[1]
+    if not rest or "/" in rest.rstrip("/") or "@" in rest:
+        return f"must be mqtt[s]://HOST[:PORT] (credentials go in username/password), got {value!r}"
+    return None
+
+
+def _topic_segment(value: str) -> str | None:
+    allowed = set(string.ascii_letters + string.digits + "_-")
+    if value and not set(value) <= allowed:
+        return f"may contain only letters, digits, '_' and '-', got {value!r}"
+    return None
+
+
+def _topic(value: str) -> str | None:
+    if value and (set(value) & set("+#\0") or value.startswith("/") or value.endswith("/") or "//" in value):
+        return f"must be a topic without wildcards or empty levels, got {value!r}"
+    return None
+
+
+def _keepalive(value: int) -> str | None:
+    if not 5 <= value <= 3600:
+        return f"must be between 5 and 3600 seconds, got {value}"
+    return None
+
+
+@dataclass(frozen=True)
+class MQTTTLSConfig:
+    ca_file: str = _opt("", doc="PEM CA bundle for mqtts://; empty = the system's CAs")
+    cert_file: str = _opt("", doc="PEM client certificate (with key_file)")
+    key_file: str = _opt("", doc="PEM private key of cert_file")
+    insecure: bool = _opt(False, doc="skip the broker's host name check (test brokers only)")
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    enabled: bool = _opt(False, doc="off by default: no broker connection at all")
+    url: str = _opt("mqtt://127.0.0.1:1883", check=_mqtt_url)
+    username: str = _opt("")
+    password: str = _opt("")
+    password_file: str = _opt("", doc="file whose first line is the password (instead of password)")
+    client_id: str = _opt("", doc="empty = camsvc-<host_id>")
+    host_id: str = _opt("", check=_topic_segment, doc="empty = this host's name, letters/digits/_/- only")
+    base_topic: str = _opt("", check=_topic, doc="empty = camsvc/<host_id>")
+    protocol: str = _opt("3.1.1", choices=("3.1.1", "5"))
+    qos: int = _opt(1, choices=(0, 1, 2))
+    keepalive: int = _opt(30, check=_keepalive)
+    reconnect_min: float = _opt(1.0, check=_positive)
+    reconnect_max: float = _opt(60.0, check=_positive)
+    queue_size: int = _opt(1000, check=_positive, doc="events kept while disconnected; older ones are dropped")
+    state_interval: float = _opt(60.0, check=_positive, doc="seconds between refreshes of storage/MediaMTX state")
+    snapshot_interval: float = _opt(
+        0.0, check=_non_negative, doc="publish a snapshot per camera every N s; 0 = on request"
+    )
+    ha_discovery: bool = _opt(True)
+    ha_prefix: str = _opt("homeassistant", check=_topic)
+    commands: bool = _opt(False, doc="accept commands on <base>/command and the Home Assistant topics")
+    command_role: str = _opt("operator", choices=("viewer", "operator", "admin"))
+    tls: MQTTTLSConfig = field(default_factory=MQTTTLSConfig)
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     mediamtx: MediaMTXConfig = field(default_factory=MediaMTXConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mqtt: MQTTConfig = field(default_factory=MQTTConfig)
 
     @property
     def is_loopback(self) -> bool:
@@ -314,7 +420,14 @@ def _coerce(path: str, expected: type, value: Any) -> Any:
                 if not isinstance(item, str):
                     raise ConfigError(f"{path}[{i}]", f"must be a string, got {item!r}")
             return list(value)
-    raise ConfigError(path, f"must be {_TYPE_NAMES[expected]}, got {value!r}")
+    shown = f"{_json_kind(value)} (value not shown: secret)" if path in SECRET_KEYS else repr(value)
+    raise ConfigError(path, f"must be {_TYPE_NAMES[expected]}, got {shown}")
+
+
+def _json_kind(value: Any) -> str:
+    return {dict: "a mapping", list: "a list", bool: "a boolean", int: "an integer", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
 
 
 def _build(cls: type, data: Any, path: str) -> Any:
@@ -351,8 +464,57 @@ def _build(cls: type, data: Any, path: str) -> Any:
     return cls(**values)
 
 
+#: Keys whose values are never shown in an error message.
+SECRET_KEYS = frozenset({"mediamtx.api_pass"})
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def _env_value(path: str, expected: Any, text: str) -> Any:
+    """One override's text as the schema's type for ``path`` (never YAML for a string)."""
+    shown = "(value not shown: secret)" if path in SECRET_KEYS else repr(text)
+    if expected is str:
+        return text
+    stripped = text.strip()
+    if expected is bool:
+        if stripped.lower() in _TRUE:
+            return True
+        if stripped.lower() in _FALSE:
+            return False
+        raise ConfigError(path, f"must be a boolean (true/false, yes/no, on/off, 1/0), got {shown}")
+    if expected is int:
+        if stripped.lstrip("+-").isdigit() and stripped.isascii():
+            return int(stripped)
+        raise ConfigError(path, f"must be an integer, got {shown}")
+    if expected is float:
+        try:
+            value = float(stripped)
+        except ValueError:
+            raise ConfigError(path, f"must be a number, got {shown}") from None
+        if not math.isfinite(value):
+            raise ConfigError(path, f"must be a finite number, got {shown}")
+        return value
+    if expected is list:
+        if stripped.startswith("["):
+            # A flow sequence, as in the file: YAML only here, for lists.
+            try:
+                value = yaml.safe_load(stripped)
+            except yaml.YAMLError as exc:
+                raise ConfigError(path, f"is not a valid list: {exc}") from None
+            return value
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    raise ConfigError(path, "cannot be set from the environment")  # pragma: no cover - every leaf type is above
+
+
 def _apply_env(data: dict, environ: Mapping[str, str]) -> dict:
-    """Overlay ``CAMSVC_A__B=value`` variables onto the raw config mapping."""
+    """Overlay ``CAMSVC_A__B=value`` variables onto the raw config mapping.
+
+    The value is converted to the type the schema declares for that key: a
+    string key takes the text as it is, an integer key a decimal integer, a
+    boolean key true/false/yes/no/on/off/1/0, a list key a comma-separated
+    list or a YAML flow sequence (``[a, b]``).
+    """
     merged = _deep_copy(data)
     for name in sorted(environ):
         if not name.startswith(ENV_PREFIX) or "__" not in name[len(ENV_PREFIX) :]:
@@ -360,19 +522,28 @@ def _apply_env(data: dict, environ: Mapping[str, str]) -> dict:
         parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
         if not all(parts):
             raise ConfigError(name, "malformed override variable name")
-        try:
-            value = yaml.safe_load(environ[name]) if environ[name] != "" else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(".".join(parts), f"cannot parse {name}: {exc}") from None
+        cls: Any = Config
         node = merged
-        for i, part in enumerate(parts[:-1]):
-            child = node.get(part)
-            if child is None:
-                child = node[part] = {}
-            elif not isinstance(child, dict):
-                raise ConfigError(".".join(parts[: i + 1]), "is not a section")
-            node = child
-        node[parts[-1]] = value
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            if not dataclasses.is_dataclass(cls):
+                raise ConfigError(".".join(parts[:i]), "is not a section")
+            hints = typing.get_type_hints(cls)
+            if part not in hints:
+                raise ConfigError(where, f"unknown key (allowed here: {', '.join(sorted(hints))})")
+            cls = hints[part]
+            if i == len(parts) - 1:
+                if dataclasses.is_dataclass(cls):
+                    raise ConfigError(where, "is a section, not a value")
+                node[part] = _env_value(where, cls, environ[name])
+                break
+            if dataclasses.is_dataclass(cls):
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                elif not isinstance(child, dict):
+                    raise ConfigError(where, "is not a section")
+                node = child
     return merged
 
 
@@ -418,7 +589,14 @@ def _derive_paths(config: Config) -> Config:
 
 def _check_combinations(config: Config) -> None:
     """Rules that involve more than one key."""
-    if not config.auth.required and not config.is_loopback and not config.auth.allow_insecure_bind:
+    # With an explicit server.endpoint the host says nothing about where it listens:
+    # the listener checks the address it actually bound (camsvc.server.listener).
+    if (
+        not config.auth.required
+        and not config.server.endpoint
+        and not config.is_loopback
+        and not config.auth.allow_insecure_bind
+    ):
         raise ConfigError(
             "auth.required",
             f"false is only allowed when server.host is a loopback address (it is {config.server.host!r}); "
@@ -428,6 +606,13 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("server.tls", "cert and key must be set together")
     if config.storage.critical_free_percent > config.storage.warn_free_percent:
         raise ConfigError("storage.critical_free_percent", "must not exceed storage.warn_free_percent")
+    mqtt = config.mqtt
+    if mqtt.password and mqtt.password_file:
+        raise ConfigError("mqtt.password_file", "set either mqtt.password or mqtt.password_file, not both")
+    if bool(mqtt.tls.cert_file) != bool(mqtt.tls.key_file):
+        raise ConfigError("mqtt.tls", "cert_file and key_file must be set together")
+    if mqtt.reconnect_min > mqtt.reconnect_max:
+        raise ConfigError("mqtt.reconnect_min", "must not exceed mqtt.reconnect_max")
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -456,4 +641,6 @@ def to_dict(config: Any) -> dict:
     out = dataclasses.asdict(config)
     if "mediamtx" in out and out["mediamtx"].get("api_pass"):
         out["mediamtx"]["api_pass"] = "***"
+    if "mqtt" in out and out["mqtt"].get("password"):
+        out["mqtt"]["password"] = "***"
     return out

@@ -68,6 +68,21 @@ def endpoint_description(server: Any) -> str:
     return f"tcp:port={server.port}:interface={esc(host)}"
 
 
+def parse_endpoint(reactor: Any, server: Any, description: str, from_string: Any) -> Any:
+    """The server endpoint for ``description``; ConfigError naming the key when it cannot be made.
+
+    ``serverFromString`` raises for an unknown endpoint type, a malformed
+    argument, and (for ``ssl:``) a certificate or key file that cannot be read.
+    """
+    key = "server.endpoint" if server.endpoint else ("server.tls" if server.tls.cert else "server.host")
+    try:
+        return from_string(reactor, description)
+    except Exception as exc:  # noqa: BLE001 - any parse or load error is a configuration error
+        reason = (getattr(exc, "strerror", None) and f"{exc.strerror}: {getattr(exc, 'filename', '')}") or str(exc)
+        reason = reason.strip() or type(exc).__name__
+        raise ConfigError(key, f"cannot make the listening endpoint: {reason}") from None
+
+
 class RootService(MultiService):
     """The top service; installs camsvc's log observer on the twistd Application.
 
@@ -114,7 +129,10 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import discovery
+    from camsvc.cameras import controls, discovery
+    from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -128,9 +146,14 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         app.service = root
     # The engine's guards (rate limit, revoked credentials, roles) are ordered in App.__init__.
     app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
+    app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
-    app.mediamtx = mediamtx.setup(app)
+    app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
+    # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
+    app.controls = controls.setup(app, app.camera_settings)
+    app.encoders = EncoderProbe(reactor)
+    app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed
@@ -154,6 +177,12 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     # /metrics needs what get_metrics needs; /files what listing the files needs.
     app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
     app.http_children[b"files"] = protected_files(app)
+    # The MQTT bridge runs commands through the engine, so it comes after the methods.
+    # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.
+    if config.mqtt.enabled:
+        from camsvc.mqtt import component as mqtt
+
+        app.mqtt = mqtt.setup(app)
 
     # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(
@@ -165,13 +194,21 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
         metrics=app.metrics,
         auth_required=config.auth.required,
         login_timeout=config.auth.login_timeout,
+        handshake_auth=app.handshake_auth,
     )
     app.ws_factory = factory
     site = build_site(app, RpcWebSocketResource(factory), extra=app.http_children)
     description = endpoint_description(config.server)
-    endpoint = serverFromString(reactor, description)
+    endpoint = parse_endpoint(reactor, config.server, description, serverFromString)
     listener = ListenerService(
-        endpoint, description, site, factory, app.health, reactor, config.server.shutdown_timeout
+        endpoint,
+        description,
+        site,
+        factory,
+        app.health,
+        reactor,
+        config.server.shutdown_timeout,
+        loopback_only=not config.auth.required and not config.auth.allow_insecure_bind,
     )
     listener.setServiceParent(app.service)
     app.listener = listener
@@ -219,7 +256,12 @@ def makeService(options: Options) -> MultiService:
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))
     root = RootService(observer, clock=reactor, stop_timeout=stop_timeout)
-    app = build(config, reactor, root=root)
+    try:
+        app = build(config, reactor, root=root)
+    except ConfigError as exc:
+        sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
+        sys.stderr.flush()
+        raise SystemExit(EX_CONFIG) from None
     app.log_control = control
     app.on_reload(lambda old, new: control.set_level(new.logging.level), ("logging.level",))
     # systemd's variables are read once and removed, so child processes do not inherit them.

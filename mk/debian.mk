@@ -7,7 +7,9 @@
 #   make test-deb12-libs  the unit suite on Debian 12's own libraries (Twisted 22.4, Autobahn
 #                      22.7, treq 22.2, pyudev 0.24, ...), i.e. what the .deb runs on
 #
-# Run as root on Debian 12 (CI): the targets install their own apt dependencies.
+# Run on Debian 12 as root (CI) or as a user with sudo: the targets install their own
+# apt dependencies, and the steps that need root (apt, dpkg -i, debootstrap, chroot)
+# go through tools/as-root (sudo when not root; `make test-as-user` proves it).
 # Builds use Debian's interpreter only: pyenv/venv shims on PATH must not leak
 # into pybuild, twistd3 or the maintainer scripts.
 

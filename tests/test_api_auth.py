@@ -54,18 +54,30 @@ def test_authenticate_with_an_api_key_and_revocation(app):
     assert call(app, session, "authenticate", {"auth_token": key})["error"]["data"]["reason"] == "revoked"
 
 
-def test_failures_are_limited_per_connection(app, logged):
+def test_failures_are_limited_per_connection_but_valid_credentials_always_work(app, logged):
+    """The lockout used to refuse a valid token too (NAT, proxies): now only failures are refused."""
     session = new_session(app, peer="tcp4:192.0.2.1:1000")
     for _ in range(3):
         assert call(app, session, "authenticate", {"auth_token": "camsvc_bad"})["error"]["code"] == -32001
-    good = app.auth.mint_token(Role.ADMIN, "a", 600)
-    reply = call(app, session, "authenticate", {"auth_token": good})
-    assert reply["error"]["code"] == -32002 and 59 <= reply["error"]["data"]["retry_after"] <= 61
+    reply = call(app, session, "authenticate", {"auth_token": "camsvc_bad"})
+    assert reply["error"]["code"] == -32002 and 119 <= reply["error"]["data"]["retry_after"] <= 121
     assert "retry in" in reply["error"]["message"]
-    app.clock.advance(61)
+    good = app.auth.mint_token(Role.ADMIN, "a", 600)
     assert call(app, session, "authenticate", {"auth_token": good})["result"]["role"] == "admin"
     assert "camsvc_bad" not in text_of(logged) and good not in text_of(logged)
     assert "authentication failed" in text_of(logged)
+
+
+def test_failures_while_locked_back_off(app):
+    session = new_session(app, peer="tcp4:192.0.2.9:1000")
+    waits = []
+    for _ in range(7):
+        reply = call(app, session, "authenticate", {"auth_token": "camsvc_bad"})
+        if reply["error"]["code"] == -32002:
+            waits.append(reply["error"]["data"]["retry_after"])
+    assert len(waits) == 4 and waits == sorted(waits) and waits[-1] > waits[0] * 4, waits
+    app.clock.advance(waits[-1] + 1)
+    assert call(app, session, "authenticate", {"auth_token": "camsvc_bad"})["error"]["code"] == -32001
 
 
 def test_failures_are_limited_per_address_across_connections(app):
@@ -74,9 +86,12 @@ def test_failures_are_limited_per_address_across_connections(app):
         call(app, s, "authenticate", {"auth_token": "x.y.z"})
     fresh = new_session(app, peer="tcp4:192.0.2.2:2000")
     assert call(app, fresh, "authenticate", {"auth_token": "x.y.z"})["error"]["code"] == -32002
-    elsewhere = new_session(app, peer="tcp4:192.0.2.3:2000")
+    # Another user behind the same address (NAT) with a valid credential gets in.
+    neighbour = new_session(app, peer="tcp4:192.0.2.2:3000")
     token = app.auth.mint_token(Role.VIEWER, "v", 60)
-    assert call(app, elsewhere, "authenticate", {"auth_token": token})["result"]["role"] == "viewer"
+    assert call(app, neighbour, "authenticate", {"auth_token": token})["result"]["role"] == "viewer"
+    elsewhere = new_session(app, peer="tcp4:192.0.2.3:2000")
+    assert call(app, elsewhere, "authenticate", {"auth_token": "x.y.z"})["error"]["code"] == -32001
 
 
 def test_forwarded_address_is_used_when_set_by_the_transport(app):

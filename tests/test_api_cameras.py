@@ -42,8 +42,12 @@ class Env:
         self.prober = FakeProber()
         self.app.discovery.udev_factory = self.udev
         self.app.discovery.prober = self.prober
+        self.before_start()
         self.app.discovery.startService()
         self.session = self.session_for("box.example")
+
+    def before_start(self):
+        """Hook for subclasses: inject more fakes before discovery starts."""
 
     def session_for(self, host):
         return self.app.make_session(self.app.hub.next_id(), peer="10.0.0.9", host=host)
@@ -110,6 +114,8 @@ def test_camera_list(env):
             "hls": "http://box.example:8888/camera0/index.m3u8",
         },
         "recording": False,
+        "last_seen": None,
+        "mode": None,
     }
     e.reactor.advance(PROBE_START_DELAY)
     e.prober.succeed("/dev/video0")
@@ -261,3 +267,24 @@ def test_debounce_and_probe_timeout_reload_live(env, tmp_path):
     assert e.app.discovery.config.debounce == 1.5
     assert e.app.discovery.prober.timeout == 9
     assert "discovery.receive_buffer_size" in json.dumps(report)  # needs a restart
+
+
+def test_forget_camera_and_last_seen(env):
+    cam = usb_camera(0, serial="S1", card="HD Webcam")
+    e = env([cam, platform_camera(2)])
+    assert e.call("forget_camera", {"device": "camera0"})["error"]["code"] == -32005  # present
+    e.reactor.advance(100)
+    e.udev.remove(cam)
+    e.deliver()
+    gone = e.result("get_camera_list")["cameras"][0]
+    assert gone["status"] == "DISCONNECTED" and gone["last_seen"].endswith("Z")
+    assert (
+        e.result("get_camera_status", {"device": "camera0"})["path"]
+        == "/dev/v4l/by-id/usb-Vendor_HD_Webcam_S1-video-index0"
+    )
+    assert e.result("forget_camera", {"device": "camera0"}) == {"camera_id": "camera0", "forgotten": True}
+    assert [c["camera_id"] for c in e.result("get_camera_list")["cameras"]] == ["camera1"]
+    assert e.call("forget_camera", {"device": "camera0"})["error"]["code"] == -32004
+    e.udev.add(cam)  # the id mapping was kept
+    e.deliver()
+    assert [c["camera_id"] for c in e.result("get_camera_list")["cameras"]] == ["camera0", "camera1"]

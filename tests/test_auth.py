@@ -117,6 +117,24 @@ def test_short_or_unreadable_secret_stops_startup(tmp_path):
     if os.geteuid() != 0:  # root writes anywhere
         with pytest.raises(AuthSetupError, match="cannot create"):
             load_or_create_secret(str(readonly / "jwt_secret"))
+    # procfs refuses new files even to root
+    with pytest.raises(AuthSetupError, match="cannot create the JWT secret file /proc/"):
+        load_or_create_secret("/proc/camsvc-no-such-dir/jwt_secret")
+
+
+def test_a_secret_created_concurrently_is_used(tmp_path, monkeypatch):
+    """camsvc-admin creates the secret between our read and our exclusive create: theirs wins."""
+    from camsvc.auth import keystore
+
+    path = tmp_path / "jwt_secret"
+    theirs = new_secret()
+
+    def racing_write(target, data, *, exclusive=False):
+        write_private(target, theirs + b"\n", exclusive=True)  # the other process was first
+        raise FileExistsError(17, "File exists", target)
+
+    monkeypatch.setattr(keystore, "write_private", racing_write)
+    assert load_or_create_secret(str(path)) == theirs
 
 
 def test_privileged_start_reports_a_bad_secret_and_exits(tmp_path, clock, capsys):
@@ -263,6 +281,41 @@ def test_key_store_refuses_invalid_records(tmp_path):
     path.write_text(json.dumps({"version": 1, "keys": [{"id": "x", "hash": "y", "role": "god"}]}))
     with pytest.raises(AuthSetupError, match="not valid"):
         KeyStore(str(path)).read()
+    for bad in ([{"id": "x", "role": "viewer"}], ["a string"], [{"id": 7, "hash": "y"}]):
+        path.write_text(json.dumps({"version": 1, "keys": bad}))
+        with pytest.raises(AuthSetupError, match="not valid: a key record lacks id or hash"):
+            KeyStore(str(path)).read()
+    for bad in ({"version": 1}, {"keys": 3}, []):
+        path.write_text(json.dumps(bad))
+        with pytest.raises(AuthSetupError, match="not valid"):
+            KeyStore(str(path)).read()
+
+
+def test_an_unreadable_key_file_is_a_setup_error(tmp_path):
+    (tmp_path / "keys.json").mkdir()  # a directory where the file should be
+    with pytest.raises(AuthSetupError, match="cannot read the API key file .*keys.json: Is a directory"):
+        KeyStore(str(tmp_path / "keys.json")).read()
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "",
+        "nope",
+        "camsvc_",
+        "camsvc_0123456789abcdef",  # no secret part
+        "camsvc_0123456789abcdef_",  # empty secret
+        "camsvc_0123_secret",  # id too short
+        "camsvc_0123456789abcdeg_secret",  # id not hex
+        "CAMSVC_0123456789abcdef_secret",
+    ],
+)
+def test_malformed_api_keys_have_no_id(key):
+    assert parse_key(key) is None
+
+
+def test_well_formed_api_key_has_its_id():
+    assert parse_key(f"{KEY_PREFIX}0123456789abcdef_s3cret") == "0123456789abcdef"
 
 
 # -- rotation and live sessions ------------------------------------------------------------
@@ -358,6 +411,23 @@ def test_failure_limiter_window(clock):
     assert limiter.retry_after("addr:1.2.3.4") == pytest.approx(30)
     clock.advance(30)
     assert limiter.retry_after("conn:c1", "addr:1.2.3.4") is None
+
+
+def test_failure_limiter_backs_off_on_failures_while_locked(clock):
+    limiter = FailureLimiter(3, 60, clock, max_backoff=900)
+    for _ in range(3):
+        limiter.record("addr:a")
+    waits = [limiter.retry_after("addr:a")]
+    for _ in range(6):
+        limiter.record("addr:a")
+        waits.append(limiter.retry_after("addr:a"))
+    assert waits[0] == pytest.approx(60)
+    assert waits[1:4] == [pytest.approx(120), pytest.approx(240), pytest.approx(480)]
+    assert waits[-1] == pytest.approx(900)  # capped
+    clock.advance(901)
+    assert limiter.retry_after("addr:a") is None
+    limiter.record("addr:a")
+    assert limiter.retry_after("addr:a") is None  # the slate is clean again
 
 
 def test_failure_limiter_memory_is_bounded(clock):

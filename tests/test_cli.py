@@ -177,6 +177,74 @@ def test_exit_codes_for_server_errors():
     assert cli.exit_code_for(ConnectionLost("x")) == cli.exit_code_for(RequestTimeout("x")) == 3
 
 
+class _FailingDownload:
+    """A client whose download writes part of the file, then fails as a lost server would."""
+
+    def __init__(self, exc=None):
+        self.exc = exc
+
+    async def download(self, url, fh, timeout):
+        fh.write(b"partial")
+        if self.exc is not None:
+            raise self.exc
+        fh.write(b" and the rest")
+        return 20
+
+
+def _save(client, target):
+    from twisted.internet.defer import Deferred
+
+    outcome = []
+    Deferred.fromCoroutine(cli.save_download(client, "http://x/files/a.jpg", str(target), None, 5)).addBoth(
+        outcome.append
+    )
+    return outcome[0]  # the fake never waits: settled at once
+
+
+def test_a_failed_download_leaves_neither_the_file_nor_a_part(tmp_path):
+    from camsvc.tools.client import ConnectionLost, DownloadError
+
+    target = tmp_path / "a.jpg"
+    for exc, code in (
+        (ConnectionLost("connection to camsvc closed"), 3),
+        (DownloadError(404, "File not found", "u"), 5),
+    ):
+        failure = _save(_FailingDownload(exc), target)
+        assert failure.value is exc and cli.exit_code_for(failure.value) == code
+        assert list(tmp_path.iterdir()) == []
+    assert cli.exit_code_for(DownloadError(401, "no", "u")) == 4
+    assert cli.exit_code_for(DownloadError(500, "boom", "u")) == 1
+    # an unwritable target: one line, exit 1, nothing created
+    failure = _save(_FailingDownload(), tmp_path / "missing-dir" / "a.jpg")
+    assert isinstance(failure.value, cli.CliError) and cli.exit_code_for(failure.value) == 1
+    assert cli.describe(failure.value).startswith(f"cannot write {tmp_path / 'missing-dir' / 'a.jpg'}: ")
+    # and when it works, the file appears whole, under its name only
+    assert _save(_FailingDownload(), target) == 20
+    assert target.read_bytes() == b"partial and the rest" and [p.name for p in tmp_path.iterdir()] == ["a.jpg"]
+
+
+def test_server_names_and_values_are_shown_safely():
+    assert cli.local_name("../../etc/passwd") == "passwd"
+    assert cli.local_name("..") == cli.local_name("") == cli.local_name("a/") == "download"
+    assert cli.local_name("c:\\x\\y.mp4") == "y.mp4"
+    assert [cli.human_size(v) for v in (None, "12", 12, 2048, 5 * 1024**5)] == ["-", "-", "12 B", "2.0 KB", "5120.0 TB"]
+    assert [cli.human_duration(v) for v in (None, 5, 75, 3725)] == ["-", "5.0 s", "1:15", "1:02:05"]
+    assert cli.human_time("not a time") == "not a time" and cli.human_time(None) == "-"
+    assert cli.describe(RuntimeError()) == "RuntimeError"
+    assert cli.exit_code_for(ValueError("x")) == 1
+    # capabilities with missing or odd fields still make rows
+    rows = cli.format_summary(
+        {
+            "formats": [
+                {"format": "MJPG", "sizes": []},
+                {"sizes": [{"width": 640, "height": 480, "fps": ["x", 30], "fps_range": {"min": 1, "max": 30}}]},
+            ]
+        }
+    )
+    assert rows == [["MJPG", "", "-", "-"], ["?", "", "640x480", "x, 30 (1-30)"]]
+    assert cli.format_summary(None) == cli.format_summary({"formats": None}) == []
+
+
 def test_exit_codes_are_documented():
     """docs/clients.md, the module docstring and --help list the same codes as the code uses."""
     text = (ROOT / "docs" / "clients.md").read_text()
@@ -453,3 +521,39 @@ def test_wss_with_cafile(tmp_path):
         assert out.returncode == cli.EXIT_USAGE and "cannot read" in one_line(out.stderr)
     finally:
         proc.stop_cleanly()
+
+
+def test_controls_set_reset_and_stream(stack):
+    need(stack, "get_camera_controls", "set_camera_controls", "get_stream_settings", "set_stream_settings")
+    cams = stack.wait_cameras(
+        lambda cams: any(c["name"] == "HD Pro Webcam C920" and c["status"] == "CONNECTED" for c in cams)
+    )
+    cam = next(c for c in cams if c["name"] == "HD Pro Webcam C920")
+    cam_id = cam["camera_id"]
+    out = run_cli("controls", cam_id, url=stack.url)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "TYPE", "VALUE", "RANGE", "DEFAULT", "FLAGS", "STORED"]
+    assert re.search(r"^power_line_frequency\s+menu\s+2 \(60 Hz\)\s+0=Disabled, 1=50 Hz, 2=60 Hz", out.stdout, re.M)
+    assert re.search(r"^exposure_time_absolute\s+integer\s+250\s+3\.\.2047\s+250\s+inactive", out.stdout, re.M)
+    assert "string" not in [line.split()[0] for line in lines[1:]]  # unsupported: only with --all
+    out = run_cli("set", cam_id, "brightness=140", "auto_exposure=manual", "exposure_time_absolute=900", url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["brightness=140", "auto_exposure=1", "exposure_time_absolute=900"]
+    out = run_cli("set", cam_id, "brightness=999", url=stack.url)
+    assert out.returncode != 0 and "brightness: 999 is out of range 0..255" in out.stderr
+    out = run_cli("--json", "controls", cam_id, url=stack.url)
+    assert json.loads(out.stdout)["stored"] == {"auto_exposure": 1, "brightness": 140, "exposure_time_absolute": 900}
+    out = run_cli("reset", cam_id, "brightness", url=stack.url)
+    assert out.returncode == 0 and out.stdout.strip() == "brightness=128"
+    out = run_cli("stream", cam_id, "--size", "640x480", "--fps", "30", "--encoder", "copy", url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == [
+        f"{cam_id}: MJPG 640x480@30 encoder copy (stored settings)",
+        "publisher restarted with the new settings",
+    ]
+    out = run_cli("stream", cam_id, "--size", "800x600", url=stack.url)
+    assert out.returncode == cli.EXIT_USAGE
+    assert "does not offer 800x600" in out.stderr
+    out = run_cli("stream", cam_id, "--default", url=stack.url)
+    assert out.returncode == 0 and "(default)" in out.stdout

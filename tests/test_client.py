@@ -36,6 +36,13 @@ STATIC = Path(__file__).resolve().parents[1] / "camsvc" / "server" / "static"
 # -- unit --------------------------------------------------------------------------------
 
 
+def test_the_old_import_path_is_the_same_client():
+    import camsvc.client
+    import camsvc.tools.client
+
+    assert camsvc.client.Client is Client and camsvc.client.__all__ == camsvc.tools.client.__all__
+
+
 def test_error_objects_become_the_matching_exception():
     exc = error_from_object({"code": -32004, "message": "Camera not found: camera9", "data": {"device": "camera9"}})
     assert isinstance(exc, CameraNotFound)
@@ -230,6 +237,64 @@ async def test_refused_handshake_is_explained(server):
     client = Client(server.url.replace("/ws", "/nothing"), reactor=_reactor(), timeout=5)
     with pytest.raises(ConnectError, match="no WebSocket at this path"):
         await client.connect()
+
+
+@pytest_twisted.ensureDeferred
+async def test_garbage_from_the_server_is_ignored_and_a_lost_server_fails_pending_calls():
+    """A server that sends binary frames, non-JSON text, stray answers and errors for no
+    request, then drops the TCP connection with a call pending."""
+    import json
+
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    reactor = _reactor()
+
+    class Hostile(WebSocketServerProtocol):
+        def onMessage(self, payload, isBinary):
+            request = json.loads(payload)
+            if request["method"] == "hang_up":
+                self.dropConnection(abort=True)  # lost peer: no closing handshake
+                return
+            for junk in (
+                b"\x00\x01",
+                b"not json {",
+                b"42",
+                b'{"jsonrpc": "2.0", "result": "stray", "id": 999999}',
+                b'{"jsonrpc": "2.0", "error": {"code": -32000, "message": "whose?"}, "id": null}',
+            ):
+                self.sendMessage(junk, isBinary=junk == b"\x00\x01")
+            # a batch of a notification and the answer
+            self.sendMessage(
+                json.dumps(
+                    [
+                        {"jsonrpc": "2.0", "method": "hello", "params": [1]},
+                        {"jsonrpc": "2.0", "result": "pong", "id": request["id"]},
+                    ]
+                ).encode()
+            )
+
+    factory = WebSocketServerFactory(reactor=reactor)
+    factory.protocol = Hostile
+    port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+    client = Client(f"ws://127.0.0.1:{port.getHost().port}/ws", reactor=reactor, timeout=10)
+    seen = []
+    client.subscribe(lambda method, params: seen.append((method, params)))
+    states = []
+    client.on_state(lambda state, detail: states.append(state))
+    try:
+        await client.connect()
+        assert await client.call("ping") == "pong"
+        assert seen == [("hello", [1])]
+        with pytest.raises(ConnectionLost, match="connection to camsvc closed"):
+            await client.call("hang_up")
+        assert not client.connected and not client._pending
+        await deferLater(reactor, 0, lambda: None)  # subscribers hear of it after the pending calls
+        assert states == ["connected", "disconnected"]
+        with pytest.raises(ConnectionLost, match="not connected"):
+            client.notify("ping")
+    finally:
+        await client.close()
+        await port.stopListening()
 
 
 @pytest_twisted.ensureDeferred

@@ -112,7 +112,7 @@ def test_env_override_errors_name_the_key():
         load_config(None, environ={"CAMSVC_SERVER__PORT": "nine"})
     with pytest.raises(ConfigError, match=r"^server\.nope: unknown key"):
         load_config(None, environ={"CAMSVC_SERVER__NOPE": "1"})
-    with pytest.raises(ConfigError, match=r"^server\.port: must be an integer, got"):
+    with pytest.raises(ConfigError, match=r"^server\.port: is not a section"):
         load_config(None, environ={"CAMSVC_SERVER__PORT__X": "1"})
 
 
@@ -188,3 +188,185 @@ def test_auth_files_live_in_the_state_dir_unless_configured():
     )
     assert explicit.auth.jwt_secret_file == "/etc/camsvc/secret"
     assert explicit.auth.api_keys_file == "/srv/cam/api_keys.json"
+
+
+# -- environment overrides are typed by the schema (issue 15) ----------------------
+
+
+@pytest.mark.parametrize("raw", ["0123", "yes", "null", "1e3", "[a, b]", "{x: 1}", "~", "  spaced  ", "true"])
+def test_env_string_keys_take_the_value_as_it_is(raw):
+    """A string key never goes through YAML: ``API_PASS=0123`` used to become 123 and refuse startup."""
+    config = load_config(None, environ={"CAMSVC_MEDIAMTX__API_PASS": raw, "CAMSVC_MEDIAMTX__API_USER": raw})
+    assert config.mediamtx.api_pass == raw
+    assert config.mediamtx.api_user == raw
+
+
+@pytest.mark.parametrize(
+    "name, raw, expected",
+    [
+        ("CAMSVC_SERVER__PORT", "9000", 9000),
+        ("CAMSVC_SERVER__PORT", " 9001 ", 9001),
+        ("CAMSVC_SERVER__IDLE_TIMEOUT", "0", 0.0),
+        ("CAMSVC_MEDIAMTX__REQUEST_TIMEOUT", "2.5", 2.5),
+        ("CAMSVC_AUTH__REQUIRED", "false", False),
+        ("CAMSVC_AUTH__REQUIRED", "no", False),
+        ("CAMSVC_RETENTION__ENABLED", "1", True),
+        ("CAMSVC_RETENTION__ENABLED", "ON", True),
+        (
+            "CAMSVC_SERVER__ALLOWED_ORIGINS",
+            "https://a.example, https://b.example",
+            ["https://a.example", "https://b.example"],
+        ),
+        ("CAMSVC_SERVER__ALLOWED_ORIGINS", "[https://a.example]", ["https://a.example"]),
+        ("CAMSVC_SERVER__ALLOWED_ORIGINS", "", []),
+    ],
+)
+def test_env_typed_keys(name, raw, expected):
+    env = {name: raw}
+    if name == "CAMSVC_AUTH__REQUIRED":
+        env["CAMSVC_SERVER__HOST"] = "127.0.0.1"
+    config = load_config(None, environ=env)
+    section, key = name[len("CAMSVC_") :].lower().split("__")
+    assert getattr(getattr(config, section), key) == expected
+
+
+@pytest.mark.parametrize(
+    "name, raw, words",
+    [
+        ("CAMSVC_SERVER__PORT", "0x10", "server.port: must be an integer"),
+        ("CAMSVC_SERVER__PORT", "9000.0", "server.port: must be an integer"),
+        ("CAMSVC_MEDIAMTX__REQUEST_TIMEOUT", "nan", "mediamtx.request_timeout: must be a finite number"),
+        ("CAMSVC_AUTH__REQUIRED", "maybe", "auth.required: must be a boolean"),
+        ("CAMSVC_MEDIAMTX__API_PASS__X", "1", "mediamtx.api_pass: is not a section"),
+        ("CAMSVC_SERVER", "1", None),  # no "__": not an override, ignored
+    ],
+)
+def test_env_typed_errors_name_the_key(name, raw, words):
+    if words is None:
+        assert load_config(None, environ={name: raw}) == parse_config_dict({})
+        return
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={name: raw})
+    assert str(info.value).startswith(words)
+
+
+def test_secrets_never_appear_in_error_messages(tmp_path):
+    secret = "s3cr3t-0123"
+    path = tmp_path / "c.yaml"
+    path.write_text("mediamtx:\n  api_pass: [s3cr3t-0123]\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(str(path), environ={})
+    assert str(info.value).startswith("mediamtx.api_pass: must be a string")
+    assert secret not in str(info.value)
+    with pytest.raises(ConfigError) as info:
+        load_config(None, environ={"CAMSVC_MEDIAMTX__API_PASS__DEEPER": secret})
+    assert secret not in str(info.value)
+
+
+def _twistd(tmp_path, content, env_extra=None):
+    path = tmp_path / "c.yaml"
+    path.write_text(content)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **(env_extra or {}))
+    return subprocess.run(
+        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "camsvc", "--config", str(path)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ('server:\n  endpoint: "tcp:port=notaport"\n', "camsvc: invalid configuration: server.endpoint: "),
+        ('server:\n  endpoint: "bogus:1234"\n', "camsvc: invalid configuration: server.endpoint: "),
+        (
+            "server:\n  tls:\n    cert: /nonexistent/cert.pem\n    key: /nonexistent/key.pem\n",
+            "camsvc: invalid configuration: server.tls: ",
+        ),
+    ],
+)
+def test_bad_endpoint_or_missing_tls_file_is_one_line_and_exit_78(tmp_path, content, expected):
+    content += (
+        f"storage:\n  state_dir: {tmp_path}/state\n  recordings_dir: {tmp_path}/rec\n"
+        f"  snapshots_dir: {tmp_path}/snap\nmediamtx:\n  enabled: false\ndiscovery:\n  enabled: false\n"
+    )
+    proc = _twistd(tmp_path, content)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 78, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(expected), lines[0]
+
+
+def test_bad_secret_in_environment_is_one_line_without_the_secret(tmp_path):
+    proc = _twistd(tmp_path, "", {"CAMSVC_MEDIAMTX__API_PASS__X": "hunter2-0123"})
+    assert proc.returncode == 78
+    assert "hunter2" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+# -- the loopback rule is checked on the address actually bound (issue 15) ----------
+
+
+def test_no_auth_with_an_endpoint_on_every_interface_is_refused(tmp_path):
+    """``auth.required: false`` + host 127.0.0.1 passed the config check, but
+    ``server.endpoint: "tcp:port=..."`` listens on every interface."""
+    content = (
+        'server:\n  host: 127.0.0.1\n  endpoint: "tcp:port=0"\nauth:\n  required: false\n'
+        f"storage:\n  state_dir: {tmp_path}/state\n  recordings_dir: {tmp_path}/rec\n"
+        f"  snapshots_dir: {tmp_path}/snap\nmediamtx:\n  enabled: false\ndiscovery:\n  enabled: false\n"
+    )
+    proc = _twistd(tmp_path, content)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 78, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("camsvc: invalid configuration: auth.required: false"), lines[0]
+    assert "0.0.0.0" in lines[0]
+
+
+def test_listener_checks_the_bound_address():
+    from twisted.internet.address import IPv4Address, IPv6Address
+    from twisted.internet.defer import succeed
+    from twisted.internet.task import Clock
+
+    from camsvc.ops.health import Health
+    from camsvc.server.listener import ListenerService
+
+    class Port:
+        def __init__(self, host):
+            self.host = host
+            self.stopped = False
+
+        def getHost(self):
+            return IPv6Address("TCP", self.host, 8002) if ":" in self.host else IPv4Address("TCP", self.host, 8002)
+
+        def stopListening(self):
+            self.stopped = True
+
+    class Endpoint:
+        def __init__(self, port):
+            self.port = port
+
+        def listen(self, site):
+            return succeed(self.port)
+
+    for host, allowed in [("127.0.0.1", True), ("::1", True), ("0.0.0.0", False), ("::", False), ("192.0.2.7", False)]:
+        port = Port(host)
+        listener = ListenerService(
+            Endpoint(port), "tcp:port=8002", None, None, Health(Clock()), Clock(), 1.0, loopback_only=True
+        )
+        if allowed:
+            listener.privilegedStartService()
+            assert listener.port is port and not port.stopped
+        else:
+            with pytest.raises(SystemExit) as info:
+                listener.privilegedStartService()
+            assert info.value.code == 78 and port.stopped, host
+
+
+def test_no_auth_with_a_loopback_endpoint_is_accepted_by_the_config():
+    config = parse_config_dict(
+        {"server": {"endpoint": "tcp:port=8002:interface=127.0.0.1"}, "auth": {"required": False}}
+    )
+    assert config.auth.required is False  # the listener then checks the bound address

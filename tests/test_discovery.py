@@ -16,7 +16,7 @@ from camsvc.cameras.identity import FILENAME, IdentityStore
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, CameraRegistry
 from camsvc.config import parse_config_dict
 from camsvc.ops.health import Health
-from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, usb_camera
+from camsvc.testing import FakeProber, FakeUdev, platform_camera, probe_result, querycap_for, usb_camera
 
 DEBOUNCE = 0.3
 
@@ -223,19 +223,76 @@ def test_identical_serialless_cameras_on_different_ports(make):
     h.stop()
 
 
-def test_a_serial_shared_by_two_present_cameras_falls_back_to_the_port(make):
+def test_a_placeholder_serial_is_no_serial(make):
     a, b = usb_camera(0, serial="0001", port="1"), usb_camera(2, serial="0001", port="2")
     h = make([a, b]).start()
     cams = h.registry.cameras()
-    assert [c.camera_id for c in cams] == ["camera0", "camera1"]
-    assert cams[0].key == "usb:Vendor_USB_Camera_0001:00"
-    assert cams[1].key == "path:pci-0000:00:14.0-usb-0:2:1.0"
+    assert [(c.camera_id, c.key) for c in cams] == [
+        ("camera0", "path:pci-0000:00:14.0-usb-0:1:1.0"),
+        ("camera1", "path:pci-0000:00:14.0-usb-0:2:1.0"),
+    ]
     h.stop()
 
 
-def test_flapping_is_coalesced_and_ends_in_the_final_state(make):
+def test_a_serial_shared_by_two_present_cameras_identifies_neither(make, tmp_path):
+    """The first camera had the serial key; when a twin appears both are keyed by port, the
+    first keeps its id, and replugging only the second (in any order, after a restart too)
+    never gives it the first one's id."""
+    a, b = usb_camera(0, serial="A1B2C3", port="1"), usb_camera(2, serial="A1B2C3", port="2")
+    h = make([a]).start()
+    assert h.cam("camera0").key == "usb:Vendor_USB_Camera_A1B2C3:00"
+    h.udev.add(b)
+    h.deliver()
+    assert {c.camera_id: c.key for c in h.registry.cameras()} == {
+        "camera0": "path:pci-0000:00:14.0-usb-0:1:1.0",
+        "camera1": "path:pci-0000:00:14.0-usb-0:2:1.0",
+    }
+    h.udev.remove(b)
+    h.udev.remove(a)
+    h.deliver()
+    h.udev.add(b)
+    h.deliver()
+    assert h.cam("camera1").status == CONNECTED and h.cam("camera0").status == DISCONNECTED
+    h.stop()
+    saved = json.loads((tmp_path / FILENAME).read_text())
+    assert saved["shared_serials"] == ["A1B2C3"]
+    h2 = make([b]).start()  # restart with only the second one plugged in
+    assert [(c.camera_id, c.status) for c in h2.registry.cameras()] == [("camera1", CONNECTED)]
+    h2.stop()
+
+
+def test_an_old_map_migrates_without_renumbering(make, tmp_path):
+    """A map from before the rule: the first C270 had the placeholder serial key, its twin
+    the port key.  Both keep their ids, whichever is plugged first."""
+    (tmp_path / FILENAME).write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "next_number": 3,
+                "cameras": {
+                    "camera0": {"key": "usb:Vendor_USB_Camera_200901010001:00", "name": "C270"},
+                    "camera1": {"key": "path:pci-0000:00:14.0-usb-0:2:1.0", "name": "C270"},
+                    "camera2": {"key": "usb:Vendor_USB_Camera_REAL1:00", "name": "C920"},
+                },
+            }
+        )
+    )
+    a = usb_camera(0, serial="200901010001", port="1")
+    b = usb_camera(2, serial="200901010001", port="2")
+    c = usb_camera(4, serial="REAL1", port="3")
+    h = make([b, c]).start()
+    assert {x.camera_id: x.device for x in h.registry.cameras()} == {"camera1": "/dev/video2", "camera2": "/dev/video4"}
+    h.udev.add(a)
+    h.deliver()
+    assert h.cam("camera0").device == "/dev/video0"
+    assert h.cam("camera0").key == "path:pci-0000:00:14.0-usb-0:1:1.0"
+    h.stop()
+
+
+def test_flapping_notifies_every_change_at_once_and_probes_once_settled(make):
     cam = usb_camera(0, serial="S1")
     h = make().start()
+    h.udev.caps["/dev/video0"] = querycap_for(cam)  # answers QUERYCAP even when the events lag behind
     h.udev.add(cam)
     h.deliver()
     assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]  # at once
@@ -244,16 +301,17 @@ def test_flapping_is_coalesced_and_ends_in_the_final_state(make):
         h.udev.add(cam)
     h.udev.remove(cam)
     h.deliver()
-    assert h.recorder.take() == []  # within the window: nothing yet
-    assert h.status("camera0") == CONNECTED
-    h.advance(DEBOUNCE)
-    assert h.recorder.take() == [("removed", "camera0", DISCONNECTED, "/dev/video0")]  # never a stale CONNECTED
+    events = h.recorder.take()
+    assert [e[0] for e in events] == ["removed", "added"] * 5 + ["removed"]  # none held back
+    assert h.status("camera0") == DISCONNECTED
     assert h.svc.status()["coalesced"] >= 1
-    # an isolated change after the window is again immediate
-    h.advance(DEBOUNCE)
     h.udev.add(cam)
     h.deliver()
     assert h.recorder.take() == [("added", "camera0", CONNECTED, "/dev/video0")]
+    h.probes_start()
+    assert h.prober.pending == []  # the probe waits for the camera to settle
+    h.advance(DEBOUNCE)
+    assert h.prober.pending == ["/dev/video0"]
     h.stop()
 
 
@@ -533,14 +591,15 @@ class PyudevLike:
 
 
 def test_from_pyudev_reads_only_what_discovery_uses():
-    from camsvc.cameras.discovery import from_pyudev
+    from camsvc.cameras.selection import udev_capture
+    from camsvc.cameras.udev import from_pyudev
 
     props = dict(usb_camera(1, serial="S", metadata=True).properties, SOMETHING_ELSE="x")
     dev = PyudevLike("add", props)
     record = from_pyudev(dev)
     assert record.index == 1 and dev.reads == 0  # from the "-video-index1" link, no sysfs read
     assert "SOMETHING_ELSE" not in record.properties and record.properties["ID_SERIAL_SHORT"] == "S"
-    assert record.capture is False  # a metadata node
+    assert udev_capture(record) is False  # a metadata node
     no_links = {k: v for k, v in props.items() if k != "DEVLINKS"}
     dev = PyudevLike("change", no_links, index="2")
     assert from_pyudev(dev).index == 2 and dev.reads == 1
@@ -551,27 +610,28 @@ def test_from_pyudev_reads_only_what_discovery_uses():
 
 @pytest.mark.parametrize("node", ["v4l-touch0", "vbi0", "radio0", "swradio0", "v4l-subdev0"])
 def test_only_video_nodes_are_candidates(node):
-    from camsvc.cameras.discovery import UdevDevice
+    from camsvc.cameras.selection import udev_capture
+    from camsvc.cameras.udev import UdevDevice
 
     dev = UdevDevice(
         sys_path=f"/sys/devices/platform/vivid.0/video4linux/{node}",
         device_node=f"/dev/{node}",
         properties={"ID_V4L_CAPABILITIES": ":capture:"},
     )
-    assert dev.capture is False
+    assert udev_capture(dev) is False
     video = UdevDevice(
         sys_path="/sys/devices/platform/vivid.0/video4linux/video0",
         device_node="/dev/video0",
         properties={"ID_V4L_CAPABILITIES": ":capture:"},
     )
-    assert video.capture is True
+    assert udev_capture(video) is True
 
 
 def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
     """Without CAP_NET_ADMIN (the systemd unit) SO_RCVBUFFORCE fails: plain SO_RCVBUF, capped by rmem_max, still applies."""
     import socket
 
-    from camsvc.cameras.discovery import _plain_receive_buffer
+    from camsvc.cameras.udev import _plain_receive_buffer
 
     a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
@@ -584,3 +644,94 @@ def test_receive_buffer_falls_back_to_plain_so_rcvbuf():
     finally:
         a.close()
         b.close()
+
+
+# -- odd udev input -------------------------------------------------------------------------
+
+
+def test_a_moved_node_is_the_same_camera_at_its_new_path(make):
+    old = usb_camera(0, serial="M")
+    h = make([old]).start()
+    h.probes_start()
+    h.prober.succeed("/dev/video0")
+    h.advance(DEBOUNCE)
+    h.recorder.take()
+    moved = usb_camera(3, serial="M")
+    moved = replace(
+        moved,
+        properties={
+            **moved.properties,
+            "DEVPATH": moved.sys_path[len("/sys") :],
+            "DEVPATH_OLD": old.sys_path[len("/sys") :],
+        },
+    )
+    h.udev.remove(old, quiet=True)
+    h.udev.add(moved, quiet=True)
+    h.udev.event(moved, "move")  # one event names both paths
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert [(c.camera_id, c.device, c.status) for c in h.registry.cameras()] == [("camera0", "/dev/video3", CONNECTED)]
+    h.stop()
+
+
+def test_unbind_and_offline_change_nothing(make):
+    cam = usb_camera(0, serial="U")
+    h = make([cam]).start()
+    h.recorder.take()
+    h.udev.event(cam, "unbind")
+    h.udev.event(cam, "offline")
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert h.recorder.take() == [] and h.status("camera0") == CONNECTED
+    h.stop()
+
+
+def test_a_node_that_stops_being_a_capture_node_is_withdrawn(make):
+    cam = usb_camera(0, serial="C")
+    h = make([cam]).start()
+    h.advance(DEBOUNCE)
+    h.udev.change(replace(cam, properties={**cam.properties, "ID_V4L_CAPABILITIES": ":video_output:"}))
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert h.status("camera0") == DISCONNECTED
+    h.stop()
+
+
+def test_an_add_without_its_remove_replaces_the_device_on_that_path(make):
+    first = usb_camera(0, serial="FIRST")
+    h = make([first]).start()
+    h.advance(DEBOUNCE)
+    other = usb_camera(0, serial="OTHER")  # same port, same node, another camera: the remove was lost
+    h.udev.add(other)
+    h.deliver()
+    h.advance(DEBOUNCE)
+    assert {c.camera_id: (c.status, c.key) for c in h.registry.cameras()} == {
+        "camera0": (DISCONNECTED, "usb:Vendor_USB_Camera_FIRST:00"),
+        "camera1": (CONNECTED, "usb:Vendor_USB_Camera_OTHER:00"),
+    }
+    h.stop()
+
+
+def test_disconnected_cameras_are_forgotten_after_forget_after(make):
+    cam, other = usb_camera(0, serial="S1"), usb_camera(2, serial="S2", port="2")
+    h = make([cam, other], forget_after=3600).start()
+    h.advance(10)
+    h.udev.remove(cam)
+    h.deliver()
+    assert h.cam("camera0").status == DISCONNECTED and h.cam("camera0").last_seen == h.reactor.seconds()
+    h.advance(1800)
+    h.udev.add(cam)  # back within the hour: the countdown stops
+    h.deliver()
+    h.advance(3600)
+    assert h.cam("camera0").status == CONNECTED
+    h.udev.remove(cam)
+    h.deliver()
+    h.advance(3599)
+    assert h.cam("camera0") is not None
+    h.advance(1)
+    assert h.cam("camera0") is None and "camera0" not in h.svc._probes  # per-camera state bounded
+    assert h.identity.get("usb:Vendor_USB_Camera_S1:00") == "camera0"  # the id stays reserved
+    h.udev.add(cam)
+    h.deliver()
+    assert h.cam("camera0").status == CONNECTED
+    h.stop()

@@ -8,7 +8,8 @@ with arbitrary values, from an unauthenticated and an admin session.  The
 engine must always answer valid JSON-RPC 2.0 (or nothing, for
 notifications), never the engine's catch-all -32603 (an exception a handler
 did not mean to raise; nothing may be logged as a failure), and a Deferred it returns must settle once the clock has run past
-every timeout.  Afterwards a fresh client is served normally.
+every timeout; every answer must encode as UTF-8 (strings are drawn from the whole
+Unicode range, lone surrogates included).  Afterwards a fresh client is served normally.
 
 Over the socket (fewer examples): a real twistd camsvc gets arbitrary text and
 bytes frames on one connection while another connection keeps being served;
@@ -45,6 +46,11 @@ METHODS = [m.name for m in REGISTRY]
 COUNTS = {"bytes": 0, "json": 0, "requests": 0, "params": 0, "socket": 0}
 
 
+def any_text(**kwargs):
+    """Text over the whole Unicode range, lone surrogates included (hypothesis leaves them out by default)."""
+    return st.text(alphabet=st.characters(exclude_categories=()), **kwargs)
+
+
 def examples(n: int) -> int:
     return max(10, int(n * SCALE))
 
@@ -62,12 +68,27 @@ def json_strategy(floats, leaves=10):
         | st.booleans()
         | st.integers(min_value=-(2**70), max_value=2**70)
         | floats
-        | st.text(max_size=40)
-        | st.sampled_from(["", "..", "../../etc/passwd", "camera0", "/dev/video0", "\x00", "a" * 300, "ключ", "2.0"])
+        | any_text(max_size=40)
+        | st.sampled_from(
+            [
+                "",
+                "..",
+                "../../etc/passwd",
+                "camera0",
+                "/dev/video0",
+                "\x00",
+                "a" * 300,
+                "ключ",
+                "2.0",
+                "\ud800",
+                "a\udfffb",
+                "\udc80",
+            ]
+        )
     )
     return st.recursive(
         scalars,
-        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+        lambda inner: st.lists(inner, max_size=5) | st.dictionaries(any_text(max_size=10), inner, max_size=5),
         max_leaves=leaves,
     )
 
@@ -78,15 +99,28 @@ any_json = json_strategy(st.floats(allow_nan=True, allow_infinity=True))
 json_values = json_strategy(st.floats(allow_nan=False, allow_infinity=False))
 #: Smaller values for params (most params are scalars; this keeps generation cheap).
 param_values = json_strategy(st.floats(allow_nan=False, allow_infinity=False), leaves=4)
-ids = st.none() | st.integers() | st.text(max_size=10) | st.floats(allow_nan=False) | json_values
+ids = (
+    st.none()
+    | st.integers()
+    | any_text(max_size=10)
+    | st.sampled_from(["\ud800", "x\udbff"])
+    | st.floats(allow_nan=False)
+    | json_values
+)
 
 
 #: Request-shaped objects: any method name (registered ones often), any params and ids.
 request_objects = st.fixed_dictionaries(
-    {"method": st.sampled_from(METHODS) | st.sampled_from(METHODS) | st.text(max_size=20) | json_values},
+    {
+        "method": st.sampled_from(METHODS)
+        | st.sampled_from(METHODS)
+        | any_text(max_size=20)
+        | st.sampled_from(["\udfff", "ping\ud800"])
+        | json_values
+    },
     optional={
         "jsonrpc": st.sampled_from(["2.0", "2.0", "2.0", "1.0", 2.0, None]),
-        "params": st.dictionaries(st.text(max_size=12), param_values, max_size=4) | param_values,
+        "params": st.dictionaries(any_text(max_size=12), param_values, max_size=4) | param_values,
         "id": ids,
     },
 )
@@ -123,7 +157,7 @@ def from_schema(schema):
     if "enum" in schema:
         return st.sampled_from(schema["enum"])
     if kind == "string":
-        return MEANINGFUL | st.text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 50), 50))
+        return MEANINGFUL | any_text(min_size=schema.get("minLength", 0), max_size=min(schema.get("maxLength", 50), 50))
     if kind == "integer":
         return st.integers(schema.get("minimum"), schema.get("maximum"))
     if kind == "number":
@@ -145,7 +179,7 @@ def _calls_for(method):
         {
             "jsonrpc": st.just("2.0"),
             "method": st.just(method.name),
-            "params": params | st.builds(lambda p, k, v: {**p, k: v}, params, st.text(max_size=8), param_values),
+            "params": params | st.builds(lambda p, k, v: {**p, k: v}, params, any_text(max_size=8), param_values),
             "id": st.integers(0, 10**6),
         }
     )
@@ -196,7 +230,8 @@ def settle(app, out):
 def run(app, session, payload):
     out = settle(app, app.engine.handle(session, payload))
     if out is not None:
-        check_response(json.loads(out))
+        # Encoded as the transport does: a lone surrogate echoed raw would raise here.
+        check_response(json.loads(out.encode("utf-8")))
     return out
 
 
@@ -320,7 +355,8 @@ class Frames:
         self.connect = connect
         self.key = make_key(server.tmp / "state" / "api_keys.json", Role.ADMIN, "fuzz")
         self.ws = None
-        self.bystander = connect(server.url)
+        # Authenticated in the handshake: an unauthenticated socket has a small budget.
+        self.bystander = connect(server.url, additional_headers={"X-API-Key": self.key})
         self.closes: dict[int, int] = {}
         self.lock = threading.Lock()
 
@@ -374,7 +410,7 @@ def frames(server):
         st.builds(json.dumps, request_objects),
         st.builds(json.dumps, method_calls),
         st.builds(json.dumps, json_values),
-        st.text(max_size=200),
+        st.text(max_size=200),  # a raw text frame is UTF-8: no lone surrogates there
         st.binary(max_size=200),
     )
 )

@@ -131,10 +131,36 @@ def test_a_token_signed_for_an_unsafe_name_opens_nothing(app, client):
 def test_failed_attempts_are_limited_per_client_address(app, client):
     for _ in range(10):
         assert status(client, "/metrics", {"Authorization": "Bearer nope", "X-Forwarded-For": "198.51.100.7"}) == 401
-    admin = app.auth.mint_token(Role.ADMIN, "a", 60)
-    response, _ = get(client, "/metrics", {"Authorization": f"Bearer {admin}", "X-Forwarded-For": "198.51.100.7"})
+    response, _ = get(client, "/metrics", {"Authorization": "Bearer nope", "X-Forwarded-For": "198.51.100.7"})
     assert response.code == 429 and int(response.headers.getRawHeaders(b"retry-after")[0]) > 0
+    # Valid credentials from the locked address (a NAT, a proxy) always work.
+    admin = app.auth.mint_token(Role.ADMIN, "a", 60)
+    assert status(client, "/metrics", {"Authorization": f"Bearer {admin}", "X-Forwarded-For": "198.51.100.7"}) == 200
     assert status(client, "/metrics", {"Authorization": f"Bearer {admin}", "X-Forwarded-For": "198.51.100.8"}) == 200
+
+
+def test_stale_download_links_do_not_lock_anyone_out(app, client):
+    """An expired (but authentic) download link used to count as a failed attempt."""
+    xff = {"X-Forwarded-For": "198.51.100.20"}
+    stale = app.auth.sign_download("snapshots", "camera0_1.jpg", ttl=1)
+    app.clock.advance(5)
+    for _ in range(30):
+        assert status(client, f"/files/snapshots/camera0_1.jpg?token={stale}", xff) == 401
+    admin = app.auth.mint_token(Role.ADMIN, "a", 60)
+    assert status(client, "/metrics", {"Authorization": "Bearer nope", **xff}) == 401  # not locked
+    assert status(client, "/metrics", {"Authorization": f"Bearer {admin}", **xff}) == 200
+
+
+def test_forged_download_links_are_counted_apart(app, client):
+    xff = {"X-Forwarded-For": "198.51.100.21"}
+    for _ in range(10):
+        assert status(client, "/files/snapshots/camera0_1.jpg?token=forged", xff) == 401
+    assert status(client, "/files/snapshots/camera0_1.jpg?token=forged", xff) == 429
+    # Bearer/API-key failures are a separate count: this address is not locked there ...
+    assert status(client, "/metrics", {"Authorization": "Bearer nope", **xff}) == 401
+    # ... and a valid link is still served.
+    fresh = app.auth.sign_download("snapshots", "camera0_1.jpg", ttl=60)
+    assert status(client, f"/files/snapshots/camera0_1.jpg?token={fresh}", xff) == 200
 
 
 def test_other_authorization_schemes_are_refused(client):

@@ -305,3 +305,19 @@ def test_stopping_while_a_mediamtx_connection_is_pending_logs_no_error(logged):
     assert monitor.state == "down" and "no answer within 5s" in monitor.reason
     assert not [e for e in logged if e.get("log_failure") is not None]
     monitor.stopService()
+
+
+def test_a_port_in_use_stops_startup_with_one_line_and_exit_1(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = ServiceProcess(tmp_path, {"server": {"port": port}})
+        with pytest.raises(RuntimeError, match="camsvc exited with 1") as info:
+            proc.start()
+        proc.stop()
+    text = str(info.value)
+    assert (
+        f"camsvc: cannot listen on tcp:port={port}:interface=127.0.0.1: " in text and "Address already in use" in text
+    )
+    assert "Traceback" not in text

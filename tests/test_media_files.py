@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 from datetime import datetime
 
@@ -298,6 +299,120 @@ def test_duration_of_garbage_is_none(tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     assert mp4.duration(str(tmp_path / "g.mp4")) is None
     assert mp4.duration(str(tmp_path / "empty.mp4")) is None
+
+
+# Hand-built boxes: the layouts ffmpeg does not write (64-bit sizes, version-1 boxes,
+# tfhd/trex default durations, a box running to the end of the file) and corrupt files.
+
+
+def _box(typ: bytes, *parts: bytes, large: bool = False) -> bytes:
+    payload = b"".join(parts)
+    if large:  # size 1: a 64-bit size follows the type
+        return struct.pack(">I4sQ", 1, typ, 16 + len(payload)) + payload
+    return struct.pack(">I4s", 8 + len(payload), typ) + payload
+
+
+def _full(version: int, flags: int = 0) -> bytes:
+    return bytes([version]) + flags.to_bytes(3, "big")
+
+
+def _moov(scale: int = 1000, duration: int = 0, *, mehd: int | None = None, trex: int = 0, v1: bool = True) -> bytes:
+    if v1:
+        mvhd = _box(b"mvhd", _full(1), struct.pack(">QQIQ", 0, 0, scale, duration))
+        tkhd = _box(b"tkhd", _full(1), struct.pack(">QQI", 0, 0, 1))
+        mdhd = _box(b"mdhd", _full(1), struct.pack(">QQI", 0, 0, 90000))
+    else:
+        mvhd = _box(b"mvhd", _full(0), struct.pack(">IIII", 0, 0, scale, duration))
+        tkhd = _box(b"tkhd", _full(0), struct.pack(">III", 0, 0, 1))
+        mdhd = _box(b"mdhd", _full(0), struct.pack(">III", 0, 0, 90000))
+    mvex = [_box(b"trex", _full(0), struct.pack(">IIIII", 1, 1, trex, 0, 0))]
+    if mehd is not None:
+        mvex.insert(0, _box(b"mehd", _full(1), struct.pack(">Q", mehd)))
+    trak = _box(b"trak", tkhd, _box(b"mdia", mdhd))
+    return _box(b"moov", mvhd, trak, _box(b"mvex", *mvex), large=True)
+
+
+def _moof(base: int, samples: int, *, tfhd_default: int | None = None, per_sample: int | None = None) -> bytes:
+    flags = 0x01 | 0x02 | (0x08 if tfhd_default is not None else 0)
+    tfhd = _full(0, flags) + struct.pack(">I", 1) + struct.pack(">Q", 0) + struct.pack(">I", 1)
+    if tfhd_default is not None:
+        tfhd += struct.pack(">I", tfhd_default)
+    tfdt = _box(b"tfdt", _full(1), struct.pack(">Q", base))
+    if per_sample is None:  # data offset and first-sample flags, no per-sample fields
+        trun = _box(b"trun", _full(0, 0x001 | 0x004), struct.pack(">Iii", samples, 0, 0))
+    else:  # duration and size per sample
+        trun = _box(
+            b"trun", _full(0, 0x100 | 0x200), struct.pack(">I", samples), struct.pack(">II", per_sample, 9) * samples
+        )
+    return _box(b"moof", _box(b"traf", _box(b"tfhd", tfhd), tfdt, trun))
+
+
+def _mp4(tmp_path, *boxes: bytes) -> str:
+    path = tmp_path / "hand.mp4"
+    path.write_bytes(b"".join(boxes))
+    return str(path)
+
+
+def test_fragment_durations_from_tfhd_and_trex_defaults(tmp_path):
+    mdat = _box(b"mdat", b"\0" * 16)
+    # tfhd's default sample duration: fragments at 0 and 90000 ticks, 30 samples of 3000 each
+    by_tfhd = _mp4(tmp_path, _moov(), _moof(0, 30, tfhd_default=3000), mdat, _moof(90000, 30, tfhd_default=3000), mdat)
+    assert mp4.duration(by_tfhd) == pytest.approx(2.0)
+    # no tfhd default: the trex default (version-0 boxes, 64-bit mdat size)
+    big_mdat = _box(b"mdat", b"\0" * 16, large=True)
+    by_trex = _mp4(tmp_path, _moov(trex=1500, v1=False), _moof(0, 60, per_sample=None), big_mdat)
+    assert mp4.duration(by_trex) == pytest.approx(1.0)
+    # per-sample durations in trun; the last mdat runs to the end of the file (size 0)
+    open_mdat = struct.pack(">I4s", 0, b"mdat") + b"\0" * 32
+    per_sample = _mp4(tmp_path, _moov(), _moof(0, 10, per_sample=900), mdat, _moof(9000, 10, per_sample=900), open_mdat)
+    assert mp4.duration(per_sample) == pytest.approx(0.2)
+
+
+def test_declared_durations_win_or_fill_in(tmp_path):
+    mdat = _box(b"mdat", b"\0" * 8)
+    # mehd (the fragmented movie's declared duration) is used as is
+    assert mp4.duration(_mp4(tmp_path, _moov(mehd=4500), _moof(0, 1, tfhd_default=1), mdat)) == pytest.approx(4.5)
+    # a moof whose mdat never completed: no fragment counts, mvhd's duration does
+    assert mp4.duration(_mp4(tmp_path, _moov(duration=2500), _moof(0, 30, tfhd_default=3000))) == pytest.approx(2.5)
+    # nothing declared and no complete fragment: unknown
+    assert mp4.duration(_mp4(tmp_path, _moov(), _moof(0, 30, tfhd_default=3000))) is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        _box(b"moov", _box(b"mvhd", _full(0), b"\0" * 4)),  # mvhd shorter than its fields
+        _moov() + _box(b"moof", _box(b"traf", _box(b"tfhd", _full(0, 0x08)))) + _box(b"mdat"),  # truncated tfhd
+        _moov() + _box(b"moof", _box(b"traf", _box(b"trun", _full(0, 0x100), struct.pack(">I", 1000)))) + _box(b"mdat"),
+        struct.pack(">I4s", 4, b"moov") + b"\0" * 32,  # a box smaller than its own header
+        _box(b"free") + struct.pack(">I4s", 1, b"moov") + b"\0\0",  # a 64-bit size cut off by the end of the file
+        _box(b"moov", struct.pack(">I4s", 1, b"mvhd")),  # a child's 64-bit size cut off by its parent
+        _box(b"moov", struct.pack(">I4s", 0, b"mvhd") + _full(0) + b"\0" * 4),  # child box "to the end", too short
+    ],
+    ids=[
+        "short-mvhd",
+        "short-tfhd",
+        "short-trun",
+        "tiny-box",
+        "cut-largesize",
+        "cut-child-largesize",
+        "short-open-child",
+    ],
+)
+def test_corrupt_files_have_no_duration(tmp_path, data):
+    assert mp4.duration(_mp4(tmp_path, data)) is None
+
+
+def test_unreadable_recording_has_no_duration_and_is_still_listed(store, tmp_path):
+    """A recording whose duration cannot be read (corrupt, or gone between listing and
+    reading) is listed without one."""
+    rec = tmp_path / "recordings"
+    (rec / "corrupt.mp4").write_bytes(_box(b"moov", _box(b"mvhd", _full(0), b"\0" * 4)))
+    media = store.lookup(RECORDINGS, "corrupt.mp4")
+    assert store.duration(media) is None
+    (rec / "corrupt.mp4").unlink()
+    store._durations.clear()
+    assert store.duration(media) is None  # FileNotFoundError from the reader: logged, None
 
 
 def test_standin_segment_duration(mediamtx_clip, store):

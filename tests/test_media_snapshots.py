@@ -31,6 +31,7 @@ def camera(status=CONNECTED, **kw):
         device="/dev/video0",
         status=status,
         links=(BY_ID,),
+        path=BY_ID,  # the unique path discovery chose
         default={"format": "YUYV", "width": 640, "height": 480, "fps": 30},
         **kw,
     )

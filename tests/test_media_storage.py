@@ -220,3 +220,81 @@ def test_periodic_only_while_enabled(store, tmp_path):
     assert not store.exists(SNAPSHOTS, "a.jpg") and r.last_run["deleted_count"] == 1
     r.stopService()
     assert clock.getDelayedCalls() == []
+
+
+# -- failed I/O -----------------------------------------------------------------------------
+
+
+class BrokenFS(FakeFS):
+    """statvfs that fails (an unreadable or vanished mount) while ``broken``."""
+
+    broken = False
+
+    def __call__(self, path):
+        if self.broken:
+            raise OSError(5, "Input/output error", path)
+        return super().__call__(path)
+
+
+def test_unreadable_free_space_keeps_the_last_level_and_refuses_nothing(store):
+    config = parse_config_dict({"storage": {"check_interval": 10}}).storage
+    published, fs, clock = [], BrokenFS(1.0), Clock()
+    mon = StorageMonitor(store, config, clock, lambda m, p: published.append((m, p)), statvfs=fs)
+    calls = []
+
+    def failing_listener(level, previous):
+        raise RuntimeError("listener bug")
+
+    mon.listeners += [failing_listener, lambda level, previous: calls.append(level)]
+    mon.startService()
+    assert mon.level == CRITICAL and calls == [CRITICAL]  # the failing listener did not stop the next
+    fs.broken = True
+    mon.require_space(RECORDINGS)  # cannot tell: not refused
+    clock.advance(10)
+    assert mon.check() == CRITICAL and len(published) == 1  # the last known level, nothing published
+    fs.broken, fs.free_percent = False, 50.0
+    clock.advance(10)  # the periodic check kept running
+    assert mon.level == OK and [p["status"] for _, p in published] == ["critical", "ok"]
+    mon.stopService()
+
+
+def test_retention_survives_files_that_vanish_or_cannot_be_deleted(store, tmp_path, monkeypatch):
+    from camsvc.media import files as files_module
+
+    put(store, SNAPSHOTS, "gone.jpg", 10, NOW - 40 * DAY)
+    put(store, SNAPSHOTS, "stuck.jpg", 10, NOW - 40 * DAY)
+    put(store, SNAPSHOTS, "old.jpg", 10, NOW - 40 * DAY)
+    real_unlink = os.unlink
+
+    def unlink(path):
+        name = os.path.basename(path)
+        if name == "gone.jpg":  # someone else deleted it after the listing
+            real_unlink(path)
+            raise FileNotFoundError(2, "No such file or directory", path)
+        if name == "stuck.jpg":  # a read-only remount, an immutable file...
+            raise OSError(30, "Read-only file system", path)
+        return real_unlink(path)
+
+    monkeypatch.setattr(files_module.os, "unlink", unlink)
+    r, _ = retention(store, tmp_path)
+    result = r.run(r.policy.__class__(enabled=True, max_age_days=30, max_size_gb=0))
+    assert [d["filename"] for d in result["deleted"]] == ["old.jpg"]
+    assert sorted(f.filename for f in store.list(SNAPSHOTS)) == ["stuck.jpg"]
+
+
+def test_a_failing_periodic_run_is_logged_and_the_next_one_runs(store, tmp_path):
+    r, clock = retention(store, tmp_path, enabled=True, max_age_days=30, interval=60)
+    runs = []
+
+    def run(policy=None):
+        runs.append(clock.seconds())
+        if len(runs) == 1:
+            raise OSError(5, "Input/output error")
+        return {}
+
+    r.run = run
+    r.startService()
+    clock.advance(60)
+    clock.advance(60)
+    assert len(runs) >= 2
+    r.stopService()

@@ -42,6 +42,7 @@ def camera(**kw) -> Camera:
             "/dev/v4l/by-path/pci-0000:00:14.0-usb-0:1:1.0-video-index0",
             "/dev/v4l/by-id/usb-Acme_Cam_123-video-index0",
         ),
+        path="/dev/v4l/by-id/usb-Acme_Cam_123-video-index0",  # discovery's unique path
         capabilities=CAPS,
         default={"format": "MJPG", "width": 1280, "height": 720, "fps": 30},
     )
@@ -73,9 +74,10 @@ def test_default_command_transcodes_the_chosen_mode_from_the_by_id_link():
 
 
 def test_node_path_is_used_without_links_and_odd_names_are_quoted():
-    cmd = publish_command(camera(links=()), config().mediamtx)
+    cmd = publish_command(camera(links=(), path=""), config().mediamtx)
     assert " -i /dev/video0 " in cmd
-    cmd = publish_command(camera(links=("/dev/v4l/by-id/usb-A B'c-video-index0",)), config().mediamtx)
+    odd = "/dev/v4l/by-id/usb-A B'c-video-index0"
+    cmd = publish_command(camera(links=(odd,), path=odd), config().mediamtx)
     args = shlex.split(cmd)
     assert args[args.index("-i") + 1] == "/dev/v4l/by-id/usb-A B'c-video-index0"
 

@@ -30,6 +30,7 @@ mediamtx_standin = _fixtures.mediamtx_standin
 mediamtx_standin_factory = _fixtures.mediamtx_standin_factory
 from tests.support.mediamtx import split_fmp4
 from tests.support.openapi import OpenAPISpec
+from tests.support.waiting import eventually
 
 SPEC = OpenAPISpec()
 REPO = Path(__file__).resolve().parent.parent
@@ -461,12 +462,11 @@ async def test_on_demand_publisher_with_rtsp_reader(mediamtx_standin):
     assert path["bytesReceived"] > first and path["bytesSent"] > 0
 
     client.transport.loseConnection()
-    await sleep(0.1)
+    # The last reader left: the publisher stops once runOnDemandCloseAfter has passed (that
+    # it stays up until then is checked, without a race, in test_recording_writes_fmp4_segments).
+    await eventually(lambda: s.path_state("camera0")["ready"] is False, what="the on-demand publisher stopped")
     _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert path["ready"] is True and path["readers"] == []  # runOnDemandCloseAfter not yet elapsed
-    await sleep(0.4)
-    _, path = await call_json(s, "GET", "/v3/paths/get/camera0")
-    assert path["ready"] is False and path["source"] is None
+    assert path["ready"] is False and path["source"] is None and path["readers"] == []
 
 
 @pytest_twisted.ensureDeferred
@@ -530,8 +530,8 @@ async def test_standin_reader_helper_process(mediamtx_standin):
     finally:
         proc.signalProcess("TERM")
         await pp.ended
-    await sleep(0.5)
-    assert s.path_state("camera2")["ready"] is False
+    # the reader's connection closed: after runOnDemandCloseAfter the publisher stops
+    await eventually(lambda: s.path_state("camera2")["ready"] is False, what="the on-demand publisher stopped")
 
 
 @pytest_twisted.ensureDeferred
@@ -552,8 +552,10 @@ async def test_recording_writes_fmp4_segments(mediamtx_standin, tmp_path):
     await reader.when_ready()
     await sleep(1.5)
     s.detach_reader(reader)
-    await sleep(0.5)  # past runOnDemandCloseAfter: recording stops
-    assert s.path_state("camera0")["ready"] is False
+    # no reactor turn since the reader left: runOnDemandCloseAfter cannot have elapsed yet
+    assert s.path_state("camera0")["ready"] is True and s.path_state("camera0")["readers"] == []
+    # then the publisher stops and so does the recording
+    await eventually(lambda: s.path_state("camera0")["ready"] is False, what="the on-demand publisher stopped")
 
     files = sorted(rec_dir.iterdir())
     assert len(files) >= 2  # a new segment every recordSegmentDuration

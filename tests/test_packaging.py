@@ -98,6 +98,16 @@ def test_unit_keeps_camera_access():
     assert "MemoryDenyWriteExecute" not in s
 
 
+def test_unit_lets_the_probe_child_be_niced():
+    """``~@resources`` denies setpriority, which ``nice -n 10`` (the probe child) needs;
+    a later allow entry of the opposite kind takes it off the deny list (systemd.exec)."""
+    filters = unit_settings()["SystemCallFilter"]
+    deny = next(i for i, v in enumerate(filters) if v.startswith("~"))
+    assert "@resources" in filters[deny].split()
+    allowed_after = [name for v in filters[deny + 1 :] if not v.startswith("~") for name in v.split()]
+    assert "setpriority" in allowed_after
+
+
 def systemd_analyze():
     exe = shutil.which("systemd-analyze")
     if not exe:
@@ -160,6 +170,7 @@ def test_control_depends_on_debian_libraries():
         "python3-jwt",
         "python3-prometheus-client",
         "python3-service-identity",
+        "python3-paho-mqtt",
         "ffmpeg",
         "${python3:Depends}",
         "${misc:Depends}",

@@ -369,3 +369,35 @@ def test_an_id_that_overflows_to_infinity_is_invalid(app):
 
 def test_large_finite_float_ids_are_echoed(app):
     assert handle(app.engine, '{"jsonrpc": "2.0", "method": "ping", "id": 1e308}')["id"] == 1e308
+
+
+# -- lone surrogates (issue 15) ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_text",
+    [
+        '{"jsonrpc":"2.0","method":"ping","id":"\\ud800"}',
+        '{"jsonrpc":"2.0","method":"\\udfff","id":"a\\udc80b"}',
+        '[{"jsonrpc":"2.0","method":"ping","id":"\\ud83d"},{"jsonrpc":"2.0","method":"x\\ud800","id":2}]',
+        '{"jsonrpc":"2.0","method":"ping","params":{"\\ud800":1},"id":"\\udbff\\udbff"}',
+    ],
+)
+def test_lone_surrogates_are_echoed_as_escapes_in_valid_utf8(app, request_text):
+    """A lone surrogate in an id or method used to make the answer unencodable
+    (the transport's ``.encode("utf-8")`` raised and the connection dropped)."""
+    raw = app.engine.handle(Session("c", auth_required=False), request_text)
+    wire = raw.encode("utf-8")  # what the transport sends: must not raise
+    reply = json.loads(wire)
+    sent = json.loads(request_text)
+    if isinstance(sent, list):
+        assert [r["id"] for r in reply] == [s["id"] for s in sent]
+    else:
+        assert reply["id"] == sent["id"]
+
+
+def test_notification_with_a_surrogate_is_valid_utf8():
+    from camsvc.server.rpc import notification
+
+    text = notification("camera_status_update", {"name": "bad \udcff name"})
+    assert json.loads(text.encode("utf-8"))["params"]["name"] == "bad \udcff name"

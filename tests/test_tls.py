@@ -23,7 +23,7 @@ def make_certificate(directory) -> tuple[str, str]:
     """A self-signed certificate for 127.0.0.1 and localhost; returns (cert path, key path)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "camsvc test")])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -7,6 +7,7 @@ Skipped only when umockdev is genuinely missing.
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import select
@@ -18,6 +19,7 @@ import pytest
 import pytest_twisted
 
 from tests.support.umockdev import (
+    QLEN_PATH,
     AsyncTestbed,
     Testbed,
     UMockdevError,
@@ -267,19 +269,43 @@ def test_late_umockdev_dir_in_a_preloaded_process(bed):
     assert r.stdout.split()[1] != "2"  # without the preload at start: the real /sys
 
 
+def _bed_waits(root: str) -> int:
+    """How many sends the helper has held back for a full listener queue so far."""
+    try:
+        with open(os.path.join(root, "bed-waits")) as f:
+            return int(f.read())
+    except FileNotFoundError:
+        return 0
+
+
 def test_paced_storm_survives_a_slow_listener(bed, listener_factory):
     """More events than max_dgram_qlen while the listener is not reading: the helper
-    waits for room instead of aborting, and every event arrives in order."""
+    waits for room instead of aborting, and every event arrives in order.
+
+    The storm is sized from the limit in force (10 on a bare kernel, 512 or more where
+    systemd set it at boot), and the listener reads again only once its queue is
+    full and the helper is waiting for room, so the test depends neither on the host's
+    sysctl nor on timing."""
+    with open(QLEN_PATH) as f:
+        qlen = int(f.read())
+    pairs = qlen // 2 + 10  # 2 uevents a pair: at least 20 more than the queue holds
     bed.add_camera("c", serial="S", metadata=False)
     lst = listener_factory()
     bed.wait_for_listeners(1)
-    assert lst.ask("pause 0.5") == "paused"
-    t0 = time.monotonic()
-    r = bed.storm("c", 20)
-    assert time.monotonic() - t0 > 0.3  # it had to wait for the paused listener
-    assert r["present"] is True and len(r["times"]) == 20
-    ev = lst.wait_events(40)
-    assert [e["action"] for e in ev] == ["remove", "add"] * 20
+    assert lst.ask("pause 600") == "paused"
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        storm = pool.submit(bed.storm, "c", pairs, drain_timeout=120)
+        deadline = time.monotonic() + 120
+        while _bed_waits(bed.root_dir) == 0:
+            assert not storm.done(), f"storm of {pairs} pairs ended without waiting: {storm.result()}"
+            assert time.monotonic() < deadline, "the helper never had to wait for the listener"
+            time.sleep(0.01)
+        assert lst.ask("resume") == "resumed"
+        r = storm.result(timeout=300)
+    assert r["waits"] > 0  # it had to wait for the paused listener
+    assert r["present"] is True and len(r["times"]) == pairs
+    ev = lst.wait_events(2 * pairs, timeout=60)
+    assert [e["action"] for e in ev] == ["remove", "add"] * pairs
     assert all(e["devnode"] == "/dev/video0" for e in ev)
     assert [d["devnode"] for d in lst.ask("list")] == ["/dev/video0"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from camsvc.auth.keystore import KEY_PREFIX
-from camsvc.auth.tokens import AuthError
+from camsvc.auth.tokens import AuthError, credential_fingerprint
 from camsvc.common.addresses import peer_address
 from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
 from camsvc.common.timefmt import iso
@@ -23,29 +23,32 @@ def register(app: Any) -> None:
 
     def authenticate(session: Any, params: dict) -> dict:
         address = session.extra.get("client_address") or peer_address(session.peer)
-        keys = (f"conn:{session.id}", f"addr:{address}")
-        wait = auth.failures.retry_after(*keys)
-        if wait is not None:
-            retry_after = round(wait + 0.05, 1)
-            log.warn(
-                "Connection {conn_id} ({address}): authentication refused, too many failed attempts",
-                conn_id=session.id,
-                address=address,
-            )
-            raise RateLimitExceeded(
-                f"Too many failed authentication attempts from this connection or address; retry in {retry_after:g} s",
-                data={"retry_after": retry_after},
-            )
         token = params["auth_token"]
+        # Keyed by connection, address, and address + credential; only failures
+        # are limited: the credential is checked first and a valid one always works.
+        keys = (f"conn:{session.id}", f"addr:{address}", f"cred:{address}:{credential_fingerprint(token)}")
         try:
             cred = auth.check(token)
         except AuthError as exc:
+            wait = auth.failures.retry_after(*keys)
             auth.failures.record(*keys)
             if metrics is not None:
                 metrics.auth_attempt("api_key" if token.startswith(KEY_PREFIX) else "jwt", False)
             # The session reflects the last authenticate call: a failed one ends the previous session.
             session.extra.pop("credential", None)
             session.revoke()
+            if wait is not None:
+                retry_after = round((auth.failures.retry_after(*keys) or wait) + 0.05, 1)
+                log.warn(
+                    "Connection {conn_id} ({address}): authentication failed again while locked out",
+                    conn_id=session.id,
+                    address=address,
+                )
+                raise RateLimitExceeded(
+                    "Too many failed authentication attempts from this connection or address; "
+                    f"retry in {retry_after:g} s (valid credentials are always accepted)",
+                    data={"retry_after": retry_after},
+                ) from None
             log.warn(
                 "Connection {conn_id} ({address}): authentication failed: {reason}",
                 conn_id=session.id,
@@ -53,6 +56,8 @@ def register(app: Any) -> None:
                 reason=exc.message,
             )
             raise AuthenticationRequired(f"Authentication failed: {exc.message}", data={"reason": exc.reason}) from None
+        auth.failures.forget(keys[0])
+        auth.failures.forget(keys[2])
         session_id = secrets.token_urlsafe(12)
         session.grant(
             cred.role,
@@ -78,6 +83,19 @@ def register(app: Any) -> None:
             "expires_at": iso(cred.expires_at, "seconds") if cred.expires_at is not None else None,
             "session_id": session_id,
         }
+
+    def handshake(session: Any, token: str) -> bool:
+        """Authenticate ``session`` with a credential sent in the WebSocket handshake
+        (``Authorization: Bearer`` or ``X-API-Key``): the same checks, limits and logs."""
+        if not isinstance(token, str) or not token or len(token) > 4096:
+            return False
+        try:
+            authenticate(session, {"auth_token": token})
+        except (AuthenticationRequired, RateLimitExceeded):
+            return False
+        return True
+
+    app.handshake_auth = handshake
 
     app.registry.add(
         "authenticate",

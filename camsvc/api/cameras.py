@@ -1,7 +1,7 @@
 """Camera methods and the ``camera_status_update`` notification.
 
 Methods: ``get_camera_list``, ``get_camera_status``, ``get_camera_capabilities``
-(role viewer).  Their ``device`` parameter is a camera id (``camera0``), a node
+(role viewer); ``forget_camera`` (role admin: drop a DISCONNECTED camera's record).  Their ``device`` parameter is a camera id (``camera0``), a node
 (``/dev/video0``) or a ``/dev/v4l/by-id/...`` / ``by-path`` link; anything else is
 -32004 naming the device.
 
@@ -29,9 +29,11 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
-from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.cameras import stream_settings
+from camsvc.cameras.registry import CONNECTED, DISCONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InvalidState
 from camsvc.common.timefmt import iso
+from camsvc.mediamtx.desired import PASSTHROUGH_FORMATS, published_mode
 from camsvc.mediamtx.urls import stream_urls
 from camsvc.server.rpc import Role
 
@@ -58,13 +60,34 @@ def is_recording(app: Any, camera_id: str) -> bool:
         return False
 
 
+def active_mode(app: Any, camera: Camera) -> dict | None:
+    """The mode ``camera`` streams with: its default mode overridden by its stored stream
+    settings, with the encoder the configuration picks when none is stored."""
+    stored = app.camera_settings.stream(camera.camera_id) if app.camera_settings is not None else {}
+    mode = stream_settings.active_mode(camera, stored)
+    if mode is not None and mode["encoder"] is None:
+        copy = app.config.mediamtx.passthrough and mode["format"] in PASSTHROUGH_FORMATS
+        mode["encoder"] = "copy" if copy else "libx264"
+    return mode
+
+
 def camera_object(app: Any, camera: Camera, host: str) -> dict:
-    """The API's Camera object for a client that connected with ``host``."""
-    return camera.to_dict(stream_urls(app.config.mediamtx, camera.camera_id, host), is_recording(app, camera.camera_id))
+    """The API's Camera object for a client that connected with ``host``.
+
+    ``resolution`` and ``fps`` are those of the active mode (stream settings applied);
+    ``mode`` is that mode in full (None until the capabilities are known).
+    """
+    obj = camera.to_dict(stream_urls(app.config.mediamtx, camera.camera_id, host), is_recording(app, camera.camera_id))
+    mode = active_mode(app, camera)
+    if mode is not None and mode["custom"]:
+        obj["resolution"] = f"{mode['width']}x{mode['height']}"
+        obj["fps"] = int(round(float(mode["fps"]))) if mode["fps"] else 0
+    obj["mode"] = mode
+    return obj
 
 
-def capabilities_object(camera: Camera) -> dict | None:
-    """``{driver, card, bus_info, formats, default, resolutions, fps_options}`` or None."""
+def capabilities_object(camera: Camera, mediamtx_config: Any = None) -> dict | None:
+    """``{driver, card, bus_info, formats, default, resolutions, fps_options[, published]}`` or None."""
     caps = camera.capabilities
     if caps is None:
         return None
@@ -84,6 +107,7 @@ def capabilities_object(camera: Camera) -> dict | None:
         "default": camera.default,
         "resolutions": [f"{w}x{h}" for w, h in ordered],
         "fps_options": sorted(rates, reverse=True),
+        **({"published": published_mode(camera, mediamtx_config)} if mediamtx_config is not None else {}),
     }
 
 
@@ -107,6 +131,9 @@ class CameraNotifier:
 
     def camera_changed(self, camera: Camera) -> None:
         self._changed(camera)
+
+    def camera_forgotten(self, camera: Camera) -> None:
+        self._sent.pop(camera.camera_id, None)
 
     def _changed(self, camera: Camera) -> None:
         visible = (camera.status, camera.device, camera.name, camera.resolution, camera.fps)
@@ -158,7 +185,8 @@ def register(app: Any) -> None:
         result["error"] = camera.error
         result["since"] = iso(camera.since)
         result["links"] = list(camera.links)
-        result["capabilities"] = capabilities_object(camera)
+        result["path"] = camera.stable_device
+        result["capabilities"] = capabilities_object(camera, app.config.mediamtx)
         result["metrics"] = await metrics(camera)
         return result
 
@@ -170,7 +198,7 @@ def register(app: Any) -> None:
             if pending is not None:
                 await pending
                 camera = app.cameras.get(camera.camera_id) or camera
-        caps = capabilities_object(camera)
+        caps = capabilities_object(camera, app.config.mediamtx)
         if caps is None:
             reason = f": {camera.error}" if camera.error else ""
             raise InvalidState(
@@ -179,6 +207,31 @@ def register(app: Any) -> None:
             )
         return {"device": camera.device, "camera_id": camera.camera_id, "status": camera.status, **caps}
 
+    def forget_camera(session: Any, params: dict) -> dict:
+        camera = resolve(params)
+        discovery = app.discovery
+        if camera.status != DISCONNECTED or discovery is None:
+            raise InvalidState(
+                f"{camera.camera_id} is {camera.status}: only a DISCONNECTED camera can be forgotten",
+                data={"camera_id": camera.camera_id, "status": camera.status},
+            )
+        discovery.forget(camera.camera_id, why=f"forget_camera by {getattr(session, 'subject', None) or 'admin'}")
+        return {"camera_id": camera.camera_id, "forgotten": True}
+
+    reg.add(
+        "forget_camera",
+        forget_camera,
+        role=Role.ADMIN,
+        params={"device": DEVICE_PARAM},
+        required=("device",),
+        summary="Drop a DISCONNECTED camera from the list now (as discovery.forget_after does later). "
+        "Its id mapping is kept: plugged in again it comes back with the same id.",
+        result={
+            "type": "object",
+            "properties": {"camera_id": {"type": "string"}, "forgotten": {"type": "boolean"}},
+        },
+        errors=(CameraNotFound, InvalidState),
+    )
     reg.add(
         "get_camera_list",
         get_camera_list,
@@ -209,6 +262,11 @@ def register(app: Any) -> None:
                         "error": {"type": ["string", "null"], "description": "Why status is ERROR"},
                         "since": {"type": "string", "format": "date-time", "description": "When status last changed"},
                         "links": {"type": "array", "items": {"type": "string"}},
+                        "path": {
+                            "type": "string",
+                            "description": "The device path unique to this camera that camsvc opens "
+                            "(publish command, snapshots): a by-id link it alone owns, else by-path, else the node",
+                        },
                         "capabilities": {"oneOf": [CAPABILITIES_REF, {"type": "null"}]},
                         "metrics": {"type": "object"},
                     },

@@ -17,7 +17,9 @@ so each request is checked again (defence in depth behind the wrapper).
 
 from __future__ import annotations
 
+import errno
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -46,10 +48,37 @@ def _error(request: Any, status: int, message: str) -> bytes:
     return body if request.method != b"HEAD" else b""
 
 
-class _SingleFile(static.File):
-    """A static.File that is one file and nothing else (no children, no listing)."""
+class _OpenedFile(static.File):
+    """A static.File serving one already-open descriptor and nothing else.
+
+    Twisted's File stats and opens by path; this one answers ``restat`` with
+    ``fstat`` of the descriptor and hands that descriptor out in
+    ``openForReading``, so the bytes served are those of the file that was
+    checked (:meth:`FileStore.open_file`), whatever happens to the name.
+    """
 
     isLeaf = True
+
+    def __init__(self, fd: int, path: str, defaultType: str) -> None:
+        self._fd: int | None = fd
+        super().__init__(path, defaultType=defaultType)
+        self.restat()
+
+    def restat(self, reraise: bool = True) -> None:
+        if self._fd is not None:
+            self._statinfo = os.fstat(self._fd)
+
+    def openForReading(self) -> Any:
+        fd, self._fd = self._fd, None
+        if fd is None:  # pragma: no cover - render opens once
+            raise OSError(errno.EBADF, "already served")
+        return os.fdopen(fd, "rb")
+
+    def close(self) -> None:
+        """Close the descriptor unless it was handed to a producer."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
     def directoryListing(self) -> Resource:  # pragma: no cover - only files are built
         return static.File.childNotFound
@@ -89,16 +118,23 @@ class FileResource(Resource):
             self._finish(request, _error(request, 401, "authentication required"))
             return
         try:
-            media = self.store.lookup(self.kind, name)
+            fd, media = self.store.open_file(self.kind, name)
         except RpcError as exc:
             status = 404 if exc.code == -32009 else 400
             self._finish(request, _error(request, status, exc.message))
             return
-        resource = _SingleFile(media.path, defaultType=CONTENT_TYPES.get(media.extension, "application/octet-stream"))
-        resource.contentTypes = dict(CONTENT_TYPES)
-        request.setHeader(b"cache-control", b"private, max-age=0")
-        request.setHeader(b"x-content-type-options", b"nosniff")
-        result = resource.render(request)
+        try:
+            resource = _OpenedFile(fd, media.path, CONTENT_TYPES.get(media.extension, "application/octet-stream"))
+        except BaseException:
+            os.close(fd)
+            raise
+        try:
+            resource.contentTypes = dict(CONTENT_TYPES)
+            request.setHeader(b"cache-control", b"private, max-age=0")
+            request.setHeader(b"x-content-type-options", b"nosniff")
+            result = resource.render(request)
+        finally:
+            resource.close()  # HEAD, 304, 416: the descriptor was not handed out
         if result is not NOT_DONE_YET:
             self._finish(request, result)
 

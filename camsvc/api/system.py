@@ -7,7 +7,7 @@ from typing import Any
 
 from camsvc import __version__
 from camsvc.common.timefmt import iso
-from camsvc.server.openrpc import NOTIFICATIONS, build_document
+from camsvc.server.openrpc import NOTIFICATIONS
 from camsvc.server.rpc import Role
 
 API_VERSION = "1.0"
@@ -51,8 +51,8 @@ def register(app: Any) -> None:
             "components": components,
         }
 
-    def discover(session: Any, params: dict) -> dict:
-        return build_document(reg)
+    def discover(session: Any, params: dict) -> Any:
+        return app.openrpc.text  # built once; embedded in the answer without re-encoding
 
     reg.add(
         "ping",

@@ -43,9 +43,9 @@ from camsvc.auth.tokens import (
     Credential,
     check_jwt,
     download_key,
+    download_token_state,
     mint_token,
     sign_download,
-    verify_download,
 )
 from camsvc.common.errors import AuthenticationRequired
 from camsvc.common.roles import Role
@@ -77,6 +77,10 @@ class Authenticator(Service):
         self.hub = hub
         self.keys = KeyStore(config.api_keys_file)
         self.failures = FailureLimiter(config.max_failed_attempts, config.failed_attempts_window, clock)
+        #: Forged download links, counted apart from credentials (stale links are not counted).
+        self.download_failures = FailureLimiter(
+            config.max_failed_attempts, config.failed_attempts_window, clock, max_backoff=60.0
+        )
         self._secret: bytes | None = None
         self._secret_sig: tuple | None = None
         self._download_key: bytes = b""
@@ -271,10 +275,14 @@ class Authenticator(Service):
 
     def verify_download(self, token: str, kind: str, filename: str) -> bool:
         """True when ``token`` is a valid, unexpired download token for exactly this file."""
+        return self.download_state(token, kind, filename) == "ok"
+
+    def download_state(self, token: str, kind: str, filename: str) -> str:
+        """``"ok"``, ``"expired"`` (a stale link) or ``"invalid"`` (see :func:`tokens.download_token_state`)."""
         if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-            return False
+            return "invalid"
         self.refresh()
-        return verify_download(self._download_signing_key(), token, kind, filename, self.clock.seconds())
+        return download_token_state(self._download_signing_key(), token, kind, filename, self.clock.seconds())
 
     def download_path(self, kind: str, filename: str, ttl: float | None = None) -> str:
         """``/files/<kind>/<filename>?token=...``: the path part of a ``download_url``."""

@@ -33,7 +33,7 @@ from typing import Any
 from twisted.logger import Logger
 from twisted.web.resource import Resource
 
-from camsvc.auth.tokens import AuthError
+from camsvc.auth.tokens import AuthError, credential_fingerprint
 from camsvc.common.addresses import client_address, parse_networks
 from camsvc.common.roles import Role
 from camsvc.server.rpc import dumps
@@ -127,21 +127,18 @@ class Protected(Resource):
         if not self.required:
             return None
         address = self._address(request)
-        key = f"addr:{address}"
-        wait = self.auth.failures.retry_after(key)
-        if wait is not None:
-            seconds = max(1, int(wait + 0.999))
-            return Denied(
-                429,
-                f"too many failed authentication attempts from {address}; retry in {seconds} s",
-                {b"retry-after": str(seconds).encode()},
-            )
         credential = _credential(request)
         if credential is not None:
+            # The credential is checked first: a valid one always works, whatever
+            # the failure count of its address; only failures are refused.
+            keys = (f"addr:{address}", f"cred:{address}:{credential_fingerprint(credential)}")
             try:
                 cred = self.auth.check(credential)
             except AuthError as exc:
-                self.auth.failures.record(key)
+                wait = self.auth.failures.retry_after(*keys)
+                self.auth.failures.record(*keys)
+                if wait is not None:
+                    return _too_many(address, self.auth.failures.retry_after(*keys) or wait)
                 log.warn(
                     "HTTP {method} {path} from {address}: authentication failed: {reason}",
                     method=_text(request.method),
@@ -150,6 +147,7 @@ class Protected(Resource):
                     reason=exc.message,
                 )
                 return _unauthorized(f"authentication failed: {exc.message}")
+            self.auth.failures.forget(keys[1])
             if cred.role < self.role:
                 return Denied(
                     403,
@@ -160,10 +158,17 @@ class Protected(Resource):
             token = (request.args or {}).get(b"token", [None])[0]
             if token is not None:
                 target = _file_of(segments)
-                if target is not None and self.auth.verify_download(_text(token), *target):
+                state = self.auth.download_state(_text(token), *target) if target is not None else "invalid"
+                if state == "ok":
                     return None
-                self.auth.failures.record(key)
-                return _unauthorized("the download link is invalid, expired or for another file")
+                if state == "expired":  # a stale link: not an attack, not counted
+                    return _unauthorized("the download link has expired; ask for a new one")
+                key = f"addr:{address}"
+                wait = self.auth.download_failures.retry_after(key)
+                self.auth.download_failures.record(key)
+                if wait is not None:
+                    return _too_many(address, self.auth.download_failures.retry_after(key) or wait)
+                return _unauthorized("the download link is invalid or for another file")
         return _unauthorized("authentication required: send Authorization: Bearer <token> or X-API-Key")
 
     def _address(self, request: Any) -> str:
@@ -221,6 +226,15 @@ def _utf8(segments: list[bytes]) -> bool:
 
 
 _UNSAFE = ("/", "\\", "\x00")
+
+
+def _too_many(address: str, wait: float) -> Denied:
+    seconds = max(1, int(wait + 0.999))
+    return Denied(
+        429,
+        f"too many failed authentication attempts from {address}; retry in {seconds} s",
+        {b"retry-after": str(seconds).encode()},
+    )
 
 
 def _unauthorized(message: str) -> Denied:

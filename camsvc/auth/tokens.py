@@ -140,10 +140,11 @@ def sign_download(key: bytes, kind: str, filename: str, now: float, ttl: float) 
     return encode(claims, key)
 
 
-def verify_download(key: bytes, token: Any, kind: str, filename: str, now: float) -> bool:
-    """True when ``token`` is a valid, unexpired download token for exactly this file."""
+def download_token_state(key: bytes, token: Any, kind: str, filename: str, now: float) -> str:
+    """``"ok"``, ``"expired"`` (authentic, for this file, past its time: a stale link,
+    not an attack) or ``"invalid"`` (forged, malformed or for another file)."""
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
-        return False
+        return "invalid"
     jwt = _jwt()
     try:
         claims = jwt.decode(
@@ -154,8 +155,21 @@ def verify_download(key: bytes, token: Any, kind: str, filename: str, now: float
             options={"verify_exp": False, "require": ["exp", "kind", "file"]},
         )
     except jwt.InvalidTokenError:
-        return False
+        return "invalid"
+    if claims.get("kind") != kind or claims.get("file") != filename:
+        return "invalid"
     exp = claims.get("exp")
-    if not isinstance(exp, (int, float)) or isinstance(exp, bool) or exp <= now:
-        return False
-    return claims.get("kind") == kind and claims.get("file") == filename
+    if not isinstance(exp, (int, float)) or isinstance(exp, bool):
+        return "invalid"
+    return "ok" if exp > now else "expired"
+
+
+def verify_download(key: bytes, token: Any, kind: str, filename: str, now: float) -> bool:
+    """True when ``token`` is a valid, unexpired download token for exactly this file."""
+    return download_token_state(key, token, kind, filename, now) == "ok"
+
+
+def credential_fingerprint(token: Any) -> str:
+    """A short, non-reversible name for a presented credential (lockout keys; never logged as is)."""
+    data = token.encode("utf-8", "surrogatepass") if isinstance(token, str) else repr(token).encode()
+    return hashlib.sha256(data).hexdigest()[:16]

@@ -1,7 +1,9 @@
 """Cameras: which V4L2 devices are cameras, their stable identities and their state.
 
 Owns the camera registry (:mod:`.registry`: the Camera record and its
-observers), udev discovery (:mod:`.discovery`), stable ids (:mod:`.identity`,
+observers), udev discovery (:mod:`.discovery`; reading udev in :mod:`.udev`, which
+nodes are cameras in :mod:`.selection`, the present set in :mod:`.presence`,
+probe scheduling in :mod:`.scheduling`), stable ids (:mod:`.identity`,
 ``camera-ids.json``), capability probing in a child process
 (:mod:`.probing`) and the V4L2 ioctl binding (:mod:`.v4l2`).
 

@@ -3,18 +3,16 @@
 This module owns turning udev's view of ``video4linux`` into camera records in the
 one :class:`~camsvc.cameras.registry.CameraRegistry`:
 
-* **Enumeration, then a monitor.**  At start a ``pyudev.Monitor`` (netlink, subsystem
-  ``video4linux``, receive buffer ``discovery.receive_buffer_size``) is opened *first*,
-  then ``video4linux`` is enumerated, then the monitor's fd is added to the reactor
-  as an ``IReadDescriptor`` — so no event falls between the two.  ``doRead`` drains
-  the monitor with ``poll(timeout=0)`` (bounded per call; the reactor calls again while
-  the fd stays readable), never raises and never returns a truthy value.  ``ENOBUFS``
-  (the kernel dropped events: a storm larger than the socket buffer) discards what is
-  still queued — it predates the loss and could be stale — and re-enumerates.
-* **What is a camera.**  A node whose ``ID_V4L_CAPABILITIES`` contains ``:capture:``
-  (udev's ``v4l_id`` runs VIDIOC_QUERYCAP for it), confirmed by our own probe: a node
-  the probe finds is not a capture node is withdrawn.  UVC metadata nodes (``:``) and
-  output-only nodes are ignored.  USB, CSI and platform devices all count.
+* **Enumeration, then a monitor.**  At start the udev monitor
+  (:mod:`camsvc.cameras.udev`) is opened *first*, then ``video4linux`` is
+  enumerated, then the monitor's fd is added to the reactor — so no event falls
+  between the two.  :meth:`DiscoveryService.read_events` drains the monitor
+  (bounded per call; the reactor calls again while the fd stays readable).
+  ``ENOBUFS`` (the kernel dropped events: a storm larger than the socket buffer)
+  discards what is still queued — it predates the loss and could be stale — and
+  re-enumerates.
+* **What is a camera** is :mod:`camsvc.cameras.selection`'s rule, confirmed by our
+  own probe: a node the probe finds is not a capture node is withdrawn.
 * **Identity.**  :mod:`camsvc.cameras.identity` maps the node's identity key to ``camera<N>``,
   persisted in ``storage.state_dir``.  Two present cameras with the same key (a
   serial shared by identical cameras) are told apart by port.
@@ -44,279 +42,43 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import select
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.interfaces import IReadDescriptor
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
-from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.cameras.identity import FILENAME, IdentityStore, port_key, serial_key, usable_serial
+from camsvc.cameras.presence import Node, display_names, unique_paths
 from camsvc.cameras.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
+from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, ProbeState
+from camsvc.cameras.selection import decide, node_number, udev_capture
+from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
+from camsvc.cameras.v4l2 import ProbeError
+from camsvc.common.writer import BackgroundWriter
 
 log = Logger()
 
-SUBSYSTEM = "video4linux"
-#: Events handled per doRead before yielding to the reactor (it calls again while readable).
-MAX_EVENTS_PER_READ = 256
-#: Queued events discarded after an overflow before re-enumerating.
-MAX_DISCARD = 100000
 #: Seconds between attempts to open udev when it is unavailable at start.
 RETRY_DELAY = 10.0
-#: Seconds between a commit and the probes it starts: the notification frame leaves
-#: first (a fork in the same reactor turn would delay it), bursts coalesce.
-PROBE_START_DELAY = 0.01
 #: Seconds between allocating a new id and writing the id map: after the notification
 #: frame has left (Twisted sends queued data on the next poll, after due timed calls),
 #: and once for a burst of new cameras.
 FLUSH_DELAY = 0.05
-#: Seconds before re-probing a node that vanished mid-probe while udev still lists it.
-VANISHED_RETRY_DELAY = 0.5
 
-
-# -- udev records and the real backend ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UdevDevice:
-    """One udev device as discovery needs it (plain data, built at the pyudev boundary).
-
-    ``action`` is None for enumerated devices; ``index`` is sysfs ``index`` (0 for
-    the first node of an interface).
-    """
-
-    sys_path: str
-    device_node: str | None
-    properties: Mapping[str, str] = field(default_factory=dict)
-    action: str | None = None
-    index: int = 0
-
-    @property
-    def capture(self) -> bool | None:
-        """True/False from ``ID_V4L_CAPABILITIES``; None when udev did not set it.
-
-        Only ``videoN`` nodes can be cameras: the V4L2 core names touch
-        sensors ``v4l-touchN`` (they report VIDEO_CAPTURE too), and VBI,
-        radio, SDR and sub-device nodes have names of their own.
-        """
-        if not os.path.basename(self.device_node or self.sys_path).startswith("video"):
-            return False
-        caps = self.properties.get("ID_V4L_CAPABILITIES")
-        if caps is None:
-            return None
-        return ":capture:" in caps
-
-    @property
-    def links(self) -> tuple[str, ...]:
-        return tuple(sorted(self.properties.get("DEVLINKS", "").split()))
-
-    @property
-    def product(self) -> str:
-        """The V4L2 card name as udev's v4l_id read it (``ID_V4L_PRODUCT``), or ""."""
-        return self.properties.get("ID_V4L_PRODUCT", "").strip()
-
-    @property
-    def name(self) -> str:
-        """A display name: the V4L2 card, else the USB model, else the node's name."""
-        props = self.properties
-        model = props.get("ID_MODEL_FROM_DATABASE") or props.get("ID_MODEL", "").replace("_", " ")
-        return self.product or model.strip() or os.path.basename(self.device_node or self.sys_path)
-
-    def describe(self) -> str:
-        return f"{self.device_node or self.sys_path}"
-
-
-#: The udev properties discovery reads.  Fetched one by one: copying all of a node's
-#: properties (~25, each an iteration step plus a lookup in libudev) was the largest
-#: cost of handling an event.
-PROPERTIES = (
-    "ID_V4L_CAPABILITIES",
-    "ID_V4L_PRODUCT",
-    "ID_SERIAL",
-    "ID_SERIAL_SHORT",
-    "ID_USB_INTERFACE_NUM",
-    "ID_PATH",
-    "ID_MODEL",
-    "ID_MODEL_FROM_DATABASE",
-    "DEVLINKS",
-    "DEVPATH",
-    "DEVPATH_OLD",
-)
-
-
-_LINK_INDEX = re.compile(r"-video-index(\d+)(?:\s|$)")
-
-
-def from_pyudev(device: Any) -> UdevDevice:
-    """A pyudev Device as a :class:`UdevDevice` (a "remove" needs only its sys_path)."""
-    action = device.action
-    index = 0
-    properties: dict[str, str] = {}
-    if action != "remove":
-        props = device.properties
-        for key in PROPERTIES:
-            value = props.get(key)
-            if value is not None:
-                properties[key] = value
-        # udev's persistent links carry sysfs "index" ("...-video-index1"); read sysfs only without them
-        match = _LINK_INDEX.search(properties.get("DEVLINKS", ""))
-        if match:
-            index = int(match.group(1))
-        else:
-            try:
-                index = int(device.attributes.asstring("index"))
-            except (KeyError, ValueError, OSError, UnicodeDecodeError):
-                index = 0
-    return UdevDevice(
-        sys_path=device.sys_path,
-        device_node=device.device_node,
-        properties=properties,
-        action=action,
-        index=index,
-    )
-
-
-def _plain_receive_buffer(fd: int, wanted: int, forced_error: Exception) -> str:
-    """Fall back to plain SO_RCVBUF (capped by net.core.rmem_max); return the size in force."""
-    import socket
-
-    sock = socket.socket(fileno=os.dup(fd))
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, wanted)
-        got = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-    except OSError as exc:
-        log.warn(
-            "Cannot enlarge the udev receive buffer ({error}; {plain}); event storms are more "
-            "likely to overflow (handled by re-enumeration)",
-            error=forced_error,
-            plain=exc,
-        )
-        return "default"
-    finally:
-        sock.close()
-    if got < wanted:
-        log.info(
-            "udev receive buffer is {got} bytes, not {wanted} ({error}); raise net.core.rmem_max to allow more",
-            got=got,
-            wanted=wanted,
-            error=forced_error,
-        )
-    return str(got)
-
-
-class PyudevMonitor:
-    """A started ``pyudev.Monitor`` for video4linux; ``receive()`` never blocks."""
-
-    def __init__(self, context: Any, receive_buffer_size: int) -> None:
-        import pyudev
-
-        monitor = pyudev.Monitor.from_netlink(context)
-        monitor.filter_by(SUBSYSTEM)
-        self.receive_buffer = "default"
-        try:
-            # SO_RCVBUFFORCE: needs CAP_NET_ADMIN, which the systemd unit does not grant.
-            monitor.set_receive_buffer_size(receive_buffer_size)
-            self.receive_buffer = str(receive_buffer_size)
-        except Exception as exc:
-            self.receive_buffer = _plain_receive_buffer(monitor.fileno(), receive_buffer_size, exc)
-        monitor.start()
-        self._monitor: Any = monitor
-        self._fd = monitor.fileno()
-
-    def fileno(self) -> int:
-        return self._fd if self._monitor is not None else -1
-
-    def receive(self) -> UdevDevice | None:
-        device = self._monitor.poll(timeout=0)
-        return None if device is None else from_pyudev(device)
-
-    def pending(self) -> bool:
-        poller = select.poll()
-        poller.register(self._fd, select.POLLIN)
-        return bool(poller.poll(0))
-
-    def close(self) -> None:
-        # libudev closes the socket when the last reference goes (udev_monitor_unref)
-        self._monitor = None
-
-
-class PyudevBackend:
-    """The host's udev through pyudev (libudev)."""
-
-    def __init__(self) -> None:
-        import pyudev
-
-        self.context = pyudev.Context()
-
-    def enumerate(self) -> list[UdevDevice]:
-        return [from_pyudev(d) for d in self.context.list_devices(subsystem=SUBSYSTEM)]
-
-    def monitor(self, receive_buffer_size: int) -> PyudevMonitor:
-        return PyudevMonitor(self.context, receive_buffer_size)
-
-
-# -- discovery ------------------------------------------------------------------------
-
-
-@implementer(IReadDescriptor)
-class MonitorReader:
-    """The monitor's fd on the reactor; every read goes to :meth:`DiscoveryService.read_events`."""
-
-    def __init__(self, discovery: DiscoveryService) -> None:
-        self.discovery = discovery
-
-    def fileno(self) -> int:
-        monitor = self.discovery.monitor
-        return monitor.fileno() if monitor is not None else -1
-
-    def doRead(self) -> None:
-        try:
-            self.discovery.read_events()
-        except Exception:
-            log.failure("udev monitor reader failed; it keeps running")
-        return None
-
-    def connectionLost(self, reason: Any) -> None:
-        if self.discovery.running:
-            log.error("The reactor dropped the udev monitor: {reason}", reason=reason)
-
-    def logPrefix(self) -> str:
-        return "udev"
-
-
-class _Node:
-    """A capture node udev reports present, and the camera it is."""
-
-    __slots__ = ("device", "camera_id", "key")
-
-    def __init__(self, device: UdevDevice, camera_id: str, key: str) -> None:
-        self.device = device
-        self.camera_id = camera_id
-        self.key = key
-
-
-class _ProbeState:
-    """Probe knowledge of one camera id (kept across unplug: capabilities stay known)."""
-
-    __slots__ = ("caps", "default", "card", "error", "done_for", "running", "retried", "retry", "waiters")
-
-    def __init__(self) -> None:
-        self.caps: dict | None = None
-        self.default: dict | None = None
-        self.card = ""
-        self.error: str | None = None
-        self.done_for: _Node | None = None  # the node the current outcome belongs to
-        self.running: tuple[_Node, Deferred] | None = None
-        self.retried = False
-        self.retry: Any = None
-        self.waiters: list[Deferred] = []
+__all__ = [
+    "FLUSH_DELAY",
+    "PROBE_START_DELAY",
+    "RETRY_DELAY",
+    "VANISHED_RETRY_DELAY",
+    "DiscoveryService",
+    "UdevDevice",
+    "setup",
+]
 
 
 class DiscoveryService(Service):
@@ -343,20 +105,25 @@ class DiscoveryService(Service):
         self.reactor = reactor
         self.health = health
         self.udev_factory = udev_factory or PyudevBackend
+        self.writer = BackgroundWriter(
+            reactor, identity.path, mode=0o644, on_error=identity.write_failed, what="the camera id map"
+        )
         self.prober = prober or ProcessProber(reactor, config.probe_timeout)
         self.udev: Any = None
         self.monitor: Any = None
         self.reader = MonitorReader(self)
-        self._nodes: dict[str, _Node] = {}  # sys_path -> node
-        self._present: dict[str, _Node] = {}  # camera_id -> node
+        self._nodes: dict[str, Node] = {}  # sys_path -> node
+        self._present: dict[str, Node] = {}  # camera_id -> node
         self._key_holders: dict[str, str] = {}  # key -> sys_path of the present node
         self._rejected: set[str] = set()  # sys_paths the probe found are not capture nodes
-        self._probes: dict[str, _ProbeState] = {}
-        self._probe_queue: dict[str, None] = {}
+        self._probes: dict[str, ProbeState] = {}
+        self._probe_queue: dict[str, float] = {}  # camera_id -> when its probe may start
         self._probing = 0
         self._probe_call: Any = None
-        self._windows: dict[str, float] = {}  # camera_id -> end of its debounce window
-        self._timers: dict[str, Any] = {}  # camera_id -> pending coalesced commit
+        self._last_change: dict[str, float] = {}  # camera_id -> time of its last presence change
+        self._hold: dict[str, float] = {}  # camera_id -> no probe before (a flapping camera)
+        self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
+        self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
@@ -415,11 +182,11 @@ class DiscoveryService(Service):
             self.reactor.removeReader(self.reader)
         self.started = False
         self._close_monitor()
-        for call in (self._retry_call, self._probe_call, *self._timers.values()):
+        for call in (self._retry_call, self._probe_call, *self._forget_timers.values()):
             if call is not None and call.active():
                 call.cancel()
         self._retry_call = self._probe_call = None
-        self._timers.clear()
+        self._forget_timers.clear()
         kills, self._kills = self._kills, {}
         for d, call in kills.items():
             if call.active():
@@ -435,7 +202,7 @@ class DiscoveryService(Service):
         if hasattr(self.prober, "kill_all"):
             self.prober.kill_all()
         self._flush()
-        return None
+        return self.writer.drain()  # stopped once the id map is on disk
 
     def _close_monitor(self) -> None:
         if self.monitor is not None:
@@ -503,8 +270,8 @@ class DiscoveryService(Service):
         self.stats["enumerations"] += 1
         if self.metrics is not None:
             self.metrics.reenumeration(why)
-        found = [d for d in devices if d.capture and d.device_node]
-        found.sort(key=lambda d: _node_number(d.device_node))
+        found = [d for d in devices if udev_capture(d) is True and d.device_node]
+        found.sort(key=lambda d: node_number(d.device_node))
         seen = {d.sys_path for d in found}
         for sys_path in list(self._nodes):
             if sys_path not in seen:
@@ -536,7 +303,7 @@ class DiscoveryService(Service):
 
     def _node_seen(self, device: UdevDevice, *, resync: bool = False) -> None:
         sys_path = device.sys_path
-        if device.capture is not True or not device.device_node:
+        if udev_capture(device) is not True or not device.device_node:
             if sys_path in self._nodes:
                 log.info("{device} is no longer a capture node", device=device.describe())
                 self._node_gone(sys_path)
@@ -547,9 +314,11 @@ class DiscoveryService(Service):
             self._rejected.discard(sys_path)
         node = self._nodes.get(sys_path)
         if node is not None and device.action == "add":
-            same = node.device.device_node == device.device_node and node.key in (
-                identity_key(device.properties, device.device_node, device.index),
-                fallback_key(device.properties, device.device_node, device.index),
+            props, devnode, index = device.properties, device.device_node, device.index
+            same = node.device.device_node == devnode and node.key in (
+                serial_key(props, index),
+                port_key(props, devnode, index),
+                f"sys:{sys_path}",
             )
             if not same:
                 self._node_gone(sys_path)  # an "add" without the "remove": another device on the path
@@ -562,46 +331,117 @@ class DiscoveryService(Service):
         if ps.done_for is node and ps.running is None and (ps.error is not None or device.action == "add"):
             ps.done_for = None  # probe again: an ERROR camera on change/re-enumeration, a re-"add"
             ps.retried = False
+        self._refresh_present(node.camera_id)
         self._commit(node.camera_id)
 
+    def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
+        """(still there, QUERYCAP or None) for a candidate node."""
+        ask = getattr(self.udev, "querycap", None)
+        if ask is None:
+            return True, None
+        try:
+            return True, ask(device.device_node)
+        except ProbeError as exc:
+            if exc.reason == "vanished":
+                log.debug("{device} vanished before QUERYCAP", device=device.describe())
+                return False, None
+            log.info("QUERYCAP of {device} failed ({error}); going by udev", device=device.describe(), error=exc)
+        except Exception:
+            log.failure("QUERYCAP of {device} failed; going by udev", device=device.describe())
+        return True, None
+
     def _node_added(self, device: UdevDevice) -> None:
-        props, devnode = device.properties, device.device_node
-        key = identity_key(props, devnode, device.index)
-        holder = self._key_holders.get(key)
-        if holder is not None and holder != device.sys_path:
-            alternative = fallback_key(props, devnode, device.index)
-            if alternative in self._key_holders:
-                alternative = f"sys:{device.sys_path}"
-            log.warn(
-                "{device} has the same identity {key} as {other} (cameras sharing a serial number?); "
-                "identifying it by its port instead: {alternative}",
-                device=device.describe(),
-                key=key,
-                other=holder,
-                alternative=alternative,
-            )
-            key = alternative
+        there, info = self._querycap(device)
+        if not there:
+            return
+        ok, why = decide(device, info, include=self.config.include, exclude=self.config.exclude)
+        if not ok:
+            self._rejected.add(device.sys_path)
+            log.info("{device} is not a camera: {why}", device=device.describe(), why=why)
+            return
+        key = self._key_for(device)
         camera_id, new = self.identity.camera_id(key, device.name)
         if new:
             self._schedule_flush()
-        node = _Node(device, camera_id, key)
+        node = Node(device, camera_id, key, info)
         self._nodes[device.sys_path] = node
         self._present[camera_id] = node
         self._key_holders[key] = device.sys_path
         ps = self._probes.get(camera_id)
         if ps is None:
-            ps = self._probes[camera_id] = _ProbeState()
+            ps = self._probes[camera_id] = ProbeState()
         ps.error = None
         ps.retried = False
+        if info is not None and info.card:
+            ps.card = info.card
         log.info(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
-            device=devnode,
+            device=device.device_node,
             name=device.name,
             key=key,
             new=", new id" if new else "",
         )
+        self._refresh_present(camera_id)
         self._commit(camera_id)
+
+    def _key_for(self, device: UdevDevice) -> str:
+        """The identity key of a new node: its serial only while that tells cameras apart."""
+        props, devnode, index, sys_path = device.properties, device.device_node, device.index, device.sys_path
+        port = port_key(props, devnode, index)
+        serial = usable_serial(props)
+        if serial is not None and serial not in self.identity.shared:
+            key = serial_key(props, index)
+            holder = self._key_holders.get(key) if key is not None else None
+            if key is not None and holder is None and self.identity.get(port) is not None:
+                # a map from before this rule: the camera was told apart by port already
+                self.identity.mark_shared(serial)
+                self._schedule_flush()
+            elif key is not None and (holder is None or holder == sys_path):
+                return key
+            elif key is not None:
+                self._unshare(serial, key, holder)
+        if port in self._key_holders and self._key_holders[port] != sys_path:
+            return f"sys:{sys_path}"
+        legacy = serial_key(props, index)
+        if (
+            legacy is not None
+            and self.identity.get(port) is None
+            and self.identity.get(legacy) is not None
+            and legacy not in self._key_holders
+        ):
+            # migrate: a placeholder/shared serial key of an older map becomes the port key
+            camera_id = self.identity.rekey(legacy, port)
+            self._schedule_flush()
+            log.info(
+                "Camera {camera_id}: identity {old} becomes {new} (the serial does not identify it)",
+                camera_id=camera_id,
+                old=legacy,
+                new=port,
+            )
+        return port
+
+    def _unshare(self, serial: str, key: str, holder: str) -> None:
+        """Two present cameras report ``serial``: from now on (and across restarts) it
+        identifies neither; the one that had it keeps its id under its port key."""
+        self.identity.mark_shared(serial)
+        other = self._nodes[holder]
+        new = port_key(other.device.properties, other.device.device_node, other.device.index)
+        if new in self._key_holders:
+            new = f"sys:{holder}"
+        self.identity.rekey(key, new)
+        del self._key_holders[key]
+        self._key_holders[new] = holder
+        other.key = new
+        self._schedule_flush()
+        log.warn(
+            "Serial number {serial} is reported by two cameras at once: identifying both by port "
+            "({camera_id} keeps its id as {new})",
+            serial=serial,
+            camera_id=other.camera_id,
+            new=new,
+        )
+        self._commit(other.camera_id)
 
     def _node_gone(self, sys_path: str) -> None:
         self._rejected.discard(sys_path)
@@ -622,78 +462,150 @@ class DiscoveryService(Service):
         self._wake(ps)
         log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
         self._commit(camera_id)
+        self._refresh_present(camera_id)
         if moot is not None:
             # kill the probe of the vanished node once the notification has left (a kill
             # in this reactor turn would hold the frame up); its outcome is ignored anyway
             self._kills[moot] = self.reactor.callLater(PROBE_START_DELAY, self._kill_probe, moot)
 
+    def _refresh_present(self, changed: str) -> None:
+        """Recompute every present camera's device path and name (they depend on the
+        others: shared link names, shared names); commit the *other* cameras whose
+        path or name changed (``changed`` is committed by the caller)."""
+        nodes = list(self._present.values())
+        resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
+        paths = unique_paths(nodes, resolve)
+        names = display_names(nodes, self._base_name)
+        stale = []
+        for node in nodes:
+            path, name = paths[node.camera_id], names[node.camera_id]
+            if (path, name) != (node.path, self._names.get(node.camera_id)) and node.camera_id != changed:
+                stale.append(node.camera_id)
+            node.path = path
+            self._names[node.camera_id] = name
+        for camera_id in stale:
+            self._commit(camera_id)
+
+    def _base_name(self, node: Node) -> str:
+        device = node.device
+        return device.product or self._probes[node.camera_id].card or device.name
+
     # -- committing to the registry ---------------------------------------------------
 
     def _record(self, camera_id: str) -> Camera | None:
         node = self._present.get(camera_id)
-        ps = self._probes.get(camera_id) or _ProbeState()
+        ps = self._probes.get(camera_id) or ProbeState()
         if node is None:
             previous = self.registry.get(camera_id)
             if previous is None:
                 return None
-            return replace(previous, status=DISCONNECTED, error=None)
+            if previous.status == DISCONNECTED:
+                return previous
+            return replace(previous, status=DISCONNECTED, error=None, last_seen=self.reactor.seconds())
         device = node.device
         return Camera(
             camera_id=camera_id,
             device=device.device_node or "",
             status=ERROR if ps.error else CONNECTED,
-            name=device.product or ps.card or device.name,
+            name=self._names.get(camera_id) or self._base_name(node),
             key=node.key,
             links=device.links,
             capabilities=ps.caps,
             default=ps.default,
             error=ps.error,
+            path=node.path or device.device_node or "",
         )
 
     def _commit(self, camera_id: str) -> None:
-        """Put the current udev state of ``camera_id`` into the registry, rate-limiting
-        presence changes (leading edge at once, the rest at the end of the window)."""
+        """Put the current udev state of ``camera_id`` into the registry, at once: a
+        presence change is never held back (only the probe it causes is, see
+        :meth:`_want_probe`)."""
         desired = self._record(camera_id)
         if desired is None:
             return
         current = self.registry.get(camera_id)
         present = desired.status != DISCONNECTED
         if current is None or (current.status != DISCONNECTED) != present:
-            now = self.reactor.seconds()
-            end = self._windows.get(camera_id)
-            if end is not None and now < end:
-                if camera_id not in self._timers:
-                    self.stats["coalesced"] += 1
-                    self._timers[camera_id] = self.reactor.callLater(end - now, self._window_ended, camera_id)
-                return
-            self._windows[camera_id] = now + self.config.debounce
-        elif camera_id in self._timers:
-            return  # the coalesced commit at the end of the window carries this too
+            self._presence_changed(camera_id, present)
         self.registry.put(desired)
         if present:
             self._want_probe(camera_id)
 
-    def _window_ended(self, camera_id: str) -> None:
-        self._timers.pop(camera_id, None)
+    def _presence_changed(self, camera_id: str, present: bool) -> None:
+        now = self.reactor.seconds()
+        last = self._last_change.get(camera_id)
+        self._last_change[camera_id] = now
+        if last is not None and now - last < self.config.debounce:
+            # flapping: the probe (and what follows from it) waits until it settles
+            self._hold[camera_id] = now + self.config.debounce
+            self.stats["coalesced"] += 1
+        timer = self._forget_timers.pop(camera_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        forget_after = self.config.forget_after
+        if not present and forget_after > 0 and self.running:
+            self._forget_timers[camera_id] = self.reactor.callLater(forget_after, self._forget_due, camera_id)
+
+    # -- forgetting disconnected cameras --------------------------------------------
+
+    def _forget_due(self, camera_id: str) -> None:
+        self._forget_timers.pop(camera_id, None)
         try:
-            self._commit(camera_id)
+            self.forget(camera_id, why=f"disconnected for {self.config.forget_after:g} s")
         except Exception:
-            log.failure("Committing camera {camera_id} failed", camera_id=camera_id)
+            log.failure("Forgetting camera {camera_id} failed", camera_id=camera_id)
+
+    def forget(self, camera_id: str, *, why: str = "forget_camera") -> bool:
+        """Drop a DISCONNECTED camera's record and per-camera state (its id mapping is
+        kept: if it comes back it gets the same id).  False when it is present or unknown."""
+        if camera_id in self._present:
+            return False
+        camera = self.registry.get(camera_id)
+        if camera is None or camera.status != DISCONNECTED:
+            return False
+        timer = self._forget_timers.pop(camera_id, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        ps = self._probes.pop(camera_id, None)
+        if ps is not None:
+            if ps.retry is not None and ps.retry.active():
+                ps.retry.cancel()
+            self._wake(ps)
+        self._probe_queue.pop(camera_id, None)
+        self._last_change.pop(camera_id, None)
+        self._hold.pop(camera_id, None)
+        self._names.pop(camera_id, None)
+        self.registry.forget(camera_id)
+        log.info("Camera {camera_id} forgotten ({why})", camera_id=camera_id, why=why)
+        return True
 
     # -- probes ---------------------------------------------------------------------
 
     def _want_probe(self, camera_id: str) -> None:
         node = self._present.get(camera_id)
         ps = self._probes[camera_id]
-        if node is None or ps.done_for is node or camera_id in self._probe_queue:
+        if node is None or ps.done_for is node:
             return
         if ps.running is not None and ps.running[0] is node:
             return
         if ps.retry is not None and ps.retry.active():
             return
-        self._probe_queue[camera_id] = None
-        if self._probe_call is None and self.running:
-            self._probe_call = self.reactor.callLater(PROBE_START_DELAY, self._start_probes)
+        now = self.reactor.seconds()
+        due = max(now + PROBE_START_DELAY, self._hold.get(camera_id, 0.0))
+        self._probe_queue[camera_id] = max(due, self._probe_queue.get(camera_id, 0.0))
+        self._schedule_probes()
+
+    def _schedule_probes(self) -> None:
+        if not self._probe_queue or not self.running or self._probing >= MAX_CONCURRENT:
+            return
+        due = min(self._probe_queue.values())
+        delay = max(0.0, due - self.reactor.seconds())
+        call = self._probe_call
+        if call is not None and call.active():
+            if call.getTime() <= self.reactor.seconds() + delay:
+                return
+            call.cancel()
+        self._probe_call = self.reactor.callLater(delay, self._start_probes)
 
     def _kill_probe(self, d: Deferred) -> None:
         self._kills.pop(d, None)
@@ -701,12 +613,16 @@ class DiscoveryService(Service):
 
     def _start_probes(self) -> None:
         self._probe_call = None
-        while self._probe_queue and self._probing < MAX_CONCURRENT and self.running:
-            camera_id = next(iter(self._probe_queue))
+        now = self.reactor.seconds()
+        for camera_id, due in list(self._probe_queue.items()):
+            if self._probing >= MAX_CONCURRENT or not self.running:
+                break
+            if due > now:
+                continue
             del self._probe_queue[camera_id]
             node = self._present.get(camera_id)
-            ps = self._probes[camera_id]
-            if node is None or ps.done_for is node:
+            ps = self._probes.get(camera_id)
+            if node is None or ps is None or ps.done_for is node:
                 continue
             if ps.running is not None:
                 ps.running[1].cancel()  # a probe of an older node of this camera
@@ -714,7 +630,7 @@ class DiscoveryService(Service):
             self._probing += 1
             started = self.reactor.seconds()
             try:
-                d = self.prober.probe(node.device.device_node)
+                d = self.prober.probe(node.device.device_node)  # the node udev named: this camera's
             except Exception as exc:
                 log.failure("Starting the capability probe of {camera_id} failed", camera_id=camera_id)
                 d = _failed(ProbeFailed("error", f"cannot start the probe: {exc}"))
@@ -725,10 +641,11 @@ class DiscoveryService(Service):
                     "Handling the probe result of {camera_id} failed", f, camera_id=camera_id
                 )
             )
+        self._schedule_probes()
 
-    def _probe_done(self, outcome: Any, camera_id: str, node: _Node, started: float) -> None:
+    def _probe_done(self, outcome: Any, camera_id: str, node: Node, started: float) -> None:
         self._probing -= 1
-        ps = self._probes[camera_id]
+        ps = self._probes.get(camera_id) or ProbeState()
         if ps.running is not None and ps.running[0] is node:
             ps.running = None
         try:
@@ -740,10 +657,9 @@ class DiscoveryService(Service):
         finally:
             if ps.running is None and not (ps.retry is not None and ps.retry.active()):
                 self._wake(ps)
-            if self._probe_queue and self._probe_call is None and self.running:
-                self._probe_call = self.reactor.callLater(0, self._start_probes)
+            self._schedule_probes()
 
-    def _apply_probe(self, outcome: Any, camera_id: str, node: _Node, elapsed: float) -> None:
+    def _apply_probe(self, outcome: Any, camera_id: str, node: Node, elapsed: float) -> None:
         ps = self._probes[camera_id]
         devnode = node.device.device_node
         if not isinstance(outcome, Failure):
@@ -800,14 +716,16 @@ class DiscoveryService(Service):
         self._commit(camera_id)
 
     def _retry(self, camera_id: str) -> None:
-        ps = self._probes[camera_id]
+        ps = self._probes.get(camera_id)
+        if ps is None:
+            return
         ps.retry = None
         if camera_id in self._present:
             self._want_probe(camera_id)
         else:
             self._wake(ps)
 
-    def _reject(self, node: _Node) -> None:
+    def _reject(self, node: Node) -> None:
         sys_path = node.device.sys_path
         camera_id = node.camera_id
         self._nodes.pop(sys_path, None)
@@ -816,16 +734,14 @@ class DiscoveryService(Service):
         if self._key_holders.get(node.key) == sys_path:
             del self._key_holders[node.key]
         self._rejected.add(sys_path)
-        timer = self._timers.pop(camera_id, None)
-        if timer is not None and timer.active():
-            timer.cancel()
         ps = self._probes[camera_id]
         if ps.caps is None:
             self.registry.discard(camera_id)  # never was a camera: no DISCONNECTED ghost
         else:
             self._commit(camera_id)
+        self._refresh_present(camera_id)
 
-    def _wake(self, ps: _ProbeState) -> None:
+    def _wake(self, ps: ProbeState) -> None:
         waiters, ps.waiters = ps.waiters, []
         for d in waiters:
             d.callback(None)
@@ -855,11 +771,15 @@ class DiscoveryService(Service):
             self._flush_call = self.reactor.callLater(FLUSH_DELAY, self._flush)
 
     def _flush(self) -> None:
+        """Hand the changed id map to the writer thread (the reactor never waits on fsync)."""
         if self._flush_call is not None and self._flush_call.active():
             self._flush_call.cancel()
         self._flush_call = None
-        if self.identity.loaded:
-            self.identity.flush()
+        if not self.identity.loaded:
+            return
+        data = self.identity.pending_write()
+        if data is not None:
+            self.writer.write(data)
 
     # -- status -----------------------------------------------------------------------
 
@@ -877,12 +797,6 @@ class DiscoveryService(Service):
             "probes_queued": len(self._probe_queue),
             **self.stats,
         }
-
-
-def _node_number(devnode: str | None) -> tuple[int, str]:
-    base = os.path.basename(devnode or "")
-    digits = base[len(base.rstrip("0123456789")) :]
-    return (int(digits) if digits else 1 << 30, base)
 
 
 def _failed(exc: Exception) -> Deferred:

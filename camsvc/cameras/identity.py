@@ -45,25 +45,87 @@ VERSION = 1
 _CAMERA_ID = re.compile(r"^camera(\d+)$")
 
 
-def identity_key(properties: Mapping[str, str], devnode: str | None, index: int = 0) -> str:
-    """The identity key of a capture node (see the module docstring for the rule)."""
-    serial = properties.get("ID_SERIAL")
-    if properties.get("ID_SERIAL_SHORT") and serial:
-        key = f"usb:{serial}:{properties.get('ID_USB_INTERFACE_NUM', '')}"
-    elif properties.get("ID_PATH"):
-        key = f"path:{properties['ID_PATH']}"
-    else:
-        return f"node:{devnode or '?'}"
+#: Serial numbers seen shared by whole production runs (Logitech C270 ``200901010001``,
+#: generic UVC modules ``SN0001``, ``0001``, ``01.00.00``, ...): they identify nothing.
+#: Compared upper-case; any all-same-character serial (``000000``, ``FFFFFFFF``) and
+#: ``0x...``/``SN...`` spellings of 1 count too (:func:`placeholder_serial`).
+PLACEHOLDER_SERIALS = frozenset(
+    {
+        "200901010001",
+        "SN0001",
+        "0001",
+        "01.00.00",
+        "0123456789",
+        "123456789",
+        "1234567890",
+        "12345678",
+        "123456",
+        "0123456789ABCDEF",
+        "NONE",
+        "NULL",
+        "SERIAL",
+        "DEFAULT",
+        "UNKNOWN",
+        "DEFAULT_SERIAL",
+        "SERIALNUMBER",
+        "USB2.0",
+        "HD",
+    }
+)
+_SERIAL_ONE = re.compile(r"^(?:SN|0X)?0*1$")
+
+
+def placeholder_serial(serial: str) -> bool:
+    """True for an empty or known-bogus serial number (see :data:`PLACEHOLDER_SERIALS`)."""
+    s = serial.strip().upper()
+    return not s or s in PLACEHOLDER_SERIALS or len(set(s)) == 1 or bool(_SERIAL_ONE.match(s))
+
+
+def usable_serial(properties: Mapping[str, str]) -> str | None:
+    """The USB serial (``ID_SERIAL_SHORT``) when there is one that is not a placeholder."""
+    short = properties.get("ID_SERIAL_SHORT")
+    if not short or not properties.get("ID_SERIAL") or placeholder_serial(short):
+        return None
+    return short
+
+
+def _indexed(key: str, index: int) -> str:
     return f"{key}#index{index}" if index else key
 
 
-def fallback_key(properties: Mapping[str, str], devnode: str | None, index: int = 0) -> str:
-    """The key used when :func:`identity_key`'s is already held by another camera that is
-    present at the same time (two cameras sharing a bogus serial): the port path."""
+def serial_key(properties: Mapping[str, str], index: int = 0) -> str | None:
+    """``usb:<ID_SERIAL>:<interface>[#index<N>]`` whenever udev has a serial (bogus or
+    not): the key of a serial-identified camera, and the form older maps used."""
+    serial = properties.get("ID_SERIAL")
+    if not (properties.get("ID_SERIAL_SHORT") and serial):
+        return None
+    return _indexed(f"usb:{serial}:{properties.get('ID_USB_INTERFACE_NUM', '')}", index)
+
+
+def port_key(properties: Mapping[str, str], devnode: str | None, index: int = 0) -> str:
+    """``path:<ID_PATH>[#index<N>]`` (the physical port; for USB ``ID_PATH`` ends in
+    ``:<config>.<interface>``, so the interface is part of it), else ``node:<devnode>``."""
     if properties.get("ID_PATH"):
-        key = f"path:{properties['ID_PATH']}"
-        return f"{key}#index{index}" if index else key
+        return _indexed(f"path:{properties['ID_PATH']}", index)
     return f"node:{devnode or '?'}"
+
+
+def identity_key(
+    properties: Mapping[str, str], devnode: str | None, index: int = 0, shared: frozenset | set = frozenset()
+) -> str:
+    """The identity key of a capture node: :func:`serial_key` when the serial is
+    usable and not known to be ``shared`` by several cameras, else :func:`port_key`."""
+    serial = usable_serial(properties)
+    if serial is not None and serial not in shared:
+        key = serial_key(properties, index)
+        if key is not None:
+            return key
+    return port_key(properties, devnode, index)
+
+
+def fallback_key(properties: Mapping[str, str], devnode: str | None, index: int = 0) -> str:
+    """The port key (kept for callers of the old name)."""
+    return port_key(properties, devnode, index)
 
 
 class IdentityStore:
@@ -78,6 +140,7 @@ class IdentityStore:
         self._by_key: dict[str, str] = {}
         self._entries: dict[str, dict] = {}
         self._next = 0
+        self.shared: set[str] = set()
         self.dirty = False
         self.loaded = False
         self.write_errors = 0
@@ -88,6 +151,7 @@ class IdentityStore:
         """Read the map; a missing file is empty, a corrupt one is set aside and rebuilt."""
         self.loaded = True
         self._by_key, self._entries, self._next = {}, {}, 0
+        self.shared = set()
         try:
             with open(self.path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -138,6 +202,10 @@ class IdentityStore:
             self._by_key[key] = camera_id
             self._entries[camera_id] = {"key": key, "name": str(entry.get("name", ""))}
         self._next = max(next_number, highest + 1)
+        shared = data.get("shared_serials", [])
+        if not isinstance(shared, list) or not all(isinstance(s, str) for s in shared):
+            raise ValueError("shared_serials must be a list of strings")
+        self.shared = set(shared)
 
     def _set_aside(self) -> None:
         try:
@@ -170,23 +238,61 @@ class IdentityStore:
         self.dirty = True
         return camera_id, True
 
+    def mark_shared(self, serial: str) -> None:
+        """Remember that ``serial`` was seen on two cameras at once: it identifies neither."""
+        if serial not in self.shared:
+            self.shared.add(serial)
+            self.dirty = True
+
+    def rekey(self, old: str, new: str) -> str | None:
+        """Move the id of ``old`` to ``new`` (the camera keeps its id under its new key).
+
+        An id ``new`` had before is retired (never reused).  Returns the moved id, or
+        None when ``old`` is unknown.
+        """
+        camera_id = self._by_key.pop(old, None)
+        if camera_id is None:
+            return None
+        retired = self._by_key.pop(new, None)
+        if retired is not None and retired != camera_id:
+            self._entries.pop(retired, None)
+        self._by_key[new] = camera_id
+        self._entries[camera_id] = {**self._entries.get(camera_id, {}), "key": new}
+        self.dirty = True
+        return camera_id
+
     def to_json(self) -> dict:
         def number(cid: str) -> int:
             return int(_CAMERA_ID.match(cid).group(1))
 
         cameras = {cid: self._entries[cid] for cid in sorted(self._entries, key=number)}
-        return {"version": VERSION, "next_number": self._next, "cameras": cameras}
+        out = {"version": VERSION, "next_number": self._next, "cameras": cameras}
+        if self.shared:
+            out["shared_serials"] = sorted(self.shared)
+        return out
+
+    def pending_write(self) -> bytes | None:
+        """The map's new content when it changed since the last one taken (clears
+        ``dirty``; :meth:`write_failed` sets it again), else None."""
+        if not self.dirty:
+            return None
+        self.dirty = False
+        return (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+    def write_failed(self, exc: BaseException | None = None) -> None:
+        """A write of :meth:`pending_write`'s content failed: retry on the next change."""
+        self.write_errors += 1
+        self.dirty = True
 
     def flush(self) -> bool:
-        """Write the map atomically if it changed; True when the file is current."""
-        if not self.dirty:
+        """Write the map atomically now if it changed; True when the file is current."""
+        data = self.pending_write()
+        if data is None:
             return True
-        data = (json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n").encode("utf-8")
         try:
             atomic_write(self.path, data, mode=0o644, dir_mode=0o777)
         except OSError:
-            self.write_errors += 1
+            self.write_failed()
             log.failure("Cannot save the camera id map to {path}; will retry on the next change", path=self.path)
             return False
-        self.dirty = False
         return True

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from twisted.logger import Logger
 
 from camsvc.common.errors import CameraNotFound
+from camsvc.common.timefmt import iso
 
 log = Logger()
 
@@ -34,7 +35,10 @@ class Camera:
     node path); ``links`` the stable /dev/v4l/by-id and by-path symlinks seen
     for it; ``capabilities`` the probed V4L2 capabilities as plain data
     (:meth:`camsvc.cameras.v4l2.Capabilities.to_dict`); ``default`` the chosen
-    ``{"format", "width", "height", "fps"}``; ``error`` why status is ERROR.
+    ``{"format", "width", "height", "fps"}``; ``error`` why status is ERROR;
+    ``path`` the device path unique to this camera that every consumer opens
+    (:func:`camsvc.cameras.presence.unique_paths`); ``last_seen`` when a DISCONNECTED
+    camera was last present (clock seconds; None while present).
     """
 
     camera_id: str
@@ -48,6 +52,8 @@ class Camera:
     error: str | None = None
     since: float = 0.0
     extra: dict = field(default_factory=dict)
+    path: str = ""
+    last_seen: float | None = None
 
     @property
     def resolution(self) -> str:
@@ -63,12 +69,9 @@ class Camera:
 
     @property
     def stable_device(self) -> str:
-        """The node path that survives renumbering: a by-id link, else by-path, else the node."""
-        for prefix in ("/dev/v4l/by-id/", "/dev/v4l/by-path/"):
-            for link in self.links:
-                if link.startswith(prefix):
-                    return link
-        return self.device
+        """The path to open this camera by: unique to it (a by-id link it owns alone,
+        else by-path, else the node; chosen by discovery), else the node."""
+        return self.path or self.device
 
     def to_dict(self, streams: dict, recording: bool) -> dict:
         """The API's Camera object (SPEC §3)."""
@@ -81,6 +84,7 @@ class Camera:
             "fps": self.fps,
             "streams": streams,
             "recording": recording,
+            "last_seen": iso(self.last_seen) if self.last_seen is not None else None,
         }
 
 
@@ -186,6 +190,29 @@ class CameraRegistry:
             self._tell("camera_removed", camera)
         else:
             self._tell("camera_changed", camera)
+        return camera
+
+    def forget(self, camera_id: str) -> Camera | None:
+        """Drop a record for good (a DISCONNECTED camera pruned or forgotten by an admin).
+
+        Observers with a ``camera_forgotten(camera)`` method are told (so they can drop
+        their per-camera state); the others are not.
+        """
+        camera = self._cameras.pop(camera_id, None)
+        if camera is None:
+            return None
+        for observer in list(self._observers):
+            hook = getattr(observer, "camera_forgotten", None)
+            if hook is None:
+                continue
+            try:
+                hook(camera)
+            except Exception:
+                log.failure(
+                    "Camera observer {observer} failed on camera_forgotten for {camera_id}",
+                    observer=type(observer).__name__,
+                    camera_id=camera_id,
+                )
         return camera
 
     def discard(self, camera_id: str) -> Camera | None:

@@ -500,6 +500,29 @@ def query_device(fd: int, *, ioctl: IoctlFunc = _default_ioctl, path: str = "?")
     return DeviceInfo.decode(bytes(out))
 
 
+def query_node(
+    path: str,
+    *,
+    ioctl: IoctlFunc = _default_ioctl,
+    opener: Callable[[str, int], int] = os.open,
+    closer: Callable[[int], None] = os.close,
+) -> DeviceInfo:
+    """Open ``path``, ``VIDIOC_QUERYCAP``, close: what discovery asks before announcing
+    a node (one ioctl, no format enumeration).  Raises :class:`ProbeError`."""
+    try:
+        fd = opener(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        reason = "vanished" if e.errno in _VANISHED_ERRNOS else "error"
+        raise ProbeError(path, reason, f"cannot open: {os.strerror(e.errno)}", e.errno) from e
+    try:
+        return query_device(fd, ioctl=ioctl, path=path)
+    finally:
+        try:
+            closer(fd)
+        except OSError:
+            pass
+
+
 def _enum_intervals(ioctl, fd, path, pixfmt: int, width: int, height: int):
     """Rates for one size → (fps tuple highest first, fps_range or None)."""
     rates: list = []

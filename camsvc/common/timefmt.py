@@ -13,5 +13,5 @@ from datetime import datetime, timezone
 
 def iso(ts: float, timespec: str = "milliseconds") -> str:
     """An epoch time as ISO 8601 UTC (``2025-01-02T03:04:05.678Z`` with the default ``timespec``)."""
-    utc = timezone.utc  # noqa: UP017 (datetime.UTC is Python 3.11+)
+    utc = timezone.utc
     return datetime.fromtimestamp(ts, tz=utc).isoformat(timespec=timespec).replace("+00:00", "Z")

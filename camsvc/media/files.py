@@ -242,6 +242,55 @@ class FileStore:
             raise FileNotFound(f"File not found: {name} is not a regular file", data={"filename": name})
         return self._stat_file(kind, name, base, st, path)
 
+    def open_file(self, kind: str, name: str) -> tuple[int, MediaFile]:
+        """Open ``name`` of ``kind`` for reading, race-free; return ``(fd, file)``.
+
+        The directory is opened once and the name opened relative to it
+        (``openat``) with ``O_NOFOLLOW``: a symbolic link is never followed,
+        however late it was swapped in, and ``O_NONBLOCK`` keeps a FIFO from
+        blocking.  Size, type and times come from ``fstat`` of the descriptor
+        that will be served, never from the path.  The caller owns the fd.
+        Errors as :meth:`lookup` (-32602 for a bad name or a link, -32009 when missing
+        or not a regular file).
+        """
+        check_name(kind, name)
+        base = self.real_dir(kind)
+        flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+        try:
+            dir_fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise FileNotFound(f"File not found: {name}", data={"filename": name}) from None
+        except OSError as exc:
+            log.error("Cannot open the {kind} directory {base}: {err}", kind=kind, base=base, err=exc)
+            raise InternalError(f"Cannot read {name}: {exc.strerror}") from None
+        try:
+            fd = os.open(name, flags, dir_fd=dir_fd)
+        except FileNotFoundError:
+            raise FileNotFound(f"File not found: {name}", data={"filename": name}) from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                log.warn(
+                    "Refused {kind} file {name}: a symbolic link (downloads never follow links)", kind=kind, name=name
+                )
+                raise _bad("is a symbolic link; downloads never follow links") from None
+            if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL):
+                raise _bad(f"cannot be used ({exc.strerror})") from None
+            if exc.errno in (errno.ENXIO, errno.EISDIR):
+                raise FileNotFound(f"File not found: {name} is not a regular file", data={"filename": name}) from None
+            log.error("Cannot open {kind} file {name}: {err}", kind=kind, name=name, err=exc)
+            raise InternalError(f"Cannot read {name}: {exc.strerror}") from None
+        finally:
+            os.close(dir_fd)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise FileNotFound(f"File not found: {name} is not a regular file", data={"filename": name})
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd, self._stat_file(kind, name, base, st, os.path.join(base, name))
+
     def exists(self, kind: str, name: str) -> bool:
         try:
             os.lstat(os.path.join(self.real_dir(kind), name))

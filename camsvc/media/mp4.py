@@ -167,7 +167,8 @@ def _fragment_spans(moof: bytes, movie: _Movie) -> dict[int, tuple[int, int]]:
 
 
 def duration(path: str) -> float | None:
-    """Seconds of media in the MP4 file at ``path``; None when it cannot be told."""
+    """Seconds of media in the MP4 file at ``path``; None when it cannot be told (no
+    ``moov``, no usable fragment, corrupt boxes).  ``OSError`` when it cannot be read."""
     with open(path, "rb") as f:
         file_size = os.fstat(f.fileno()).st_size
         moov = None
@@ -189,24 +190,27 @@ def duration(path: str) -> float | None:
                 last_moof, pending = pending, None
         if moov is None:
             return None
-        movie = _Movie(moov[moov_header:])
-        if movie.fragment_duration and movie.timescale:
-            return movie.fragment_duration / movie.timescale
-        if first_moof is not None and last_moof is not None:
-            f.seek(first_moof.start)
-            first = _fragment_spans(f.read(first_moof.size)[first_moof.header :], movie)
-            f.seek(last_moof.start)
-            last = _fragment_spans(f.read(last_moof.size)[last_moof.header :], movie)
-            best = None
-            for track_id, (start, _n) in first.items():
-                scale = movie.track_scales.get(track_id)
-                if not scale or track_id not in last:
-                    continue
-                end = last[track_id][0] + last[track_id][1]
-                seconds = max(0, end - start) / scale
-                best = seconds if best is None else max(best, seconds)
-            if best is not None:
-                return best
-        if movie.duration and movie.timescale:
-            return movie.duration / movie.timescale
+        try:
+            movie = _Movie(moov[moov_header:])
+            if movie.fragment_duration and movie.timescale:
+                return movie.fragment_duration / movie.timescale
+            if first_moof is not None and last_moof is not None:
+                f.seek(first_moof.start)
+                first = _fragment_spans(f.read(first_moof.size)[first_moof.header :], movie)
+                f.seek(last_moof.start)
+                last = _fragment_spans(f.read(last_moof.size)[last_moof.header :], movie)
+                best = None
+                for track_id, (start, _n) in first.items():
+                    scale = movie.track_scales.get(track_id)
+                    if not scale or track_id not in last:
+                        continue
+                    end = last[track_id][0] + last[track_id][1]
+                    seconds = max(0, end - start) / scale
+                    best = seconds if best is None else max(best, seconds)
+                if best is not None:
+                    return best
+            if movie.duration and movie.timescale:
+                return movie.duration / movie.timescale
+        except (struct.error, IndexError):
+            return None  # a box shorter than its fields: corrupt, the duration cannot be told
     return None

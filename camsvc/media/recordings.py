@@ -49,7 +49,7 @@ from twisted.python.failure import Failure
 
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
-from camsvc.common.fileio import atomic_write
+from camsvc.common.writer import BackgroundWriter
 from camsvc.media.files import RECORDINGS, FileStore, time_from_name
 from camsvc.media.process import which
 
@@ -264,6 +264,7 @@ class Recordings(Service):
         self.camera_changed_hook = camera_changed or (lambda camera: None)
         self.metrics = metrics
         self.path = os.path.join(config.storage.state_dir, STATE_FILE)
+        self._writer = BackgroundWriter(reactor, self.path, mode=0o644, what="recording state")
         self.sessions: dict[str, Session] = {}
         self._pending_resume: dict[str, Session] = {}
         self._resume_timer: Any = None
@@ -595,15 +596,8 @@ class Recordings(Service):
     def _save(self) -> None:
         data = {s.camera_id: s.persisted() for s in self.sessions.values() if s.state in ("recording", "stopping")}
         data.update({cid: s.persisted() for cid, s in self._pending_resume.items()})
-        try:
-            atomic_write(
-                self.path,
-                (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"),
-                mode=0o644,
-                dir_mode=0o777,
-            )
-        except OSError as exc:
-            log.error("Cannot save recording state to {path}: {err}", path=self.path, err=exc)
+        # off the reactor thread (common.writer): the reactor never waits on its fsync
+        self._writer.write((json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8"))
 
     def _load(self) -> list[Session]:
         try:
@@ -773,4 +767,6 @@ class Recordings(Service):
                 "Leaving {count} recordings to MediaMTX (recording.on_shutdown: keep); they resume at the next start",
                 count=len(self.sessions),
             )
-        return DeferredList(waits)
+        done = DeferredList(waits)
+        done.addBoth(lambda _: self._writer.drain())  # the last state is on disk when stopped
+        return done

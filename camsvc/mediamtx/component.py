@@ -89,6 +89,11 @@ class MediaMTX:
     def is_recording(self, camera_id: str) -> bool:
         return self.reconciler.recording.get(camera_id, False)
 
+    def stream_settings_changed(self, camera_id: str) -> None:
+        """A camera's stream settings changed: reconcile soon (its path is replaced, and so
+        the publisher restarted, only when the publisher command changed)."""
+        self.reconciler.trigger(f"{camera_id} stream settings changed", camera_id)
+
     async def streams(self) -> list[dict]:
         """Every MediaMTX path's run-time state, fresh from ``/v3/paths/list`` (all pages)."""
         from camsvc.mediamtx.client import MediaMTXError
@@ -154,6 +159,9 @@ class DisabledMediaMTX:
     def is_recording(self, camera_id: str) -> bool:
         return False
 
+    def stream_settings_changed(self, camera_id: str) -> None:
+        return None  # no paths to change
+
     async def streams(self) -> list[dict]:
         self.check_available()
         return []  # pragma: no cover
@@ -165,7 +173,7 @@ class DisabledMediaMTX:
         return {"enabled": False, "available": False, "reason": self.REASON}
 
 
-def setup(app: Any) -> MediaMTX | DisabledMediaMTX:
+def setup(app: Any, stream_settings: Any = None) -> MediaMTX | DisabledMediaMTX:
     """Component entry point: the MediaMTX client, monitor and reconciler (or the null object).
 
     Adds their services, the ``mediamtx`` section of ``get_status`` and the
@@ -196,7 +204,9 @@ def setup(app: Any) -> MediaMTX | DisabledMediaMTX:
     # MediaMTX closing our idle kept-alive connection is the first sign of a restart.
     pool.on_idle_lost = monitor.poke
     ledger = OwnershipLedger(os.path.join(config.storage.state_dir, LEDGER_NAME))
-    reconciler = Reconciler(client, monitor, app.cameras, config, app.clock, ledger, metrics=app.metrics)
+    reconciler = Reconciler(
+        client, monitor, app.cameras, config, app.clock, ledger, metrics=app.metrics, stream_settings=stream_settings
+    )
     app.on_reload(reconciler.config_reloaded, Reconciler.RELOAD_KEYS)
     pool_service = PoolService(pool)
     # Stopped in reverse order: the pool closes last, after the users of its connections.

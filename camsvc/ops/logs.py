@@ -16,7 +16,7 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import IO, Any
 
 from twisted.logger import (
@@ -79,7 +79,9 @@ class JSONLinesObserver:
     def __call__(self, event: dict) -> None:
         level = event.get("log_level")
         record: dict[str, Any] = {
-            "time": datetime.fromtimestamp(event.get("log_time", 0), tz=UTC).isoformat(timespec="milliseconds"),
+            "time": datetime.fromtimestamp(event.get("log_time", 0), tz=timezone.utc).isoformat(
+                timespec="milliseconds"
+            ),
             "level": level.name if level is not None else "info",
             "namespace": event.get("log_namespace", ""),
             "message": formatEvent(event),

@@ -3,15 +3,19 @@
 The registry is the single source: each method's params schemas, required
 role, result schema, summary and errors become an OpenRPC 1.2 method entry.
 ``docs/openrpc.json`` is this document committed; a test keeps it in sync.
+:class:`DocumentCache` builds it once (again only when the registry changes)
+and keeps the encoded text and its ETag: ``rpc.discover`` and
+``/openrpc.json`` are open to anyone, so they must cost next to nothing.
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from camsvc import __version__
 from camsvc.common.errors import ALL_ERRORS
-from camsvc.server.rpc import Registry
+from camsvc.server.rpc import RawJSON, Registry, dumps
 
 OPENRPC_VERSION = "1.2.6"
 
@@ -20,6 +24,21 @@ NOTIFICATIONS: dict[str, dict] = {
     "camera_status_update": {
         "summary": "A camera was added, removed or changed state.",
         "params": {"$ref": "#/components/schemas/Camera"},
+    },
+    "camera_controls_update": {
+        "summary": "V4L2 control values or flags of a camera changed (through the API or outside camsvc).",
+        "params": {
+            "type": "object",
+            "properties": {
+                "device": {"type": "string"},
+                "camera_id": {"type": "string"},
+                "controls": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "the changed controls, each as in get_camera_controls",
+                },
+            },
+        },
     },
     "recording_status_update": {
         "summary": "A recording started, stopped, was auto-stopped or failed.",
@@ -65,6 +84,16 @@ SCHEMAS: dict[str, Any] = {
                 "properties": {"rtsp": {"type": "string"}, "webrtc": {"type": "string"}, "hls": {"type": "string"}},
             },
             "recording": {"type": "boolean"},
+            "last_seen": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": "When a DISCONNECTED camera was last present; null while present",
+            },
+            "mode": {
+                "type": ["object", "null"],
+                "description": "the active mode: {format, width, height, fps, encoder, bitrate, gop, custom}"
+                " (stream settings applied; custom: stored settings apply); null until probed",
+            },
         },
     },
     "CameraCapabilities": {
@@ -112,6 +141,19 @@ SCHEMAS: dict[str, Any] = {
             },
             "resolutions": {"type": "array", "items": {"type": "string"}, "description": "WIDTHxHEIGHT, largest first"},
             "fps_options": {"type": "array", "items": {"type": "number"}, "description": "highest first"},
+            "published": {
+                "type": ["object", "null"],
+                "description": "The mode the MediaMTX publish command uses and why (null: no usable mode)",
+                "properties": {
+                    "format": {"type": "string"},
+                    "width": {"type": "integer"},
+                    "height": {"type": "integer"},
+                    "fps": {"type": "number"},
+                    "input_format": {"type": "string", "description": "ffmpeg -input_format"},
+                    "copy": {"type": "boolean", "description": "sent without re-encoding"},
+                    "why": {"type": "string"},
+                },
+            },
         },
     },
 }
@@ -158,3 +200,42 @@ def build_document(registry: Registry, *, version: str = __version__) -> dict:
         },
         "x-notifications": NOTIFICATIONS,
     }
+
+
+class DocumentCache:
+    """The OpenRPC document of ``registry``, built once, with its JSON text, bytes and ETag.
+
+    Rebuilt only when ``registry.version`` changed (a method was added).
+    """
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._version = -1
+        self._text = RawJSON("{}")
+        self._body = b"{}"
+        self._etag = b'""'
+
+    def _fresh(self) -> None:
+        if self._version != self.registry.version:
+            text = dumps(build_document(self.registry))
+            self._text = RawJSON(text)
+            self._body = text.encode("utf-8")
+            self._etag = b'"' + hashlib.sha256(self._body).hexdigest()[:32].encode() + b'"'
+            self._version = self.registry.version
+
+    @property
+    def text(self) -> RawJSON:
+        """The document as JSON text, for a JSON-RPC result (embedded without re-encoding)."""
+        self._fresh()
+        return self._text
+
+    @property
+    def body(self) -> bytes:
+        self._fresh()
+        return self._body
+
+    @property
+    def etag(self) -> bytes:
+        """A strong ETag (quoted) of :attr:`body`."""
+        self._fresh()
+        return self._etag

@@ -50,11 +50,20 @@ def _make_dumps() -> Callable[[Any], str]:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
     fast = make(None, default, _encoder.encode_basestring, None, ":", ",", False, False, False)
+    ascii_only = make(None, default, _encoder.encode_basestring_ascii, None, ":", ",", False, False, False)
 
     def dumps(value: Any) -> str:
-        if type(value) is str:
-            return _encoder.encode_basestring(value)
-        return "".join(fast(value, 0))
+        text = _encoder.encode_basestring(value) if type(value) is str else "".join(fast(value, 0))
+        if text.isascii():  # O(1) in CPython: the common case costs nothing
+            return text
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate (a client's "\ud800" echoed, a surrogate-escaped
+            # file name): not encodable as UTF-8, so this answer escapes every
+            # non-ASCII character instead, which JSON allows.
+            return "".join(ascii_only(value, 0))
+        return text
 
     return dumps
 
@@ -66,6 +75,14 @@ def _no_constants(name: str) -> Any:
     # Python's json accepts NaN and Infinity; JSON does not, and they cannot be
     # echoed back (an id of Infinity made the answer unencodable).
     raise ValueError(f"{name} is not JSON")
+
+
+class RawJSON(str):
+    """A handler result that is already JSON text (a cached document): embedded as is, not re-encoded."""
+
+
+class _Encoded(str):
+    """A whole response already encoded (built around a :class:`RawJSON` result)."""
 
 
 _decode = json.JSONDecoder(parse_constant=_no_constants).decode
@@ -118,6 +135,8 @@ class Registry:
 
     def __init__(self) -> None:
         self._methods: dict[str, Method] = {}
+        #: Bumped by every add(): documents built from the registry know when they are stale.
+        self.version = 0
 
     def add(
         self,
@@ -149,6 +168,7 @@ class Registry:
             errors=tuple(errors),
         )
         self._methods[name] = method
+        self.version += 1
         return method
 
     def get(self, name: str) -> Method | None:
@@ -284,6 +304,8 @@ class Engine:
         return self._encode(response, session)
 
     def _encode(self, response: Any, session: Any) -> str:
+        if type(response) is _Encoded:
+            return response
         try:
             return _dumps(response)
         except (TypeError, ValueError, RecursionError):
@@ -382,6 +404,8 @@ class Engine:
             return _NO_RESPONSE
         if error is not None:
             return _error_response(req_id, error)
+        if type(result) is RawJSON:
+            return _Encoded('{"jsonrpc":"2.0","result":' + result + ',"id":' + _dumps(req_id) + "}")
         return {"jsonrpc": "2.0", "result": result, "id": req_id}
 
     def _error_for(self, exc: BaseException, name: str, session: Any, failure: Failure | None = None) -> RpcError:

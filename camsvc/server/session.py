@@ -39,6 +39,7 @@ class Session:
         "send",
         "extra",
         "default_role",
+        "on_grant",
     )
 
     def __init__(
@@ -61,6 +62,8 @@ class Session:
         self.auth_method: str | None = None
         self.expires_at: float | None = None
         self.extra: dict = {}
+        #: Called after grant() (the transport moves the connection to the authenticated pool).
+        self.on_grant: Callable[[], None] | None = None
         #: The role without authentication: None, or admin when the server
         #: runs without authentication (development); revoke() returns to it.
         self.default_role: Role | None = None if auth_required else Role.ADMIN
@@ -83,6 +86,8 @@ class Session:
         self.expires_at = expires_at
         self.auth_method = method
         self.session_id = session_id
+        if self.on_grant is not None:
+            self.on_grant()
 
     def revoke(self) -> None:
         """Forget the authentication: back to the default role (none, or admin without auth)."""

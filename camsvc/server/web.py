@@ -22,7 +22,8 @@ try:  # Twisted >= 22.10
 except ImportError:  # Debian 12's Twisted 22.4
     from twisted.web.resource import NoResource as _not_found
 
-from camsvc.server.openrpc import build_document
+from camsvc.server.httplimits import LimitedSite
+from camsvc.server.limits import AddressBuckets
 from camsvc.server.rpc import dumps
 
 
@@ -64,13 +65,38 @@ class Ready(JSONResource):
         return 503, {"status": "not ready", "reasons": self.health.reasons(), "checks": report["checks"]}
 
 
-class OpenRPC(JSONResource):
-    def __init__(self, registry: Any) -> None:
-        super().__init__()
-        self.registry = registry
+class OpenRPC(Resource):
+    """``/openrpc.json``: the cached document, with an ETag (304 on If-None-Match) and a
+    per-address rate limit (429), since anyone may ask."""
 
-    def render_json(self, request: Any) -> tuple[int, Any]:
-        return 200, build_document(self.registry)
+    isLeaf = True
+
+    def __init__(self, cache: Any, buckets: Any) -> None:
+        super().__init__()
+        self.cache = cache
+        self.buckets = buckets
+
+    def render_GET(self, request: Any) -> bytes:
+        peer = request.getClientAddress()
+        wait = self.buckets.allow(getattr(peer, "host", None) or "unix")
+        if wait is not None:
+            request.setResponseCode(429)
+            request.setHeader(b"retry-after", str(max(1, int(wait + 0.999))).encode())
+            request.setHeader(b"content-type", b"application/json")
+            return b'{"error":"too many requests"}'
+        etag = self.cache.etag
+        request.setHeader(b"etag", etag)
+        request.setHeader(b"cache-control", b"public, max-age=60")
+        request.setHeader(b"content-type", b"application/json")
+        match = request.getHeader(b"if-none-match")
+        if match is not None and (match.strip() == b"*" or etag in [m.strip() for m in match.split(b",")]):
+            request.setResponseCode(304)
+            return b""
+        body = self.cache.body
+        request.setHeader(b"content-length", str(len(body)).encode())
+        return body if request.method != b"HEAD" else b""
+
+    render_HEAD = render_GET
 
 
 #: The dashboard's files (index.html, app.js, style.css, icon.svg), shipped as package data.
@@ -144,8 +170,9 @@ def dashboard(static_dir: str = STATIC_DIR) -> tuple[Resource, Resource]:
     return StaticFile(index), StaticFile(static_dir)
 
 
-class QuietSite(Site):
-    """A Site that does not log every request at info level (noisy for health probes)."""
+class QuietSite(LimitedSite):
+    """The HTTP Site (with :mod:`camsvc.server.httplimits`' limits); does not log every
+    request at info level (noisy for health probes)."""
 
     def log(self, request: Any) -> None:
         pass
@@ -161,9 +188,9 @@ def build_site(app: Any, ws_resource: Resource, extra: dict[bytes, Resource] | N
     root.putChild(b"static", static)
     root.putChild(b"ws", ws_resource)
     root.putChild(b"health", health)
-    root.putChild(b"openrpc.json", OpenRPC(app.registry))
+    root.putChild(b"openrpc.json", OpenRPC(app.openrpc, AddressBuckets(120, 30, app.clock)))
     for name, resource in (extra or {}).items():
         root.putChild(name, resource)
-    site = QuietSite(root)
+    site = QuietSite(root, app.config.server)
     site.displayTracebacks = False
     return site

@@ -5,6 +5,15 @@ accepts or refuses the opening handshake (capacity, Origin), registers each
 connection with the :class:`~camsvc.server.hub.Hub`, passes every text message to the
 :class:`~camsvc.server.rpc.Engine` and writes back what the engine answers.
 
+Admission: authenticated and unauthenticated connections are separate pools.
+A handshake carrying a credential (``Authorization: Bearer`` or ``X-API-Key``)
+is authenticated before it is accepted and counts against
+``server.max_connections``; one without counts against the unauthenticated
+pool (``server.max_unauthenticated`` in total and
+``server.max_unauthenticated_per_address``) until it calls ``authenticate``,
+and is closed after ``auth.login_timeout`` if it does not.  So strangers can
+neither take an authenticated client's slot nor keep theirs by reconnecting.
+
 Flow control: each connection registers a push producer on its transport.
 While the kernel buffer toward the client is full (the transport paused us),
 outgoing messages queue in a bounded buffer; a client that lets it overflow is
@@ -184,7 +193,11 @@ class RpcServerProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request: Any) -> None:
         factory: RpcServerFactory = self.factory
-        refusal = factory.admit(request)
+        address = client_address(
+            peer_address(request.peer), request.headers.get("x-forwarded-for"), factory.trusted_proxies
+        )
+        credential = _handshake_credential(request.headers) if factory.auth_required else None
+        refusal = factory.admit(request, address=address, credentialed=credential is not None)
         if refusal is not None:
             code, reason = refusal
             log.warn("Refused WebSocket connection from {peer}: {reason}", peer=request.peer, reason=reason)
@@ -196,9 +209,12 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self.session = factory.make_session(conn_id, request.peer, host, self.send_text)
         # The full Host header (with its port) is where download URLs point.
         self.session.extra["http_host"] = request.headers.get("host", "")
-        self.session.extra["client_address"] = client_address(
-            peer_address(request.peer), request.headers.get("x-forwarded-for"), factory.trusted_proxies
-        )
+        self.session.extra["client_address"] = address
+        if credential is not None and (
+            factory.handshake_auth is None or not factory.handshake_auth(self.session, credential)
+        ):
+            factory._rejected("handshake_auth")
+            raise ConnectionDeny(401, "authentication failed")
 
     def onOpen(self) -> None:
         transport = self.transport
@@ -206,12 +222,28 @@ class RpcServerProtocol(WebSocketServerProtocol):
             transport.unregisterProducer()
         transport.registerProducer(_Flow(self), True)
         self.factory.hub.add(self)
+        if self.session.role is None:
+            self.factory.pools.add_unauthenticated(self, self.session.extra.get("client_address", ""))
+            self.session.on_grant = self._granted
         log.debug("Connection {conn_id} open from {peer}", conn_id=self.session.id, peer=self.session.peer)
         if self.factory.idle_timeout:
             self._heard()
             self._idle_call = self.factory.reactor.callLater(self.factory.idle_timeout, self._check_idle)
         if self.factory.login_timeout and self.session.role is None:
             self._login_call = self.factory.reactor.callLater(self.factory.login_timeout, self._check_login)
+
+    def _granted(self) -> None:
+        """The session authenticated in-band: move it to the authenticated pool (if there is room)."""
+        self.session.on_grant = None
+        factory = self.factory
+        factory.pools.remove(self)
+        if factory.pools.authenticated(len(factory.hub)) > factory.max_connections:
+            factory._rejected("max_connections")
+            limit = factory.max_connections
+            # After the authenticate answer has gone out.
+            factory.reactor.callLater(
+                0, self.close_with, CLOSE_TRY_AGAIN, f"too many authenticated connections (limit {limit})"
+            )
 
     def _check_login(self) -> None:
         self._login_call = None
@@ -334,12 +366,12 @@ class RpcServerProtocol(WebSocketServerProtocol):
         result = self.factory.engine.handle(self.session, text)
         if result is None:
             return
-        if type(result) is str:
-            self.send_text(result)
-        elif isinstance(result, Deferred):
+        if isinstance(result, Deferred):
             result.addCallback(self._deliver).addErrback(
                 lambda f: log.failure("Answering connection {conn_id} failed", f, conn_id=self.session.id)
             )
+        else:  # a str, or a cached document's pre-encoded str subclass
+            self.send_text(result)
 
     def _deliver(self, text: str | None) -> None:
         if text is not None:
@@ -416,6 +448,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
         self._idle_call = self._login_call = None
         if self.session is None:
             return
+        self.factory.pools.remove(self)
         self.factory.hub.remove(self)
         self._queue.clear()
         log.debug(
@@ -451,9 +484,15 @@ class RpcServerFactory(WebSocketServerFactory):
         metrics: Any = None,
         auth_required: bool = True,
         login_timeout: float = 0.0,
+        handshake_auth: Callable[[Session, str], bool] | None = None,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
         use_own_masker()
+        self.handshake_auth = handshake_auth
+        self.pools = Pools(
+            server_config.max_unauthenticated,
+            server_config.max_unauthenticated_per_address,
+        )
         self.metrics = metrics
         self.auth_required = auth_required
         self.login_timeout = login_timeout if auth_required else 0.0
@@ -488,11 +527,21 @@ class RpcServerFactory(WebSocketServerFactory):
             allowedOrigins=["*"],
         )
 
-    def admit(self, request: Any) -> tuple[int, str] | None:
-        """Return (HTTP status, reason) to refuse the handshake, or None to accept."""
-        if len(self.hub) >= self.max_connections:
-            self._rejected("max_connections")
-            return (503, f"too many connections (limit {self.max_connections}); try again later")
+    def admit(self, request: Any, *, address: str = "", credentialed: bool = True) -> tuple[int, str] | None:
+        """Return (HTTP status, reason) to refuse the handshake, or None to accept.
+
+        ``credentialed``: the handshake carries a credential (the authenticated
+        pool); otherwise the unauthenticated pool's caps apply to ``address``.
+        """
+        if credentialed or not self.auth_required:
+            if self.pools.authenticated(len(self.hub)) >= self.max_connections:
+                self._rejected("max_connections")
+                return (503, f"too many connections (limit {self.max_connections}); try again later")
+        else:
+            refusal = self.pools.refusal(address)
+            if refusal is not None:
+                self._rejected("unauthenticated")
+                return (503, refusal)
         origin = request.headers.get("origin")
         if origin and "*" not in self.allowed_origins:
             # Browsers always send Origin: accept the page camsvc serves itself
@@ -523,11 +572,68 @@ class RpcServerFactory(WebSocketServerFactory):
                 log.failure("Closing connection {conn_id} failed", conn_id=getattr(conn.session, "id", "?"))
 
 
+class Pools:
+    """Counts of unauthenticated connections, in total and per client address.
+
+    The authenticated pool is everything else in the hub.  ``max_total`` and
+    ``max_per_address`` cap the unauthenticated pool.
+    """
+
+    def __init__(self, max_total: int, max_per_address: int) -> None:
+        self.max_total = max_total
+        self.max_per_address = max_per_address
+        self._conns: dict[Any, str] = {}
+        self._by_address: dict[str, int] = {}
+
+    def refusal(self, address: str) -> str | None:
+        if len(self._conns) >= self.max_total:
+            return f"too many unauthenticated connections (limit {self.max_total}); authenticate in the handshake"
+        if self._by_address.get(address, 0) >= self.max_per_address:
+            return f"too many unauthenticated connections from {address} (limit {self.max_per_address})"
+        return None
+
+    def add_unauthenticated(self, conn: Any, address: str) -> None:
+        if conn not in self._conns:
+            self._conns[conn] = address
+            self._by_address[address] = self._by_address.get(address, 0) + 1
+
+    def remove(self, conn: Any) -> None:
+        address = self._conns.pop(conn, None)
+        if address is not None:
+            left = self._by_address[address] - 1
+            if left:
+                self._by_address[address] = left
+            else:
+                del self._by_address[address]
+
+    def authenticated(self, hub_size: int) -> int:
+        return hub_size - len(self._conns)
+
+    def __len__(self) -> int:
+        return len(self._conns)
+
+
+def _handshake_credential(headers: dict) -> str | None:
+    """A credential sent with the opening handshake: ``Authorization: Bearer <t>`` or ``X-API-Key``."""
+    value = headers.get("authorization")
+    if value:
+        scheme, _, token = value.strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    key = headers.get("x-api-key")
+    if key and key.strip():
+        return key.strip()
+    return None
+
+
 class RpcWebSocketResource(WebSocketResource):
     """The ``/ws`` resource.  Disarms twisted.web's idle timer once upgraded."""
 
     def render(self, request: Any) -> Any:
         request.channel.setTimeout(None)
+        upgraded = getattr(request.channel, "upgraded", None)  # no HTTP deadlines, out of the HTTP count
+        if upgraded is not None:
+            upgraded()
         return super().render(request)
 
 

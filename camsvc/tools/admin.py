@@ -17,7 +17,7 @@ import json
 import os
 import sys
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from camsvc.auth.keystore import AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
@@ -49,7 +49,7 @@ def _lifetime(value: str) -> float:
 def _when(ts: Any) -> str:
     if not ts:
         return "-"
-    return datetime.fromtimestamp(float(ts), tz=UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+    return datetime.fromtimestamp(float(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ every video4linux uevent (``t`` = time.monotonic() when Python got it) and one
   list          → [{sys_path, devnode, props, usb_serial, initialized}] from enumeration
   probe PATH    → camsvc.cameras.v4l2.probe(PATH).to_dict() or {"error", "reason", "errno"}
   pause SECONDS → stop reading the monitor for that long (to fill its queue)
+  resume        → read the monitor again now (ends a pause early)
   env           → {"UMOCKDEV_DIR": ...}
 """
 
@@ -31,10 +32,19 @@ from zope.interface import implementer
 
 from camsvc.cameras import v4l2
 
+_stdio: stdio.StandardIO | None = None
+
 
 def emit(obj) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+    """One JSON line to the test.  Through Twisted's stdio transport, which buffers
+    while the pipe is full: StandardIO makes stdout non-blocking, so a plain write
+    would fail (and lose events) whenever the test reads slower than events come."""
+    line = json.dumps(obj) + "\n"
+    if _stdio is None:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+    else:
+        _stdio.write(line.encode())
 
 
 def describe(dev: pyudev.Device) -> dict:
@@ -90,6 +100,7 @@ class MonitorReader:
 class Commands(protocol.Protocol):
     def __init__(self, context: pyudev.Context, reader: MonitorReader):
         self.context, self.reader, self.buf = context, reader, b""
+        self.paused = None  # the DelayedCall that ends the current pause
 
     def dataReceived(self, data: bytes) -> None:
         self.buf += data
@@ -112,8 +123,16 @@ class Commands(protocol.Protocol):
                 emit({"reply": {"error": str(e), "reason": e.reason, "errno": e.errno}})
         elif name == "pause":
             reactor.removeReader(self.reader)
-            reactor.callLater(float(args[0]), reactor.addReader, self.reader)
+            if self.paused is not None and self.paused.active():
+                self.paused.cancel()
+            self.paused = reactor.callLater(float(args[0]), reactor.addReader, self.reader)
             emit({"reply": "paused"})
+        elif name == "resume":
+            if self.paused is not None and self.paused.active():
+                self.paused.cancel()
+            self.paused = None
+            reactor.addReader(self.reader)
+            emit({"reply": "resumed"})
         elif name == "env":
             emit({"reply": {"UMOCKDEV_DIR": os.environ.get("UMOCKDEV_DIR")}})
         else:
@@ -136,7 +155,8 @@ def main() -> None:
     monitor.start()
     reader = MonitorReader(monitor)
     reactor.addReader(reader)
-    stdio.StandardIO(Commands(context, reader))
+    global _stdio
+    _stdio = stdio.StandardIO(Commands(context, reader))
     emit({"ready": True, "rcvbuf": rcvbuf, "fd": monitor.fileno()})
     reactor.run()
 

@@ -180,6 +180,11 @@ class _Commands:
             spec["name"] = name
         return self.command("add_camera", **spec)
 
+    def add_zoo(self, plug: dict, **kw: Any):
+        """Plug one device of a zoo population (``tests.support.zoo.bed_plugs``): its
+        parents and nodes exactly as the dump shows them, /dev/v4l links included."""
+        return self.command("add_zoo", **plug, **kw)
+
     def remove(self, name: str, **kw: Any):
         return self.command("remove", name=name, **kw)
 

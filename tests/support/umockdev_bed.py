@@ -25,6 +25,8 @@ Commands (see ``handle_*`` below for every field):
   uevent       a raw uevent for a syspath or camera name
   set_property / set_attribute   edit a device in place (no uevent)
   listeners    the monitor sockets currently open in the test bed
+  control_errors / control_values   V4L2 control errnos per id; read or change control
+               values (``add_camera`` takes ``controls``: QUERY_EXT_CTRL, QUERYMENU, G/S_EXT_CTRLS)
   list         the emulated cameras
   quit
 
@@ -64,7 +66,24 @@ VIDIOC_QUERYCAP = 0x80685600
 VIDIOC_ENUM_FMT = 0xC0405602
 VIDIOC_ENUM_FRAMESIZES = 0xC02C564A
 VIDIOC_ENUM_FRAMEINTERVALS = 0xC034564B
-SIZES = {VIDIOC_QUERYCAP: 104, VIDIOC_ENUM_FMT: 64, VIDIOC_ENUM_FRAMESIZES: 44, VIDIOC_ENUM_FRAMEINTERVALS: 52}
+VIDIOC_QUERYMENU = 0xC02C5625
+VIDIOC_G_EXT_CTRLS = 0xC0205647
+VIDIOC_S_EXT_CTRLS = 0xC0205648
+VIDIOC_QUERY_EXT_CTRL = 0xC0E85667
+SIZES = {
+    VIDIOC_QUERYCAP: 104,
+    VIDIOC_ENUM_FMT: 64,
+    VIDIOC_ENUM_FRAMESIZES: 44,
+    VIDIOC_ENUM_FRAMEINTERVALS: 52,
+    VIDIOC_QUERYMENU: 44,
+    VIDIOC_G_EXT_CTRLS: 32,
+    VIDIOC_S_EXT_CTRLS: 32,
+    VIDIOC_QUERY_EXT_CTRL: 232,
+}
+CTRL_NEXT = 0x80000000 | 0x40000000
+CTRL_TYPE_INTEGER64 = 5
+CTRL_TYPE_BUTTON = 4
+CTRL_FLAG_GRABBED, CTRL_FLAG_READ_ONLY, CTRL_FLAG_INACTIVE, CTRL_FLAG_WRITE_ONLY = 0x2, 0x4, 0x10, 0x40
 
 CAP_VIDEO_CAPTURE = 0x00000001
 CAP_META_CAPTURE = 0x00800000
@@ -121,8 +140,17 @@ class CommandError(Exception):
 class Node:
     """One emulated /dev/videoN answering V4L2 ioctls from a format table."""
 
-    def __init__(self, bed, devnode, driver, card, bus_info, device_caps, buf_type, formats, fail_after):
+    def __init__(self, bed, devnode, driver, card, bus_info, device_caps, buf_type, formats, fail_after, controls=()):
         self.bed, self.devnode = bed, devnode
+        # V4L2 controls: {id: spec} (the shape of camsvc.testing.webcam_controls(); menu
+        # keys arrive as strings over JSON), current values, and errnos to answer per id.
+        self.controls = {}
+        for c in controls or ():
+            c = dict(c)
+            c["menu"] = {int(k): v for k, v in (c.get("menu") or {}).items()}
+            self.controls[int(c["id"])] = c
+        self.values = {cid: int(c.get("default", 0)) for cid, c in self.controls.items()}
+        self.control_errors = {}
         self.driver, self.card, self.bus_info = driver, card, bus_info
         self.device_caps, self.buf_type, self.formats = device_caps, buf_type, formats
         self.fail_after = fail_after  # answer ENODEV after this many ioctls (vanish mid-probe)
@@ -153,7 +181,10 @@ class Node:
         data = client.get_arg().resolve(0, size)
         buf = bytearray(bytes(data.retrieve()))
         try:
-            answer = self.answer(req, buf)
+            if req in (VIDIOC_G_EXT_CTRLS, VIDIOC_S_EXT_CTRLS):
+                answer = self.answer_ext(req, data, buf)
+            else:
+                answer = self.answer(req, buf)
         except Exception:
             traceback.print_exc()
             answer = errno.EIO
@@ -166,6 +197,8 @@ class Node:
 
     def answer(self, req, buf):
         """Fill ``buf`` in place; return 0 or an errno."""
+        if req in (VIDIOC_QUERY_EXT_CTRL, VIDIOC_QUERYMENU):
+            return self.answer_control(req, buf) if self.controls else errno.EINVAL
         if req == VIDIOC_QUERYCAP:
             caps = self.bed.card_caps | CAP_DEVICE_CAPS
             struct.pack_into(
@@ -270,6 +303,105 @@ class Node:
             return 0
         return errno.ENOTTY
 
+    # --- controls -------------------------------------------------------------------
+    def control_flags(self, cid):
+        c = self.controls[cid]
+        flags = int(c.get("flags", 0))
+        auto = c.get("auto")
+        if auto is not None and self.values.get(int(auto)) == int(c.get("auto_on", 1)):
+            flags |= CTRL_FLAG_INACTIVE
+        return flags
+
+    def answer_control(self, req, buf):
+        if req == VIDIOC_QUERY_EXT_CTRL:
+            (want,) = struct.unpack_from("<I", buf, 0)
+            if want & CTRL_NEXT:
+                later = sorted(i for i in self.controls if i > (want & ~CTRL_NEXT))
+                if not later:
+                    return errno.EINVAL
+                cid = later[0]
+            elif want in self.controls:
+                cid = want
+            else:
+                return errno.EINVAL
+            c = self.controls[cid]
+            elems = int(c.get("elems", 1))
+            buf[:] = b"\0" * 232
+            struct.pack_into(
+                "<II32sqqQqIIII",
+                buf,
+                0,
+                cid,
+                int(c["type"]),
+                cbytes(c["name"], 32),
+                int(c.get("min", 0)),
+                int(c.get("max", 0)),
+                int(c.get("step", 0)),
+                int(c.get("default", 0)),
+                self.control_flags(cid),
+                8 if int(c["type"]) == CTRL_TYPE_INTEGER64 else 4,
+                elems,
+                1 if elems > 1 else 0,
+            )
+            return 0
+        if req == VIDIOC_QUERYMENU:
+            cid, index = struct.unpack_from("<II", buf, 0)
+            c = self.controls.get(cid)
+            if c is None or index not in c["menu"]:
+                return errno.EINVAL
+            item = c["menu"][index]
+            if isinstance(item, int):
+                struct.pack_into("<q", buf, 8, item)
+            else:
+                struct.pack_into("<32s", buf, 8, cbytes(item, 32))
+            return 0
+        return None
+
+    def answer_ext(self, req, data, buf):
+        """G/S_EXT_CTRLS: the control array is behind the pointer at offset 24."""
+        which, count = struct.unpack_from("<II", buf, 0)
+        if count == 0 or count > 1024:
+            return errno.EINVAL
+        arr_data = data.resolve(24, 20 * count)
+        arr = bytearray(bytes(arr_data.retrieve()))
+
+        def fail(index, err):
+            struct.pack_into("<I", buf, 8, index)
+            data.update(0, list(buf))
+            return err
+
+        entries = [struct.unpack_from("<IIIq", arr, 20 * i) for i in range(count)]
+        pending = []
+        for i, (cid, _size, _res, raw) in enumerate(entries):
+            c = self.controls.get(cid)
+            if c is None:
+                return fail(count, errno.EINVAL)
+            flags = self.control_flags(cid)
+            wide = int(c["type"]) == CTRL_TYPE_INTEGER64
+            if req == VIDIOC_G_EXT_CTRLS:
+                if flags & CTRL_FLAG_WRITE_ONLY:
+                    return fail(i, errno.EACCES)
+                if wide:
+                    struct.pack_into("<q", arr, 20 * i + 12, self.values[cid])
+                else:
+                    struct.pack_into("<I", arr, 20 * i + 12, self.values[cid] & 0xFFFFFFFF)
+                continue
+            if flags & CTRL_FLAG_READ_ONLY:
+                return fail(i, errno.EACCES)
+            if flags & CTRL_FLAG_GRABBED:
+                return fail(i, errno.EBUSY)
+            if cid in self.control_errors:
+                return fail(i, self.control_errors[cid])
+            fmt = "<I" if int(c["type"]) == 8 else "<i"  # a bitmask is unsigned
+            value = raw if wide else struct.unpack_from(fmt, arr, 20 * i + 12)[0]
+            pending.append((cid, value))
+        for cid, value in pending:
+            if int(self.controls[cid]["type"]) != CTRL_TYPE_BUTTON:
+                self.values[cid] = value
+        if req == VIDIOC_G_EXT_CTRLS:
+            arr_data.update(0, list(arr))
+        return 0
+
     def find(self, pixfmt):
         for f in self.formats:
             if fourcc_code(f["format"]) == pixfmt:
@@ -298,6 +430,7 @@ class Bed:
         self.card_caps = CAP_VIDEO_CAPTURE | CAP_META_CAPTURE | CAP_STREAMING | CAP_EXT_PIX_FORMAT
         self.ctx = GLib.MainContext.default()
         self.buf = b""
+        self.waits = 0  # sends that found a full listener queue and waited for room
 
     # --- flow control ---------------------------------------------------------------
     def listeners(self):
@@ -321,14 +454,27 @@ class Bed:
                 s.close()
         return full
 
+    def publish_waits(self):
+        """Write ``waits`` to ``<root>/bed-waits`` (atomically): a test that must see the
+        helper held up by a full listener reads it while a command is still running."""
+        tmp = os.path.join(self.root, ".bed-waits.tmp")
+        with open(tmp, "w") as f:
+            f.write(str(self.waits))
+        os.rename(tmp, os.path.join(self.root, "bed-waits"))
+
     def wait_room(self, paced, drain_timeout):
         if not paced:
             return
         deadline = time.monotonic() + drain_timeout
+        waited = False
         while True:
             full = self.full_listeners()
             if not full:
                 return
+            if not waited:
+                waited = True
+                self.waits += 1
+                self.publish_waits()
             if time.monotonic() > deadline:
                 raise CommandError(
                     "listener(s) %s not draining for %.1fs; not sending (it would abort on "
@@ -380,10 +526,107 @@ class Bed:
     def used_indexes(self):
         used = set()
         for c in self.cameras.values():
+            if "videos" in c:
+                used.update(c["videos"])
+                continue
             used.add(c["video"])
             if c["metadata"]:
                 used.add(c["video"] + 1)
         return used
+
+    # --- zoo devices: nodes exactly as a dump shows them -----------------------------
+    def handle_add_zoo(self, cmd):
+        """Fields: name, devices (parents: [{subsystem, name, parent (index or null),
+        attrs, props}]), nodes ([{parent (index), video, props, attrs, driver, card,
+        bus_info, device_caps, formats, owns}]), paced, drain_timeout.
+
+        Each node's ``DEVLINKS`` become real symlinks under the bed's /dev (the preload
+        resolves them): a name another present node already holds stays with it unless
+        this node ``owns`` it, as udev gives a contested name to one device only."""
+        name = cmd["name"]
+        if name in self.cameras:
+            raise CommandError("camera %r exists" % name)
+        paced = cmd.get("paced", True)
+        dt = float(cmd.get("drain_timeout", 10.0))
+        videos = [int(n["video"]) for n in cmd["nodes"]]
+        if set(videos) & self.used_indexes():
+            raise CommandError("video nodes %s in use" % sorted(set(videos) & self.used_indexes()))
+        parents = []
+        for dev in cmd.get("devices", []):
+            parent = parents[dev["parent"]] if dev.get("parent") is not None else None
+            syspath, _ = self.add_device(
+                dev["subsystem"], dev["name"], parent, dev.get("attrs", []), dev.get("props", []), paced, dt
+            )
+            parents.append(syspath)
+        cam = {"name": name, "spec": cmd, "videos": videos, "metadata": False, "zoo_parents": parents}
+        nodes = []
+        for spec in cmd["nodes"]:
+            n = int(spec["video"])
+            devnode = "/dev/video%d" % n
+            props = [tuple(kv) for kv in spec["props"]]
+            attrs = [tuple(kv) for kv in spec.get("attrs", [])] + [("dev", "%d:%d" % (V4L2_MAJOR, n))]
+            props += [("MAJOR", str(V4L2_MAJOR)), ("MINOR", str(n))]
+            device_caps = int(spec["device_caps"])
+            is_meta = bool(device_caps & CAP_META_CAPTURE) and not device_caps & CAP_VIDEO_CAPTURE
+            node = Node(
+                self,
+                devnode,
+                spec["driver"],
+                spec["card"],
+                spec["bus_info"],
+                device_caps,
+                BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
+                spec.get("formats") or ([META_FORMAT] if is_meta else []),
+                None,
+            )
+            self._make_node(devnode)
+            node.attach()
+            links = dict(props).get("DEVLINKS", "").split()
+            self._claim_links(devnode, links, spec.get("owns", []))
+            parent = parents[spec["parent"]] if spec.get("parent") is not None else None
+            syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
+            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "props": props, "t": t, "links": links})
+        cam["nodes"] = nodes
+        cam["parent"] = parents[-1] if parents else None
+        cam["top"] = parents[0] if parents else None
+        cam["top_is_shared"] = True  # the zoo parents are removed by _remove_zoo_parents
+        self.cameras[name] = cam
+        return {"name": name, "nodes": [{"devnode": x["devnode"], "syspath": x["syspath"], "t": x["t"]} for x in nodes]}
+
+    def _link_path(self, link):
+        return os.path.join(self.root, link.lstrip("/"))
+
+    def _claim_links(self, devnode, links, owns):
+        for link in links:
+            real = self._link_path(link)
+            held = os.path.lexists(real) and os.path.exists(real)
+            if held and link not in owns:
+                continue
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if os.path.lexists(real):
+                os.unlink(real)
+            os.symlink(os.path.relpath(devnode, os.path.dirname(link)), real)
+
+    def _release_links(self, cam):
+        """Drop the links of ``cam``'s nodes; a contested name moves to another claimant."""
+        gone = {n["devnode"] for n in cam["nodes"]}
+        for node in cam["nodes"]:
+            for link in node.get("links", []):
+                real = self._link_path(link)
+                try:
+                    target = os.path.normpath(os.path.join(os.path.dirname(link), os.readlink(real)))
+                except OSError:
+                    continue
+                if target not in gone:
+                    continue
+                os.unlink(real)
+                for other in self.cameras.values():
+                    if other is cam:
+                        continue
+                    for o in other.get("nodes", []):
+                        if link in o.get("links", []):
+                            self._claim_links(o["devnode"], [link], [link])
+                            break
 
     def free_index(self, metadata):
         used = self.used_indexes()
@@ -397,7 +640,8 @@ class Bed:
         vendor_name, model, bus, port ("1.2"), pci ("0000:00:14.0"), video (N),
         metadata (bool, default true for USB), platform (bool), platform_name ("vivid.0"),
         id_path, capabilities (ID_V4L_CAPABILITIES, default ":capture:"), driver,
-        bus_info, formats (list), fail_after (ioctl count), paced, drain_timeout."""
+        bus_info, formats (list), fail_after (ioctl count), owns_links (take contested
+        /dev/v4l names from their holder), paced, drain_timeout."""
         name = cmd.get("name") or "cam%d" % len(self.cameras)
         if name in self.cameras:
             raise CommandError("camera %r exists" % name)
@@ -527,13 +771,28 @@ class Bed:
                 BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
                 [META_FORMAT] if is_meta else formats,
                 fail_after,
+                () if is_meta else spec.get("controls") or (),
             )
             # the /dev node and its ioctl socket exist before the "add" goes out, as udev
             # guarantees for a real device
             self._make_node(devnode)
             node.attach()
+            # udev creates the /dev/v4l links before it broadcasts the "add"; a by-id name
+            # another present node already holds (identical serial-less cameras) stays
+            # with it unless ``owns_links`` says this camera is the one udev gave it to
+            self._claim_links(devnode, links, links if spec.get("owns_links") else [])
             syspath, t = self.add_device("video4linux", "video4linux/video%d" % n, parent, attrs, props, paced, dt)
-            nodes.append({"syspath": syspath, "devnode": devnode, "node": node, "attrs": attrs, "props": props, "t": t})
+            nodes.append(
+                {
+                    "syspath": syspath,
+                    "devnode": devnode,
+                    "node": node,
+                    "attrs": attrs,
+                    "props": props,
+                    "t": t,
+                    "links": links,
+                }
+            )
         cam["nodes"] = nodes
         cam["parent"] = parent
         self.cameras[cam["name"]] = cam
@@ -603,11 +862,16 @@ class Bed:
             self.send(cam["top"], "remove", paced, dt)
         for node in cam["nodes"]:
             node["node"].detach()
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.send(syspath, "remove", paced, dt)
+        self._release_links(cam)
         # remove_device() deletes the /dev node of the device it is given only, not of
         # its children: remove the video nodes one by one first
         for node in reversed(cam["nodes"]):
             self.tb.remove_device(node["syspath"])
         self._remove_parents(cam)
+        for syspath in reversed(cam.get("zoo_parents", [])):
+            self.tb.remove_device(syspath)
         return t
 
     def _remove_parents(self, cam):
@@ -645,7 +909,8 @@ class Bed:
         end_present (default true: the capture node is present afterwards),
         drain_timeout.  Each pair removes the capture node (uevent + remove_device) and
         adds it back (add_device sends add); the USB parents and the metadata node stay.
-        Replies ``times``: [[t_remove, t_add], ...]."""
+        Replies ``times``: [[t_remove, t_add], ...] and ``waits``: how many of its
+        uevents found a listener's queue full and had to wait for room."""
         cam = self.camera(cmd)
         count = int(cmd.get("count", 10))
         paced, dt = cmd.get("paced", True), float(cmd.get("drain_timeout", 10.0))
@@ -659,6 +924,7 @@ class Bed:
                 )
         times = []
         present = True
+        waits0 = self.waits
         for i in range(count):
             t_rm = self.send(node["syspath"], "remove", paced, dt)
             self.tb.remove_device(node["syspath"])
@@ -692,7 +958,7 @@ class Bed:
                 self.tb.remove_device(n["syspath"])
             self._remove_parents(cam)
             del self.cameras[cam["name"]]
-        return {"name": cam["name"], "count": count, "times": times, "present": present}
+        return {"name": cam["name"], "count": count, "times": times, "present": present, "waits": self.waits - waits0}
 
     def handle_uevent(self, cmd):
         """Fields: syspath or name (its capture node), action (add/remove/change)."""
@@ -718,6 +984,20 @@ class Bed:
 
     def handle_list(self, cmd):
         return {"cameras": [self.describe(c) for c in self.cameras.values()]}
+
+    def handle_control_errors(self, cmd):
+        """``errors``: {control id: errno name} the capture node answers to writes of it."""
+        node = self.camera(cmd)["nodes"][0]["node"]
+        node.control_errors = {int(k): getattr(errno, v) for k, v in cmd.get("errors", {}).items()}
+        return {}
+
+    def handle_control_values(self, cmd):
+        """The capture node's control values ``{id: value}``; ``set`` changes them first
+        (another program's change)."""
+        node = self.camera(cmd)["nodes"][0]["node"]
+        for k, v in (cmd.get("set") or {}).items():
+            node.values[int(k)] = int(v)
+        return {"values": {str(k): v for k, v in node.values.items()}}
 
     def handle_ioctl_calls(self, cmd):
         cam = self.camera(cmd)

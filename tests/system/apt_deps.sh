@@ -1,20 +1,19 @@
 #!/bin/sh
 # Install (only if missing) what a make target needs from Debian, so the
-# targets run on a fresh Debian 12 CI machine as root.
+# targets run on a fresh Debian 12 machine: as root (CI) or as a user with sudo
+# (apt-get goes through tools/as-root).
 #   apt_deps.sh build      debian/control's Build-Depends (+ dpkg-dev)
 #   apt_deps.sh test-deb   lintian, systemd-analyze, the smoke test's client
 #   apt_deps.sh deb12-libs Debian's runtime libraries and test tools
 set -eu
 export DEBIAN_FRONTEND=noninteractive
+AS_ROOT="$(cd "$(dirname "$0")/../.." && pwd)/tools/as-root"
 
 apt_install() {
-    if [ "$(id -u)" != 0 ]; then
-        echo "missing Debian packages; as root run: apt-get install $*" >&2
-        exit 1
-    fi
-    apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || {
-        apt-get update -q >/dev/null
-        apt-get install -y -q --no-install-recommends "$@" >/dev/null
+    echo "installing Debian packages: $*" >&2
+    "$AS_ROOT" apt-get install -y -q --no-install-recommends "$@" >/dev/null 2>&1 || {
+        "$AS_ROOT" apt-get update -q >/dev/null
+        "$AS_ROOT" apt-get install -y -q --no-install-recommends "$@" >/dev/null
     }
 }
 
@@ -29,10 +28,9 @@ build)
     m=$(missing dpkg-dev fakeroot)
     [ -z "$m" ] || apt_install $m
     if ! dpkg-checkbuilddeps >/dev/null 2>&1; then
-        [ "$(id -u)" = 0 ] || { dpkg-checkbuilddeps; exit 1; }
-        apt-get build-dep -y -q ./ >/dev/null 2>&1 || {
-            apt-get update -q >/dev/null
-            apt-get build-dep -y -q ./ >/dev/null
+        "$AS_ROOT" apt-get build-dep -y -q ./ >/dev/null 2>&1 || {
+            "$AS_ROOT" apt-get update -q >/dev/null
+            "$AS_ROOT" apt-get build-dep -y -q ./ >/dev/null
         }
     fi
     ;;
@@ -44,7 +42,8 @@ deb12-libs)
     # camsvc's runtime dependencies as the .deb declares them, plus the test tools.
     m=$(missing python3-venv python3-twisted python3-autobahn python3-treq python3-pyudev python3-yaml \
         python3-jwt python3-prometheus-client python3-service-identity python3-setuptools \
-        python3-pytest python3-pytest-twisted python3-hypothesis python3-jsonschema python3-selenium ffmpeg)
+        python3-pytest python3-pytest-twisted python3-hypothesis python3-jsonschema python3-selenium ffmpeg \
+        python3-paho-mqtt mosquitto)
     [ -z "$m" ] || apt_install $m
     ;;
 *)

@@ -16,7 +16,9 @@
 # The last line of output is a shell fragment (KERNEL=... INITRD=... IMAGE=...)
 # which run_vm.sh and the pytest fixture read from cache/current.env.
 #
-# Needs root (debootstrap, chroot, dpkg).  Installs its host tools with apt.
+# Needs root (debootstrap, chroot, dpkg): started by another user it runs itself
+# again through sudo (tools/as-root) and hands the boot artefacts, the token and
+# current.env to that user.  Installs its host tools with apt.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -35,7 +37,10 @@ export LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive
 log() { printf '[build_image %(%T)T] %s\n' -1 "$*" >&2; }
 hash_of() { sha256sum | cut -c1-16; }
 
-[ "$(id -u)" = 0 ] || { echo "build_image.sh must run as root" >&2; exit 1; }
+if [ "$(id -u)" != 0 ]; then
+    CAMSVC_SYSTEM_CACHE=$CACHE exec "$TOP/tools/as-root" env CAMSVC_OWNER="$(id -u):$(id -g)" \
+        bash "$HERE/build_image.sh" "$DEB" "$GUEST_CONFIG"
+fi
 mkdir -p "$CACHE"
 
 # --- host tools -------------------------------------------------------------
@@ -224,4 +229,8 @@ INITRD=$INITRD
 IMAGE=$IMAGE
 TOKEN=$IMAGE.token
 EOF
+# Started by another user (through sudo): what that user's test reads is theirs.
+if [ -n "${CAMSVC_OWNER:-}" ]; then
+    chown "$CAMSVC_OWNER" "$CACHE" "$CACHE/current.env" "$INITRD" "$IMAGE" "$IMAGE.token"
+fi
 cat "$CACHE/current.env" | paste -sd' ' -

@@ -1,0 +1,112 @@
+"""Presence: the capture nodes udev reports present, the camera each one is, and the
+device path and name each camera is known by.
+
+This module owns the :class:`Node` record (a present camera node, its camera id,
+identity key and QUERYCAP) and two rules over the whole present set:
+
+* :func:`unique_paths` — the one device path every consumer of a camera uses
+  (MediaMTX publish command, device snapshots, probes, controls).  udev names
+  ``/dev/v4l/by-id/<bus>-<ID_SERIAL>-video-index<N>`` without the serial when there
+  is none and without the USB interface, so two identical serial-less cameras, or
+  the RGB and IR functions of one camera, claim the *same* by-id name and only one
+  node owns the link (zoo files 01, 07, 13, 25).  A by-id link is used only when no
+  other present camera lists the same name *and* it resolves to this camera's
+  node; else its by-path link under the same two conditions; else the node itself.
+  Recomputed whenever the present set changes (link ownership can move on
+  replug); a changed path is a changed record, so the reconciler rewrites it.
+* :func:`display_names` — names a person can tell apart: cameras present at the
+  same time with the same name (two C920s: "HD Pro Webcam C920"; a BRIO's RGB and
+  IR functions: "Logitech BRIO") get the least specific place that tells them
+  apart appended: the USB port (``HD Pro Webcam C920 (usb 1.2)``), port and
+  interface (``Logitech BRIO (usb 1.1.4.1, interface 2)``), the whole ID_PATH (two
+  C270 on port 1 of two host controllers), the node.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from camsvc.cameras.udev import UdevDevice
+
+BY_ID = "/dev/v4l/by-id/"
+BY_PATH = "/dev/v4l/by-path/"
+
+
+class Node:
+    """A camera node udev reports present, and the camera it is."""
+
+    __slots__ = ("device", "camera_id", "key", "info", "path")
+
+    def __init__(self, device: UdevDevice, camera_id: str, key: str, info: Any = None) -> None:
+        self.device = device
+        self.camera_id = camera_id
+        self.key = key
+        self.info = info  # QUERYCAP (camsvc.cameras.v4l2.DeviceInfo) or None
+        self.path = device.device_node or ""
+
+
+def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) -> dict[str, str]:
+    """``camera_id -> device path`` by the rule in the module docstring.
+
+    ``resolve(link)`` is the node a link points at now (None if it does not exist).
+    """
+    nodes = list(nodes)
+    claims = Counter(link for node in nodes for link in set(node.device.links))
+    out: dict[str, str] = {}
+    for node in nodes:
+        devnode = node.device.device_node or ""
+        chosen = devnode
+        for prefix in (BY_ID, BY_PATH):
+            links = [lk for lk in node.device.links if lk.startswith(prefix) and claims[lk] == 1]
+            owned = [lk for lk in links if resolve(lk) == devnode]
+            if owned:
+                chosen = owned[0]
+                break
+        out[node.camera_id] = chosen
+    return out
+
+
+_USB_PORT = re.compile(r"-usb(?:v2)?-\d+:([\d.]+):\d+\.(\d+)$")
+
+
+def _labels(node: Node) -> list[str]:
+    """Ever more specific place names for a node: the USB port; port and interface;
+    the whole ID_PATH; ID_PATH and node index; the node."""
+    device = node.device
+    id_path = device.properties.get("ID_PATH", "")
+    interface = device.properties.get("ID_USB_INTERFACE_NUM", "")
+    match = _USB_PORT.search(id_path)
+    devnode = device.device_node or "?"
+    labels = []
+    if match:
+        iface = str(int(interface, 16)) if interface else match.group(2)
+        labels += [f"usb {match.group(1)}", f"usb {match.group(1)}, interface {iface}"]
+    if id_path:
+        labels += [id_path, f"{id_path}, index {device.index}"]
+    labels.append(devnode)
+    return labels
+
+
+def display_names(nodes: Iterable[Node], base: Callable[[Node], str]) -> dict[str, str]:
+    """``camera_id -> name``: ``base(node)``; cameras that share a name get the least
+    specific place label that tells all of them apart appended (module docstring)."""
+    nodes = list(nodes)
+    names = {node.camera_id: base(node) for node in nodes}
+    groups: dict[str, list[Node]] = {}
+    for node in nodes:
+        groups.setdefault(names[node.camera_id], []).append(node)
+    for name, group in groups.items():
+        if len(group) < 2:
+            continue
+        labels = {node.camera_id: _labels(node) for node in group}
+        depth = max(len(v) for v in labels.values())
+        for level in range(depth):
+            chosen = {cid: v[min(level, len(v) - 1)] for cid, v in labels.items()}
+            if len(set(chosen.values())) == len(chosen) or level == depth - 1:
+                for cid, label in chosen.items():
+                    names[cid] = f"{name} ({label})"
+                break
+    return names
