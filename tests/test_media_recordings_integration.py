@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -240,3 +241,39 @@ async def test_on_upgrade_stop_finalises_on_an_upgrade_s_restart(tmp_path, media
     await first.app.service.stopService()
     assert mediamtx_standin.config_paths["camera0"]["record"] is False
     assert first.statuses()[-1] == ("STOPPED", "shutdown")
+
+
+# -- time zones (issue 15) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "standin_offset, camsvc_tz",
+    [(0, "CET-1"), (1, "UTC0")],
+    ids=["mediamtx-UTC-camsvc-UTC+1", "mediamtx-UTC+1-camsvc-UTC"],
+)
+@pytest_twisted.ensureDeferred
+async def test_recording_bookkeeping_does_not_depend_on_time_zones(
+    tmp_path, mediamtx_standin, monkeypatch, standin_offset, camsvc_tz
+):
+    """Segment names carry MediaMTX's local time: parsed in camsvc's zone, MediaMTX in UTC
+    and camsvc in UTC+1 gave "no segment"; the other way round the auto-stop fired an hour late."""
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", camsvc_tz)
+    time.tzset()
+    try:
+        mediamtx_standin.timezone = dt.timezone(dt.timedelta(hours=standin_offset))
+        running = await start_app(tmp_path, mediamtx_standin)
+        try:
+            started = await running.result("start_recording", {"device": "camera0", "duration": 2})
+            assert started["status"] == "STARTED"
+            await eventually(lambda: ("STOPPED", "duration") in running.statuses(), what="auto-stop on time")
+            assert running.statuses() == [("STARTED", None), ("STOPPED", "duration")]
+            stopped = [p for m, p in running.notes if m == "recording_status_update" and p["status"] == "STOPPED"]
+            assert stopped[0]["filename"] == started["filename"] and 0 < stopped[0]["duration"] < 60
+        finally:
+            await running.app.service.stopService()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -339,3 +339,9 @@ def test_man_pages_describe_every_command_and_option(monkeypatch):
                 assert " ".join(path) in page, f"{name} {' '.join(path)} not in debian/man/{name}.1"
             if opt and opt not in ("-h",):
                 assert opt in page, f"{name} {' '.join(path)} {opt} not in debian/man/{name}.1"
+
+
+def test_unit_raises_the_file_descriptor_limit():
+    """The unit set no LimitNOFILE (1024 soft): a few hundred clients exhausted it."""
+    (value,) = unit_settings()["LimitNOFILE"]
+    assert int(value) >= 16384
