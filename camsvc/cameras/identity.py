@@ -3,17 +3,25 @@
 This module owns two things:
 
 * :func:`identity_key`, the rule that names a physical camera from its udev
-  properties: ``usb:<ID_SERIAL>:<ID_USB_INTERFACE_NUM>`` when the device has a real
-  USB serial (``ID_SERIAL_SHORT``; ``ID_SERIAL`` alone is only vendor_model and is
-  shared by identical cameras), else ``path:<ID_PATH>`` (the physical port: CSI,
-  platform and serial-less USB cameras), else ``node:<devnode>``.  A node other than
-  the first of its interface (sysfs ``index`` > 0) gets ``#index<N>`` appended.
+  properties: ``usb:<ID_SERIAL>:<ID_USB_INTERFACE_NUM>`` (:func:`serial_key`) when the
+  device has a usable USB serial (``ID_SERIAL_SHORT``, not a placeholder of
+  :data:`PLACEHOLDER_SERIALS`, not known to be shared by cameras present at the same
+  time; ``ID_SERIAL`` alone is only vendor_model and is shared by identical cameras),
+  else ``path:<ID_PATH>`` (:func:`port_key`, the physical port: CSI, platform and
+  serial-less USB cameras), else ``node:<devnode>``.  A node other than the first of
+  its interface (sysfs ``index`` > 0) gets ``#index<N>`` appended.  Discovery applies
+  the rule to the present set (who holds which key, moving a key when a serial turns
+  out to be shared, migrating an old map's serial keys to port keys).
 * :class:`IdentityStore`, the persisted map.  It lives in
   ``<storage.state_dir>/camera-ids.json``::
 
       {"version": 1, "next_number": 3,
        "cameras": {"camera0": {"key": "usb:Logitech_C920_A1B2:00", "name": "HD Pro Webcam C920"},
-                   "camera2": {"key": "path:platform-vivid.0", "name": "vivid"}}}
+                   "camera2": {"key": "path:platform-vivid.0", "name": "vivid"}},
+       "shared_serials": ["A1B2C3"]}
+
+  ``shared_serials`` (optional) lists serials seen on two cameras at once: they
+  identify no camera from then on (:meth:`IdentityStore.mark_shared`).
 
   Ids are never reused for another key: ``next_number`` only grows, even when an
   operator deletes an entry.  Writes are atomic (temp file, fsync, rename, fsync of
@@ -22,8 +30,10 @@ This module owns two things:
   A failed write (read-only or full disk) is logged and retried on the next change;
   ids stay stable for the life of the process either way.
 
-Collaborators: none but the filesystem; the caller decides when to :meth:`flush`
-(discovery defers it so a new camera's first notification never waits for fsync).
+Collaborators: none but the filesystem; the caller decides when to write: discovery
+takes :meth:`IdentityStore.pending_write` and hands it to a
+:class:`camsvc.common.writer.BackgroundWriter` (never fsync on the reactor);
+:meth:`IdentityStore.flush` writes synchronously.
 """
 
 from __future__ import annotations
