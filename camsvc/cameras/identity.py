@@ -21,7 +21,9 @@ This module owns two things:
        "shared_serials": ["A1B2C3"]}
 
   ``shared_serials`` (optional) lists serials seen on two cameras at once: they
-  identify no camera from then on (:meth:`IdentityStore.mark_shared`).
+  identify no camera from then on (:meth:`IdentityStore.mark_shared`);
+  ``shared_ports`` port keys seen on two nodes at once (several cameras under one
+  platform device): those cameras are keyed ``sys:<sysfs path>``.
 
   Ids are never reused for another key: ``next_number`` only grows, even when an
   operator deletes an entry.  Writes are atomic (temp file, fsync, rename, fsync of
@@ -151,6 +153,7 @@ class IdentityStore:
         self._entries: dict[str, dict] = {}
         self._next = 0
         self.shared: set[str] = set()
+        self.shared_ports: set[str] = set()
         self.dirty = False
         self.loaded = False
         self.write_errors = 0
@@ -162,6 +165,7 @@ class IdentityStore:
         self.loaded = True
         self._by_key, self._entries, self._next = {}, {}, 0
         self.shared = set()
+        self.shared_ports = set()
         try:
             with open(self.path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -216,6 +220,10 @@ class IdentityStore:
         if not isinstance(shared, list) or not all(isinstance(s, str) for s in shared):
             raise ValueError("shared_serials must be a list of strings")
         self.shared = set(shared)
+        ports = data.get("shared_ports", [])
+        if not isinstance(ports, list) or not all(isinstance(s, str) for s in ports):
+            raise ValueError("shared_ports must be a list of strings")
+        self.shared_ports = set(ports)
 
     def _set_aside(self) -> None:
         try:
@@ -254,6 +262,13 @@ class IdentityStore:
             self.shared.add(serial)
             self.dirty = True
 
+    def mark_port_shared(self, key: str) -> None:
+        """Remember that port key ``key`` was seen on two nodes at once (several cameras
+        under one platform device: ``vivid n_devs=2``): they are told apart by node."""
+        if key not in self.shared_ports:
+            self.shared_ports.add(key)
+            self.dirty = True
+
     def rekey(self, old: str, new: str) -> str | None:
         """Move the id of ``old`` to ``new`` (the camera keeps its id under its new key).
 
@@ -279,6 +294,8 @@ class IdentityStore:
         out = {"version": VERSION, "next_number": self._next, "cameras": cameras}
         if self.shared:
             out["shared_serials"] = sorted(self.shared)
+        if self.shared_ports:
+            out["shared_ports"] = sorted(self.shared_ports)
         return out
 
     def pending_write(self) -> bytes | None:
