@@ -128,6 +128,7 @@ class DiscoveryService(Service):
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
         self._pending_logs: list[tuple[str, dict]] = []
+        self._path_memo: dict[str, tuple] = {}  # see presence.unique_paths
         self._log_call: Any = None
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
@@ -531,7 +532,7 @@ class DiscoveryService(Service):
         path or name changed (``changed`` is committed by the caller)."""
         nodes = list(self._present.values())
         resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
-        paths = unique_paths(nodes, resolve)
+        paths = unique_paths(nodes, resolve, self._path_memo)
         names = display_names(nodes, self._base_name)
         stale = []
         for node in nodes:
