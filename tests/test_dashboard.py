@@ -27,6 +27,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import jwt
 import pytest
 
 from tests.support.browser import browser_available, console_errors, screenshot, set_viewport, start_browser
@@ -531,11 +532,14 @@ def test_sign_in_roles_and_sign_out(auth_stack):
         # A JWT that expires while the page is open: the next action brings the sign-in back.
         click(driver, driver.find_element("id", "sign-out"))
         wait(driver, lambda d: d.find_element("id", "login-dialog").get_attribute("open") is not None, what="sign-out")
-        short = admin(auth_stack.camsvc.config_path, "token", "--role", "operator", "--lifetime", "2")
+        # Long enough for a loaded machine to sign in with it; the click comes after its
+        # "exp" (read from the token) has passed, whatever the time that took.
+        short = admin(auth_stack.camsvc.config_path, "token", "--role", "operator", "--lifetime", "10")
         sign_in(driver, short)
         camera_id = wait(driver, lambda d: first_connected(d), what="the cameras with a short token")
         wait(driver, lambda d: card_button(d, camera_id, "snapshot").is_enabled(), what="Snapshot")
-        time.sleep(2.5)
+        expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+        time.sleep(max(0.0, expires - time.time()) + 1.0)
         click_card(driver, camera_id, "snapshot")
         wait(
             driver,
