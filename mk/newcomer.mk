@@ -18,7 +18,7 @@ TEST_STAGES += test-qlen512 test-as-user
 
 QLEN_TESTS := tests/test_umockdev_bed.py tests/test_discovery_umockdev.py
 # The unit tests run as the throwaway user: the umockdev bed, `make run` and the
-# README's quick tour, file permissions, configuration.
+# README's quick tour, file permissions, configuration. A selection: without the coverage floor.
 AS_USER_TESTS ?= tests/test_devrun.py tests/test_quicktour.py tests/test_tools_root.py \
 	tests/test_auth.py tests/test_secrets.py tests/test_config.py
 # test-qlen512 (its namespace) and test-deb (apt, dpkg) need root: sudo, as the user.
@@ -34,4 +34,4 @@ test-qlen512: venv
 	tools/netns-qlen 512 $(PY) -m pytest -q -p no:cacheprovider $(QLEN_TESTS)
 
 test-as-user: deps
-	tools/test-as-user $(AS_USER_TARGETS) PYTEST_ARGS="-q -p no:cacheprovider $(AS_USER_TESTS)"
+	tools/test-as-user $(AS_USER_TARGETS) COVERAGE=0 PYTEST_ARGS="-q -p no:cacheprovider $(AS_USER_TESTS)"
