@@ -382,6 +382,21 @@ def profile(args: argparse.Namespace) -> None:
     pstats.Stats(str(stats)).sort_stats("tottime").print_stats(30)
 
 
+def soak(servers: dict, seconds: float, connections: int) -> dict:
+    """Sustained load on each server in turn, 10 s at a time: VmRSS after each (MiB) and requests."""
+    out: dict = {}
+    for name, (url, pid) in servers.items():
+        if not pid:
+            continue
+        samples, total, t0 = [round(vm_rss_kib(pid) / 1024, 2)], 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            phase = asyncio.run(ws_phase(url, connections, 2000, pid))
+            total += phase["replies"]
+            samples.append(round(vm_rss_kib(pid) / 1024, 2))
+        out[name] = {"rss_mib": samples, "requests": total, "seconds": round(time.monotonic() - t0, 1)}
+    return out
+
+
 def _median(values: list) -> float:
     values = sorted(values)
     n = len(values)
@@ -405,6 +420,12 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading VmRSS")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--engine", action="store_true", help="only the in-process engine cost per ping")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="then this many seconds more of 50-connection websockets load, VmRSS every 10 s",
+    )
     parser.add_argument("--profile", action="store_true", help="cProfile camsvc under the websockets client's load")
     args = parser.parse_args()
     if args.profile:
@@ -456,6 +477,8 @@ def main() -> None:
         for name, (_, pid) in servers.items():
             if pid:
                 report[name]["rss_after_load_kib"] = vm_rss_kib(pid)
+        if args.soak:
+            report["soak"] = soak(servers, args.soak, args.connections)
     finally:
         for proc in procs:
             proc.stop()
@@ -517,6 +540,8 @@ def main() -> None:
                 f"{name} VmRSS: {report[name]['idle_rss_kib'] / 1024:.1f} MiB idle, "
                 f"{report[name]['rss_after_load_kib'] / 1024:.1f} MiB after the load"
             )
+    for name, run in report.get("soak", {}).items():
+        print(f"{name} soak: {run['requests']} requests in {run['seconds']} s, VmRSS MiB: {run['rss_mib']}")
     if "ratio" in report and "idle_share_mib" in report["ratio"]:
         print(f"camsvc's own idle share (camsvc - floor): {report['ratio']['idle_share_mib']:+.2f} MiB")
 

@@ -175,7 +175,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.cameras.subscribe(app.camera_notifier)
     register_all(app)
     # /metrics needs what get_metrics needs; /files what listing the files needs.
-    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
+    # ... or an API key of scope "metrics" (a Prometheus scraper's, which opens nothing else).
+    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN, scope="metrics")
     app.http_children[b"files"] = protected_files(app)
     # The MQTT bridge runs commands through the engine, so it comes after the methods.
     # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.
@@ -234,8 +235,10 @@ def full_registry() -> Any:
     return build(parse_config_dict({}), reactor).registry
 
 
-#: Seconds after start when start-up's freed heap is handed back (camsvc.ops.lean.trim_heap).
+#: Seconds after start when start-up's freed heap is handed back (camsvc.ops.lean.trim_heap),
+#: and how often after that (what a burst of load freed goes back too).
 TRIM_AFTER = 2.0
+TRIM_EVERY = 60.0
 
 
 def makeService(options: Options) -> MultiService:
@@ -249,7 +252,7 @@ def makeService(options: Options) -> MultiService:
 
     config = options.config
     dispatch.install(reactor)
-    reactor.callLater(TRIM_AFTER, lean.trim_heap)
+    lean.schedule_trims(reactor, first=TRIM_AFTER, every=TRIM_EVERY)
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))

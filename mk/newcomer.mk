@@ -23,6 +23,7 @@ AS_USER_TESTS ?= tests/test_devrun.py tests/test_quicktour.py tests/test_tools_r
 	tests/test_auth.py tests/test_secrets.py tests/test_config.py
 # test-qlen512 (its namespace) and test-deb (apt, dpkg) need root: sudo, as the user.
 AS_USER_TARGETS ?= venv test-unit test-qlen512 test-deb
+# COVERAGE=0: a selection of the suite, measured it would fail the floor (mk/coverage.mk).
 
 .PHONY: test-qlen512 test-as-user
 test-qlen512: venv

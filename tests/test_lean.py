@@ -92,13 +92,14 @@ from camsvc.tap import makeService
 makeService(options.subOptions)
 import autobahn.websocket.protocol as p
 from autobahn.websocket import HAS_NVX
-print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__)
+print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__, "treq" in sys.modules)
 """
 
 
 def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp_path):
     """Under twistd, Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
-    Autobahn would fall back to its pure-Python masker it gets camsvc's."""
+    Autobahn would fall back to its pure-Python masker it gets camsvc's; without the MediaMTX
+    integration treq is not loaded."""
     config = tmp_path / "c.yaml"
     config.write_text(
         "server: {host: 127.0.0.1, port: 8003}\nauth: {required: false}\n"
@@ -114,10 +115,30 @@ def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp
         timeout=60,
     )
     assert out.returncode == 0, out.stderr
-    has_nvx, pycparser, masker = out.stdout.strip().splitlines()[-1].split()
+    has_nvx, pycparser, masker, treq = out.stdout.strip().splitlines()[-1].split()
     assert has_nvx == "False" and pycparser == "False"
+    assert treq == "False"  # mediamtx.enabled: false, so no HTTP client stack either
     import autobahn.websocket.xormasker as xm
 
     native = getattr(xm.create_xor_masker, "__module__", "") != "autobahn.websocket.xormasker"
     # Debian's Autobahn masks with wsaccel (native, kept); the venv's would fall back to pure Python.
     assert masker == ("createXorMasker" if native and "wsaccel" in xm.create_xor_masker.__module__ else "_Masker")
+
+
+def test_schedule_trims_runs_first_then_every_period(monkeypatch):
+    from twisted.internet.task import Clock
+
+    from camsvc.ops import lean
+
+    calls = []
+    monkeypatch.setattr(lean, "trim_heap", lambda: calls.append(1) or True)
+    clock = Clock()
+    loop = lean.schedule_trims(clock, first=2.0, every=60.0)
+    clock.advance(1.9)
+    assert calls == []
+    clock.advance(0.1)
+    assert len(calls) == 1
+    clock.advance(60)
+    clock.advance(60)
+    assert len(calls) == 3
+    loop.stop()

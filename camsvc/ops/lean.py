@@ -17,8 +17,9 @@ pycparser at import, 1.2 MiB resident, and camsvc needs neither (its frame layer
 instead of validated incrementally).  Debian's Autobahn uses wsaccel instead and is unaffected.
 
 Start-up (imports, parsing the configuration, building the API registry) frees a megabyte of
-glibc heap that glibc keeps mapped; :func:`trim_heap` hands it back with ``malloc_trim(0)``,
-scheduled once, a few seconds after start, by :func:`camsvc.tap.makeService` (-0.8 MiB idle
+glibc heap that glibc keeps mapped, and so does a burst of load (buffers of many connections);
+:func:`trim_heap` hands it back with ``malloc_trim(0)`` (about a millisecond), which
+:func:`schedule_trims` runs a few seconds after start and then every minute (-0.8 MiB idle
 ``VmRSS`` in the venv, see docs/performance.md).
 """
 
@@ -94,3 +95,21 @@ def trim_heap() -> bool:
         log.failure("malloc_trim failed")
         return False
     return True
+
+
+def schedule_trims(reactor: Any, *, first: float, every: float) -> Any:
+    """Run :func:`trim_heap` ``first`` seconds from now, then every ``every`` seconds.
+
+    Returns the LoopingCall (stopped with the reactor); nothing when there is no malloc_trim.
+    """
+    from twisted.internet.task import LoopingCall
+
+    loop = LoopingCall(trim_heap)
+    loop.clock = reactor
+
+    def start() -> None:
+        if trim_heap():
+            loop.start(every, now=False).addErrback(lambda f: log.failure("heap trimming stopped", f))
+
+    reactor.callLater(first, start)
+    return loop
