@@ -18,7 +18,7 @@ TEST_STAGES += test-qlen512 test-as-user
 
 QLEN_TESTS := tests/test_umockdev_bed.py tests/test_discovery_umockdev.py
 # The unit tests run as the throwaway user: the umockdev bed, `make run` and the
-# README's quick tour, file permissions, configuration. A selection: without the coverage floor.
+# README's quick tour, file permissions, configuration.
 AS_USER_TESTS ?= tests/test_devrun.py tests/test_quicktour.py tests/test_tools_root.py \
 	tests/test_auth.py tests/test_secrets.py tests/test_config.py
 # test-qlen512 (its namespace) and test-deb (apt, dpkg) need root: sudo, as the user.
