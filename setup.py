@@ -30,6 +30,7 @@ setup(
         "service-identity>=18.1",
         "PyJWT>=2.3",
         "prometheus-client>=0.9",
+        "paho-mqtt>=1.6.1",
     ],
     extras_require={
         "test": [

@@ -1,26 +1,33 @@
-"""JSON-RPC ``ping`` throughput of a running camsvc, and its idle memory.
+"""JSON-RPC ``ping`` throughput and idle memory of camsvc, as ratios to the floor of its stack.
 
-Owns one measurement, not a camsvc feature.  Starts camsvc under twistd
-(``tests.support.server.ServiceProcess``: loopback, no auth, log level warn)
-unless ``--url`` points at one already running, then:
+Owns one measurement, not a camsvc feature.  In one run it starts two servers with the same
+interpreter and libraries, both under ``twistd -n`` on loopback:
 
-1. **one connection**: sequential round trips (send ping, wait for pong, repeat);
-2. **N connections** (default 50): each one a closed loop with one request in
-   flight, all at once; the figure is total responses per second;
-3. the server's ``VmRSS`` (``/proc/PID/status``) idle after start, and after the load.
+* **camsvc** (``tests.support.server.ServiceProcess``: no auth, discovery and MediaMTX off,
+  log level warn), unless ``--url`` points at one already running;
+* **the floor** (``bench/floor.tac``): a minimal JSON-RPC ping server on the same Twisted +
+  Autobahn (twisted.web ``Site`` + ``WebSocketResource``, ``json``, ``sendMessage``), what camsvc
+  is built from; ``--no-floor`` skips it.
 
-With a server it started, it also reads the server's CPU time (``/proc/PID/stat``) over
-each phase: CPU microseconds per request, and the requests per second that would make one
-core busy.  On a machine shared with other work req/s swings with the load; the CPU cost
-per request does much less, so it is the figure to compare before/after a change.
+and drives each with two clients, interleaved (floor, camsvc, floor, camsvc, ... ``--rounds``
+times; the figure is the median, the ratio is camsvc's median over the floor's):
 
-The client is deliberately cheap so the server is what is measured: plain
-asyncio protocols speaking RFC 6455 by hand (pre-built masked frames, replies
-counted by parsing frame headers; every reply is checked once against the
-expected ``pong``).
+* **websockets** — the ``websockets`` library's asyncio client (masked frames, no compression),
+  what a real client costs the server: ``--connections`` (50) connections x ``--requests`` (1,000)
+  sequential pings each, all at once; then ``--sequential`` (5,000) pings on one connection;
+* **raw** — plain asyncio protocols speaking RFC 6455 by hand (pre-built frames with mask key 0,
+  replies counted from frame headers, every reply checked once), so cheap that the server is
+  nearly all that is measured: one connection doing sequential round trips, then N connections
+  each with one request in flight, ``--seconds`` each.
 
-    /work/main/.venv/bin/python bench/ping.py [--seconds 5] [--connections 50] [--json]
+For every phase it reads the server's CPU time (``/proc/PID/stat``): CPU microseconds per request
+and the requests per second that would make one core busy, steadier than req/s on a shared
+machine.  ``VmRSS`` of each server is read after ``--idle`` seconds idle and after the load.
+
+    .venv/bin/python bench/ping.py [--rounds 3] [--client websockets|raw|both] [--json]
     make bench-ping
+    .venv/bin/python bench/ping.py --engine       # in-process engine and metrics-hook cost
+    .venv/bin/python bench/ping.py --profile      # cProfile of camsvc under the websockets load
 """
 
 from __future__ import annotations
@@ -229,60 +236,314 @@ def vm_rss_kib(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
+def _ws_connect(url: str):
+    """The websockets library's client: masked frames, no compression (the library's defaults
+    otherwise).  websockets >= 13 has ``websockets.asyncio``; Debian 12's 10.4 the legacy client."""
+    try:
+        from websockets.asyncio.client import connect
+    except ImportError:  # websockets < 13 (Debian 12)
+        from websockets.client import connect
+    return connect(url, compression=None, max_size=2**20, ping_interval=None)
+
+
+async def ws_phase(url: str, connections: int, requests: int, pid: int | None = None) -> dict:
+    """``connections`` websockets clients, each sending ``requests`` pings one after the other."""
+    text = REQUEST.decode()
+    expected = EXPECTED.decode()
+    conns = [await _ws_connect(url) for _ in range(connections)]
+
+    async def loop(ws, n: int) -> str:
+        reply = ""
+        for _ in range(n):
+            await ws.send(text)
+            reply = await ws.recv()
+        return reply
+
+    await asyncio.gather(*(loop(ws, max(20, requests // 20)) for ws in conns))  # warm-up
+    cpu0 = cpu_seconds(pid) if pid else 0.0
+    own0 = time.process_time()
+    t0 = time.perf_counter()
+    last = await asyncio.gather(*(loop(ws, requests) for ws in conns))
+    elapsed = time.perf_counter() - t0
+    own = time.process_time() - own0
+    cpu = (cpu_seconds(pid) - cpu0) if pid else None
+    await asyncio.gather(*(ws.close() for ws in conns))
+    if any(r != expected for r in last):
+        raise SystemExit(f"unexpected reply: {last[0]!r}")
+    got = connections * requests
+    out = {
+        "connections": connections,
+        "seconds": round(elapsed, 3),
+        "replies": got,
+        "per_second": round(got / elapsed),
+        "client_cpu_share": round(own / elapsed, 2),
+    }
+    if cpu is not None:
+        out["server_cpu_us_per_request"] = round(cpu / got * 1e6, 1)
+        out["server_cpu_share"] = round(cpu / elapsed, 2)
+        out["per_second_per_server_core"] = round(got / cpu) if cpu else None
+    return out
+
+
+#: Starts twistd the way camsvc's own start does without TLS: pyOpenSSL refused before the
+#: reactor is imported (camsvc.ops.lean), so both servers load the same libraries.
+FLOOR_TWISTD = (
+    "import sys; from camsvc.ops.lean import _RefuseTLSStack; sys.meta_path.insert(0, _RefuseTLSStack()); "
+    "from twisted.scripts.twistd import run; run()"
+)
+
+
+class FloorProcess:
+    """``bench/floor.tac`` under ``twistd -n`` with this interpreter."""
+
+    def __init__(self) -> None:
+        import socket
+        import subprocess
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        root = Path(__file__).resolve().parents[1]
+        env = dict(os.environ, FLOOR_PORT=str(self.port), PYTHONPATH=str(root))
+        self.tmp = tempfile.TemporaryDirectory(prefix="camsvc-floor-")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                FLOOR_TWISTD,
+                "-n",
+                "--pidfile=",
+                "-l",
+                "-",
+                "-y",
+                str(root / "bench" / "floor.tac"),
+            ],
+            cwd=self.tmp.name,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        self.url = f"ws://127.0.0.1:{self.port}/ws"
+        import urllib.request
+
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health/live", timeout=1).read()
+                return
+            except OSError:
+                if time.monotonic() > deadline or self.proc.poll() is not None:
+                    self.stop()
+                    raise SystemExit("the floor server did not start") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(20)
+        self.tmp.cleanup()
+
+
+def profile(args: argparse.Namespace) -> None:
+    """camsvc under ``twistd --profile`` (cProfile) through the websockets phases; prints the top."""
+    import pstats
+    import signal
+    import subprocess
+    import urllib.request
+
+    from tests.support.server import TWISTD, ServiceProcess
+
+    tmp = tempfile.TemporaryDirectory(prefix="camsvc-profile-")
+    svc = ServiceProcess(Path(tmp.name), {"logging": {"level": "warn"}})
+    stats = Path(tmp.name) / "camsvc.prof"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", TWISTD, "-n", "--pidfile=", f"--profile={stats}", "--profiler=cprofile", "--savestats"]
+        + ["camsvc", "--config", str(svc.config_path)],
+        cwd=tmp.name,
+        env=svc.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(svc.http + "/health/live", timeout=1).read()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise SystemExit("camsvc did not start") from None
+                time.sleep(0.05)
+        for connections, requests in ((args.connections, args.requests), (1, args.sequential)):
+            print(asyncio.run(ws_phase(svc.url, connections, requests, proc.pid)))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    pstats.Stats(str(stats)).sort_stats("tottime").print_stats(30)
+
+
+def soak(servers: dict, seconds: float, connections: int) -> dict:
+    """Sustained load on each server in turn, 10 s at a time: VmRSS after each (MiB) and requests."""
+    out: dict = {}
+    for name, (url, pid) in servers.items():
+        if not pid:
+            continue
+        samples, total, t0 = [round(vm_rss_kib(pid) / 1024, 2)], 0, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            phase = asyncio.run(ws_phase(url, connections, 2000, pid))
+            total += phase["replies"]
+            samples.append(round(vm_rss_kib(pid) / 1024, 2))
+        out[name] = {"rss_mib": samples, "requests": total, "seconds": round(time.monotonic() - t0, 1)}
+    return out
+
+
+def _median(values: list) -> float:
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def _load() -> str:
+    return "load %.1f" % os.getloadavg()[0]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="ws:// URL of a running camsvc (default: start one)")
-    parser.add_argument("--seconds", type=float, default=5.0, help="measurement time per phase")
+    parser.add_argument("--no-floor", action="store_true", help="do not start the floor server")
+    parser.add_argument("--client", choices=("websockets", "raw", "both"), default="both")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements per phase and server (median)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="raw client: measurement time per phase")
     parser.add_argument("--connections", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=1000, help="websockets client: pings per connection")
+    parser.add_argument("--sequential", type=int, default=5000, help="websockets client: pings on one connection")
     parser.add_argument("--idle", type=float, default=3.0, help="seconds idle before reading VmRSS")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--engine", action="store_true", help="only the in-process engine cost per ping")
+    parser.add_argument(
+        "--soak",
+        type=float,
+        default=0.0,
+        help="then this many seconds more of 50-connection websockets load, VmRSS every 10 s",
+    )
+    parser.add_argument("--profile", action="store_true", help="cProfile camsvc under the websockets client's load")
     args = parser.parse_args()
+    if args.profile:
+        profile(args)
+        return
     if args.engine:
         print(json.dumps(engine_cost()) if args.json else engine_cost())
         return
 
-    proc = None
-    url = args.url
-    report: dict = {}
+    servers: dict = {}
+    procs: list = []
+    report: dict = {"load_before": os.getloadavg()[0]}
     try:
-        if url is None:
+        if not args.no_floor:
+            floor = FloorProcess()
+            procs.append(floor)
+            servers["floor"] = (floor.url, floor.proc.pid)
+        if args.url is None:
             from tests.support.server import ServiceProcess
 
             tmp = tempfile.TemporaryDirectory(prefix="camsvc-bench-")
-            proc = ServiceProcess(Path(tmp.name), {"logging": {"level": "warn"}}).start()
-            url = proc.url
-            time.sleep(args.idle)
-            report["idle_rss_kib"] = vm_rss_kib(proc.proc.pid)
-        pid = proc.proc.pid if proc is not None else None
-        report["one_connection"] = asyncio.run(run_phase(url, 1, args.seconds, pid=pid))
-        report["many_connections"] = asyncio.run(run_phase(url, args.connections, args.seconds, pid=pid))
-        if proc is not None:
-            report["rss_after_load_kib"] = vm_rss_kib(proc.proc.pid)
+            camsvc = ServiceProcess(Path(tmp.name), {"logging": {"level": "warn"}}).start()
+            procs.append(camsvc)
+            servers["camsvc"] = (camsvc.url, camsvc.proc.pid)
+        else:
+            servers["camsvc"] = (args.url, None)
+        time.sleep(args.idle)
+        for name, (_, pid) in servers.items():
+            if pid:
+                report.setdefault(name, {})["idle_rss_kib"] = vm_rss_kib(pid)
+
+        phases = []
+        if args.client in ("websockets", "both"):
+            phases += [
+                ("websockets_many", lambda url, pid: ws_phase(url, args.connections, args.requests, pid)),
+                ("websockets_one", lambda url, pid: ws_phase(url, 1, args.sequential, pid)),
+            ]
+        if args.client in ("raw", "both"):
+            phases += [
+                ("raw_many", lambda url, pid: run_phase(url, args.connections, args.seconds, pid=pid)),
+                ("raw_one", lambda url, pid: run_phase(url, 1, args.seconds, pid=pid)),
+            ]
+        for phase, run in phases:
+            for _ in range(args.rounds):
+                for name, (url, pid) in servers.items():
+                    result = asyncio.run(run(url, pid))
+                    result["load"] = os.getloadavg()[0]
+                    report.setdefault(name, {}).setdefault(phase, []).append(result)
+        for name, (_, pid) in servers.items():
+            if pid:
+                report[name]["rss_after_load_kib"] = vm_rss_kib(pid)
+        if args.soak:
+            report["soak"] = soak(servers, args.soak, args.connections)
     finally:
-        if proc is not None:
+        for proc in procs:
             proc.stop()
+    report["load_after"] = os.getloadavg()[0]
+
+    for name in servers:
+        for phase, _ in phases:
+            runs = report[name][phase]
+            report[name][phase + "_median"] = {
+                key: _median([r[key] for r in runs])
+                for key in ("per_second", "server_cpu_us_per_request")
+                if all(r.get(key) is not None for r in runs)
+            }
+    if "floor" in servers and "camsvc" in servers:
+        ratios = report["ratio"] = {}
+        for phase, _ in phases:
+            c, f = report["camsvc"][phase + "_median"], report["floor"][phase + "_median"]
+            ratios[phase] = round(c["per_second"] / f["per_second"], 3)
+            if "server_cpu_us_per_request" in c and "server_cpu_us_per_request" in f:
+                ratios[phase + "_cpu"] = round(f["server_cpu_us_per_request"] / c["server_cpu_us_per_request"], 3)
+        if "idle_rss_kib" in report["camsvc"]:
+            ratios["idle_share_mib"] = round(
+                (report["camsvc"]["idle_rss_kib"] - report["floor"]["idle_rss_kib"]) / 1024, 2
+            )
     if args.json:
         print(json.dumps(report))
         return
-    one, many = report["one_connection"], report["many_connections"]
-    for label, phase, unit in (
-        ("one connection", one, "ping round trips/s"),
-        (f"{many['connections']} connections", many, "req/s"),
-    ):
-        line = f"{label + ':':<17} {phase['per_second']:>7} {unit} ({phase['replies']} in {phase['seconds']}s)"
-        if "server_cpu_us_per_request" in phase:
-            line += (
-                f"; server CPU {phase['server_cpu_us_per_request']} us/request"
-                f" ({phase['server_cpu_share']:.0%} of a core) = {phase['per_second_per_server_core']}/s per server core"
-            )
-        print(line)
 
-    if "idle_rss_kib" in report:
-        print(
-            f"server VmRSS:     {report['idle_rss_kib'] / 1024:.1f} MiB idle, "
-            f"{report['rss_after_load_kib'] / 1024:.1f} MiB after the load"
-        )
+    print(
+        f"load average {report['load_before']:.1f} before, {report['load_after']:.1f} after; "
+        f"median of {args.rounds}, servers interleaved"
+    )
+    labels = {
+        "websockets_many": f"websockets, {args.connections} conns",
+        "websockets_one": "websockets, 1 conn",
+        "raw_many": f"raw, {args.connections} conns",
+        "raw_one": "raw, 1 conn",
+    }
+    for phase, _ in phases:
+        cells = []
+        for name in servers:
+            m = report[name][phase + "_median"]
+            cell = f"{name} {m['per_second']:>6.0f}/s"
+            if "server_cpu_us_per_request" in m:
+                cell += f" ({m['server_cpu_us_per_request']:.1f} us CPU)"
+            if "client_cpu_share" in report[name][phase][0]:
+                share = _median([r["client_cpu_share"] for r in report[name][phase]])
+                cell += f" [client {share:.0%} of a core]"
+            cells.append(cell)
+        line = f"{labels[phase] + ':':<24} " + "  ".join(cells)
+        if "ratio" in report:
+            line += f"  camsvc/floor {report['ratio'][phase]:.2f}"
+            if phase + "_cpu" in report["ratio"]:
+                line += f" (CPU {report['ratio'][phase + '_cpu']:.2f})"
+        print(line)
+    for name in servers:
+        if "idle_rss_kib" in report[name]:
+            print(
+                f"{name} VmRSS: {report[name]['idle_rss_kib'] / 1024:.1f} MiB idle, "
+                f"{report[name]['rss_after_load_kib'] / 1024:.1f} MiB after the load"
+            )
+    for name, run in report.get("soak", {}).items():
+        print(f"{name} soak: {run['requests']} requests in {run['seconds']} s, VmRSS MiB: {run['rss_mib']}")
+    if "ratio" in report and "idle_share_mib" in report["ratio"]:
+        print(f"camsvc's own idle share (camsvc - floor): {report['ratio']['idle_share_mib']:+.2f} MiB")
 
 
 if __name__ == "__main__":

@@ -36,11 +36,15 @@ if TYPE_CHECKING:
     from twisted.web.resource import Resource
 
     from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.controls import CameraControls
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.media.component import Media
     from camsvc.media.recordings import Recordings
     from camsvc.mediamtx.component import DisabledMediaMTX, MediaMTX
+    from camsvc.mqtt.bridge import MQTTBridge
     from camsvc.ops.logs import LevelControl
     from camsvc.ops.reload import Reloader
     from camsvc.server.listener import ListenerService
@@ -84,6 +88,12 @@ class App:
 
     # -- set by camsvc.tap.build (None in a bare App) ----------------------------------
     #: MediaMTX, or its null object when ``mediamtx.enabled`` is false.
+    #: Stored control values and stream settings per camera id (camera-settings.json).
+    camera_settings: CameraSettings | None = None
+    #: V4L2 controls of the cameras (re-applies stored values on plug).
+    controls: CameraControls | None = None
+    #: Which encoders ffmpeg offers (for stream settings; probed on first use).
+    encoders: EncoderProbe | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
     discovery: DiscoveryService | None = None
     media: Media | None = None
@@ -93,6 +103,8 @@ class App:
     #: ``(session, credential) -> bool``: authenticate in the WebSocket handshake (camsvc.api.auth).
     handshake_auth: Callable[[Session, str], bool] | None = None
     listener: ListenerService | None = None
+    #: The MQTT bridge (camsvc.mqtt), None unless ``mqtt.enabled``.
+    mqtt: MQTTBridge | None = None
     # -- set by camsvc.tap.makeService (the real process only) -------------------------
     log_control: LevelControl | None = None
     reloader: Reloader | None = None

@@ -227,6 +227,13 @@ class MediaMTXConfig:
         " -c:v copy -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
         check=_publish_template,
     )
+    hardware_command: str = _opt(
+        "ffmpeg -hide_banner -loglevel error -f v4l2 -input_format {input_format}"
+        " -video_size {width}x{height} -framerate {fps} -i {device}"
+        " -c:v h264_v4l2m2m -pix_fmt yuv420p"
+        " -g {gop} -f rtsp rtsp://localhost:$RTSP_PORT/$MTX_PATH",
+        check=_publish_template,
+    )
     reconcile_interval: float = _opt(30.0, check=_positive)
     health_interval: float = _opt(5.0, check=_positive)
 
@@ -242,6 +249,11 @@ class DiscoveryConfig:
     forget_after: float = _opt(
         604800.0, check=_non_negative, doc="seconds a DISCONNECTED camera stays listed; 0 = kept"
     )
+
+
+@dataclass(frozen=True)
+class ControlsConfig:
+    poll_interval: float = _opt(2.0, check=_non_negative, doc="seconds between control watches; 0 = none")
 
 
 @dataclass(frozen=True)
@@ -265,6 +277,9 @@ class RecordingConfig:
     )
     start_timeout: float = _opt(15.0, check=_positive)
     on_shutdown: str = _opt("stop", choices=("stop", "keep"))
+    # A stop for a package upgrade (the postinst leaves <state_dir>/upgrade-restart):
+    # "keep" resumes the recordings after the restart, "stop" does as on_shutdown says.
+    on_upgrade: str = _opt("keep", choices=("stop", "keep"))
     resume_timeout: float = _opt(60.0, check=_positive)
     disk_check_interval: float = _opt(1.0, check=_positive, doc="seconds between full-disk checks while recording")
     min_free_bytes: int = _opt(16777216, check=_non_negative, doc="below this, a recording stops with FAILED")
@@ -295,17 +310,82 @@ class LoggingConfig:
     format: str = _opt("text", choices=("text", "json"))
 
 
+def _mqtt_url(value: str) -> str | None:
+    if not (value.startswith("mqtt://") or value.startswith("mqtts://")):
+        return f"must be an mqtt:// or mqtts:// URL, got {value!r}"
+    rest = value.split("://", 1)[1]
+    if not rest or "/" in rest.rstrip("/") or "@" in rest:
+        return f"must be mqtt[s]://HOST[:PORT] (credentials go in username/password), got {value!r}"
+    return None
+
+
+def _topic_segment(value: str) -> str | None:
+    allowed = set(string.ascii_letters + string.digits + "_-")
+    if value and not set(value) <= allowed:
+        return f"may contain only letters, digits, '_' and '-', got {value!r}"
+    return None
+
+
+def _topic(value: str) -> str | None:
+    if value and (set(value) & set("+#\0") or value.startswith("/") or value.endswith("/") or "//" in value):
+        return f"must be a topic without wildcards or empty levels, got {value!r}"
+    return None
+
+
+def _keepalive(value: int) -> str | None:
+    if not 5 <= value <= 3600:
+        return f"must be between 5 and 3600 seconds, got {value}"
+    return None
+
+
+@dataclass(frozen=True)
+class MQTTTLSConfig:
+    ca_file: str = _opt("", doc="PEM CA bundle for mqtts://; empty = the system's CAs")
+    cert_file: str = _opt("", doc="PEM client certificate (with key_file)")
+    key_file: str = _opt("", doc="PEM private key of cert_file")
+    insecure: bool = _opt(False, doc="skip the broker's host name check (test brokers only)")
+
+
+@dataclass(frozen=True)
+class MQTTConfig:
+    enabled: bool = _opt(False, doc="off by default: no broker connection at all")
+    url: str = _opt("mqtt://127.0.0.1:1883", check=_mqtt_url)
+    username: str = _opt("")
+    password: str = _opt("")
+    password_file: str = _opt("", doc="file whose first line is the password (instead of password)")
+    client_id: str = _opt("", doc="empty = camsvc-<host_id>")
+    host_id: str = _opt("", check=_topic_segment, doc="empty = this host's name, letters/digits/_/- only")
+    base_topic: str = _opt("", check=_topic, doc="empty = camsvc/<host_id>")
+    protocol: str = _opt("3.1.1", choices=("3.1.1", "5"))
+    qos: int = _opt(1, choices=(0, 1, 2))
+    keepalive: int = _opt(30, check=_keepalive)
+    reconnect_min: float = _opt(1.0, check=_positive)
+    reconnect_max: float = _opt(60.0, check=_positive)
+    queue_size: int = _opt(1000, check=_positive, doc="events kept while disconnected; older ones are dropped")
+    state_interval: float = _opt(60.0, check=_positive, doc="seconds between refreshes of storage/MediaMTX state")
+    snapshot_interval: float = _opt(
+        0.0, check=_non_negative, doc="publish a snapshot per camera every N s; 0 = on request"
+    )
+    ha_discovery: bool = _opt(True)
+    ha_prefix: str = _opt("homeassistant", check=_topic)
+    commands: bool = _opt(False, doc="accept commands on <base>/command and the Home Assistant topics")
+    command_role: str = _opt("operator", choices=("viewer", "operator", "admin"))
+    tls: MQTTTLSConfig = field(default_factory=MQTTTLSConfig)
+
+
 @dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     auth: AuthConfig = field(default_factory=AuthConfig)
     mediamtx: MediaMTXConfig = field(default_factory=MediaMTXConfig)
     discovery: DiscoveryConfig = field(default_factory=DiscoveryConfig)
+    controls: ControlsConfig = field(default_factory=ControlsConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     snapshots: SnapshotsConfig = field(default_factory=SnapshotsConfig)
     retention: RetentionConfig = field(default_factory=RetentionConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    mqtt: MQTTConfig = field(default_factory=MQTTConfig)
 
     @property
     def is_loopback(self) -> bool:
@@ -532,6 +612,13 @@ def _check_combinations(config: Config) -> None:
         raise ConfigError("server.tls", "cert and key must be set together")
     if config.storage.critical_free_percent > config.storage.warn_free_percent:
         raise ConfigError("storage.critical_free_percent", "must not exceed storage.warn_free_percent")
+    mqtt = config.mqtt
+    if mqtt.password and mqtt.password_file:
+        raise ConfigError("mqtt.password_file", "set either mqtt.password or mqtt.password_file, not both")
+    if bool(mqtt.tls.cert_file) != bool(mqtt.tls.key_file):
+        raise ConfigError("mqtt.tls", "cert_file and key_file must be set together")
+    if mqtt.reconnect_min > mqtt.reconnect_max:
+        raise ConfigError("mqtt.reconnect_min", "must not exceed mqtt.reconnect_max")
 
 
 def load_config(path: str | None, environ: Mapping[str, str] | None = None) -> Config:
@@ -560,4 +647,6 @@ def to_dict(config: Any) -> dict:
     out = dataclasses.asdict(config)
     if "mediamtx" in out and out["mediamtx"].get("api_pass"):
         out["mediamtx"]["api_pass"] = "***"
+    if "mqtt" in out and out["mqtt"].get("password"):
+        out["mqtt"]["password"] = "***"
     return out

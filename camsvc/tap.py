@@ -48,9 +48,10 @@ class Options(usage.Options):
             sys.stderr.write(f"camsvc: invalid configuration: {exc}\n")
             sys.stderr.flush()
             raise SystemExit(EX_CONFIG) from None
-        from camsvc.ops.lean import skip_tls_stack_if_unused
+        from camsvc.ops.lean import skip_native_websocket_helpers, skip_tls_stack_if_unused
 
         skip_tls_stack_if_unused(self.config)
+        skip_native_websocket_helpers()
 
 
 def endpoint_description(server: Any) -> str:
@@ -128,7 +129,10 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import discovery
+    from camsvc.cameras import controls, discovery
+    from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
+    from camsvc.cameras.settings import CameraSettings
+    from camsvc.cameras.stream_settings import EncoderProbe
     from camsvc.common.roles import Role
     from camsvc.media import component as media
     from camsvc.mediamtx import component as mediamtx
@@ -145,7 +149,11 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
     # -- components (core) --------------------------------------------------------------
-    app.mediamtx = mediamtx.setup(app)
+    app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
+    # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
+    app.controls = controls.setup(app, app.camera_settings)
+    app.encoders = EncoderProbe(reactor)
+    app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed
@@ -167,8 +175,15 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.cameras.subscribe(app.camera_notifier)
     register_all(app)
     # /metrics needs what get_metrics needs; /files what listing the files needs.
-    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
+    # ... or an API key of scope "metrics" (a Prometheus scraper's, which opens nothing else).
+    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN, scope="metrics")
     app.http_children[b"files"] = protected_files(app)
+    # The MQTT bridge runs commands through the engine, so it comes after the methods.
+    # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.
+    if config.mqtt.enabled:
+        from camsvc.mqtt import component as mqtt
+
+        app.mqtt = mqtt.setup(app)
 
     # -- the server: WebSocket transport, HTTP site, listening socket --------------------
     factory = RpcServerFactory(
@@ -220,15 +235,24 @@ def full_registry() -> Any:
     return build(parse_config_dict({}), reactor).registry
 
 
+#: Seconds after start when start-up's freed heap is handed back (camsvc.ops.lean.trim_heap),
+#: and how often after that (what a burst of load freed goes back too).
+TRIM_AFTER = 2.0
+TRIM_EVERY = 60.0
+
+
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
+    from camsvc.ops import dispatch, lean
     from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.ops.reload import Reloader
     from camsvc.ops.systemd import setup_systemd
 
     config = options.config
+    dispatch.install(reactor)
+    lean.schedule_trims(reactor, first=TRIM_AFTER, every=TRIM_EVERY)
     control = LevelControl(config.logging.level)
     stop_timeout = config.server.shutdown_timeout + STOP_MARGIN
     observer = make_observer(config.logging.format, control, journal=stdout_is_journal(os.environ))

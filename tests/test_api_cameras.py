@@ -42,8 +42,12 @@ class Env:
         self.prober = FakeProber()
         self.app.discovery.udev_factory = self.udev
         self.app.discovery.prober = self.prober
+        self.before_start()
         self.app.discovery.startService()
         self.session = self.session_for("box.example")
+
+    def before_start(self):
+        """Hook for subclasses: inject more fakes before discovery starts."""
 
     def session_for(self, host):
         return self.app.make_session(self.app.hub.next_id(), peer="10.0.0.9", host=host)
@@ -111,6 +115,7 @@ def test_camera_list(env):
         },
         "recording": False,
         "last_seen": None,
+        "mode": None,
     }
     e.reactor.advance(PROBE_START_DELAY)
     e.prober.succeed("/dev/video0")

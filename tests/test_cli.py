@@ -521,3 +521,39 @@ def test_wss_with_cafile(tmp_path):
         assert out.returncode == cli.EXIT_USAGE and "cannot read" in one_line(out.stderr)
     finally:
         proc.stop_cleanly()
+
+
+def test_controls_set_reset_and_stream(stack):
+    need(stack, "get_camera_controls", "set_camera_controls", "get_stream_settings", "set_stream_settings")
+    cams = stack.wait_cameras(
+        lambda cams: any(c["name"] == "HD Pro Webcam C920" and c["status"] == "CONNECTED" for c in cams)
+    )
+    cam = next(c for c in cams if c["name"] == "HD Pro Webcam C920")
+    cam_id = cam["camera_id"]
+    out = run_cli("controls", cam_id, url=stack.url)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["NAME", "TYPE", "VALUE", "RANGE", "DEFAULT", "FLAGS", "STORED"]
+    assert re.search(r"^power_line_frequency\s+menu\s+2 \(60 Hz\)\s+0=Disabled, 1=50 Hz, 2=60 Hz", out.stdout, re.M)
+    assert re.search(r"^exposure_time_absolute\s+integer\s+250\s+3\.\.2047\s+250\s+inactive", out.stdout, re.M)
+    assert "string" not in [line.split()[0] for line in lines[1:]]  # unsupported: only with --all
+    out = run_cli("set", cam_id, "brightness=140", "auto_exposure=manual", "exposure_time_absolute=900", url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["brightness=140", "auto_exposure=1", "exposure_time_absolute=900"]
+    out = run_cli("set", cam_id, "brightness=999", url=stack.url)
+    assert out.returncode != 0 and "brightness: 999 is out of range 0..255" in out.stderr
+    out = run_cli("--json", "controls", cam_id, url=stack.url)
+    assert json.loads(out.stdout)["stored"] == {"auto_exposure": 1, "brightness": 140, "exposure_time_absolute": 900}
+    out = run_cli("reset", cam_id, "brightness", url=stack.url)
+    assert out.returncode == 0 and out.stdout.strip() == "brightness=128"
+    out = run_cli("stream", cam_id, "--size", "640x480", "--fps", "30", "--encoder", "copy", url=stack.url)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[:2] == [
+        f"{cam_id}: MJPG 640x480@30 encoder copy (stored settings)",
+        "publisher restarted with the new settings",
+    ]
+    out = run_cli("stream", cam_id, "--size", "800x600", url=stack.url)
+    assert out.returncode == cli.EXIT_USAGE
+    assert "does not offer 800x600" in out.stderr
+    out = run_cli("stream", cam_id, "--default", url=stack.url)
+    assert out.returncode == 0 and "(default)" in out.stdout

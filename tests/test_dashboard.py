@@ -348,6 +348,73 @@ def test_delete_a_snapshot(driver, stack):
     )
 
 
+def test_camera_controls_panel(driver, stack):
+    need(stack, "get_camera_controls", "set_camera_controls", "get_stream_settings", "set_stream_settings")
+    from selenium.webdriver.support.ui import Select
+
+    card = wait(
+        driver,
+        lambda d: next((c for c in cards(d) if c["name"] == CAMERAS[0]["card"] and c["status"] == "CONNECTED"), None),
+        what="the C920 card",
+    )
+    camera_id = card["id"]
+    click_card(driver, camera_id, "controls")
+    wait(driver, lambda d: d.find_element("id", "controls-dialog").get_attribute("open") is not None, what="dialog")
+
+    def row(name):
+        return driver.find_element("css selector", f'#controls-body .control-row[data-control="{name}"]')
+
+    def widget(name):
+        return row(name).find_element("css selector", '[data-role="control-input"]')
+
+    wait(driver, lambda d: row("brightness"), what="the controls")
+    assert widget("brightness").get_attribute("type") == "range"
+    assert widget("white_balance_automatic").get_attribute("type") == "checkbox"
+    assert widget("power_line_frequency").tag_name == "select"
+    assert widget("button").tag_name == "button"
+    assert not widget("sensor_temperature").is_enabled()  # read-only
+    assert not widget("exposure_time_absolute").is_enabled()  # inactive: auto exposure is on
+    assert "inactive" in row("exposure_time_absolute").text
+    assert not driver.find_elements("css selector", '#controls-body .control-row[data-control="string"]')
+
+    def in_camera(cid):
+        return stack.bed.command("control_values", name=CAMERAS[0]["name"])["values"][str(cid)]
+
+    # a slider released at 200 reaches the camera
+    js(
+        driver,
+        "const el = arguments[0]; el.value = '200'; el.dispatchEvent(new Event('input'));"
+        " el.dispatchEvent(new Event('change'));",
+        widget("brightness"),
+    )
+    wait(driver, lambda d: in_camera(0x00980900) == 200, what="brightness 200 in the camera")
+    # switching exposure to manual enables its manual value (live, from camera_controls_update)
+    Select(widget("auto_exposure")).select_by_visible_text("Manual Mode")
+    wait(driver, lambda d: widget("exposure_time_absolute").is_enabled(), what="exposure time enabled")
+    assert in_camera(0x009A0901) == 1
+    # a change made outside camsvc shows up by itself
+    stack.bed.command("control_values", name=CAMERAS[0]["name"], set={str(0x00980901): 9})
+    wait(driver, lambda d: widget("contrast").get_attribute("value") == "9", 20, "contrast 9 from the watch")
+    # stream settings: choose 640x480 and apply
+    Select(driver.find_element("css selector", '[data-role="stream-size"]')).select_by_value("640x480")
+    click(driver, driver.find_element("css selector", '[data-action="apply-stream"]'))
+    wait(
+        driver,
+        lambda d: "640×480" in d.find_element("css selector", '[data-role="stream-active"]').text,
+        what="the new mode",
+    )
+    shot(driver, "dashboard-controls", docs=True)
+    click(driver, driver.find_element("id", "controls-done"))
+    assert driver.find_element("id", "controls-dialog").get_attribute("open") is None
+    assert console_errors(driver) == []
+    # leave the camera as it was for the tests that follow
+    with RpcClient(stack.url) as c:
+        if stack.auth_required:
+            c.call("authenticate", {"auth_token": stack.admin_key})
+        c.call("reset_camera_controls", {"device": camera_id})
+        c.call("set_stream_settings", {"device": camera_id, "width": None, "height": None, "fps": None})
+
+
 def test_controls_have_accessible_names(driver):
     unnamed = js(
         driver,

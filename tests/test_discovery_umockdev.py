@@ -145,6 +145,7 @@ def test_discovery_end_to_end(tmp_path, bed):
                 },
                 "recording": False,
                 "last_seen": None,
+                "mode": None,
             }
             assert update(client, "camera2", probed)["resolution"] == "1920x1080"
             assert [c["camera_id"] for c in client.call("get_camera_list")["cameras"]] == [

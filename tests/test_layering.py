@@ -49,10 +49,12 @@ _SERVICE = (
 #: A unit is a package (``camsvc.server``) or a top-level module (``camsvc.config``).
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "camsvc": (),  # the version only
-    "camsvc.tap": ("camsvc", "camsvc.app", *_SERVICE),
-    "camsvc.app": ("camsvc", "camsvc.tap", *_SERVICE),
+    "camsvc.tap": ("camsvc", "camsvc.app", "camsvc.mqtt", *_SERVICE),
+    "camsvc.app": ("camsvc", "camsvc.tap", "camsvc.mqtt", *_SERVICE),
     "camsvc.apidoc": ("camsvc.tap", *_SERVICE),  # make openrpc: renders the root's registry
     "camsvc.api": ("camsvc", *_SERVICE),
+    # The MQTT bridge: another API surface (commands through the engine, Camera objects from api).
+    "camsvc.mqtt": ("camsvc", *_SERVICE),
     "camsvc.auth": ("camsvc.server", *_CORE_BELOW),
     "camsvc.server": ("camsvc", *_CORE_BELOW),
     "camsvc.cameras": _CORE_BELOW,

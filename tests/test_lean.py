@@ -55,3 +55,90 @@ def test_tls_needed():
     assert not tls_needed(parse_config_dict({}))
     assert tls_needed(parse_config_dict({"server": {"tls": {"cert": "/c", "key": "/k"}}}))
     assert tls_needed(parse_config_dict({"mediamtx": {"api_url": "https://x:9997"}}))
+
+
+def test_trim_heap_returns_freed_heap_to_the_kernel():
+    """malloc_trim after freeing a few MB of small blocks: the process's RSS drops."""
+    script = (
+        "import sys\n"
+        "from camsvc.ops.lean import trim_heap\n"
+        "def rss():\n"
+        "    return int([l for l in open('/proc/self/status') if l.startswith('VmRSS')][0].split()[1])\n"
+        "blocks = [bytearray(1000) for _ in range(20000)]  # ~20 MB of glibc heap (not pymalloc)\n"
+        "keep = bytearray(1000)  # something allocated after them, so the heap top is not free\n"
+        "del blocks\n"
+        "before = rss()\n"
+        "assert trim_heap()\n"
+        "print(before - rss())\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert int(out.stdout) > 5000, out.stdout  # KiB given back
+
+
+NVX_PROBE = """
+import sys
+from twisted.scripts.twistd import ServerOptions
+options = ServerOptions()
+options.parseOptions(["-n", "--pidfile=", "camsvc", "--config", sys.argv[1]])
+from twisted.internet import reactor
+from camsvc.tap import makeService
+makeService(options.subOptions)
+import autobahn.websocket.protocol as p
+from autobahn.websocket import HAS_NVX
+print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__, "treq" in sys.modules)
+"""
+
+
+def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp_path):
+    """Under twistd, Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
+    Autobahn would fall back to its pure-Python masker it gets camsvc's; without the MediaMTX
+    integration treq is not loaded."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "server: {host: 127.0.0.1, port: 8003}\nauth: {required: false}\n"
+        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
+        "discovery: {enabled: false}\nmediamtx: {enabled: false}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", NVX_PROBE, str(config)],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    has_nvx, pycparser, masker, treq = out.stdout.strip().splitlines()[-1].split()
+    assert has_nvx == "False" and pycparser == "False"
+    assert treq == "False"  # mediamtx.enabled: false, so no HTTP client stack either
+    import autobahn.websocket.xormasker as xm
+
+    native = getattr(xm.create_xor_masker, "__module__", "") != "autobahn.websocket.xormasker"
+    # Debian's Autobahn masks with wsaccel (native, kept); the venv's would fall back to pure Python.
+    assert masker == ("createXorMasker" if native and "wsaccel" in xm.create_xor_masker.__module__ else "_Masker")
+
+
+def test_schedule_trims_runs_first_then_every_period(monkeypatch):
+    from twisted.internet.task import Clock
+
+    from camsvc.ops import lean
+
+    calls = []
+    monkeypatch.setattr(lean, "trim_heap", lambda: calls.append(1) or True)
+    clock = Clock()
+    loop = lean.schedule_trims(clock, first=2.0, every=60.0)
+    clock.advance(1.9)
+    assert calls == []
+    clock.advance(0.1)
+    assert len(calls) == 1
+    clock.advance(60)
+    clock.advance(60)
+    assert len(calls) == 3
+    loop.stop()

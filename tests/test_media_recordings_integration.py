@@ -207,6 +207,42 @@ async def test_shutdown_stops_and_keep_resumes(tmp_path, mediamtx_standin):
         await resumed.app.service.stopService()
 
 
+@pytest_twisted.ensureDeferred
+async def test_a_package_upgrade_s_restart_keeps_and_resumes_recordings(tmp_path, mediamtx_standin):
+    # debian/camsvc.postinst leaves the marker before the restart; on_shutdown stays "stop".
+    first = await start_app(tmp_path, mediamtx_standin)
+    started = await first.result("start_recording", {"device": "camera0"})
+    marker = os.path.join(first.app.config.storage.state_dir, "upgrade-restart")
+    open(marker, "w").close()
+    await first.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is True  # left to MediaMTX
+    assert ("STOPPED", "shutdown") not in first.statuses()
+
+    upgraded = await start_app(tmp_path, mediamtx_standin)
+    try:
+        assert not os.path.exists(marker)  # the new version's start consumed it
+        await eventually(lambda: upgraded.app.recordings.is_recording("camera0"), what="resumed")
+        assert upgraded.statuses() == [("STARTED", "resumed")]
+        stopped = await upgraded.result("stop_recording", {"device": "camera0"})
+        assert stopped["session_id"] == started["session_id"] and stopped["filename"] == started["filename"]
+        # Without the marker the next shutdown does what on_shutdown says again.
+        await upgraded.result("start_recording", {"device": "camera0"})
+    finally:
+        await upgraded.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is False
+    assert upgraded.statuses()[-1] == ("STOPPED", "shutdown")
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_upgrade_stop_finalises_on_an_upgrade_s_restart(tmp_path, mediamtx_standin):
+    first = await start_app(tmp_path, mediamtx_standin, on_upgrade="stop")
+    await first.result("start_recording", {"device": "camera0"})
+    open(os.path.join(first.app.config.storage.state_dir, "upgrade-restart"), "w").close()
+    await first.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is False
+    assert first.statuses()[-1] == ("STOPPED", "shutdown")
+
+
 # -- time zones (issue 15) ----------------------------------------------------------------
 
 

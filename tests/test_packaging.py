@@ -170,11 +170,32 @@ def test_control_depends_on_debian_libraries():
         "python3-jwt",
         "python3-prometheus-client",
         "python3-service-identity",
+        "python3-paho-mqtt",
         "ffmpeg",
         "${python3:Depends}",
         "${misc:Depends}",
     ):
         assert dep in control, dep
+
+
+# Programs the unit's Exec*= lines run, and the package that brings each (on
+# Debian 12 and 13 and Ubuntu 22.04/24.04 alike).  A new program here needs its
+# package in Depends: (procps is "important", not "essential": minimal images
+# and containers lack it, and `systemctl reload` then fails).
+UNIT_PROGRAMS = {"/usr/bin/twistd3": "python3-twisted", "/bin/kill": "procps"}
+
+
+def test_every_program_the_unit_runs_is_declared():
+    control = read("debian", "control")
+    depends = control[control.index("\nDepends:") : control.index("\nRecommends:")]
+    declared = {d.strip().rstrip(",") for d in depends.splitlines()[1:]}
+    for key, values in unit_settings().items():
+        if not key.startswith("Exec"):
+            continue
+        for value in values:
+            program = value.lstrip("-@:+!").split()[0]
+            assert program in UNIT_PROGRAMS, f"{key}={value}: which package brings {program}?"
+            assert UNIT_PROGRAMS[program] in declared, f"{key} runs {program}: Depends: {UNIT_PROGRAMS[program]}"
 
 
 def test_changelog_version_matches_setup_py():
@@ -262,6 +283,10 @@ def test_make_targets_registered():
     assert re.search(r"^TEST_STAGES \+= test-deb12-libs test-deb test-system$", mk, re.M)
     for target in ("deb:", "test-deb:", "test-system:", "test-deb12-libs:"):
         assert re.search(rf"^{target}", mk, re.M), target
+    distros = read("mk", "distros.mk")
+    assert re.search(r"^TEST_STAGES \+= test-distro-libs test-trixie$", distros, re.M)
+    for target in ("test-distro-libs:", "test-jammy-libs:", "test-noble-libs:", "test-trixie-libs:", "test-trixie:"):
+        assert re.search(rf"^{target}", distros, re.M), target
 
 
 def test_unit_documentation_exists():

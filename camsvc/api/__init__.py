@@ -16,6 +16,8 @@ MODULES = (
     "system",
     "auth",
     "cameras",
+    "controls",
+    "stream_settings",
     "streams",
     "metrics",
     "media",

@@ -29,10 +29,11 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
+from camsvc.cameras import stream_settings
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InvalidState
 from camsvc.common.timefmt import iso
-from camsvc.mediamtx.desired import published_mode
+from camsvc.mediamtx.desired import PASSTHROUGH_FORMATS, published_mode
 from camsvc.mediamtx.urls import stream_urls
 from camsvc.server.rpc import Role
 
@@ -59,9 +60,30 @@ def is_recording(app: Any, camera_id: str) -> bool:
         return False
 
 
+def active_mode(app: Any, camera: Camera) -> dict | None:
+    """The mode ``camera`` streams with: its default mode overridden by its stored stream
+    settings, with the encoder the configuration picks when none is stored."""
+    stored = app.camera_settings.stream(camera.camera_id) if app.camera_settings is not None else {}
+    mode = stream_settings.active_mode(camera, stored)
+    if mode is not None and mode["encoder"] is None:
+        copy = app.config.mediamtx.passthrough and mode["format"] in PASSTHROUGH_FORMATS
+        mode["encoder"] = "copy" if copy else "libx264"
+    return mode
+
+
 def camera_object(app: Any, camera: Camera, host: str) -> dict:
-    """The API's Camera object for a client that connected with ``host``."""
-    return camera.to_dict(stream_urls(app.config.mediamtx, camera.camera_id, host), is_recording(app, camera.camera_id))
+    """The API's Camera object for a client that connected with ``host``.
+
+    ``resolution`` and ``fps`` are those of the active mode (stream settings applied);
+    ``mode`` is that mode in full (None until the capabilities are known).
+    """
+    obj = camera.to_dict(stream_urls(app.config.mediamtx, camera.camera_id, host), is_recording(app, camera.camera_id))
+    mode = active_mode(app, camera)
+    if mode is not None and mode["custom"]:
+        obj["resolution"] = f"{mode['width']}x{mode['height']}"
+        obj["fps"] = int(round(float(mode["fps"]))) if mode["fps"] else 0
+    obj["mode"] = mode
+    return obj
 
 
 def capabilities_object(camera: Camera, mediamtx_config: Any = None) -> dict | None:

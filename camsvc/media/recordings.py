@@ -21,7 +21,8 @@ exponential backoff if it dies while recording, stopped with the recording.
 * every change sends ``recording_status_update`` and a ``camera_status_update``
   (the Camera object's ``recording`` flag reads :meth:`Recordings.is_recording`);
 * active sessions are persisted in ``<state_dir>/recordings.json``; after a crash,
-  or a shutdown with ``recording.on_shutdown: keep``, they are resumed when MediaMTX
+  or a shutdown with ``recording.on_shutdown: keep`` (or a package upgrade's restart
+  with ``recording.on_upgrade: keep``, the default), they are resumed when MediaMTX
   answers and the camera is back (or finalised if their duration ran out or the
   camera does not return within ``recording.resume_timeout``); MediaMTX's own record
   flag is read then and logged.  A path MediaMTX still records with no camsvc
@@ -56,6 +57,10 @@ from camsvc.media.process import which
 log = Logger()
 
 STATE_FILE = "recordings.json"
+# Left in state_dir by the Debian package's postinst just before it restarts an
+# active service for an upgrade (debian/camsvc.postinst): that stop keeps the
+# recordings when recording.on_upgrade is "keep"; the next start removes it.
+UPGRADE_MARKER = "upgrade-restart"
 #: Seconds between looks for MediaMTX's first segment file.
 POLL = 0.1
 #: Seconds to let MediaMTX close the last segment before its size is reported.
@@ -271,6 +276,7 @@ class Recordings(Service):
         self.camera_changed_hook = camera_changed or (lambda camera: None)
         self.metrics = metrics
         self.path = os.path.join(config.storage.state_dir, STATE_FILE)
+        self.upgrade_marker = os.path.join(config.storage.state_dir, UPGRADE_MARKER)
         self._writer = BackgroundWriter(reactor, self.path, mode=0o644, what="recording state")
         self.sessions: dict[str, Session] = {}
         self._pending_resume: dict[str, Session] = {}
@@ -659,6 +665,13 @@ class Recordings(Service):
 
     def startService(self) -> None:
         super().startService()
+        try:
+            os.unlink(self.upgrade_marker)
+            log.info("Started after a package upgrade ({marker} removed)", marker=self.upgrade_marker)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("Cannot remove {marker}: {err}", marker=self.upgrade_marker, err=exc)
         sessions = self._load()
         if not sessions:
             return
@@ -841,6 +854,11 @@ class Recordings(Service):
             self._resume_timer.cancel()
         self._resume_timer = None
         keep = self.config.recording.on_shutdown == "keep"
+        upgrade = os.path.exists(self.upgrade_marker)
+        if upgrade and not keep and self.config.recording.on_upgrade == "keep":
+            keep = True
+            if self.sessions:
+                log.info("Stopping for a package upgrade: recordings are kept and resume after the restart")
         waits = []
         for session in list(self.sessions.values()):
             if session.timer is not None and session.timer.active():
@@ -855,8 +873,9 @@ class Recordings(Service):
             waits.append(d)
         if keep and self.sessions:
             log.info(
-                "Leaving {count} recordings to MediaMTX (recording.on_shutdown: keep); they resume at the next start",
+                "Leaving {count} recordings to MediaMTX (recording.{key}: keep); they resume at the next start",
                 count=len(self.sessions),
+                key="on_upgrade" if upgrade and self.config.recording.on_shutdown != "keep" else "on_shutdown",
             )
         done = DeferredList(waits)
         done.addBoth(lambda _: self._writer.drain())  # the last state is on disk when stopped

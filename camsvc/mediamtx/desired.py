@@ -17,6 +17,7 @@ import shlex
 from typing import Any
 
 from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.cameras.stream_settings import active_mode
 
 #: V4L2 fourcc -> the name ffmpeg's v4l2 demuxer takes for ``-input_format``.
 FFMPEG_INPUT_FORMATS = {
@@ -138,24 +139,65 @@ def choose_mode(camera: Camera, passthrough: bool) -> tuple[dict, bool] | None:
     return mode, False
 
 
-def publish_command(camera: Camera, mediamtx_config: Any) -> str | None:
-    """The ``runOnDemand`` command for ``camera`` (None when it has no usable mode)."""
-    chosen = choose_mode(camera, mediamtx_config.passthrough)
-    if chosen is None:
+def _with_bitrate(command: str, kbits: int) -> str:
+    """``-b:v`` (with a matching VBV buffer) inserted before the command's RTSP output."""
+    marker = " -f rtsp "
+    if marker not in command:
+        return command  # a custom template without an RTSP output: nothing to attach it to
+    head, tail = command.split(marker, 1)
+    return f"{head} -b:v {kbits}k -maxrate {kbits}k -bufsize {2 * kbits}k{marker}{tail}"
+
+
+def _stream_choice(camera: Camera, mediamtx_config: Any, stream: dict) -> tuple[dict, str] | None:
+    """The mode and template for a camera with stored stream settings."""
+    mode = active_mode(camera, stream)
+    if mode is None:
         return None
-    mode, copy = chosen
-    template = mediamtx_config.passthrough_command if copy else mediamtx_config.publish_command
-    fps = mode["fps"]
+    encoder = mode["encoder"]
+    if encoder is None:  # the configuration decides, as without settings
+        copy = mediamtx_config.passthrough and mode["format"] in PASSTHROUGH_FORMATS
+        encoder = "copy" if copy else "libx264"
+    templates = {
+        "copy": mediamtx_config.passthrough_command,
+        "h264_v4l2m2m": mediamtx_config.hardware_command,
+    }
+    return mode, templates.get(encoder, mediamtx_config.publish_command)
+
+
+def publish_command(camera: Camera, mediamtx_config: Any, stream: dict | None = None) -> str | None:
+    """The ``runOnDemand`` command for ``camera`` (None when it has no usable mode).
+
+    ``stream`` is the camera's stored stream settings
+    (:mod:`camsvc.cameras.stream_settings`): format, size, rate, encoder (``libx264`` ->
+    ``publish_command``, ``copy`` -> ``passthrough_command``, ``h264_v4l2m2m`` ->
+    ``hardware_command``), GOP and bitrate (``-b:v`` before ``-f rtsp``).
+    """
+    if stream:
+        chosen_stream = _stream_choice(camera, mediamtx_config, stream)
+        if chosen_stream is None:
+            return None
+        mode, template = chosen_stream
+    else:
+        chosen = choose_mode(camera, mediamtx_config.passthrough)
+        if chosen is None:
+            return None
+        mode, copy = chosen
+        template = mediamtx_config.passthrough_command if copy else mediamtx_config.publish_command
+    fps = mode["fps"] or 30
+    gop = mode.get("gop") or max(1, int(math.ceil(float(fps))))
     values = {
         "device": shlex.quote(camera.stable_device),
         "input_format": FFMPEG_INPUT_FORMATS.get(mode["format"], mode["format"].strip().lower()),
         "width": mode["width"],
         "height": mode["height"],
         "fps": _fps_text(fps),
-        "gop": max(1, int(math.ceil(float(fps)))),
+        "gop": gop,
         "camera_id": camera.camera_id,
     }
-    return template.format_map(values)
+    command = template.format_map(values)
+    if mode.get("bitrate") and template is not mediamtx_config.passthrough_command:
+        command = _with_bitrate(command, int(mode["bitrate"]))
+    return command
 
 
 #: How the publish command treats each kind of input (what :func:`published_mode` reports).
@@ -198,14 +240,15 @@ def record_path(recordings_dir: str) -> str:
     return recordings_dir.rstrip("/") + "/%path_%Y-%m-%d_%H-%M-%S-%f"
 
 
-def desired_path(camera: Camera, config: Any, recording: bool = False) -> dict | None:
+def desired_path(camera: Camera, config: Any, recording: bool = False, stream: dict | None = None) -> dict | None:
     """The ``PathConf`` fields for ``camera``'s path, or None when it should have none.
 
-    Only CONNECTED cameras with a usable video mode get a path.
+    Only CONNECTED cameras with a usable video mode get a path; ``stream`` is its
+    stored stream settings.
     """
     if camera.status != CONNECTED:
         return None
-    command = publish_command(camera, config.mediamtx)
+    command = publish_command(camera, config.mediamtx, stream)
     if command is None:
         return None
     return {

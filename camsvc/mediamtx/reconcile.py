@@ -168,8 +168,11 @@ class Reconciler(Service):
         backoff_base: float = 0.5,
         backoff_cap: float | None = None,
         metrics: Any = None,
+        stream_settings: Callable[[str], dict] | None = None,
     ) -> None:
         self.metrics = metrics
+        #: camera id -> its stored stream settings (camsvc.cameras.settings).
+        self.stream_settings = stream_settings or (lambda camera_id: {})
         self.client = client
         self.monitor = monitor
         self.cameras = cameras
@@ -235,7 +238,7 @@ class Reconciler(Service):
         camera = self.cameras.get(camera_id)
         if camera is None:
             return None
-        return desired_path(camera, self.config, self.recording.get(camera_id, False))
+        return desired_path(camera, self.config, self.recording.get(camera_id, False), self.stream_settings(camera_id))
 
     def desired_names(self) -> set[str]:
         return {c.camera_id for c in self.cameras.cameras() if self.desired(c.camera_id) is not None}
@@ -244,6 +247,7 @@ class Reconciler(Service):
     RELOAD_KEYS = (
         "mediamtx.publish_command",
         "mediamtx.passthrough_command",
+        "mediamtx.hardware_command",
         "mediamtx.passthrough",
         "recording.segment_duration",
     )

@@ -275,6 +275,23 @@ class Metrics:
             "Configuration reloads (SIGHUP), by result (ok, invalid, error).",
             ("result",),
         )
+        self.mqtt_connected_gauge = Gauge("camsvc_mqtt_connected", "1 while connected to the MQTT broker, else 0.")
+        self.mqtt_connections = Counter(
+            "camsvc_mqtt_connections_total", "MQTT connection attempts, by result (ok, failed).", ("result",)
+        )
+        self.mqtt_messages = Counter(
+            "camsvc_mqtt_messages_total",
+            "Messages published to the MQTT broker, by kind (state, event, response, image).",
+            ("kind",),
+        )
+        self.mqtt_dropped_messages = Counter(
+            "camsvc_mqtt_dropped_total",
+            "MQTT messages dropped: events beyond mqtt.queue_size while disconnected, or a full client queue.",
+            ("kind",),
+        )
+        self.mqtt_commands = Counter(
+            "camsvc_mqtt_commands_total", "MQTT commands, by result (ok, error, rejected, duplicate).", ("result",)
+        )
         self.recorded = [value for value in vars(self).values() if isinstance(value, (Counter, Gauge, Histogram))]
         self._guards: dict[str, _LabelGuard] = {}
         app.health.subscribe(self._health_changed)
@@ -384,6 +401,21 @@ class Metrics:
             "auth_attempt",
             lambda: self.auth_attempts.inc((self._label("auth_method", method), "ok" if ok else "failed")),
         )
+
+    def mqtt_connected(self, ok: bool) -> None:
+        self.mqtt_connected_gauge.set(1 if ok else 0)
+
+    def mqtt_connect(self, result: str) -> None:
+        self._safely("mqtt_connect", lambda: self.mqtt_connections.inc((self._label("mqtt_connect", result),)))
+
+    def mqtt_published(self, kind: str) -> None:
+        self._safely("mqtt_published", lambda: self.mqtt_messages.inc((self._label("mqtt_kind", kind),)))
+
+    def mqtt_dropped(self, kind: str) -> None:
+        self._safely("mqtt_dropped", lambda: self.mqtt_dropped_messages.inc((self._label("mqtt_kind", kind),)))
+
+    def mqtt_command(self, result: str) -> None:
+        self._safely("mqtt_command", lambda: self.mqtt_commands.inc((self._label("mqtt_command", result),)))
 
     def config_reload(self, result: str) -> None:
         self._safely("config_reload", lambda: self.config_reloads.inc((self._label("reload", result),)))

@@ -25,6 +25,21 @@ NOTIFICATIONS: dict[str, dict] = {
         "summary": "A camera was added, removed or changed state.",
         "params": {"$ref": "#/components/schemas/Camera"},
     },
+    "camera_controls_update": {
+        "summary": "V4L2 control values or flags of a camera changed (through the API or outside camsvc).",
+        "params": {
+            "type": "object",
+            "properties": {
+                "device": {"type": "string"},
+                "camera_id": {"type": "string"},
+                "controls": {
+                    "type": "array",
+                    "items": {"type": "object"},
+                    "description": "the changed controls, each as in get_camera_controls",
+                },
+            },
+        },
+    },
     "recording_status_update": {
         "summary": "A recording started, stopped, was auto-stopped or failed.",
         "params": {
@@ -73,6 +88,11 @@ SCHEMAS: dict[str, Any] = {
                 "type": ["string", "null"],
                 "format": "date-time",
                 "description": "When a DISCONNECTED camera was last present; null while present",
+            },
+            "mode": {
+                "type": ["object", "null"],
+                "description": "the active mode: {format, width, height, fps, encoder, bitrate, gop, custom}"
+                " (stream settings applied; custom: stored settings apply); null until probed",
             },
         },
     },

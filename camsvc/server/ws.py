@@ -19,10 +19,21 @@ While the kernel buffer toward the client is full (the transport paused us),
 outgoing messages queue in a bounded buffer; a client that lets it overflow is
 disconnected with a logged reason, so a slow reader never blocks the others
 or grows our memory.
+
+The hot path is our own, on Autobahn's protocol object: a read holding whole, unfragmented,
+masked text frames (the shape of every JSON-RPC request) is parsed, unmasked and answered
+here, and answers are framed and written here; everything else (control frames, fragments,
+oversized or 64-bit-length frames, protocol violations) goes to Autobahn's general parser,
+which stays in charge of the protocol.  The text is decoded strictly as UTF-8 and invalid
+UTF-8 fails the connection with 1007, on both paths, so Autobahn's incremental validator is
+off (``utf8validateIncoming``).  Autobahn's per-read and per-write debug log calls, traffic
+statistics and its generic frame machinery cost more per request than camsvc's own work;
+see docs/performance.md.
 """
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from collections.abc import Callable
 from typing import Any
@@ -30,6 +41,7 @@ from typing import Any
 from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -49,6 +61,105 @@ CLOSE_UNSUPPORTED = 1003
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
+
+_STATE_OPEN = WebSocketServerProtocol.STATE_OPEN
+_from_bytes = int.from_bytes
+_pack_126 = struct.Struct("!BBH").pack
+_pack_127 = struct.Struct("!BBQ").pack
+#: Frame headers of unfragmented server text frames up to 125 bytes, by length.
+_SHORT_HEADERS = [bytes((0x81, n)) for n in range(126)]
+
+
+def _unmask(data: bytes, mask: bytes) -> bytes:
+    """XOR ``data`` with the 4-byte frame ``mask``: two big-int conversions, no Python loop
+    (faster for request-sized payloads than Autobahn's CFFI masker, ~0.4 vs 2.3 us)."""
+    n = len(data)
+    if mask == b"\0\0\0\0":
+        return data
+    return (_from_bytes(data, "little") ^ _from_bytes((mask * ((n >> 2) + 1))[:n], "little")).to_bytes(n, "little")
+
+
+class _Masker:
+    """Autobahn's masker interface (``process``, ``pointer``, ``reset``) on :func:`_unmask`.
+
+    Handed to Autobahn's protocol module (:func:`use_own_masker`) for the frames its general
+    parser sees (control frames, fragments, long messages) and the frames it sends, so camsvc
+    does not need Autobahn's native masker (see camsvc.ops.lean) nor its pure-Python one
+    (~270 ms per MiB; this is ~10 ms).
+    """
+
+    __slots__ = ("_mask", "_ptr")
+
+    def __init__(self, mask: bytes, length: int | None = None) -> None:
+        self._mask = bytes(mask)
+        self._ptr = 0
+
+    def pointer(self) -> int:
+        return self._ptr
+
+    def reset(self) -> None:
+        self._ptr = 0
+
+    def process(self, data: bytes) -> bytes:
+        shift = self._ptr & 3
+        mask = self._mask[shift:] + self._mask[:shift] if shift else self._mask
+        self._ptr += len(data)
+        return _unmask(bytes(data), mask)
+
+
+def use_own_masker() -> bool:
+    """Make Autobahn's protocol module build :class:`_Masker` s where it would use its
+    pure-Python masker; a native one (NVX, Debian's wsaccel) is kept.  Idempotent."""
+    import autobahn.websocket.protocol as autobahn_protocol
+
+    current = autobahn_protocol.create_xor_masker
+    if current is _Masker:
+        return True
+    if getattr(current, "__module__", "") != "autobahn.websocket.xormasker":
+        return False  # native
+    autobahn_protocol.create_xor_masker = _Masker
+    return True
+
+
+_PLAIN_TCP = tcp.Server
+
+
+def write_through(transport: Any, data: bytes) -> None:
+    """``transport.write(data)``, sending at once when the transport has nothing queued.
+
+    Twisted's ``write`` only queues: it registers the socket for writability (one
+    ``epoll_ctl``), sends on the next reactor turn, and unregisters (another one): two
+    syscalls and a reactor event per answer.  On a plain TCP transport with an empty buffer
+    we call ``send`` ourselves; whatever the kernel does not take (or an error) goes through
+    ``write`` as before, so ordering, flow control and error handling stay Twisted's.
+    TLS and other transports always use ``write``.
+    """
+    if (
+        type(transport) is _PLAIN_TCP
+        and transport.connected
+        and not transport.disconnecting
+        and not transport._writeDisconnected
+        and not transport.dataBuffer
+        and not transport._tempDataBuffer
+    ):
+        try:
+            sent = transport.socket.send(data)
+        except OSError:  # EAGAIN, or an error Twisted's own write path will report
+            sent = 0
+        if sent == len(data):
+            return
+        data = data[sent:]
+    transport.write(data)
+
+
+def text_frame(data: bytes) -> bytes:
+    """One unfragmented, unmasked (server-to-client) text frame carrying ``data``."""
+    n = len(data)
+    if n < 126:
+        return _SHORT_HEADERS[n] + data
+    if n < 65536:
+        return _pack_126(0x81, 126, n) + data
+    return _pack_127(0x81, 127, n) + data
 
 
 @implementer(IPushProducer)
@@ -184,21 +295,83 @@ class RpcServerProtocol(WebSocketServerProtocol):
     def onPong(self, payload: bytes) -> None:
         self._heard()
 
+    # -- receiving -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """Twisted's entry point: whole masked text frames here, anything else to Autobahn."""
+        if (
+            self.state != _STATE_OPEN
+            or self.current_frame is not None
+            or self.data
+            or self._perMessageCompress is not None
+            or self._closing
+        ):
+            self._dataReceived(data)
+            return
+        if self.factory.idle_timeout:
+            self._heard()
+        if self.autoPingTimeoutCall is not None and self.autoPingRestartOnAnyTraffic:
+            self._cancelAutoPingTimeoutCall()
+        limit = self.maxMessagePayloadSize
+        n = len(data)
+        pos = 0
+        while n - pos >= 6 and data[pos] == 0x81:
+            length = data[pos + 1] ^ 0x80  # masked: 0x80 set; anything >= 0x80 after the XOR was unmasked
+            if length < 126:
+                start = pos + 6
+            elif length == 126 and n - pos >= 8:
+                length = (data[pos + 2] << 8) | data[pos + 3]
+                if length < 126:
+                    break  # not the minimal encoding: Autobahn fails the connection
+                start = pos + 8
+            else:
+                break
+            end = start + length
+            if end > n or 0 < limit < length:
+                break
+            payload = _unmask(data[start:end], data[start - 4 : start])
+            pos = end
+            try:
+                text = payload.decode("utf-8")
+            except UnicodeDecodeError:
+                self._invalid_utf8()
+                return
+            self._answer(text)
+            if self.state != _STATE_OPEN or self._closing:
+                if pos < n and self.state != self.STATE_CLOSED and not self._closing:
+                    self._dataReceived(data[pos:] if pos else data)
+                return
+        if pos < n:
+            self._dataReceived(data[pos:] if pos else data)
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """A message that came through Autobahn's general parser (fragmented, long, after a control frame)."""
         self._heard()
         if isBinary:
             self._count_drop("binary_message")
             self.close_with(CLOSE_UNSUPPORTED, "binary messages are not supported: send JSON-RPC as text")
             return
-        result = self.factory.engine.handle(self.session, payload)
+        try:
+            text = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            self._invalid_utf8()
+            return
+        self._answer(text)
+
+    def _invalid_utf8(self) -> None:
+        self._count_drop("invalid_utf8")
+        self._fail_connection(self.CLOSE_STATUS_CODE_INVALID_PAYLOAD, "invalid UTF-8 in a text message")
+
+    def _answer(self, text: str) -> None:
+        result = self.factory.engine.handle(self.session, text)
         if result is None:
             return
-        if isinstance(result, str):
-            self.send_text(result)
-        elif isinstance(result, Deferred):
+        if isinstance(result, Deferred):
             result.addCallback(self._deliver).addErrback(
                 lambda f: log.failure("Answering connection {conn_id} failed", f, conn_id=self.session.id)
             )
+        else:  # a str, or a cached document's pre-encoded str subclass
+            self.send_text(result)
 
     def _deliver(self, text: str | None) -> None:
         if text is not None:
@@ -211,8 +384,8 @@ class RpcServerProtocol(WebSocketServerProtocol):
         if self._closing or self.state != self.STATE_OPEN:
             return False
         data = text.encode("utf-8")
-        if not self._paused and not self._queue:
-            self.sendMessage(data, isBinary=False)
+        if not self._paused and not self._queue and not self.send_queue:
+            write_through(self.transport, text_frame(data))
             return True
         return self._enqueue(("raw", data), len(data))
 
@@ -242,7 +415,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
             kind, item = self._queue.popleft()
             if kind == "raw":
                 self._queued_bytes -= len(item)
-                self.sendMessage(item, isBinary=False)
+                self.transport.write(text_frame(item))
             else:
                 self._queued_bytes -= len(item.payload)
                 self.sendPreparedMessage(item)
@@ -314,6 +487,7 @@ class RpcServerFactory(WebSocketServerFactory):
         handshake_auth: Callable[[Session, str], bool] | None = None,
     ) -> None:
         super().__init__(url=url, reactor=reactor)
+        use_own_masker()
         self.handshake_auth = handshake_auth
         self._refusal_logged_at = float("-inf")
         self._refusals_unlogged = 0
@@ -347,6 +521,10 @@ class RpcServerFactory(WebSocketServerFactory):
             # Protocol violations (e.g. an oversized message, 1009) get a
             # closing handshake with the code rather than a bare TCP drop.
             failByDrop=False,
+            # Text is decoded strictly (UTF-8) before the engine sees it and invalid UTF-8
+            # fails the connection with 1007 (RpcServerProtocol._invalid_utf8), so Autobahn's
+            # incremental validator would only check every byte a second time.
+            utf8validateIncoming=False,
             # Browsers send Origin; the allow-list is checked in admit().
             allowedOrigins=["*"],
         )

@@ -112,7 +112,7 @@ def human_size(n: Any) -> str:
         if size < 1024 or unit == "TB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
-    return f"{n} B"  # pragma: no cover
+    return f"{n} B"  # pragma: no cover - the loop returns at "TB" at the latest
 
 
 def human_duration(seconds: Any) -> str:
@@ -294,6 +294,141 @@ async def cmd_caps(client: Client, args: argparse.Namespace, out: Output) -> int
         out.line()
     rows = format_summary(caps)
     out.line(table(rows, ["FORMAT", "DESCRIPTION", "SIZE", "FPS"]) if rows else "No capture formats reported.")
+    return EXIT_OK
+
+
+def control_value(control: dict) -> str:
+    value = control.get("value")
+    if control.get("type") in ("menu", "integer_menu"):
+        for item in control.get("menu") or ():
+            if item.get("index") == value:
+                label = item.get("name", item.get("value"))
+                return f"{value} ({label})"
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if control.get("type") == "bitmask":
+        return f"0x{value:x}"
+    return str(value)
+
+
+def control_range(control: dict) -> str:
+    t = control.get("type")
+    if t in ("integer", "int64"):
+        step = f" step {control['step']}" if control.get("step", 1) > 1 else ""
+        return f"{control.get('minimum')}..{control.get('maximum')}{step}"
+    if t in ("menu", "integer_menu"):
+        return ", ".join(f"{m['index']}={m.get('name', m.get('value'))}" for m in control.get("menu") or ())
+    if t == "bitmask":
+        return f"mask 0x{control.get('maximum', 0):x}"
+    if t == "boolean":
+        return "true/false"
+    return ""
+
+
+async def cmd_controls(client: Client, args: argparse.Namespace, out: Output) -> int:
+    result = await client.get_camera_controls(args.camera)
+    if out.as_json:
+        out.json(result)
+        return EXIT_OK
+    rows = []
+    for group in result.get("classes") or ():
+        for c in group.get("controls") or ():
+            if not c.get("supported") and not args.all:
+                continue
+            stored = "" if c.get("stored") is None else str(c["stored"])
+            rows.append(
+                [
+                    c.get("name"),
+                    c.get("type"),
+                    control_value(c),
+                    control_range(c),
+                    c.get("default") if c.get("default") is not None else "",
+                    ",".join(f for f in c.get("flags") or () if f not in ("slider", "update", "execute_on_write")),
+                    stored,
+                ]
+            )
+    out.line(table(rows, ["NAME", "TYPE", "VALUE", "RANGE", "DEFAULT", "FLAGS", "STORED"]) if rows else "No controls.")
+    return EXIT_OK
+
+
+def parse_assignment(text: str) -> tuple[str, Any]:
+    """``brightness=140`` -> ("brightness", 140); ``auto_exposure=manual`` -> a string;
+    ``true``/``false`` -> booleans; ``0x10`` -> 16."""
+    name, sep, raw = text.partition("=")
+    if not sep or not name or raw == "":
+        raise CliError(f"expected NAME=VALUE, got {text!r}", EXIT_USAGE)
+    lowered = raw.lower()
+    if lowered in ("true", "on", "yes"):
+        return name, True
+    if lowered in ("false", "off", "no"):
+        return name, False
+    try:
+        return name, int(raw, 0)
+    except ValueError:
+        return name, raw
+
+
+async def cmd_set(client: Client, args: argparse.Namespace, out: Output) -> int:
+    values = dict(parse_assignment(a) for a in args.assignments)
+    result = await client.set_camera_controls(args.camera, values)
+    if out.as_json:
+        out.json(result)
+        return EXIT_OK
+    for name, value in (result.get("controls") or {}).items():
+        out.line(f"{name}={json.dumps(value)}")
+    return EXIT_OK
+
+
+async def cmd_reset(client: Client, args: argparse.Namespace, out: Output) -> int:
+    result = await client.reset_camera_controls(args.camera, args.names or None)
+    if out.as_json:
+        out.json(result)
+        return EXIT_OK
+    for name, value in (result.get("controls") or {}).items():
+        out.line(f"{name}={json.dumps(value)}")
+    return EXIT_OK
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    w, sep, h = text.lower().partition("x")
+    if not sep or not w.isdigit() or not h.isdigit():
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}")
+    return int(w), int(h)
+
+
+async def cmd_stream(client: Client, args: argparse.Namespace, out: Output) -> int:
+    settings: dict = {}
+    if args.size:
+        settings["width"], settings["height"] = args.size
+    for key in ("format", "fps", "encoder", "bitrate", "gop"):
+        value = getattr(args, key)
+        if value is not None:
+            settings[key] = value
+    if args.default:
+        settings = {k: None for k in ("format", "width", "height", "fps", "encoder", "bitrate", "gop")}
+    if settings:
+        result = await client.set_stream_settings(args.camera, **settings)
+    else:
+        result = await client.get_stream_settings(args.camera)
+    if out.as_json:
+        out.json(result)
+        return EXIT_OK
+    mode = result.get("active")
+    if mode:
+        extra = "".join(f" {k} {mode[k]}" for k in ("bitrate", "gop") if mode.get(k))
+        custom = " (stored settings)" if mode.get("custom") else " (default)"
+        out.line(
+            f"{result.get('camera_id')}: {mode['format']} {mode['width']}x{mode['height']}@{mode.get('fps')}"
+            f" encoder {mode.get('encoder')}{extra}{custom}"
+        )
+    else:
+        out.line(f"{result.get('camera_id')}: mode not known yet")
+    if "changed" in result:
+        out.line("publisher restarted with the new settings" if result["changed"] else "unchanged")
+    if result.get("encoders"):
+        out.line("encoders: " + ", ".join(e["name"] for e in result["encoders"]))
     return EXIT_OK
 
 
@@ -506,6 +641,9 @@ def describe_notification(method: str, params: Any) -> str:
     if method == "recording_status_update":
         extra = f" ({human_duration(p.get('duration'))})" if p.get("duration") is not None else ""
         return f"{p.get('camera_id') or p.get('device')} {p.get('status')} {p.get('filename') or ''}{extra}".rstrip()
+    if method == "camera_controls_update":
+        changes = " ".join(f"{c.get('name')}={control_value(c)}" for c in p.get("controls") or ())
+        return f"{p.get('camera_id')} controls {changes}"
     return json.dumps(params, separators=(",", ":"), ensure_ascii=False)
 
 
@@ -534,6 +672,10 @@ COMMANDS = {
     "list": cmd_list,
     "status": cmd_status,
     "caps": cmd_caps,
+    "controls": cmd_controls,
+    "set": cmd_set,
+    "reset": cmd_reset,
+    "stream": cmd_stream,
     "snapshot": cmd_snapshot,
     "record": cmd_record,
     "stop": cmd_stop,
@@ -630,6 +772,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("camera", metavar="CAM", help="camera id (camera0), /dev/videoN or /dev/v4l/by-id/... path")
     p = sub.add_parser("caps", parents=[common], help="one camera's formats, frame sizes and rates")
     p.add_argument("camera", metavar="CAM")
+    p = sub.add_parser("controls", parents=[common], help="one camera's V4L2 controls and their values")
+    p.add_argument("camera", metavar="CAM")
+    p.add_argument("--all", action="store_true", help="also list controls of unsupported types")
+    p = sub.add_parser("set", parents=[common], help="set controls: NAME=VALUE ... (stored, re-applied on replug)")
+    p.add_argument("camera", metavar="CAM")
+    p.add_argument("assignments", nargs="+", metavar="NAME=VALUE", help="e.g. brightness=140 auto_exposure=manual")
+    p = sub.add_parser("reset", parents=[common], help="return controls to their defaults (all without NAMEs)")
+    p.add_argument("camera", metavar="CAM")
+    p.add_argument("names", nargs="*", metavar="NAME")
+    p = sub.add_parser("stream", parents=[common], help="show or choose a camera's streamed mode and encoder")
+    p.add_argument("camera", metavar="CAM")
+    p.add_argument("--size", type=parse_size, metavar="WxH", help="frame size, e.g. 1280x720")
+    p.add_argument("--fps", type=positive_float, help="frame rate")
+    p.add_argument("--format", help="pixel format FourCC, e.g. MJPG")
+    p.add_argument("--encoder", help="libx264, copy or h264_v4l2m2m")
+    p.add_argument("--bitrate", type=int_range(64, 100000), metavar="KBITS", help="encoder bitrate in kbit/s")
+    p.add_argument("--gop", type=int_range(1, 600), metavar="FRAMES", help="keyframe interval")
+    p.add_argument("--default", action="store_true", help="forget the stored settings (camsvc's default mode)")
     p = sub.add_parser("snapshot", parents=[common], help="take a snapshot and download it")
     p.add_argument("camera", metavar="CAM")
     p.add_argument("-o", "--output", metavar="FILE", help="where to save it (default: its name, here; - = stdout)")

@@ -346,6 +346,31 @@ class Client:
         """Call ``method``; the Deferred fires with its result or fails with RpcError/ClientError."""
         return ensureDeferred(self._call(method, params, self.timeout if timeout is None else timeout))
 
+    # -- camera controls and stream settings (thin wrappers of call) ------------------------
+
+    def get_camera_controls(self, device: str) -> Deferred:
+        """Every V4L2 control of ``device``, grouped by class (``get_camera_controls``)."""
+        return self.call("get_camera_controls", {"device": device})
+
+    def set_camera_controls(self, device: str, controls: dict) -> Deferred:
+        """Set ``{name or id: value}``; fires with the values read back (``set_camera_controls``)."""
+        return self.call("set_camera_controls", {"device": device, "controls": dict(controls)})
+
+    def reset_camera_controls(self, device: str, controls: list | None = None) -> Deferred:
+        """Return ``controls`` (default: all) to their defaults and forget their stored values."""
+        params: dict = {"device": device}
+        if controls is not None:
+            params["controls"] = list(controls)
+        return self.call("reset_camera_controls", params)
+
+    def get_stream_settings(self, device: str) -> Deferred:
+        """The active mode, the stored settings and the choices of ``device``."""
+        return self.call("get_stream_settings", {"device": device})
+
+    def set_stream_settings(self, device: str, **settings: Any) -> Deferred:
+        """``format``, ``width``, ``height``, ``fps``, ``encoder``, ``bitrate``, ``gop`` (None = default)."""
+        return self.call("set_stream_settings", {"device": device, **settings})
+
     def notify(self, method: str, params: Any = None) -> None:
         """Send a JSON-RPC notification (no response expected); raises ConnectionLost when not connected."""
         if not self.connected:

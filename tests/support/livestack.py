@@ -26,13 +26,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+from camsvc.testing import webcam_controls
 from tests.support.server import ROOT, ServiceProcess, merge
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
 
-#: Cameras that look like real webcams in lists and screenshots.
+#: Cameras that look like real webcams in lists and screenshots (the C920 has V4L2
+#: controls: camsvc.testing.webcam_controls(), answered by the test bed).
 CAMERAS = (
-    {"name": "c920", "card": "HD Pro Webcam C920", "vendor": "046d", "product": "082d", "serial": "8A1B2C3D"},
+    {
+        "name": "c920",
+        "card": "HD Pro Webcam C920",
+        "vendor": "046d",
+        "product": "082d",
+        "serial": "8A1B2C3D",
+        "controls": webcam_controls(),
+    },
     {"name": "lifecam", "card": "Microsoft LifeCam HD-3000", "vendor": "045e", "product": "0810", "serial": "LC3000X7"},
     {"name": "brio", "card": "Logitech BRIO", "vendor": "046d", "product": "085e", "serial": "B4F9E2A0"},
 )

@@ -25,6 +25,8 @@ Commands (see ``handle_*`` below for every field):
   uevent       a raw uevent for a syspath or camera name
   set_property / set_attribute   edit a device in place (no uevent)
   listeners    the monitor sockets currently open in the test bed
+  control_errors / control_values   V4L2 control errnos per id; read or change control
+               values (``add_camera`` takes ``controls``: QUERY_EXT_CTRL, QUERYMENU, G/S_EXT_CTRLS)
   list         the emulated cameras
   quit
 
@@ -64,7 +66,24 @@ VIDIOC_QUERYCAP = 0x80685600
 VIDIOC_ENUM_FMT = 0xC0405602
 VIDIOC_ENUM_FRAMESIZES = 0xC02C564A
 VIDIOC_ENUM_FRAMEINTERVALS = 0xC034564B
-SIZES = {VIDIOC_QUERYCAP: 104, VIDIOC_ENUM_FMT: 64, VIDIOC_ENUM_FRAMESIZES: 44, VIDIOC_ENUM_FRAMEINTERVALS: 52}
+VIDIOC_QUERYMENU = 0xC02C5625
+VIDIOC_G_EXT_CTRLS = 0xC0205647
+VIDIOC_S_EXT_CTRLS = 0xC0205648
+VIDIOC_QUERY_EXT_CTRL = 0xC0E85667
+SIZES = {
+    VIDIOC_QUERYCAP: 104,
+    VIDIOC_ENUM_FMT: 64,
+    VIDIOC_ENUM_FRAMESIZES: 44,
+    VIDIOC_ENUM_FRAMEINTERVALS: 52,
+    VIDIOC_QUERYMENU: 44,
+    VIDIOC_G_EXT_CTRLS: 32,
+    VIDIOC_S_EXT_CTRLS: 32,
+    VIDIOC_QUERY_EXT_CTRL: 232,
+}
+CTRL_NEXT = 0x80000000 | 0x40000000
+CTRL_TYPE_INTEGER64 = 5
+CTRL_TYPE_BUTTON = 4
+CTRL_FLAG_GRABBED, CTRL_FLAG_READ_ONLY, CTRL_FLAG_INACTIVE, CTRL_FLAG_WRITE_ONLY = 0x2, 0x4, 0x10, 0x40
 
 CAP_VIDEO_CAPTURE = 0x00000001
 CAP_META_CAPTURE = 0x00800000
@@ -121,8 +140,17 @@ class CommandError(Exception):
 class Node:
     """One emulated /dev/videoN answering V4L2 ioctls from a format table."""
 
-    def __init__(self, bed, devnode, driver, card, bus_info, device_caps, buf_type, formats, fail_after):
+    def __init__(self, bed, devnode, driver, card, bus_info, device_caps, buf_type, formats, fail_after, controls=()):
         self.bed, self.devnode = bed, devnode
+        # V4L2 controls: {id: spec} (the shape of camsvc.testing.webcam_controls(); menu
+        # keys arrive as strings over JSON), current values, and errnos to answer per id.
+        self.controls = {}
+        for c in controls or ():
+            c = dict(c)
+            c["menu"] = {int(k): v for k, v in (c.get("menu") or {}).items()}
+            self.controls[int(c["id"])] = c
+        self.values = {cid: int(c.get("default", 0)) for cid, c in self.controls.items()}
+        self.control_errors = {}
         self.driver, self.card, self.bus_info = driver, card, bus_info
         self.device_caps, self.buf_type, self.formats = device_caps, buf_type, formats
         self.fail_after = fail_after  # answer ENODEV after this many ioctls (vanish mid-probe)
@@ -153,7 +181,10 @@ class Node:
         data = client.get_arg().resolve(0, size)
         buf = bytearray(bytes(data.retrieve()))
         try:
-            answer = self.answer(req, buf)
+            if req in (VIDIOC_G_EXT_CTRLS, VIDIOC_S_EXT_CTRLS):
+                answer = self.answer_ext(req, data, buf)
+            else:
+                answer = self.answer(req, buf)
         except Exception:
             traceback.print_exc()
             answer = errno.EIO
@@ -166,6 +197,8 @@ class Node:
 
     def answer(self, req, buf):
         """Fill ``buf`` in place; return 0 or an errno."""
+        if req in (VIDIOC_QUERY_EXT_CTRL, VIDIOC_QUERYMENU):
+            return self.answer_control(req, buf) if self.controls else errno.EINVAL
         if req == VIDIOC_QUERYCAP:
             caps = self.bed.card_caps | CAP_DEVICE_CAPS
             struct.pack_into(
@@ -269,6 +302,105 @@ class Node:
             struct.pack_into("<IIIIIII", buf, 0, index, pixfmt, width, height, 1, num, den)
             return 0
         return errno.ENOTTY
+
+    # --- controls -------------------------------------------------------------------
+    def control_flags(self, cid):
+        c = self.controls[cid]
+        flags = int(c.get("flags", 0))
+        auto = c.get("auto")
+        if auto is not None and self.values.get(int(auto)) == int(c.get("auto_on", 1)):
+            flags |= CTRL_FLAG_INACTIVE
+        return flags
+
+    def answer_control(self, req, buf):
+        if req == VIDIOC_QUERY_EXT_CTRL:
+            (want,) = struct.unpack_from("<I", buf, 0)
+            if want & CTRL_NEXT:
+                later = sorted(i for i in self.controls if i > (want & ~CTRL_NEXT))
+                if not later:
+                    return errno.EINVAL
+                cid = later[0]
+            elif want in self.controls:
+                cid = want
+            else:
+                return errno.EINVAL
+            c = self.controls[cid]
+            elems = int(c.get("elems", 1))
+            buf[:] = b"\0" * 232
+            struct.pack_into(
+                "<II32sqqQqIIII",
+                buf,
+                0,
+                cid,
+                int(c["type"]),
+                cbytes(c["name"], 32),
+                int(c.get("min", 0)),
+                int(c.get("max", 0)),
+                int(c.get("step", 0)),
+                int(c.get("default", 0)),
+                self.control_flags(cid),
+                8 if int(c["type"]) == CTRL_TYPE_INTEGER64 else 4,
+                elems,
+                1 if elems > 1 else 0,
+            )
+            return 0
+        if req == VIDIOC_QUERYMENU:
+            cid, index = struct.unpack_from("<II", buf, 0)
+            c = self.controls.get(cid)
+            if c is None or index not in c["menu"]:
+                return errno.EINVAL
+            item = c["menu"][index]
+            if isinstance(item, int):
+                struct.pack_into("<q", buf, 8, item)
+            else:
+                struct.pack_into("<32s", buf, 8, cbytes(item, 32))
+            return 0
+        return None
+
+    def answer_ext(self, req, data, buf):
+        """G/S_EXT_CTRLS: the control array is behind the pointer at offset 24."""
+        which, count = struct.unpack_from("<II", buf, 0)
+        if count == 0 or count > 1024:
+            return errno.EINVAL
+        arr_data = data.resolve(24, 20 * count)
+        arr = bytearray(bytes(arr_data.retrieve()))
+
+        def fail(index, err):
+            struct.pack_into("<I", buf, 8, index)
+            data.update(0, list(buf))
+            return err
+
+        entries = [struct.unpack_from("<IIIq", arr, 20 * i) for i in range(count)]
+        pending = []
+        for i, (cid, _size, _res, raw) in enumerate(entries):
+            c = self.controls.get(cid)
+            if c is None:
+                return fail(count, errno.EINVAL)
+            flags = self.control_flags(cid)
+            wide = int(c["type"]) == CTRL_TYPE_INTEGER64
+            if req == VIDIOC_G_EXT_CTRLS:
+                if flags & CTRL_FLAG_WRITE_ONLY:
+                    return fail(i, errno.EACCES)
+                if wide:
+                    struct.pack_into("<q", arr, 20 * i + 12, self.values[cid])
+                else:
+                    struct.pack_into("<I", arr, 20 * i + 12, self.values[cid] & 0xFFFFFFFF)
+                continue
+            if flags & CTRL_FLAG_READ_ONLY:
+                return fail(i, errno.EACCES)
+            if flags & CTRL_FLAG_GRABBED:
+                return fail(i, errno.EBUSY)
+            if cid in self.control_errors:
+                return fail(i, self.control_errors[cid])
+            fmt = "<I" if int(c["type"]) == 8 else "<i"  # a bitmask is unsigned
+            value = raw if wide else struct.unpack_from(fmt, arr, 20 * i + 12)[0]
+            pending.append((cid, value))
+        for cid, value in pending:
+            if int(self.controls[cid]["type"]) != CTRL_TYPE_BUTTON:
+                self.values[cid] = value
+        if req == VIDIOC_G_EXT_CTRLS:
+            arr_data.update(0, list(arr))
+        return 0
 
     def find(self, pixfmt):
         for f in self.formats:
@@ -639,6 +771,7 @@ class Bed:
                 BUF_TYPE_META_CAPTURE if is_meta else BUF_TYPE_VIDEO_CAPTURE,
                 [META_FORMAT] if is_meta else formats,
                 fail_after,
+                () if is_meta else spec.get("controls") or (),
             )
             # the /dev node and its ioctl socket exist before the "add" goes out, as udev
             # guarantees for a real device
@@ -851,6 +984,20 @@ class Bed:
 
     def handle_list(self, cmd):
         return {"cameras": [self.describe(c) for c in self.cameras.values()]}
+
+    def handle_control_errors(self, cmd):
+        """``errors``: {control id: errno name} the capture node answers to writes of it."""
+        node = self.camera(cmd)["nodes"][0]["node"]
+        node.control_errors = {int(k): getattr(errno, v) for k, v in cmd.get("errors", {}).items()}
+        return {}
+
+    def handle_control_values(self, cmd):
+        """The capture node's control values ``{id: value}``; ``set`` changes them first
+        (another program's change)."""
+        node = self.camera(cmd)["nodes"][0]["node"]
+        for k, v in (cmd.get("set") or {}).items():
+            node.values[int(k)] = int(v)
+        return {"values": {str(k): v for k, v in node.values.items()}}
 
     def handle_ioctl_calls(self, cmd):
         cam = self.camera(cmd)

@@ -42,7 +42,8 @@ deb12-libs)
     # camsvc's runtime dependencies as the .deb declares them, plus the test tools.
     m=$(missing python3-venv python3-twisted python3-autobahn python3-treq python3-pyudev python3-yaml \
         python3-jwt python3-prometheus-client python3-service-identity python3-setuptools \
-        python3-pytest python3-pytest-twisted python3-hypothesis python3-jsonschema python3-selenium ffmpeg)
+        python3-pytest python3-pytest-twisted python3-hypothesis python3-jsonschema python3-selenium ffmpeg \
+        python3-paho-mqtt mosquitto)
     [ -z "$m" ] || apt_install $m
     ;;
 *)

@@ -9,7 +9,17 @@ import importlib
 import sys
 
 DEBIAN = "/usr/lib/python3/dist-packages/"
-MODULES = ("twisted", "autobahn", "treq", "pyudev", "yaml", "jwt", "prometheus_client", "service_identity")
+MODULES = (
+    "twisted",
+    "autobahn",
+    "treq",
+    "pyudev",
+    "yaml",
+    "jwt",
+    "prometheus_client",
+    "service_identity",
+    "paho.mqtt",
+)
 
 
 def main():

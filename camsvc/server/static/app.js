@@ -590,6 +590,7 @@
     if (method === 'camera_status_update') cameraUpdate(params);
     else if (method === 'recording_status_update') recordingUpdate(params);
     else if (method === 'system_status_update') systemUpdate(params);
+    else if (method === 'camera_controls_update') controlsUpdate(params);
   }
 
   function cameraUpdate(cam) {
@@ -1116,6 +1117,16 @@
         onclick: () => takeSnapshot(id),
       }, busy === 'snapshot' ? h('span', { class: 'spinner', 'aria-hidden': 'true' }) : svg(ICON_IMAGE), busy === 'snapshot' ? 'Taking…' : 'Snapshot'));
     }
+    if (has('get_camera_controls')) {
+      const noControls = !online ? 'Not connected' : offline ? 'The camera is unplugged' : errored ? 'The camera is not working (see Problem)' : null;
+      actions.append(h('button', {
+        type: 'button', class: 'btn', disabled: !!noControls,
+        title: noControls || 'Image controls and stream settings',
+        'aria-label': `Controls of ${label}`,
+        dataset: { action: 'controls', focusKey: 'controls' },
+        onclick: () => openControls(id),
+      }, 'Controls'));
+    }
     if (has('start_recording')) {
       const stopping = recording || busy === 'stopping';
       const button = h('button', {
@@ -1143,6 +1154,229 @@
       'aria-labelledby': `title-${id}`,
       dataset: { camera: id, status: cam.status || '' },
     }, previewBox, body, actions.children.length ? actions : null);
+  }
+
+  // -- camera controls and stream settings (dialog) ------------------------------------
+
+  const LOCKED_FLAGS = ['read_only', 'inactive', 'grabbed', 'disabled'];
+  const controlsState = { cameraId: null, controls: new Map(), stream: null };
+
+  function controlLocked(c) {
+    return !canOperate() || (c.flags || []).some((f) => LOCKED_FLAGS.includes(f));
+  }
+
+  function controlTitle(c) {
+    const why = (c.flags || []).filter((f) => LOCKED_FLAGS.includes(f));
+    if (!canOperate()) return 'Needs the operator role';
+    if (why.includes('inactive')) return 'Inactive: its automatic mode is on';
+    if (why.includes('grabbed')) return 'Locked by the driver while streaming';
+    if (why.length) return why.join(', ').replace('_', '-');
+    return c.label || c.name;
+  }
+
+  async function setControl(name, value) {
+    const cameraId = controlsState.cameraId;
+    try {
+      const result = await call('set_camera_controls', { device: cameraId, controls: { [name]: value } });
+      for (const [n, v] of Object.entries(result.controls || {})) {
+        const c = controlsState.controls.get(n);
+        if (c && v !== null) { c.value = v; c.stored = v; updateControl(c); }
+      }
+    } catch (err) {
+      toast(plain(err, `set ${name}`), 'error');
+      reloadControls();
+    }
+  }
+
+  function controlWidget(c) {
+    const id = `ctl-${c.name}`;
+    const locked = controlLocked(c);
+    const common = { id, disabled: locked, title: controlTitle(c), dataset: { role: 'control-input', control: c.name } };
+    if (c.type === 'boolean') {
+      return h('input', { ...common, type: 'checkbox', checked: !!c.value, onchange: (e) => setControl(c.name, e.target.checked) });
+    }
+    if (c.type === 'menu' || c.type === 'integer_menu') {
+      const select = h('select', { ...common, onchange: (e) => setControl(c.name, Number(e.target.value)) },
+        (c.menu || []).map((m) => h('option', { value: String(m.index) }, m.name !== undefined ? m.name : String(m.value))));
+      select.value = String(c.value);
+      return select;
+    }
+    if (c.type === 'button') {
+      return h('button', { ...common, type: 'button', class: 'btn btn-small', onclick: () => setControl(c.name, true) }, c.label || c.name);
+    }
+    if (c.type === 'integer' && c.maximum - c.minimum <= 100000) {
+      const out = h('output', { for: id, dataset: { role: 'control-value', control: c.name } }, String(c.value));
+      const range = h('input', {
+        ...common, type: 'range', min: String(c.minimum), max: String(c.maximum), step: String(c.step || 1), value: String(c.value),
+        oninput: (e) => { out.textContent = e.target.value; },
+        onchange: (e) => setControl(c.name, Number(e.target.value)),
+      });
+      range._output = out;
+      return range;
+    }
+    // int64, bitmask and very wide integers: a number field
+    return h('input', {
+      ...common, type: 'text', inputmode: 'numeric', value: c.type === 'bitmask' ? `0x${Number(c.value).toString(16)}` : String(c.value),
+      onchange: (e) => {
+        const text = e.target.value.trim();
+        const n = /^0x/i.test(text) ? parseInt(text, 16) : Number(text);
+        if (Number.isFinite(n)) setControl(c.name, n); else toast(`${c.name}: not a number`, 'error');
+      },
+    });
+  }
+
+  function controlRow(c) {
+    const widget = controlWidget(c);
+    const flags = (c.flags || []).filter((f) => LOCKED_FLAGS.includes(f));
+    const stored = c.stored !== null && c.stored !== undefined;
+    const row = h('div', { class: `control-row${controlLocked(c) ? ' disabled' : ''}`, dataset: { control: c.name, type: c.type } },
+      h('label', { for: widget.id }, c.label || c.name,
+        flags.length ? h('span', { class: 'control-flag', dataset: { role: 'control-flags' } }, `(${flags.join(', ').replace(/_/g, '-')})`) : null,
+        stored ? h('span', { class: 'control-flag', title: 'Kept for this camera', dataset: { role: 'control-stored' } }, '★') : null),
+      c.type === 'button' ? h('span') : widget,
+      c.type === 'button' ? widget : (widget._output || h('span')));
+    return row;
+  }
+
+  function updateControl(c) {
+    const row = document.querySelector(`#controls-body [data-control="${CSS.escape(c.name)}"].control-row`);
+    if (!row) return;
+    const input = row.querySelector('[data-role="control-input"]');
+    if (input && document.activeElement === input && input.type === 'range') return; // the user is dragging it
+    const fresh = controlRow(c);
+    row.replaceWith(fresh);
+  }
+
+  function renderControls(result) {
+    const body = $('controls-body');
+    body.replaceChildren();
+    controlsState.controls.clear();
+    for (const group of result.classes || []) {
+      const rows = [];
+      for (const c of group.controls || []) {
+        controlsState.controls.set(c.name, c);
+        if (c.supported) rows.push(controlRow(c));
+      }
+      if (rows.length) body.append(h('fieldset', { class: 'controls-group', dataset: { class: group.class } }, h('legend', {}, group.class.replace(/_/g, ' ')), ...rows));
+    }
+    if (!body.children.length) body.append(h('p', { class: 'muted' }, 'This camera has no adjustable controls.'));
+  }
+
+  function streamField(label, control) {
+    return h('label', {}, label, control);
+  }
+
+  function renderStream(result) {
+    controlsState.stream = result;
+    const form = $('stream-form');
+    form.replaceChildren();
+    const active = result.active;
+    const formats = result.formats || [];
+    if (!active || !formats.length) {
+      form.append(h('p', { class: 'muted stream-active' }, 'The camera\'s modes are not known yet.'));
+      return;
+    }
+    const locked = !canOperate();
+    const fmt = h('select', { name: 'format', disabled: locked, dataset: { role: 'stream-format' } }, formats.map((f) => h('option', { value: f.format }, f.format)));
+    fmt.value = active.format;
+    const size = h('select', { name: 'size', disabled: locked, dataset: { role: 'stream-size' } });
+    const fps = h('select', { name: 'fps', disabled: locked, dataset: { role: 'stream-fps' } });
+    const fillSizes = () => {
+      const f = formats.find((x) => x.format === fmt.value) || formats[0];
+      size.replaceChildren(...f.sizes.map((s) => h('option', { value: `${s.width}x${s.height}` }, `${s.width}×${s.height}`)));
+      const want = `${active.width}x${active.height}`;
+      if ([...size.options].some((o) => o.value === want)) size.value = want;
+      fillRates();
+    };
+    const fillRates = () => {
+      const f = formats.find((x) => x.format === fmt.value) || formats[0];
+      const s = f.sizes.find((x) => `${x.width}x${x.height}` === size.value) || f.sizes[0];
+      const rates = (s && s.fps) || [];
+      fps.replaceChildren(...rates.map((r) => h('option', { value: String(r) }, `${r} fps`)));
+      if (rates.map(String).includes(String(active.fps))) fps.value = String(active.fps);
+    };
+    fmt.addEventListener('change', fillSizes);
+    size.addEventListener('change', fillRates);
+    fillSizes();
+    const encoder = h('select', { name: 'encoder', disabled: locked, dataset: { role: 'stream-encoder' } },
+      (result.encoders || []).map((e) => h('option', { value: e.name, title: e.description }, e.name)));
+    encoder.value = active.encoder;
+    const bitrate = h('input', { name: 'bitrate', type: 'number', min: '64', max: '100000', placeholder: 'default', disabled: locked, value: active.bitrate ? String(active.bitrate) : '' });
+    const gop = h('input', { name: 'gop', type: 'number', min: '1', max: '600', placeholder: '1 s', disabled: locked, value: active.gop ? String(active.gop) : '' });
+    const apply = h('button', { type: 'submit', class: 'btn btn-primary', disabled: locked, dataset: { action: 'apply-stream' } }, 'Apply');
+    const reset = h('button', { type: 'button', class: 'btn', disabled: locked, dataset: { action: 'default-stream' }, onclick: () => applyStream({ format: null, width: null, height: null, fps: null, encoder: null, bitrate: null, gop: null }) }, 'Default');
+    form.append(
+      h('p', { class: 'muted small stream-active', dataset: { role: 'stream-active' } },
+        `Streaming ${active.format} ${active.width}×${active.height} at ${active.fps || '?'} fps, encoder ${active.encoder}${active.custom ? ' (kept for this camera)' : ' (default)'}`),
+      streamField('Format', fmt), streamField('Size', size), streamField('Frame rate', fps), streamField('Encoder', encoder),
+      streamField('Bitrate (kbit/s)', bitrate), streamField('Keyframe every (frames)', gop), apply, reset);
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const [w, hgt] = size.value.split('x').map(Number);
+      applyStream({
+        format: fmt.value, width: w, height: hgt, fps: fps.value ? Number(fps.value) : null, encoder: encoder.value,
+        bitrate: bitrate.value ? Number(bitrate.value) : null, gop: gop.value ? Number(gop.value) : null,
+      });
+    };
+  }
+
+  async function applyStream(settings) {
+    const cameraId = controlsState.cameraId;
+    try {
+      const result = await call('set_stream_settings', { device: cameraId, ...settings });
+      toast(result.changed ? 'Stream settings applied: the stream restarts' : 'Stream settings unchanged', 'ok');
+      renderStream({ ...controlsState.stream, active: result.active, stored: result.stored });
+    } catch (err) {
+      toast(plain(err, 'change the stream settings'), 'error');
+    }
+  }
+
+  async function reloadControls() {
+    const cameraId = controlsState.cameraId;
+    if (!cameraId) return;
+    try {
+      renderControls(await call('get_camera_controls', { device: cameraId }));
+    } catch (err) {
+      $('controls-body').replaceChildren(h('p', { class: 'muted' }, plain(err, 'read the controls')));
+    }
+  }
+
+  async function openControls(cameraId) {
+    const cam = state.cameras.get(cameraId);
+    controlsState.cameraId = cameraId;
+    $('controls-title').textContent = `Controls · ${cam ? cam.name || cameraId : cameraId}`;
+    $('controls-body').replaceChildren(h('p', { class: 'muted' }, 'Reading the camera\'s controls…'));
+    $('stream-form').replaceChildren();
+    $('controls-reset').disabled = !canOperate();
+    const dialog = $('controls-dialog');
+    if (!dialog.open) dialog.showModal();
+    await reloadControls();
+    if (has('get_stream_settings')) {
+      try {
+        renderStream(await call('get_stream_settings', { device: cameraId }));
+      } catch (err) {
+        $('stream-form').replaceChildren(h('p', { class: 'muted stream-active' }, plain(err, 'read the stream settings')));
+      }
+    }
+  }
+
+  async function resetControls() {
+    try {
+      await call('reset_camera_controls', { device: controlsState.cameraId });
+      toast('Controls back to their defaults', 'ok');
+    } catch (err) {
+      toast(plain(err, 'reset the controls'), 'error');
+    }
+    reloadControls();
+  }
+
+  // camera_controls_update: {device, camera_id, controls: [control, ...]} (changed ones).
+  function controlsUpdate(p) {
+    if (!p || p.camera_id !== controlsState.cameraId || !$('controls-dialog').open) return;
+    for (const c of p.controls || []) {
+      controlsState.controls.set(c.name, c);
+      if (c.supported) updateControl(c);
+    }
   }
 
   function recTimerText(cameraId) {
@@ -1260,6 +1494,11 @@
       location.reload();
     });
     $('retry-now').addEventListener('click', () => { state.attempt = 0; connect(); });
+    const closeControls = () => { $('controls-dialog').close(); controlsState.cameraId = null; };
+    $('controls-close').addEventListener('click', closeControls);
+    $('controls-done').addEventListener('click', closeControls);
+    $('controls-reset').addEventListener('click', resetControls);
+    $('controls-dialog').addEventListener('close', () => { controlsState.cameraId = null; });
     const closeSnapshot = () => $('snapshot-dialog').close();
     $('snapshot-close').addEventListener('click', closeSnapshot);
     $('snapshot-done').addEventListener('click', closeSnapshot);

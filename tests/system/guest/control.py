@@ -13,6 +13,9 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /v4l2?device=D     v4l2-ctl --info / --list-formats-ext of one node
   POST /exec/ffmpeg-probe ffmpeg and Python under the unit's exact sandbox
   GET  /v4l2/nodes        every V4L2 node with its device capabilities
+  GET  /v4l2/ctrl?device=D&name=N   v4l2-ctl -d D -C N (one control's value)
+  POST /v4l2/ctrl?device=D&name=N&value=V   v4l2-ctl -d D -c N=V (a change outside camsvc)
+  GET  /v4l2/ctrls?device=D         v4l2-ctl -d D --list-ctrls-menus
   GET  /exists?path=P     whether a file exists
   POST /mediamtx/record?name=N
                           a recording written as MediaMTX's user would
@@ -423,6 +426,16 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif u.path == "/v4l2/nodes":
             self._reply(v4l2_nodes())
+        elif u.path in ("/v4l2/ctrl", "/v4l2/ctrls"):
+            dev = q.get("device", ["/dev/video0"])[0]
+            if dev not in glob.glob("/dev/video*"):
+                return self._reply({"error": "no such device"}, 404)
+            if u.path == "/v4l2/ctrls":
+                return self._reply(run(["v4l2-ctl", "-d", dev, "--list-ctrls-menus"]))
+            name = q["name"][0]
+            if not name.replace("_", "").isalnum():
+                return self._reply({"error": "bad control name"}, 400)
+            self._reply(run(["v4l2-ctl", "-d", dev, "-C", name]))
         elif u.path == "/v4l2":
             dev = q.get("device", ["/dev/video0"])[0]
             if dev not in glob.glob("/dev/video*"):
@@ -447,6 +460,15 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(sysfs_write("unbind"))
         elif path == "/vivid/bind":
             self._reply(sysfs_write("bind"))
+        elif path == "/v4l2/ctrl":
+            dev, name, value = q["device"][0], q["name"][0], q["value"][0]
+            if (
+                dev not in glob.glob("/dev/video*")
+                or not name.replace("_", "").isalnum()
+                or not value.lstrip("-").isdigit()
+            ):
+                return self._reply({"error": "bad request"}, 400)
+            self._reply(run(["v4l2-ctl", "-d", dev, "-c", f"{name}={value}"]))
         elif path == "/camsvc/restart":
             self._reply(run(["systemctl", "restart", "camsvc"]))
         elif path == "/exec/ffmpeg-probe":
