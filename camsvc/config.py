@@ -477,7 +477,7 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
-def _env_value(path: str, expected: Any, text: str) -> Any:
+def _env_value(path: str, expected: Any, text: str, variable: str = "the override") -> Any:
     """One override's text as the schema's type for ``path`` (never YAML for a string)."""
     shown = "(value not shown: secret)" if path in SECRET_KEYS else repr(text)
     if expected is str:
@@ -507,7 +507,8 @@ def _env_value(path: str, expected: Any, text: str) -> Any:
             try:
                 value = yaml.safe_load(stripped)
             except yaml.YAMLError as exc:
-                raise ConfigError(path, f"is not a valid list: {exc}") from None
+                problem = getattr(exc, "problem", None) or "not a valid list"
+                raise ConfigError(path, f"cannot parse {variable} as a list: {problem}") from None
             return value
         return [item.strip() for item in stripped.split(",") if item.strip()]
     raise ConfigError(path, "cannot be set from the environment")  # pragma: no cover - every leaf type is above
@@ -541,7 +542,7 @@ def _apply_env(data: dict, environ: Mapping[str, str]) -> dict:
             if i == len(parts) - 1:
                 if dataclasses.is_dataclass(cls):
                     raise ConfigError(where, "is a section, not a value")
-                node[part] = _env_value(where, cls, environ[name])
+                node[part] = _env_value(where, cls, environ[name], name)
                 break
             if dataclasses.is_dataclass(cls):
                 child = node.get(part)
