@@ -507,8 +507,10 @@ def _env_value(path: str, expected: Any, text: str, variable: str = "the overrid
             try:
                 value = yaml.safe_load(stripped)
             except yaml.YAMLError as exc:
-                problem = getattr(exc, "problem", None) or "not a valid list"
-                raise ConfigError(path, f"cannot parse {variable} as a list: {problem}") from None
+                problem = getattr(exc, "problem", None) or "not YAML"
+                raise ConfigError(path, f"is not a valid list ([a, b] or a,b): {problem}") from None
+            if not isinstance(value, list):
+                raise ConfigError(path, "is not a valid list ([a, b] or a,b)")
             return value
         return [item.strip() for item in stripped.split(",") if item.strip()]
     raise ConfigError(path, "cannot be set from the environment")  # pragma: no cover - every leaf type is above
