@@ -477,7 +477,7 @@ _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
 
 
-def _env_value(path: str, expected: Any, text: str, variable: str = "the override") -> Any:
+def _env_value(path: str, expected: Any, text: str) -> Any:
     """One override's text as the schema's type for ``path`` (never YAML for a string)."""
     shown = "(value not shown: secret)" if path in SECRET_KEYS else repr(text)
     if expected is str:
@@ -544,7 +544,7 @@ def _apply_env(data: dict, environ: Mapping[str, str]) -> dict:
             if i == len(parts) - 1:
                 if dataclasses.is_dataclass(cls):
                     raise ConfigError(where, "is a section, not a value")
-                node[part] = _env_value(where, cls, environ[name], name)
+                node[part] = _env_value(where, cls, environ[name])
                 break
             if dataclasses.is_dataclass(cls):
                 child = node.get(part)
