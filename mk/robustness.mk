@@ -8,3 +8,10 @@ bench: bench-listing
 bench-flood: venv
 	$(PY) bench/unauth_flood.py
 bench: bench-flood
+
+# The fault-injection suite (faults/, docs/faults.md): MediaMTX SIGKILLed and restarted 100
+# times, its configuration reloaded 20 times. About 3 minutes on the 2-core VM.
+.PHONY: test-faults
+test-faults: venv
+	$(PY) -m pytest -q -s faults
+TEST_STAGES += test-faults
