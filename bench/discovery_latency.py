@@ -13,8 +13,9 @@ loopback socket.
     /work/main/.venv/bin/python bench/discovery_latency.py [-n 200] [--cameras 8] [--replug]
 
 Events round-robin over ``--cameras`` cameras, each camera's events at least
-``debounce + 100 ms`` apart (a change within a camera's debounce window is merged on
-purpose, see docs/cameras.md, and is not the hot path).  Every "add" is a camera never
+``debounce + 100 ms`` apart, or with ``--gaps 0.05:0.3`` 50-300 ms after the previous
+change of that camera (inside its debounce window: announced just as fast, only the
+probe waits).  Every "add" is a camera never
 seen before (a new id, a capability probe, an id-map write), unless ``--replug``
 (the same cameras come back: known ids, cached capabilities).  Reported:
 
@@ -169,47 +170,49 @@ def match(frames, t_sent, device, predicate):
     return None
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("-n", type=int, default=200, help="add/remove uevents to measure (default 200)")
-    ap.add_argument("--cameras", type=int, default=8, help="cameras taking turns (default 8)")
-    ap.add_argument("--replug", action="store_true", help="re-add the same cameras instead of new ones")
-    ap.add_argument("--json", action="store_true", help="print only the JSON result")
-    ap.add_argument(
-        "--no-baseline",
-        action="store_true",
-        help="skip the raw uevent -> pyudev-on-a-reactor baseline (bench/udev_raw.py) run first",
-    )
-    args = ap.parse_args()
+class _Broadcaster:
+    """bench/broadcaster.py as a preloaded subprocess."""
 
-    from tests.support.server import ServiceProcess
-    from tests.support.umockdev import Testbed, umockdev_available
+    def __init__(self, tb) -> None:
+        from tests.support.server import free_port
 
-    ok, reason = umockdev_available()
-    if not ok:
-        print(f"umockdev not available: {reason}", file=sys.stderr)
-        return 1
-    baseline = None
-    if not args.no_baseline:
-        # the same host, the same moment, without camsvc: how much of the figure is the
-        # machine (scheduling, umockdev) rather than camsvc
-        raw = subprocess.run(
+        self.port = free_port()
+        self.proc = subprocess.Popen(
             [
                 sys.executable,
-                os.path.join(os.path.dirname(os.path.abspath(__file__)), "udev_raw.py"),
-                "--kind",
-                "storm",
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "broadcaster.py"),
+                "--port",
+                str(self.port),
             ],
-            capture_output=True,
+            env=tb.env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
             text=True,
-            timeout=300,
         )
-        try:
-            baseline = json.loads(raw.stdout.strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            print(f"baseline failed: {raw.stderr[-500:]}", file=sys.stderr)
-    load_before = os.getloadavg()
-    slot = (DEBOUNCE + MARGIN) / args.cameras
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("the broadcaster did not start")
+        time.sleep(0.3)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def start_service(service: str, tmp: Path, tb):
+    if service == "broadcaster":
+        return _Broadcaster(tb)
+    from tests.support.server import ServiceProcess
+
+    config = {"discovery": {"enabled": True}, "logging": {"level": "info"}}
+    return ServiceProcess(tmp, config, env=tb.env(), wait_ready=True).start()
+
+
+def measure(args, service: str, gaps) -> tuple[list, list, dict | None]:
+    """Plug and unplug on a fresh test bed with ``service`` ("camsvc" or "broadcaster")
+    watching; return (events, frames, camsvc's discovery status)."""
+    from tests.support.umockdev import Testbed
+
+    slot = (DEBOUNCE + MARGIN) / args.cameras if gaps is None else gaps[1] / args.cameras
     tmp = Path(tempfile.mkdtemp(prefix="bench-discovery."))
     events = []  # (kind, t_sent, devnode)
     with Testbed() as tb:
@@ -220,8 +223,7 @@ def main() -> int:
             tb.add_camera(name, serial=f"BENCH{serial:04d}", card="Bench Cam", port=str(i + 1), video=2 * i)
             present[name] = True
             serial += 1
-        config = {"discovery": {"enabled": True}, "logging": {"level": "info"}}
-        svc = ServiceProcess(tmp, config, env=tb.env(), wait_ready=True).start()
+        svc = start_service(service, tmp, tb)
         reader = None
         try:
             reader = FrameReader("127.0.0.1", svc.port)
@@ -233,7 +235,8 @@ def main() -> int:
                 name = f"cam{idx}"
                 # never inside the camera's debounce window (that change would be merged
                 # on purpose), and at most one event per slot overall
-                due = max(last.get(idx, 0) + DEBOUNCE + MARGIN, last.get("any", 0) + slot)
+                gap = DEBOUNCE + MARGIN if gaps is None else gaps[0].uniform(gaps[1], gaps[2])
+                due = max(last.get(idx, 0) + gap, last.get("any", 0) + slot)
                 delay = due - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
@@ -268,18 +271,88 @@ def main() -> int:
             time.sleep(1.0)  # the last probes
             frames = reader.snapshot()
             status = None
-            try:
-                from tests.support.wsclient import RpcClient
+            if service == "camsvc":
+                try:
+                    from tests.support.wsclient import RpcClient
 
-                with RpcClient(svc.url) as client:
-                    status = client.call("get_status")["components"]["discovery"]
-            except Exception as exc:  # the figures above are what matters
-                print(f"get_status failed: {exc}", file=sys.stderr)
+                    with RpcClient(svc.url) as client:
+                        status = client.call("get_status")["components"]["discovery"]
+                except Exception as exc:  # the figures above are what matters
+                    print(f"get_status failed: {exc}", file=sys.stderr)
         finally:
             if reader is not None:
                 reader.close()
+            if service == "camsvc" and status is None and hasattr(svc, "log"):
+                print("camsvc's log (tail):\n" + svc.log()[-3000:], file=sys.stderr)
             svc.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+    return events, frames, status
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-n", type=int, default=200, help="add/remove uevents to measure (default 200)")
+    ap.add_argument("--cameras", type=int, default=8, help="cameras taking turns (default 8)")
+    ap.add_argument("--replug", action="store_true", help="re-add the same cameras instead of new ones")
+    ap.add_argument(
+        "--gaps",
+        default="",
+        metavar="MIN:MAX",
+        help="each camera's next change MIN..MAX seconds after its previous one (uniform, seeded), "
+        "e.g. 0.05:0.3: changes inside the debounce window, which must be announced just as fast",
+    )
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="first the same run with the minimal pyudev + Autobahn broadcaster (bench/broadcaster.py) "
+        "in camsvc's place; print both and the ratio of the announce p50s",
+    )
+    ap.add_argument("--json", action="store_true", help="print only the JSON result")
+    ap.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="skip the raw uevent -> pyudev-on-a-reactor baseline (bench/udev_raw.py) run first",
+    )
+    args = ap.parse_args()
+
+    from tests.support.umockdev import umockdev_available
+
+    ok, reason = umockdev_available()
+    if not ok:
+        print(f"umockdev not available: {reason}", file=sys.stderr)
+        return 1
+    baseline = None
+    if not args.no_baseline:
+        # the same host, the same moment, without camsvc: how much of the figure is the
+        # machine (scheduling, umockdev) rather than camsvc
+        raw = subprocess.run(
+            [
+                sys.executable,
+                os.path.join(os.path.dirname(os.path.abspath(__file__)), "udev_raw.py"),
+                "--kind",
+                "storm",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        try:
+            baseline = json.loads(raw.stdout.strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            print(f"baseline failed: {raw.stderr[-500:]}", file=sys.stderr)
+    load_before = os.getloadavg()
+    gaps = None
+    if args.gaps:
+        import random
+
+        lo, hi = (float(x) for x in args.gaps.split(":"))
+        rng = random.Random(13)
+        gaps = (rng, lo, hi)
+    services = ["broadcaster", "camsvc"] if args.compare else ["camsvc"]
+    runs = {}
+    for service in services:
+        runs[service] = measure(args, service, gaps)
+    events, frames, status = runs["camsvc"]
     announce = {"add": [], "remove": []}
     probe = []
     missing = 0
@@ -299,11 +372,25 @@ def main() -> int:
             if caps is not None:
                 probe.append((caps - t_sent) * 1000)
     both = announce["add"] + announce["remove"]
+    reference = None
+    if "broadcaster" in runs:
+        b_events, b_frames, _ = runs["broadcaster"]
+        got = {"add": [], "remove": []}
+        for kind, t_sent, dev in b_events:
+            want = "CONNECTED" if kind == "add" else "DISCONNECTED"
+            hit = match(b_frames, t_sent, dev, lambda p, w=want: p["status"] == w)
+            if hit is not None:
+                got[kind].append((hit[0] - t_sent) * 1000)
+        reference = {
+            "announce": summary(got["add"] + got["remove"]),
+            "announce_add": summary(got["add"]),
+            "announce_remove": summary(got["remove"]),
+        }
     load_after = os.getloadavg()
     result = {
         "events": len(events),
         "cameras": args.cameras,
-        "mode": "replug" if args.replug else "new cameras",
+        "mode": ("replug" if args.replug else "new cameras") + (f", gaps {args.gaps} s" if args.gaps else ""),
         "missing": missing,
         "announce": summary(both),
         "announce_add": summary(announce["add"]),
@@ -311,6 +398,12 @@ def main() -> int:
         "capabilities": summary(probe),
         "server": status,
         "baseline_udev_raw": baseline,
+        "broadcaster": reference,
+        "ratio_p50": (
+            round(summary(both)["p50_ms"] / reference["announce"]["p50_ms"], 2)
+            if reference and reference["announce"]["n"] and both and reference["announce"]["p50_ms"]
+            else None
+        ),
         "loadavg_1min": [round(load_before[0], 2), round(load_after[0], 2)],
         "cpus": os.cpu_count(),
     }
@@ -329,6 +422,15 @@ def main() -> int:
                 f"  baseline (uevent -> pyudev on a bare reactor, no camsvc): p50 {baseline['p50_ms']} ms  "
                 f"p99 {baseline['p99_ms']} ms  max {baseline['max_ms']} ms"
             )
+        if reference:
+            for label in ("announce", "announce_add", "announce_remove"):
+                s = reference[label]
+                if s["n"]:
+                    print(
+                        f"  broadcaster {label.replace('announce', '').strip('_') or 'all':6s} n={s['n']:4d}  p50 {s['p50_ms']:7.3f} ms  "
+                        f"p99 {s['p99_ms']:7.3f} ms  max {s['max_ms']:7.3f} ms"
+                    )
+            print(f"  camsvc / broadcaster announce p50: {result['ratio_p50']}x (target <= 2x)")
         print(f"  load average {result['loadavg_1min'][0]} -> {result['loadavg_1min'][1]} on {result['cpus']} CPUs")
         print(json.dumps(result))
     return 0 if missing == 0 else 2

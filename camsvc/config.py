@@ -277,7 +277,12 @@ class RecordingConfig:
     )
     start_timeout: float = _opt(15.0, check=_positive)
     on_shutdown: str = _opt("stop", choices=("stop", "keep"))
+    # A stop for a package upgrade (the postinst leaves <state_dir>/upgrade-restart):
+    # "keep" resumes the recordings after the restart, "stop" does as on_shutdown says.
+    on_upgrade: str = _opt("keep", choices=("stop", "keep"))
     resume_timeout: float = _opt(60.0, check=_positive)
+    disk_check_interval: float = _opt(1.0, check=_positive, doc="seconds between full-disk checks while recording")
+    min_free_bytes: int = _opt(16777216, check=_non_negative, doc="below this, a recording stops with FAILED")
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,7 @@ class SnapshotsConfig:
     format: str = _opt("jpg", choices=("jpg", "png"))
     quality: int = _opt(85, check=_quality)
     timeout: float = _opt(10.0, check=_positive)
+    max_queued: int = _opt(4, check=_non_negative, doc="snapshots waiting per camera behind the one running")
     device_input: str = _opt("-f v4l2 -input_format {input_format} -video_size {width}x{height} -i {device}")
     device_skip_frames: int = _opt(0, check=_non_negative)
     stream_input: str = _opt("-rtsp_transport tcp -probesize 10000 -analyzeduration 200000 -i {rtsp_url}")
@@ -501,7 +507,10 @@ def _env_value(path: str, expected: Any, text: str) -> Any:
             try:
                 value = yaml.safe_load(stripped)
             except yaml.YAMLError as exc:
-                raise ConfigError(path, f"is not a valid list: {exc}") from None
+                problem = getattr(exc, "problem", None) or "not YAML"
+                raise ConfigError(path, f"is not a valid list ([a, b] or a,b): {problem}") from None
+            if not isinstance(value, list):
+                raise ConfigError(path, "is not a valid list ([a, b] or a,b)")
             return value
         return [item.strip() for item in stripped.split(",") if item.strip()]
     raise ConfigError(path, "cannot be set from the environment")  # pragma: no cover - every leaf type is above

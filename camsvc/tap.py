@@ -175,7 +175,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.cameras.subscribe(app.camera_notifier)
     register_all(app)
     # /metrics needs what get_metrics needs; /files what listing the files needs.
-    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN)
+    # ... or an API key of scope "metrics" (a Prometheus scraper's, which opens nothing else).
+    app.http_children[b"metrics"] = protect(app, MetricsResource(app.metrics), Role.ADMIN, scope="metrics")
     app.http_children[b"files"] = protected_files(app)
     # The MQTT bridge runs commands through the engine, so it comes after the methods.
     # Imported only when enabled: paho-mqtt stays out of an idle camsvc's memory.

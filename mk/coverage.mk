@@ -5,7 +5,9 @@
 # into build/coverage/html/index.html; below the floor (`fail_under`) the run fails.
 # coverage.py comes from the venv (setup.py test extras); no Debian package.
 #
-#   make test-unit COVERAGE=0   plain pytest, no report, no floor (quick local runs)
+#   make test-unit COVERAGE=0   plain pytest, no report, no floor: quick local runs, and any
+#                               stage that runs test-unit on a selection (PYTEST_ARGS=tests/...),
+#                               which under coverage would fail the floor
 #   make coverage-report        summary of the last run's data, missing lines per file
 
 COVERAGE ?= 1

@@ -21,7 +21,7 @@ pyenv_python = $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/py
 
 # The tests that exercise the third-party libraries' APIs: Twisted's reactor,
 # web and TLS, Autobahn's WebSocket server, treq against the MediaMTX stand-in,
-# pyudev (and umockdev), PyYAML, PyJWT, prometheus-client, service-identity.
+# pyudev (and umockdev), PyYAML, PyJWT, prometheus-client, service-identity, paho-mqtt.
 # Browser, fuzzing, layering and packaging checks do not depend on them.
 DISTRO_TESTS ?= tests/test_ws.py tests/test_ws_flow.py tests/test_rpc.py tests/test_auth.py \
 	tests/test_api_auth.py tests/test_httpauth.py tests/test_security_ws.py tests/test_tls.py \
@@ -29,13 +29,18 @@ DISTRO_TESTS ?= tests/test_ws.py tests/test_ws_flow.py tests/test_rpc.py tests/t
 	tests/test_metrics_mediamtx.py tests/test_mediamtx_integration.py tests/test_mediamtx_reconcile.py \
 	tests/test_discovery.py tests/test_discovery_umockdev.py tests/test_http_files.py \
 	tests/test_lifecycle.py tests/test_shutdown_recording.py tests/test_admin.py tests/test_client.py \
-	tests/test_smoke.py tests/test_python_support.py
+	tests/test_smoke.py tests/test_python_support.py tests/test_mqtt_bridge.py tests/test_mqtt_broker.py \
+	tests/test_mqtt_payloads.py tests/test_http_limits.py tests/test_unauthenticated.py tests/test_ws_frames.py
 DISTRO_PYTEST_ARGS ?= -q -p no:cacheprovider
 
 TEST_STAGES += test-distro-libs test-trixie
 
 .PHONY: test-distro-libs test-jammy-libs test-noble-libs test-trixie-libs distro-libs-clean
-test-distro-libs: test-jammy-libs test-noble-libs test-trixie-libs
+# The three side by side: the selection spends most of its wall time waiting
+# (timeouts, child processes, sockets), not computing, so in parallel the stage
+# takes about as long as the slowest one.  Each keeps its own output together.
+test-distro-libs:
+	@$(MAKE) --no-print-directory -j3 --output-sync=target test-jammy-libs test-noble-libs test-trixie-libs
 
 test-jammy-libs:
 	@$(MAKE) --no-print-directory distro-libs DISTRO=ubuntu-22.04 DISTRO_PY=3.10

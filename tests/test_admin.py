@@ -112,6 +112,8 @@ def test_usage_and_config_errors(tmp_path):
     result = admin(bad, "key", "list")
     assert result.returncode == 78 and "server.port" in result.stderr
     assert admin(None, "key", "create", "--role", "god").returncode == 2
+    assert admin(None, "key", "create", "--scope", "files").returncode == 2
+    assert admin(None, "key", "create").returncode == 2  # neither --role nor --scope
     assert admin(None).returncode == 2
     assert admin(None, "token", "--role", "admin", "--lifetime", "-5").returncode == 2
     assert admin(None, "secret").returncode == 2
@@ -127,6 +129,10 @@ def test_files_are_created_where_the_config_says(tmp_path):
     assert stat.S_IMODE((state / "jwt_secret").stat().st_mode) == 0o600
     assert admin(config, "key", "create", "--role", "admin").returncode == 0
     assert stat.S_IMODE((state / "keys.json").stat().st_mode) == 0o600
+    made = admin(config, "key", "create", "--scope", "metrics", "--name", "prometheus")
+    assert made.returncode == 0 and "/metrics only" in made.stderr, made.stderr
+    listed = admin(config, "key", "list")
+    assert "metrics only" in listed.stdout and "prometheus" in listed.stdout, listed.stdout
     (state / "keys.json").write_text("{broken")
     broken = admin(config, "key", "list")
     assert broken.returncode == 1 and "not valid" in broken.stderr

@@ -54,6 +54,19 @@ def test_authenticate_with_an_api_key_and_revocation(app):
     assert call(app, session, "authenticate", {"auth_token": key})["error"]["data"]["reason"] == "revoked"
 
 
+def test_a_metrics_scoped_key_opens_no_session(app):
+    store = KeyStore(app.config.auth.api_keys_file)
+    key, _ = store.create(Role.VIEWER, "prometheus", app.clock.seconds(), scope="metrics")
+    session = new_session(app)
+    reply = call(app, session, "authenticate", {"auth_token": key})
+    assert reply["error"]["code"] == -32001 and reply["error"]["data"]["reason"] == "scope"
+    assert "/metrics only" in reply["error"]["message"]
+    assert not session.authenticated
+    assert call(app, session, "get_status")["error"]["code"] == -32001
+    # Not counted as a failed guess: the limiter is untouched.
+    assert app.auth.failures.retry_after(f"conn:{session.id}") is None
+
+
 def test_failures_are_limited_per_connection_but_valid_credentials_always_work(app, logged):
     """The lockout used to refuse a valid token too (NAT, proxies): now only failures are refused."""
     session = new_session(app, peer="tcp4:192.0.2.1:1000")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from camsvc.cameras.settings import FILENAME
-from camsvc.testing import FakeControlDevice, usb_camera
+from camsvc.testing import FakeControlDevice, usb_camera, webcam_controls
 from tests.test_api_cameras import Env
 
 BRIGHTNESS = 0x00980900
@@ -254,6 +254,15 @@ def test_external_change_is_published_by_the_watch(cenv):
         e.app.controls.stopService()
 
 
+def test_a_read_publishes_what_changed_outside(cenv):
+    e = cenv([usb_camera(0, serial="S1")])
+    e.result("get_camera_controls", {"device": "camera0"})
+    e.node.external_set(BRIGHTNESS, 5)
+    e.result("get_camera_controls", {"device": "camera0"})
+    (update,) = e.updates()
+    assert [(c["name"], c["value"]) for c in update["controls"]] == [("brightness", 5)]
+
+
 def test_disconnected_or_vanished_camera_is_32005(cenv):
     cam = usb_camera(0, serial="S1")
     e = cenv([cam])
@@ -266,3 +275,18 @@ def test_disconnected_or_vanished_camera_is_32005(cenv):
     err = e.error("set_camera_controls", {"device": "camera0", "controls": {"brightness": 1}})
     assert err["code"] == -32005 and "DISCONNECTED" in err["message"]
     assert e.error("get_camera_controls", {"device": "camera9"})["code"] == -32004
+
+
+def test_a_stored_value_the_camera_no_longer_takes_is_skipped(cenv, tmp_path):
+    cam = usb_camera(0, serial="S1")
+    e = cenv([cam])
+    e.result("set_camera_controls", {"device": "camera0", "controls": {"brightness": 200, "contrast": 10}})
+    e.reactor.advance(1)
+    # new firmware: brightness now tops out at 100
+    table = [dict(c) for c in webcam_controls()]
+    for c in table:
+        if c["id"] == BRIGHTNESS:
+            c["max"] = 100
+    again = cenv([cam], node=FakeControlDevice(table))
+    assert again.node.values[0x00980901] == 10 and again.node.values[BRIGHTNESS] == 128
+    assert again.app.controls.stats["applied"] == 1

@@ -70,6 +70,19 @@ def test_dev_config_is_valid():
         ({"server": {"tls": {"cert": "/x.pem"}}}, "server.tls", "together"),
         ({"server": {"host": "0.0.0.0"}, "auth": {"required": False}}, "auth.required", "loopback"),
         ({"storage": {"recordings_dir": ""}}, "storage.recordings_dir", "must not be empty"),
+        ({"mediamtx": {"reconcile_interval": 0}}, "mediamtx.reconcile_interval", "greater than 0"),
+        ({"retention": {"max_age_days": -1}}, "retention.max_age_days", "0 or greater"),
+        ({"storage": {"warn_free_percent": 120}}, "storage.warn_free_percent", "between 0 and 100"),
+        ({"server": {"idle_timeout": 1}}, "server.idle_timeout", "at least 2 seconds"),
+        ({"server": {"trusted_proxies": ["10.0.0.0/8", "proxy.lan"]}}, "server.trusted_proxies", "'proxy.lan'"),
+        ({"mediamtx": {"publish_command": "ffmpeg -i {device!r}"}}, "mediamtx.publish_command", "not a plain name"),
+        ({"mediamtx": {"publish_command": "ffmpeg -i {0}"}}, "mediamtx.publish_command", "not a plain name"),
+        (
+            {"storage": {"warn_free_percent": 5, "critical_free_percent": 8}},
+            "storage.critical_free_percent",
+            "must not exceed storage.warn_free_percent",
+        ),
+        ({1: {}}, "1", "section names must be strings"),
     ],
 )
 def test_invalid_values_name_the_key_path(data, path, words):
@@ -114,6 +127,25 @@ def test_env_override_errors_name_the_key():
         load_config(None, environ={"CAMSVC_SERVER__NOPE": "1"})
     with pytest.raises(ConfigError, match=r"^server\.port: is not a section"):
         load_config(None, environ={"CAMSVC_SERVER__PORT__X": "1"})
+
+
+def test_malformed_env_overrides(tmp_path):
+    with pytest.raises(ConfigError, match=r"^CAMSVC_SERVER____PORT: malformed override variable name"):
+        load_config(None, environ={"CAMSVC_SERVER____PORT": "1"})
+    with pytest.raises(
+        ConfigError,
+        match=r"^server\.allowed_origins: is not a valid list \(\[a, b\] or a,b\): expected ',' or '\]', but got '<stream end>'$",
+    ):
+        load_config(None, environ={"CAMSVC_SERVER__ALLOWED_ORIGINS": "[unclosed"})
+    with pytest.raises(ConfigError, match=r"^server\.port: is not a section"):
+        load_config(None, environ={"CAMSVC_SERVER__PORT": "1", "CAMSVC_SERVER__PORT__X": "1"})
+
+
+def test_a_file_that_is_not_utf8(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("logging:\n  level: d\xe9bug\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="is not UTF-8 text"):
+        load_config(str(path), environ={})
 
 
 def test_unreadable_file(tmp_path):

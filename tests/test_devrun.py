@@ -23,6 +23,7 @@ import yaml
 
 from tests.support import mediamtx as standin
 from tests.support.devrun import alive, children, hermetic_path, http_get, standin_mediamtx, wait_for
+from tests.support.mediamtx_process import StandInProcess
 from tests.support.server import ROOT, free_port
 
 DEVRUN = ROOT / "tools" / "devrun.py"
@@ -184,9 +185,10 @@ def test_no_download_without_a_pinned_checksum(tmp_path, release):
 class DevRun:
     """``tools/devrun.py run`` as `make run` starts it, on free ports with state in ``tmp``."""
 
-    def __init__(self, tmp: Path, *args: str, env: dict | None = None):
+    def __init__(self, tmp: Path, *args: str, env: dict | None = None, api_port: int | None = None, mediamtx=None):
         self.tmp = tmp
-        self.port, self.api_port = free_port(), free_port()
+        tmp.mkdir(parents=True, exist_ok=True)
+        self.port, self.api_port = free_port(), api_port or free_port()
         self.cache = tmp / "cache"
         config = {
             "server": {"host": "127.0.0.1", "port": self.port},
@@ -196,7 +198,7 @@ class DevRun:
                 for k, v in (("recordings_dir", "rec"), ("snapshots_dir", "snap"), ("state_dir", "state"))
             },
             "discovery": {"enabled": False},
-            "mediamtx": {"api_url": f"http://127.0.0.1:{self.api_port}"},
+            "mediamtx": {"api_url": f"http://127.0.0.1:{self.api_port}", **(mediamtx or {})},
         }
         self.config = tmp / "camsvc.yaml"
         self.config.write_text(yaml.safe_dump(config))
@@ -290,6 +292,31 @@ def test_run_starts_mediamtx_from_the_fragment_and_stops_it_after_camsvc(tmp_pat
     assert log.index("Server Shut Down.") < log.index("Received SIGTERM, shutting down.")
 
 
+def test_a_running_mediamtx_is_used_and_a_disabled_one_not_started(tmp_path):
+    already = StandInProcess(tmp_path / "standin").start()
+    try:
+        run = DevRun(tmp_path / "a", api_port=already.port, env={"MEDIAMTX": str(standin_mediamtx(tmp_path))})
+        try:
+            wait_for(lambda: http_get(run.ready_url)[0] == 200, what="camsvc ready with the running MediaMTX")
+            assert len(children(run.proc.pid)) == 1  # camsvc only
+            assert run.devrun_lines() == [
+                f"make run: something already listens on 127.0.0.1:{already.port} (mediamtx.api_url): "
+                "not starting MediaMTX, camsvc uses that"
+            ]
+        finally:
+            assert run.stop() == 0
+        assert already.proc.poll() is None  # not ours to stop
+    finally:
+        already.stop()
+    run = DevRun(tmp_path / "b", mediamtx={"enabled": False}, env={"MEDIAMTX": str(standin_mediamtx(tmp_path))})
+    try:
+        wait_for(lambda: http_get(run.ready_url)[0] == 200, what="camsvc ready without MediaMTX")
+        assert len(children(run.proc.pid)) == 1
+        assert run.devrun_lines() == ["make run: mediamtx.enabled is false: camsvc runs without MediaMTX"]
+    finally:
+        assert run.stop() == 0
+
+
 def test_mediamtx_ending_first_leaves_camsvc_running(tmp_path):
     run = DevRun(tmp_path, env={"MEDIAMTX": str(standin_mediamtx(tmp_path))})
     try:
@@ -305,3 +332,41 @@ def test_mediamtx_ending_first_leaves_camsvc_running(tmp_path):
         rc = run.stop(signal.SIGTERM)
     assert rc == 0
     assert not alive(camsvc_pid)
+
+
+def test_the_documented_fragment_is_the_shipped_file():
+    text = (ROOT / "docs" / "mediamtx.md").read_text()
+    section = text[text.index("## The `mediamtx.yml` fragment") :]
+    block = re.search(r"```yaml\n(.*?)```", section, re.S).group(1)
+    assert yaml.safe_load(block) == yaml.safe_load(FRAGMENT.read_text())
+
+
+def test_the_generated_configuration_uses_only_keys_mediamtx_knows(tmp_path):
+    """Every key make run writes exists in MediaMTX v1.20.1's own mediamtx.yml (the reference
+    copy in tests/data), at the same place: a misspelt key would stop MediaMTX at start."""
+    conf = tmp_path / "camsvc.yaml"
+    conf.write_text(yaml.safe_dump({"storage": {"recordings_dir": str(tmp_path / "rec")}}))
+    r = devrun("--config", str(conf), "--cache", str(tmp_path / "cache"), "config")
+    assert r.returncode == 0, r.stderr
+    generated = yaml.safe_load(Path(r.stdout.strip()).read_text())
+    reference = yaml.safe_load((ROOT / "tests" / "data" / "mediamtx.yml").read_text())
+    assert set(generated) <= set(reference)
+    assert set(generated["pathDefaults"]) <= set(reference["pathDefaults"])
+    user_keys = set().union(*(u.keys() for u in reference["authInternalUsers"]))
+    actions = {"publish", "read", "playback", "api", "metrics", "pprof"}
+    for user in generated["authInternalUsers"]:
+        assert set(user) <= user_keys
+        assert {p["action"] for p in user["permissions"]} <= actions
+    assert generated["api"] is True and generated["apiAddress"] == "127.0.0.1:9997"
+
+
+def test_killing_devrun_stops_both(tmp_path):
+    run = DevRun(tmp_path, env={"MEDIAMTX": str(standin_mediamtx(tmp_path))})
+    try:
+        wait_for(lambda: http_get(run.ready_url)[0] == 200, what="camsvc ready with MediaMTX")
+        kids = children(run.proc.pid)
+        assert len(kids) == 2
+    finally:
+        run.proc.kill()
+        run.proc.wait()
+    wait_for(lambda: not any(alive(k) for k in kids), what="camsvc and MediaMTX ending with devrun")

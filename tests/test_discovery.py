@@ -735,3 +735,20 @@ def test_disconnected_cameras_are_forgotten_after_forget_after(make):
     h.deliver()
     assert h.cam("camera0").status == CONNECTED
     h.stop()
+
+
+def test_querycap_is_asked_once_per_node_identity(make):
+    cam = usb_camera(0, serial="S1")
+    h = make().start()
+    h.udev.add(cam)
+    h.deliver()
+    asked = h.udev.querycaps
+    h.udev.remove(cam)
+    h.udev.add(cam)  # replugged on the same port: the same answer
+    h.deliver()
+    assert h.udev.querycaps == asked and h.status("camera0") == CONNECTED
+    h.udev.remove(cam)
+    h.udev.add(usb_camera(0, serial="S2"))  # another camera on that node: asked again
+    h.deliver()
+    assert h.udev.querycaps == asked + 1
+    h.stop()

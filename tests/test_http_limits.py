@@ -7,6 +7,7 @@ connections were not capped.
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 
@@ -130,3 +131,62 @@ def test_http_connections_are_capped_and_websockets_leave_the_count(server):
             assert time.monotonic() < deadline
             time.sleep(0.1)
     assert "Refusing HTTP connections: 6 open (server.max_http_connections 6)" in server.log()
+
+
+# -- file descriptors: EMFILE ------------------------------------------------------------
+
+
+def test_fd_guard_pauses_and_resumes_accepting():
+    from twisted.internet.task import Clock
+
+    from camsvc.server.listener import FdGuard
+
+    class Port:
+        reading = True
+
+        def stopReading(self):
+            self.reading = False
+
+        def startReading(self):
+            self.reading = True
+
+    clock, port, used = Clock(), Port(), [100]
+    guard = FdGuard(port, clock, reserve=20, count=lambda: used[0], limit=lambda: 1024)
+    assert guard() and port.reading
+    used[0] = 1010
+    clock.advance(1)
+    assert not guard() and not port.reading and guard.paused
+    assert not guard()  # refused while paused
+    clock.advance(1)
+    assert not port.reading  # still too few free
+    used[0] = 900
+    clock.advance(1)
+    assert port.reading and not guard.paused and guard()
+
+
+def test_running_out_of_file_descriptors_pauses_accepting_and_recovers(tmp_path):
+    """Without a guard, EMFILE on accept made Twisted accept-and-close (or spin):
+    with it, accepting pauses with one log line and resumes when descriptors free up."""
+    proc = ServiceProcess(tmp_path, {"server": {"max_http_connections": 1000, "http_header_timeout": 60}}, nofile=64)
+    proc.start()
+    try:
+        assert len(os.listdir(f"/proc/{proc.proc.pid}/fd")) < 40
+        held = []
+        for _ in range(80):
+            s = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+            held.append(s)
+        deadline = time.monotonic() + 10
+        while "Accepting paused" not in proc.log():
+            assert time.monotonic() < deadline, proc.log()[-2000:]
+            time.sleep(0.1)
+        for s in held:
+            s.close()
+        deadline = time.monotonic() + 15
+        while "Accepting resumed" not in proc.log():
+            assert time.monotonic() < deadline, proc.log()[-2000:]
+            time.sleep(0.1)
+        with RpcClient(proc.url) as client:
+            assert client.call("ping") == "pong"
+        assert "Traceback" not in proc.log()
+    finally:
+        proc.stop_cleanly()

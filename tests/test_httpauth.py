@@ -192,3 +192,28 @@ def test_the_wired_service_protects_metrics_and_leaves_health_open(app):
     admin = app.auth.mint_token(Role.ADMIN, "a", 60)
     response, body = get(client, "/metrics", {"Authorization": f"Bearer {admin}"})
     assert response.code == 200 and b"camsvc_info" in body
+
+
+def test_a_metrics_scoped_key_reads_metrics_and_nothing_else(app):
+    # What a Prometheus scraper holds: camsvc-admin key create --scope metrics.
+    client = StubTreq(app.listener.site.resource)
+    store = KeyStore(app.config.auth.api_keys_file)
+    key, record = store.create(Role.VIEWER, "prometheus", app.clock.seconds(), scope="metrics")
+    assert record["scope"] == "metrics"
+    response, body = get(client, "/metrics", {"Authorization": f"Bearer {key}"})
+    assert response.code == 200 and b"camsvc_info" in body
+    assert status(client, "/metrics", {"X-API-Key": key}) == 200
+    # A viewer's files are closed to it, although its recorded role is viewer.
+    response, body = get(client, "/files/snapshots/a.jpg", {"Authorization": f"Bearer {key}"})
+    assert response.code == 403 and "/metrics only" in json.loads(body)["error"]
+    # Unscoped keys keep their role rules: a viewer key still cannot scrape.
+    viewer_key, _ = store.create(Role.VIEWER, "v", app.clock.seconds())
+    assert status(client, "/metrics", {"X-API-Key": viewer_key}) == 403
+    store.revoke(record["id"], app.clock.seconds())
+    assert status(client, "/metrics", {"X-API-Key": key}) == 401
+
+
+def test_unknown_scopes_are_refused(app):
+    store = KeyStore(app.config.auth.api_keys_file)
+    with pytest.raises(ValueError):
+        store.create(Role.VIEWER, "x", app.clock.seconds(), scope="files")

@@ -45,6 +45,7 @@ def app(tmp_path):
             camera_id="camera0",
             device="/dev/video0",
             links=("/dev/v4l/by-id/usb-Acme-video-index0",),
+            path="/dev/v4l/by-id/usb-Acme-video-index0",  # discovery's unique path
             default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
         )
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import struct
 import subprocess
+import time
 from datetime import datetime
 
 import pytest
@@ -441,3 +442,64 @@ def test_duration_cache_follows_changes(store):
     put(store, RECORDINGS, "a.mp4", b"1234", mtime=5)
     assert store.duration(store.lookup(RECORDINGS, "a.mp4")) == 4.0
     assert len(calls) == 2
+
+
+# -- cached listings (issue 15) ---------------------------------------------------------------
+
+
+def _settle(path):
+    """Make the directory look settled (changed more than a second ago)."""
+    past = time.time() - 10
+    os.utime(path, (past, past))
+
+
+def test_listing_is_cached_until_the_directory_changes(store, monkeypatch):
+    """list_* used to stat every file on every call."""
+    for i in range(5):
+        put(store, RECORDINGS, f"camera0_{stamp(datetime(2024, 1, 1).timestamp() + i)}.mp4", mtime=1_000_000 + i)
+    rec = store.dirs[RECORDINGS]
+    _settle(rec)
+    first = store.list(RECORDINGS)
+    scans = []
+    real_scandir = os.scandir
+    monkeypatch.setattr(os, "scandir", lambda p: scans.append(p) or real_scandir(p))
+    for _ in range(3):
+        assert [f.filename for f in store.list(RECORDINGS)] == [f.filename for f in first]
+    assert [f.filename for f in store.list(RECORDINGS, "camera0")] == [f.filename for f in first]
+    assert scans == []  # served from the cache
+    put(store, RECORDINGS, "camera1_new.mp4", mtime=2_000_000)
+    _settle(rec)
+    assert "camera1_new.mp4" in [f.filename for f in store.list(RECORDINGS)]
+    assert len(scans) == 1
+    store.delete(RECORDINGS, "camera1_new.mp4")
+    assert "camera1_new.mp4" not in [f.filename for f in store.list(RECORDINGS)]
+
+
+def test_a_file_being_written_shows_its_current_size(store):
+    put(store, RECORDINGS, "camera0_growing.mp4", b"x")  # modified now: hot
+    _settle(store.dirs[RECORDINGS])
+    assert store.list(RECORDINGS)[0].size == 1
+    with open(os.path.join(store.dirs[RECORDINGS], "camera0_growing.mp4"), "ab") as f:
+        f.write(b"yyyy")
+    assert store.list(RECORDINGS)[0].size == 5
+
+
+def test_an_unsettled_directory_is_not_cached(store):
+    put(store, RECORDINGS, "camera0_a.mp4")
+    store.list(RECORDINGS)
+    assert RECORDINGS not in store._listings
+
+
+@pytest.mark.parametrize("offset_hours", [0, 1, -5, 5.5, 13.75, -9.5])
+def test_the_writers_utc_offset_is_learned_from_a_fresh_name(offset_hours):
+    from datetime import timedelta, timezone
+
+    from camsvc.media.files import learn_utc_offset, time_from_name
+
+    now = 1_700_000_000.25
+    zone = timezone(timedelta(hours=offset_hours))
+    written = datetime.fromtimestamp(now - 0.7, tz=zone)  # named 0.7 s ago in the writer's zone
+    name = f"camera0_{written:%Y-%m-%d_%H-%M-%S-%f}.mp4"
+    offset = learn_utc_offset(name, now)
+    assert offset == offset_hours * 3600
+    assert time_from_name(name, offset) == pytest.approx(now - 0.7, abs=1e-6)

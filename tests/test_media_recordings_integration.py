@@ -11,6 +11,7 @@ import json
 import os
 import sys
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -204,3 +205,75 @@ async def test_shutdown_stops_and_keep_resumes(tmp_path, mediamtx_standin):
         assert stopped["session_id"] == started["session_id"] and stopped["filename"] == started["filename"]
     finally:
         await resumed.app.service.stopService()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_package_upgrade_s_restart_keeps_and_resumes_recordings(tmp_path, mediamtx_standin):
+    # debian/camsvc.postinst leaves the marker before the restart; on_shutdown stays "stop".
+    first = await start_app(tmp_path, mediamtx_standin)
+    started = await first.result("start_recording", {"device": "camera0"})
+    marker = os.path.join(first.app.config.storage.state_dir, "upgrade-restart")
+    open(marker, "w").close()
+    await first.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is True  # left to MediaMTX
+    assert ("STOPPED", "shutdown") not in first.statuses()
+
+    upgraded = await start_app(tmp_path, mediamtx_standin)
+    try:
+        assert not os.path.exists(marker)  # the new version's start consumed it
+        await eventually(lambda: upgraded.app.recordings.is_recording("camera0"), what="resumed")
+        assert upgraded.statuses() == [("STARTED", "resumed")]
+        stopped = await upgraded.result("stop_recording", {"device": "camera0"})
+        assert stopped["session_id"] == started["session_id"] and stopped["filename"] == started["filename"]
+        # Without the marker the next shutdown does what on_shutdown says again.
+        await upgraded.result("start_recording", {"device": "camera0"})
+    finally:
+        await upgraded.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is False
+    assert upgraded.statuses()[-1] == ("STOPPED", "shutdown")
+
+
+@pytest_twisted.ensureDeferred
+async def test_on_upgrade_stop_finalises_on_an_upgrade_s_restart(tmp_path, mediamtx_standin):
+    first = await start_app(tmp_path, mediamtx_standin, on_upgrade="stop")
+    await first.result("start_recording", {"device": "camera0"})
+    open(os.path.join(first.app.config.storage.state_dir, "upgrade-restart"), "w").close()
+    await first.app.service.stopService()
+    assert mediamtx_standin.config_paths["camera0"]["record"] is False
+    assert first.statuses()[-1] == ("STOPPED", "shutdown")
+
+
+# -- time zones (issue 15) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "standin_offset, camsvc_tz",
+    [(0, "CET-1"), (1, "UTC0")],
+    ids=["mediamtx-UTC-camsvc-UTC+1", "mediamtx-UTC+1-camsvc-UTC"],
+)
+@pytest_twisted.ensureDeferred
+async def test_recording_bookkeeping_does_not_depend_on_time_zones(
+    tmp_path, mediamtx_standin, monkeypatch, standin_offset, camsvc_tz
+):
+    """Segment names carry MediaMTX's local time: parsed in camsvc's zone, MediaMTX in UTC
+    and camsvc in UTC+1 gave "no segment"; the other way round the auto-stop fired an hour late."""
+    import datetime as dt
+    import time
+
+    monkeypatch.setenv("TZ", camsvc_tz)
+    time.tzset()
+    try:
+        mediamtx_standin.timezone = dt.timezone(dt.timedelta(hours=standin_offset))
+        running = await start_app(tmp_path, mediamtx_standin)
+        try:
+            started = await running.result("start_recording", {"device": "camera0", "duration": 2})
+            assert started["status"] == "STARTED"
+            await eventually(lambda: ("STOPPED", "duration") in running.statuses(), what="auto-stop on time")
+            assert running.statuses() == [("STARTED", None), ("STOPPED", "duration")]
+            stopped = [p for m, p in running.notes if m == "recording_status_update" and p["status"] == "STOPPED"]
+            assert stopped[0]["filename"] == started["filename"] and 0 < stopped[0]["duration"] < 60
+        finally:
+            await running.app.service.stopService()
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import struct
@@ -12,7 +13,14 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera, CameraRegistry
-from camsvc.common.errors import CameraNotFound, InsufficientStorage, InvalidParams, InvalidState, MediaMTXUnavailable
+from camsvc.common.errors import (
+    CameraNotFound,
+    InsufficientStorage,
+    InvalidParams,
+    InvalidState,
+    MediaMTXUnavailable,
+    RateLimitExceeded,
+)
 from camsvc.config import parse_config_dict
 from camsvc.media.files import SNAPSHOTS, FileStore
 from camsvc.media.process import ProcessGroup
@@ -250,6 +258,29 @@ def test_snapshots_of_one_camera_run_one_at_a_time(bed):
     bed.reactor.last.out(JPEG)
     bed.reactor.last.exit(0)
     assert second and first[0]["filename"] != second[0]["filename"]
+    assert bed.snap._locks == {}
+
+
+def test_the_queue_per_camera_is_bounded(tmp_path):
+    """Snapshot requests used to queue without bound per camera (each one a waiting ffmpeg)."""
+    bed = Bed(tmp_path, {"snapshots": {"max_queued": 2}})
+    running = bed.take()
+    queued = [bed.take(), bed.take()]
+    refused = bed.take()
+    assert len(refused) == 1 and isinstance(refused[0].value, RateLimitExceeded), refused
+    error = refused[0].value
+    assert "busy" in error.message and error.data == {"reason": "busy", "queued": 2, "max_queued": 2}
+    other = bed.take(cam=bed.cameras.put(dataclasses.replace(camera(), camera_id="camera1", device="/dev/video1")))
+    assert not other and len(bed.reactor.spawned) == 2  # another camera has its own queue
+    while bed.reactor.running():
+        proc = bed.reactor.running()[0]
+        proc.out(JPEG)
+        proc.exit(0)
+    assert running and all(queued) and other
+    again = bed.take()  # the queue has room again
+    bed.reactor.last.out(JPEG)
+    bed.reactor.last.exit(0)
+    assert again and "filename" in again[0]
     assert bed.snap._locks == {}
 
 

@@ -58,10 +58,13 @@ class SwitchableHTTP:
     def __init__(self, inner):
         self.inner = inner
         self.down = False
+        self.before = None  # (method, url) -> None: someone else acts on MediaMTX just before us
 
     def request(self, *args, **kwargs):
         if self.down:
             return fail(ConnectionRefusedError("Connection refused"))
+        if self.before is not None:
+            self.before(args[0], args[1])
         return self.inner.request(*args, **kwargs)
 
 
@@ -522,3 +525,73 @@ def test_disabled_integration(tmp_path):
     failed = []
     app.mediamtx.set_recording("camera0", True).addErrback(lambda f: failed.append(f.value))
     assert isinstance(failed[0], MediaMTXUnavailable)
+
+
+# -- races with someone else on MediaMTX, and a ledger that cannot be read or written --------
+
+
+def _once_before(world, method, suffix, action):
+    def before(m, url):
+        if m.upper() == method and url.endswith(suffix):
+            world.http.before = None
+            action()
+
+    world.http.before = before
+
+
+def _without(paths: dict, name: str) -> dict:
+    return {k: dict(v) for k, v in paths.items() if k != name}
+
+
+def test_a_path_deleted_just_before_our_patch_is_added_back(world):
+    world.cameras.put(cam(0))
+    world.settle()
+    world.standin._optional_paths["camera0"]["record"] = True  # drift: repaired with a patch...
+    _once_before(
+        world,
+        "PATCH",
+        "/patch/camera0",
+        lambda: world.standin._commit(_without(world.standin._optional_paths, "camera0")),  # ...that finds it gone
+    )
+    world.standin.clear_requests()
+    world.settle(30)
+    assert world.requests() == [("PATCH", "/v3/config/paths/patch/camera0"), ("POST", "/v3/config/paths/add/camera0")]
+    assert differences(desired_path(cam(0), world.config), world.standin.config_paths["camera0"]) == set()
+    assert world.reconciler.status()["paths"]["camera0"]["state"] == "configured" and world.ledger.owns("camera0")
+
+
+def test_a_path_someone_else_creates_just_before_our_add_is_theirs(world):
+    def theirs():
+        paths = {k: dict(v) for k, v in world.standin._optional_paths.items()}
+        paths["camera0"] = {"source": "rtsp://10.0.0.9/live"}
+        world.standin._commit(paths)
+
+    _once_before(world, "POST", "/add/camera0", theirs)
+    world.cameras.put(cam(0))
+    world.settle()
+    world.settle(30)
+    assert world.standin.config_paths["camera0"]["source"] == "rtsp://10.0.0.9/live"  # never overwritten
+    assert not world.ledger.owns("camera0")
+    assert world.reconciler.status()["paths"]["camera0"]["state"] == "conflict"
+
+
+def test_a_corrupt_ledger_starts_empty_and_bad_entries_are_ignored(tmp_path):
+    path = tmp_path / LEDGER_NAME
+    path.write_text("{not json")
+    with captured_logs() as logs:
+        assert OwnershipLedger(str(path)).names == set()
+    assert any("Cannot read the MediaMTX path ledger" in line for line in logs), logs
+    path.write_text(json.dumps({"version": 1, "paths": ["camera0", 7, None], "mediamtx_started": 5}))
+    ledger = OwnershipLedger(str(path))
+    assert ledger.names == {"camera0"} and ledger.started is None
+    path.write_text("[]")  # valid JSON, not a ledger
+    assert OwnershipLedger(str(path)).names == set()
+
+
+def test_an_unwritable_ledger_is_logged_and_memory_stays_authoritative(tmp_path):
+    (tmp_path / "state").write_text("a file where the directory should be")
+    with captured_logs() as logs:
+        ledger = OwnershipLedger(str(tmp_path / "state" / LEDGER_NAME))
+        ledger.claim("camera1")
+    assert ledger.owns("camera1")
+    assert any("Cannot write the MediaMTX path ledger" in line for line in logs), logs

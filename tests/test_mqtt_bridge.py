@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import deque
 from dataclasses import replace
 
 import pytest
@@ -79,14 +80,15 @@ def metric(app, name, **labels):
 
 
 def test_disabled_by_default_and_paho_not_even_imported(tmp_path):
-    config = parse_config_dict({"storage": {"state_dir": str(tmp_path)}})
+    storage = {k: str(tmp_path / k) for k in ("state_dir", "recordings_dir", "snapshots_dir")}
+    config = parse_config_dict({"storage": storage})
     assert build(config, MemoryReactorClock()).mqtt is None
     probe = (
         "import sys\n"
         "from twisted.internet.testing import MemoryReactorClock\n"
         "from camsvc.config import parse_config_dict\n"
         "from camsvc.tap import build\n"
-        f"build(parse_config_dict({{'storage': {{'state_dir': {str(tmp_path)!r}}}}}), MemoryReactorClock())\n"
+        f"build(parse_config_dict({{'storage': {storage!r}}}), MemoryReactorClock())\n"
         "print(sorted(m for m in sys.modules if m.startswith(('paho', 'camsvc.mqtt'))))\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=ROOT)
@@ -124,6 +126,16 @@ def test_forgotten_camera_is_cleared(tmp_path):
     assert "camsvc/box/cameras/camera0/state" in cleared
     assert "homeassistant/camera/box/camera0/config" in cleared
     assert not any("camera0" in t for t in bridge.retained)
+    # forgotten while the broker is away: cleared when it is back (a persistent broker kept them)
+    app.cameras.put(replace(CAM, camera_id="camera1", device="/dev/video2"))
+    conn.connected = False
+    app.cameras.discard("camera1")
+    conn.connected = True
+    conn.sent.clear()
+    bridge.connected()
+    cleared = {t for t, p, r in conn.sent if r and p == b""}
+    assert {"camsvc/box/cameras/camera1/state", "homeassistant/camera/box/camera1/config"} <= cleared
+    assert bridge.clears == set()
 
 
 def test_outage_state_republished_events_bounded_and_counted(tmp_path):
@@ -144,6 +156,18 @@ def test_outage_state_republished_events_bounded_and_counted(tmp_path):
     events = [json.loads(p)["camera_id"] for p in conn.on("camsvc/box/events")]
     assert events == ["camera2", "camera3", "camera4"]  # the oldest were dropped
     assert bridge.status()["dropped"] == 2
+    # a flush cut short keeps the rest queued, in order
+    conn.connected = False
+    app.cameras.mark_disconnected("camera0")
+    app.cameras.mark_disconnected("camera1")
+    conn.full = True
+    conn.connected = True
+    bridge.connected()
+    assert len(bridge.events) == 2
+    conn.full = False
+    bridge.connected()
+    assert [json.loads(p)["camera_id"] for p in conn.on("camsvc/box/events")][-2:] == ["camera0", "camera1"]
+    assert bridge.events == deque()
 
 
 def answer(out):

@@ -310,3 +310,52 @@ def test_mqtt5_response_topic_and_correlation_data(tmp_path):
         svc.stop()
         broker.stop()
     assert "Traceback" not in svc.log(), svc.log()
+
+
+def test_a_broker_that_never_answers_does_not_stall_camsvc(tmp_path):
+    """A 'broker' that accepts TCP and never sends CONNACK: the API stays responsive, camsvc retries."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    held = []
+    stop = threading.Event()
+
+    def accept():
+        listener.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+
+    class Silent:
+        url = f"mqtt://127.0.0.1:{port}"
+
+    svc = camsvc(tmp_path, Silent, "mute")
+    try:
+        with RpcClient(svc.url) as client:
+            deadline = time.monotonic() + 3 * KEEPALIVE + 10
+            pings = 0
+            # paho gives up on the CONNACK after keepalive and camsvc reconnects: 2+ TCP connections
+            while time.monotonic() < deadline and len(held) < 3:
+                assert client.call("ping") == "pong"
+                pings += 1
+                time.sleep(0.05)
+            assert len(held) >= 3, svc.log()
+            status = client.call("get_status")["components"]["mqtt"]
+            assert status["connected"] is False and status["connects"] == 0
+            assert pings > 10
+    finally:
+        svc.stop()
+        stop.set()
+        thread.join(5)
+        for conn in held:
+            conn.close()
+        listener.close()
+    assert "Traceback" not in svc.log(), svc.log()

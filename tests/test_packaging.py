@@ -178,6 +178,26 @@ def test_control_depends_on_debian_libraries():
         assert dep in control, dep
 
 
+# Programs the unit's Exec*= lines run, and the package that brings each (on
+# Debian 12 and 13 and Ubuntu 22.04/24.04 alike).  A new program here needs its
+# package in Depends: (procps is "important", not "essential": minimal images
+# and containers lack it, and `systemctl reload` then fails).
+UNIT_PROGRAMS = {"/usr/bin/twistd3": "python3-twisted", "/bin/kill": "procps"}
+
+
+def test_every_program_the_unit_runs_is_declared():
+    control = read("debian", "control")
+    depends = control[control.index("\nDepends:") : control.index("\nRecommends:")]
+    declared = {d.strip().rstrip(",") for d in depends.splitlines()[1:]}
+    for key, values in unit_settings().items():
+        if not key.startswith("Exec"):
+            continue
+        for value in values:
+            program = value.lstrip("-@:+!").split()[0]
+            assert program in UNIT_PROGRAMS, f"{key}={value}: which package brings {program}?"
+            assert UNIT_PROGRAMS[program] in declared, f"{key} runs {program}: Depends: {UNIT_PROGRAMS[program]}"
+
+
 def test_changelog_version_matches_setup_py():
     deb = re.match(r"camsvc \(([^)]+)\)", read("debian", "changelog")).group(1)
     upstream = re.search(r'version="([^"]+)"', read("setup.py")).group(1)
@@ -263,6 +283,10 @@ def test_make_targets_registered():
     assert re.search(r"^TEST_STAGES \+= test-deb12-libs test-deb test-system$", mk, re.M)
     for target in ("deb:", "test-deb:", "test-system:", "test-deb12-libs:"):
         assert re.search(rf"^{target}", mk, re.M), target
+    distros = read("mk", "distros.mk")
+    assert re.search(r"^TEST_STAGES \+= test-distro-libs test-trixie$", distros, re.M)
+    for target in ("test-distro-libs:", "test-jammy-libs:", "test-noble-libs:", "test-trixie-libs:", "test-trixie:"):
+        assert re.search(rf"^{target}", distros, re.M), target
 
 
 def test_unit_documentation_exists():
@@ -315,3 +339,9 @@ def test_man_pages_describe_every_command_and_option(monkeypatch):
                 assert " ".join(path) in page, f"{name} {' '.join(path)} not in debian/man/{name}.1"
             if opt and opt not in ("-h",):
                 assert opt in page, f"{name} {' '.join(path)} {opt} not in debian/man/{name}.1"
+
+
+def test_unit_raises_the_file_descriptor_limit():
+    """The unit set no LimitNOFILE (1024 soft): a few hundred clients exhausted it."""
+    (value,) = unit_settings()["LimitNOFILE"]
+    assert int(value) >= 16384

@@ -32,7 +32,10 @@ def sh_blocks(text: str) -> list[str]:
 def test_make_run_runs_the_supervisor_on_the_dev_config():
     (block,) = sh_blocks(section("The two commands"))
     assert block.startswith("make run ")
-    out = subprocess.run(["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(
+        ["make", "-n", "--no-print-directory", "run"], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == ".venv/bin/python tools/devrun.py --config conf/dev.yaml"
 
 

@@ -122,7 +122,10 @@ def test_hostile_clients_do_not_disturb_others(server):
         with connect(server.url, max_size=None) as bad:
             bad.send(payload)
             reply = json.loads(bad.recv(timeout=5))
-            assert reply["jsonrpc"] == "2.0"
+            # 5000 nested arrays: a parse error where json's recursion limit is hit
+            # (Python <= 3.12), else a batch whose one element is an invalid request (3.13).
+            for answer in reply if isinstance(reply, list) else [reply]:
+                assert answer["jsonrpc"] == "2.0" and answer["error"]["code"] in (-32700, -32600), answer
         assert good.call("ping") == "pong"
     raw = connect(server.url).__enter__()
     raw.send('{"jsonrpc":"2.0","method":"get_status","id":1}')

@@ -153,7 +153,23 @@ def test_only_one_present_uses_its_by_id_link_and_moves_off_it_when_a_twin_arriv
     b = bed(zoo.two_hd_usb_camera_no_serial, present={"/dev/video0", "/dev/video1"})
     by_id = "/dev/v4l/by-id/usb-HD_USB_Camera_HD_USB_Camera-video-index0"
     assert b.cameras()["camera0"].stable_device == by_id
+    changed = []
+
+    class Rec:
+        def camera_added(self, c):
+            pass
+
+        camera_removed = camera_added
+
+        def camera_changed(self, c):
+            changed.append((c.camera_id, c.stable_device))
+
+    b.registry.subscribe(Rec())  # what the MediaMTX reconciler is told
+    before = publish_command(b.cameras()["camera0"], b.config.mediamtx)
     b.plug("/dev/video2", "/dev/video3")
+    assert ("camera0", "/dev/v4l/by-path/platform-3610000.xhci-usb-0:2.1:1.0-video-index0") in changed
+    after = publish_command(b.cameras()["camera0"], b.config.mediamtx)
+    assert by_id in before and by_id not in after  # the reconciler rewrites camera0's path
     assert {c.stable_device for c in b.cameras().values()} == {
         "/dev/v4l/by-path/platform-3610000.xhci-usb-0:2.1:1.0-video-index0",
         "/dev/v4l/by-path/platform-3610000.xhci-usb-0:2.2:1.0-video-index0",

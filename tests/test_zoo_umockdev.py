@@ -62,6 +62,20 @@ def listing(client):
     return out
 
 
+def publishes(standin, camera_id, path):
+    """MediaMTX ends up publishing ``camera_id`` from ``path`` (a path that changed while the
+    cameras were enumerated one by one is rewritten by the reconciler)."""
+
+    def current():
+        conf = standin_path(standin, camera_id)
+        return conf is not None and f" -i {path} " in conf["runOnDemand"] and conf
+
+    try:
+        wait_for(current, f"{camera_id} published from {path}")
+    except AssertionError:
+        raise AssertionError(f"{camera_id}: MediaMTX has {standin_path(standin, camera_id)}, want -i {path}") from None
+
+
 def resolve(bed, path):
     if path.startswith("/dev/video"):
         return path
@@ -101,8 +115,7 @@ def test_population_on_umockdev(tmp_path, name):
                     assert wait_for(lambda: listing(client) == want and listing(client), "the model's cameras") == want
                     for camera_id, (device, path, _) in want.items():
                         assert resolve(bed, path) == device  # the path leads to this camera's node
-                        conf = wait_for(lambda cid=camera_id: standin_path(standin, cid), f"{camera_id} in MediaMTX")
-                        assert f" -i {path} " in conf["runOnDemand"], conf["runOnDemand"]
+                        publishes(standin, camera_id, path)
                     # unplug everything, plug back in reverse order: same ids, names, paths
                     for plug in plugs:
                         bed.remove(plug["name"])
@@ -112,8 +125,7 @@ def test_population_on_umockdev(tmp_path, name):
                     wait_for(lambda: listing(client) == want, "the same cameras after replugging in reverse")
                     for camera_id, (device, path, _) in want.items():
                         assert resolve(bed, path) == device
-                        conf = wait_for(lambda cid=camera_id: standin_path(standin, cid), f"{camera_id} in MediaMTX")
-                        assert f" -i {path} " in conf["runOnDemand"]
+                        publishes(standin, camera_id, path)
             finally:
                 svc.stop_cleanly()
             assert "Traceback" not in svc.log()

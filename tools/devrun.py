@@ -20,7 +20,7 @@ API address from camsvc's ``mediamtx.api_url``, the recordings under camsvc's
 SIGINT, SIGTERM and SIGHUP (reload) are passed on to camsvc; when camsvc has ended, MediaMTX
 is stopped (SIGTERM, then SIGKILL after 5 s: it outlives camsvc's shutdown, which stops
 recordings through its API) and devrun exits with camsvc's status; when MediaMTX ends first,
-camsvc goes on without it (one line says so).
+camsvc goes on without it (one line says so); if devrun itself is killed, both get SIGTERM.
 
 A developer tool, not part of the service: it uses only the standard library, PyYAML and
 camsvc's configuration loader.
@@ -299,6 +299,19 @@ class _suppress:
         return exc[0] is not None and issubclass(exc[0], OSError)
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when devrun dies, even by SIGKILL (Linux prctl)."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def spawn(cmd: list[str], env: dict | None = None) -> subprocess.Popen:
+    # Own sessions: a terminal's Ctrl-C reaches devrun alone, which passes it on once.
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True, preexec_fn=_die_with_parent)
+
+
 def stop(proc: subprocess.Popen, grace: float = STOP_GRACE) -> int:
     if proc.poll() is None:
         with _suppress():
@@ -320,36 +333,45 @@ def run(config_path: str | None, camsvc_cmd: list[str], fetch_args: dict) -> int
     for d in (cfg.storage.state_dir, cfg.storage.recordings_dir, cfg.storage.snapshots_dir):
         os.makedirs(d, exist_ok=True)
     env = dict(os.environ)
-    mediamtx = None
-    host, port = api_address(cfg.mediamtx.api_url)
-    if port_in_use(host, port):
-        say(f"something already listens on {host}:{port} (mediamtx.api_url): not starting MediaMTX, camsvc uses that")
-    else:
-        try:
-            exe = find_mediamtx(**fetch_args)
-        except FetchError as e:
-            say(f"{e}; camsvc runs without MediaMTX (/health/ready says why)")
-        else:
-            yml, extra = write_config(config_path, cache=fetch_args.get("cache", CACHE))
-            env.update(extra)
-            say(f"starting {shown(exe)} {shown(yml)}")
-            # Own sessions: a terminal's Ctrl-C reaches devrun alone, which passes it on once.
-            mediamtx = subprocess.Popen([exe, yml], cwd=ROOT, start_new_session=True)
-            deadline = time.monotonic() + READY_WAIT
-            while mediamtx.poll() is None and time.monotonic() < deadline and not port_in_use(host, port):
-                time.sleep(0.05)
-    camsvc = subprocess.Popen(camsvc_cmd, cwd=ROOT, env=env, start_new_session=True)
+    mediamtx = camsvc = None
+    stopping = []  # the signal that arrived before camsvc was started
 
     def forward(signum, _frame):
         # To camsvc only: MediaMTX must outlive camsvc's shutdown (recordings are stopped
         # through its API), and is stopped once camsvc has exited.
-        if camsvc.poll() is None:
+        if camsvc is None:
+            stopping.append(signum)
+        elif camsvc.poll() is None:
             with _suppress():
                 camsvc.send_signal(signum)
 
+    host, port = api_address(cfg.mediamtx.api_url)
+    exe = None
+    if not cfg.mediamtx.enabled:
+        say("mediamtx.enabled is false: camsvc runs without MediaMTX")
+    elif port_in_use(host, port):
+        say(f"something already listens on {host}:{port} (mediamtx.api_url): not starting MediaMTX, camsvc uses that")
+    else:
+        try:
+            exe = find_mediamtx(**fetch_args)  # Ctrl-C during a download ends devrun at once
+        except FetchError as e:
+            say(f"{e}; camsvc runs without MediaMTX (/health/ready says why)")
     for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(s, forward)
+    if exe:
+        yml, extra = write_config(config_path, cache=fetch_args.get("cache", CACHE))
+        env.update(extra)
+        say(f"starting {shown(exe)} {shown(yml)}")
+        mediamtx = spawn([exe, yml])
+        deadline = time.monotonic() + READY_WAIT
+        while not stopping and mediamtx.poll() is None and time.monotonic() < deadline:
+            if port_in_use(host, port):
+                break
+            time.sleep(0.05)
     try:
+        if stopping:
+            return 128 + stopping[0]
+        camsvc = spawn(camsvc_cmd, env)
         while camsvc.poll() is None:
             if mediamtx is not None and mediamtx.poll() is not None:
                 say(f"MediaMTX exited with status {mediamtx.returncode}; camsvc goes on without it")
@@ -393,7 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         "--config",
         args.config,
     ]
-    return run(args.config, cmd, fetch_args)
+    try:
+        return run(args.config, cmd, fetch_args)
+    except KeyboardInterrupt:  # before anything was started
+        return 130
 
 
 if __name__ == "__main__":

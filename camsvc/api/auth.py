@@ -58,6 +58,20 @@ def register(app: Any) -> None:
             raise AuthenticationRequired(f"Authentication failed: {exc.message}", data={"reason": exc.reason}) from None
         auth.failures.forget(keys[0])
         auth.failures.forget(keys[2])
+        if cred.scope is not None:
+            # Not a failed guess (the key is valid): refused, not counted.
+            session.extra.pop("credential", None)
+            session.revoke()
+            log.warn(
+                "Connection {conn_id} ({address}): refused {subject}: a {scope}-only API key",
+                conn_id=session.id,
+                address=address,
+                subject=cred.subject,
+                scope=cred.scope,
+            )
+            raise AuthenticationRequired(
+                f"Authentication failed: this API key is for /{cred.scope} only", data={"reason": "scope"}
+            )
         session_id = secrets.token_urlsafe(12)
         session.grant(
             cred.role,

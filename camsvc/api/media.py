@@ -17,6 +17,7 @@ from camsvc.common.errors import (
     InvalidParams,
     InvalidState,
     MediaMTXUnavailable,
+    RateLimitExceeded,
 )
 from camsvc.common.timefmt import iso
 from camsvc.media.files import RECORDINGS, SNAPSHOTS
@@ -216,7 +217,15 @@ def register(app: Any) -> None:
             },
         },
         summary="Take a still image of a camera: from its live stream when it is streaming, else from the device.",
-        errors=(CameraNotFound, InvalidState, InsufficientStorage, MediaMTXUnavailable, InvalidParams, InternalError),
+        errors=(
+            CameraNotFound,
+            InvalidState,
+            InsufficientStorage,
+            MediaMTXUnavailable,
+            InvalidParams,
+            InternalError,
+            RateLimitExceeded,
+        ),
     )
     reg.add(
         "start_recording",

@@ -208,6 +208,7 @@ class Authenticator(Service):
             method="api_key",
             expires_at=None,
             key_id=key_id,
+            scope=record.get("scope"),
         )
 
     def _check_jwt(self, token: str) -> Credential:

@@ -4,13 +4,15 @@ Health endpoints, ``/openrpc.json`` and ``/`` stay open; ``/metrics`` and the
 file downloads are wrapped::
 
     from camsvc.auth.http import protect
-    app.http_children[b"metrics"] = protect(app, MetricsResource(...), Role.ADMIN)
+    app.http_children[b"metrics"] = protect(app, MetricsResource(...), Role.ADMIN, scope="metrics")
     app.http_children[b"files"] = protect(app, files_resource, Role.VIEWER, downloads=True)
 
 A request is let through with any of:
 
 - ``Authorization: Bearer <JWT or API key>`` whose role is at least ``role``;
 - ``X-API-Key: <API key>`` likewise;
+- with ``scope="metrics"``, an API key of that scope (``camsvc-admin key create
+  --scope metrics``), whatever its role; such a key opens nothing else (403);
 - with ``downloads=True``, ``?token=<download token>`` signed by
   :meth:`camsvc.auth.authenticator.Authenticator.sign_download` for exactly the file asked
   for.  Below a download resource only ``<kind>/<filename>`` with plain names
@@ -78,9 +80,11 @@ class Protected(Resource):
         required: bool = True,
         trusted_proxies: Any = (),
         downloads: bool = False,
+        scope: str | None = None,
     ) -> None:
         super().__init__()
         self.wrapped = resource
+        self.scope = scope
         self.role = Role(role)
         self.auth = auth
         self.required = required
@@ -148,6 +152,10 @@ class Protected(Resource):
                 )
                 return _unauthorized(f"authentication failed: {exc.message}")
             self.auth.failures.forget(keys[1])
+            if cred.scope is not None:
+                if cred.scope == self.scope:
+                    return None
+                return Denied(403, f"permission denied: this API key is for /{cred.scope} only")
             if cred.role < self.role:
                 return Denied(
                     403,
@@ -178,7 +186,9 @@ class Protected(Resource):
         return client_address(host, _text(forwarded) if forwarded else None, self.trusted_proxies)
 
 
-def protect(app: Any, resource: Resource, role: Role, *, downloads: bool = False) -> Protected:
+def protect(
+    app: Any, resource: Resource, role: Role, *, downloads: bool = False, scope: str | None = None
+) -> Protected:
     """Wrap ``resource`` with the app's authenticator and configuration."""
     return Protected(
         resource,
@@ -187,6 +197,7 @@ def protect(app: Any, resource: Resource, role: Role, *, downloads: bool = False
         required=app.config.auth.required,
         trusted_proxies=parse_networks(app.config.server.trusted_proxies),
         downloads=downloads,
+        scope=scope,
     )
 
 

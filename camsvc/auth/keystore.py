@@ -121,11 +121,16 @@ def parse_key(key: str) -> str | None:
     return key_id
 
 
+# Scopes an API key can be limited to: "metrics" reads /metrics (Prometheus) and nothing else.
+SCOPES = ("metrics",)
+
+
 class KeyStore:
     """The API key file: ``{"version": 1, "keys": [record, ...]}``.
 
     A record: ``id``, ``name``, ``role``, ``hash`` (SHA-256 hex of the whole
-    key), ``created_at`` (epoch seconds), ``revoked_at`` (epoch or null).
+    key), ``created_at`` (epoch seconds), ``revoked_at`` (epoch or null) and,
+    for a key limited to one HTTP resource, ``scope`` (one of :data:`SCOPES`).
     :meth:`refresh` re-reads the file when its inode, mtime or size changed;
     a file that cannot be parsed keeps the last good copy (logged once).
     """
@@ -173,6 +178,8 @@ class KeyStore:
                 ):
                     raise ValueError("a key record lacks id or hash")
                 Role.parse(rec.get("role", ""))
+                if rec.get("scope") not in (None, *SCOPES):
+                    raise ValueError(f"unknown scope {rec.get('scope')!r}")
                 records[rec["id"]] = rec
         except (ValueError, KeyError, TypeError) as exc:
             raise AuthSetupError(f"the API key file {self.path} is not valid: {exc}") from None
@@ -186,8 +193,11 @@ class KeyStore:
     def records(self) -> dict[str, dict]:
         return self._records
 
-    def create(self, role: Role, name: str, now: float) -> tuple[str, dict]:
-        """Add a key; return (the key, shown once; its record)."""
+    def create(self, role: Role, name: str, now: float, scope: str | None = None) -> tuple[str, dict]:
+        """Add a key; return (the key, shown once; its record).  With ``scope``
+        the key opens only that HTTP resource (``role`` is then not used)."""
+        if scope not in (None, *SCOPES):
+            raise ValueError(f"unknown scope {scope!r} ({', '.join(SCOPES)})")
         records = self.read()
         while True:
             key_id = secrets.token_hex(_ID_BYTES)
@@ -202,6 +212,8 @@ class KeyStore:
             "created_at": now,
             "revoked_at": None,
         }
+        if scope is not None:
+            record["scope"] = scope
         records[key_id] = record
         self.write(records)
         return key, record

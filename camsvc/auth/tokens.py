@@ -49,6 +49,9 @@ class Credential:
     expires_at: float | None
     key_id: str | None = None
     secret_generation: int | None = None
+    # An API key created with a scope (camsvc-admin key create --scope metrics)
+    # opens only the HTTP resources of that scope, never a WebSocket session.
+    scope: str | None = None
 
 
 def _jwt() -> Any:

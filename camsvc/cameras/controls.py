@@ -52,6 +52,8 @@ log = Logger()
 
 #: A control batch that keeps the reactor longer than this (seconds) is logged.
 BLOCK_WARN = 0.05
+#: Most controls one set_camera_controls may name.
+MAX_PER_CALL = 256
 
 _VANISHED = frozenset({errno.ENODEV, errno.ENOENT, errno.ENXIO, errno.EIO})
 
@@ -248,8 +250,10 @@ def check_writable(control: vc.ControlInfo, *, inactive_ok: bool = False) -> Non
 
 def validate(controls: list[vc.ControlInfo], requested: dict) -> list[tuple[vc.ControlInfo, int]]:
     """``{name or id: value}`` -> ``[(control, driver value)]``; the first problem raises."""
-    if not isinstance(requested, dict) or not requested:
-        raise InvalidParams("controls must be a non-empty object of {name: value}", data={"param": "controls"})
+    if not isinstance(requested, dict) or not requested or len(requested) > MAX_PER_CALL:
+        raise InvalidParams(
+            f"controls must be an object of 1 to {MAX_PER_CALL} {{name: value}} pairs", data={"param": "controls"}
+        )
     out: list[tuple[vc.ControlInfo, int]] = []
     seen: set[int] = set()
     for key, value in requested.items():
@@ -506,8 +510,13 @@ class CameraControls(Service):
         return controls, values
 
     def describe(self, camera: Camera) -> dict:
-        """The ``get_camera_controls`` result for ``camera``."""
+        """The ``get_camera_controls`` result for ``camera``.
+
+        A change this read finds (made outside camsvc since the last watch) is published
+        too: the read moves the watch's reference, which would otherwise swallow it."""
+        before = self._known.get(camera.camera_id)
         controls, values = self._run(camera, "reading controls", lambda dev: self._read(dev, camera.camera_id))
+        self._publish_changes(camera, controls, values, before)
         stored = self.settings.controls(camera.camera_id)
         classes: dict[str, list] = {}
         for c in controls:
@@ -621,23 +630,48 @@ class CameraControls(Service):
         return {c.name: _present(c, readback.get(c.id)) for c in done}
 
     def apply_stored(self, camera: Camera) -> bool:
-        """Re-apply the stored values of ``camera`` (logged, never raised); True when applied."""
+        """Re-apply the stored values of ``camera`` (logged, never raised); True when applied.
+
+        A stored control the camera no longer accepts (unknown, out of range, read-only
+        after a firmware change) is left out with a warning and the others are applied.
+        """
         stored = self.settings.controls(camera.camera_id)
         if not stored or camera.status != CONNECTED:
             return False
-        try:
-            self.set(camera, dict(stored), store=False)
-        except Exception as e:  # every failure is the camera's, not the caller's
-            self.stats["apply_failures"] += 1
-            log.warn(
-                "Stored controls of {camera_id} not re-applied: {error}",
-                camera_id=camera.camera_id,
-                error=getattr(e, "message", str(e)),
+        pending = dict(stored)
+        while pending:
+            try:
+                self.set(camera, dict(pending), store=False)
+            except (InvalidParams, InvalidState) as e:
+                data = e.data if isinstance(e.data, dict) else {}
+                bad = data.get("control")
+                if bad in pending and e.data.get("reason") not in ("busy", "io"):
+                    log.warn(
+                        "Stored control {control} of {camera_id} not re-applied: {error}",
+                        control=bad,
+                        camera_id=camera.camera_id,
+                        error=e.message,
+                    )
+                    del pending[bad]
+                    continue
+                return self._apply_failed(camera, e)
+            except Exception as e:  # every failure is the camera's, not the caller's
+                return self._apply_failed(camera, e)
+            self.stats["applied"] += 1
+            log.info(
+                "Stored controls re-applied to {camera_id} ({count})", camera_id=camera.camera_id, count=len(pending)
             )
-            return False
-        self.stats["applied"] += 1
-        log.info("Stored controls re-applied to {camera_id} ({count})", camera_id=camera.camera_id, count=len(stored))
-        return True
+            return True
+        return False
+
+    def _apply_failed(self, camera: Camera, e: Exception) -> bool:
+        self.stats["apply_failures"] += 1
+        log.warn(
+            "Stored controls of {camera_id} not re-applied: {error}",
+            camera_id=camera.camera_id,
+            error=getattr(e, "message", str(e)),
+        )
+        return False
 
     # -- registry observer ---------------------------------------------------------------------
 
@@ -687,6 +721,9 @@ class CameraControls(Service):
         except Exception as e:
             log.debug("Control watch of {camera_id} failed: {error}", camera_id=camera.camera_id, error=str(e))
             return []
+        return self._publish_changes(camera, controls, values, before)
+
+    def _publish_changes(self, camera: Camera, controls: list, values: dict, before: dict | None) -> list[dict]:
         if before is None:
             return []  # first read: nothing to compare with
         changed = []

@@ -69,6 +69,8 @@ RETRY_DELAY = 10.0
 #: frame has left (Twisted sends queued data on the next poll, after due timed calls),
 #: and once for a burst of new cameras.
 FLUSH_DELAY = 0.05
+#: Nodes whose QUERYCAP answer is remembered (oldest dropped first).
+CAPS_CACHE_SIZE = 256
 
 __all__ = [
     "FLUSH_DELAY",
@@ -124,6 +126,9 @@ class DiscoveryService(Service):
         self._hold: dict[str, float] = {}  # camera_id -> no probe before (a flapping camera)
         self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
+        self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
+        self._pending_logs: list[tuple[str, dict]] = []
+        self._log_call: Any = None
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
         self._retry_call: Any = None
@@ -182,9 +187,10 @@ class DiscoveryService(Service):
             self.reactor.removeReader(self.reader)
         self.started = False
         self._close_monitor()
-        for call in (self._retry_call, self._probe_call, *self._forget_timers.values()):
+        for call in (self._retry_call, self._probe_call, self._log_call, *self._forget_timers.values()):
             if call is not None and call.active():
                 call.cancel()
+        self._emit_logs()
         self._retry_call = self._probe_call = None
         self._forget_timers.clear()
         kills, self._kills = self._kills, {}
@@ -335,12 +341,24 @@ class DiscoveryService(Service):
         self._commit(node.camera_id)
 
     def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
-        """(still there, QUERYCAP or None) for a candidate node."""
+        """(still there, QUERYCAP or None) for a candidate node.
+
+        Remembered per node and udev identity (node, card, ID_SERIAL, links): a camera
+        replugged on the same port answers the same, and the ioctl is skipped."""
         ask = getattr(self.udev, "querycap", None)
         if ask is None:
             return True, None
+        props = device.properties
+        signature = (device.device_node, props.get("ID_V4L_PRODUCT"), props.get("ID_SERIAL"), props.get("DEVLINKS"))
+        known = self._caps_cache.get(device.sys_path)
+        if known is not None and known[0] == signature:
+            return True, known[1]
         try:
-            return True, ask(device.device_node)
+            info = ask(device.device_node)
+            if len(self._caps_cache) >= CAPS_CACHE_SIZE:
+                del self._caps_cache[next(iter(self._caps_cache))]
+            self._caps_cache[device.sys_path] = (signature, info)
+            return True, info
         except ProbeError as exc:
             if exc.reason == "vanished":
                 log.debug("{device} vanished before QUERYCAP", device=device.describe())
@@ -374,7 +392,9 @@ class DiscoveryService(Service):
         ps.retried = False
         if info is not None and info.card:
             ps.card = info.card
-        log.info(
+        self._refresh_present(camera_id)
+        self._commit(camera_id)
+        self._log_after_frame(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
             device=device.device_node,
@@ -382,8 +402,6 @@ class DiscoveryService(Service):
             key=key,
             new=", new id" if new else "",
         )
-        self._refresh_present(camera_id)
-        self._commit(camera_id)
 
     def _key_for(self, device: UdevDevice) -> str:
         """The identity key of a new node: its serial only while that tells cameras apart."""
@@ -460,13 +478,28 @@ class DiscoveryService(Service):
         ps.retry = None
         moot = ps.running[1] if ps.running is not None and ps.running[0] is node else None
         self._wake(ps)
-        log.info("Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node)
         self._commit(camera_id)
         self._refresh_present(camera_id)
+        self._log_after_frame(
+            "Camera {camera_id} gone from {device}", camera_id=camera_id, device=node.device.device_node
+        )
         if moot is not None:
             # kill the probe of the vanished node once the notification has left (a kill
             # in this reactor turn would hold the frame up); its outcome is ignored anyway
             self._kills[moot] = self.reactor.callLater(PROBE_START_DELAY, self._kill_probe, moot)
+
+    def _log_after_frame(self, fmt: str, **fields: Any) -> None:
+        """Log at info once the notification frame has left (formatting and writing a
+        log line in the event's reactor turn would hold the frame up)."""
+        self._pending_logs.append((fmt, fields))
+        if self._log_call is None or not self._log_call.active():
+            self._log_call = self.reactor.callLater(PROBE_START_DELAY, self._emit_logs)
+
+    def _emit_logs(self) -> None:
+        self._log_call = None
+        pending, self._pending_logs = self._pending_logs, []
+        for fmt, fields in pending:
+            log.info(fmt, **fields)
 
     def _refresh_present(self, changed: str) -> None:
         """Recompute every present camera's device path and name (they depend on the

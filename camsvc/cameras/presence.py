@@ -38,7 +38,7 @@ BY_PATH = "/dev/v4l/by-path/"
 class Node:
     """A camera node udev reports present, and the camera it is."""
 
-    __slots__ = ("device", "camera_id", "key", "info", "path")
+    __slots__ = ("_device", "camera_id", "key", "info", "path", "links")
 
     def __init__(self, device: UdevDevice, camera_id: str, key: str, info: Any = None) -> None:
         self.device = device
@@ -47,6 +47,15 @@ class Node:
         self.info = info  # QUERYCAP (camsvc.cameras.v4l2.DeviceInfo) or None
         self.path = device.device_node or ""
 
+    @property
+    def device(self) -> UdevDevice:
+        return self._device
+
+    @device.setter
+    def device(self, device: UdevDevice) -> None:
+        self._device = device
+        self.links = device.links  # split once per event, read on every refresh
+
 
 def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) -> dict[str, str]:
     """``camera_id -> device path`` by the rule in the module docstring.
@@ -54,18 +63,19 @@ def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) ->
     ``resolve(link)`` is the node a link points at now (None if it does not exist).
     """
     nodes = list(nodes)
-    claims = Counter(link for node in nodes for link in set(node.device.links))
+    claims = Counter(link for node in nodes for link in node.links)
     out: dict[str, str] = {}
     for node in nodes:
         devnode = node.device.device_node or ""
-        chosen = devnode
-        for prefix in (BY_ID, BY_PATH):
-            links = [lk for lk in node.device.links if lk.startswith(prefix) and claims[lk] == 1]
-            owned = [lk for lk in links if resolve(lk) == devnode]
-            if owned:
-                chosen = owned[0]
-                break
-        out[node.camera_id] = chosen
+        out[node.camera_id] = next(
+            (
+                link
+                for prefix in (BY_ID, BY_PATH)
+                for link in node.links
+                if link.startswith(prefix) and claims[link] == 1 and resolve(link) == devnode
+            ),
+            devnode,
+        )
     return out
 
 

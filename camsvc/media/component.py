@@ -211,6 +211,8 @@ def setup(
         publish=app.hub.publish,
         camera_changed=camera_changed,
         metrics=app.metrics,
+        # Emergency retention when the disk fills during a recording (if retention is on).
+        on_storage_full=lambda: media.retention.run() if media.retention.policy.enabled else None,
     )
     # Added last: stopped first, while MediaMTX's client and reconciler still run.
     recordings.setServiceParent(app.service)

@@ -22,9 +22,10 @@ import errno
 import os
 import re
 import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from twisted.logger import Logger
 
@@ -128,16 +129,52 @@ def camera_of(name: str) -> str | None:
     return match.group(1) if match else None
 
 
-def time_from_name(name: str) -> float | None:
-    """The local wall-clock time encoded in a ``..._YYYY-MM-DD_HH-MM-SS-ffffff.ext`` name."""
-    match = _STAMP.search(name)
-    if not match:
+def time_from_name(name: str, utc_offset: float | None = None) -> float | None:
+    """The time encoded in a ``..._YYYY-MM-DD_HH-MM-SS-ffffff.ext`` name.
+
+    The name carries the writer's wall clock without a zone.  ``utc_offset``
+    (seconds east of UTC) is the writer's zone when known (MediaMTX's, learned
+    by :func:`learn_utc_offset`); None reads it in camsvc's local zone.
+    """
+    naive = utc_fields_from_name(name)
+    if naive is None:
         return None
+    if utc_offset is not None:
+        return naive - utc_offset
+    match = _STAMP.search(name)
     y, mo, d, h, mi, s, us = (int(g) for g in match.groups())
     try:
         return datetime(y, mo, d, h, mi, s, us).timestamp()
     except (ValueError, OverflowError):
         return None
+
+
+def utc_fields_from_name(name: str) -> float | None:
+    """The name's date and time fields read as if they were UTC (seconds since the epoch)."""
+    match = _STAMP.search(name)
+    if not match:
+        return None
+    y, mo, d, h, mi, s, us = (int(g) for g in match.groups())
+    try:
+        return datetime(y, mo, d, h, mi, s, us, tzinfo=timezone.utc).timestamp()
+    except (ValueError, OverflowError):
+        return None
+
+
+def learn_utc_offset(name: str, now: float) -> float | None:
+    """The writer's UTC offset, from a file it named just now (``now``: camsvc's clock).
+
+    Real zones are whole quarter hours from UTC, so the difference between the
+    name read as UTC and the actual time, rounded to 15 minutes, is the writer's
+    offset as long as the name is less than 7.5 minutes old.
+    """
+    naive = utc_fields_from_name(name)
+    if naive is None:
+        return None
+    offset = round((naive - now) / 900.0) * 900.0
+    if abs(offset) > 14 * 3600:
+        return None
+    return offset
 
 
 def stamp(ts: float) -> str:
@@ -184,6 +221,9 @@ class FileStore:
         self.dirs = {RECORDINGS: recordings_dir, SNAPSHOTS: snapshots_dir}
         self.duration_reader = duration_reader
         self._durations: dict[str, tuple[int, int, float | None]] = {}
+        #: Seconds east of UTC of the zone the names of a kind are written in (None: local).
+        self.name_offsets: dict[str, float | None] = {}
+        self._listings: dict[str, tuple[tuple, list[MediaFile], list[int], dict[str, list[int]]]] = {}
 
     def real_dir(self, kind: str) -> str:
         """The directory of ``kind`` with every symbolic link resolved."""
@@ -198,8 +238,14 @@ class FileStore:
 
     # -- lookups ---------------------------------------------------------------
 
+    def set_name_offset(self, kind: str, utc_offset: float | None) -> None:
+        """The UTC offset the writer of ``kind``'s names uses (MediaMTX's zone, for recordings)."""
+        if self.name_offsets.get(kind) != utc_offset:
+            self.name_offsets[kind] = utc_offset
+            self._listings.pop(kind, None)
+
     def _stat_file(self, kind: str, name: str, base: str, st: os.stat_result, path: str) -> MediaFile:
-        created = time_from_name(name)
+        created = time_from_name(name, self.name_offsets.get(kind))
         return MediaFile(
             kind=kind,
             filename=name,
@@ -300,28 +346,71 @@ class FileStore:
 
     # -- listing -----------------------------------------------------------------
 
+    #: A file modified less than this many seconds before the directory was scanned may
+    #: still be growing (a recording being written): it is stat'ed again on every listing.
+    HOT_SECONDS = 120.0
+
     def list(self, kind: str, camera_id: str | None = None) -> list[MediaFile]:
         """Regular files of ``kind`` (optionally of one camera), newest first.
 
         Hidden files (temporary ones start with a dot), other extensions, directories
         and symbolic links are not listed.
+
+        The listing is cached until the directory changes (its ``st_mtime_ns``,
+        inode or ctime: a file added, removed or renamed), so a listing of 100,000
+        files does not stat every one on every call.  Files that were recently
+        modified when the directory was scanned (:attr:`HOT_SECONDS`, a recording
+        still being written) are stat'ed again on each call, so their size is
+        current.  :meth:`delete` and :meth:`create` drop the cache too.
         """
         base = self.real_dir(kind)
-        allowed = EXTENSIONS[kind]
-        prefix = f"{camera_id}_" if camera_id else None
-        files: list[MediaFile] = []
         try:
-            entries = list(os.scandir(base))
+            dst = os.stat(base)
         except FileNotFoundError:
+            self._listings.pop(kind, None)
             return []
         except OSError as exc:
             log.error("Cannot list {kind} in {base}: {err}", kind=kind, base=base, err=exc)
             raise InternalError(f"Cannot list the {kind} directory: {exc.strerror}") from None
+        key = (base, dst.st_dev, dst.st_ino, dst.st_mtime_ns, dst.st_ctime_ns)
+        cached = self._listings.get(kind)
+        if cached is None or cached[0] != key:
+            files, hot = self._scan(kind, base)
+            cached = (key, files, hot, {})
+            # A directory changed within the last second may change again within the
+            # same timestamp tick (coarse file system clocks): not cached until it settles.
+            if time.time() - dst.st_mtime > 1.0:
+                self._listings[kind] = cached
+            else:
+                self._listings.pop(kind, None)
+        else:
+            files, hot = cached[1], cached[2]
+            if hot:
+                self._refresh_hot(kind, base, files, hot)
+        if camera_id:
+            # Per camera: the positions of its files, found once per listing.
+            by_camera = cached[3]
+            positions = by_camera.get(camera_id)
+            if positions is None:
+                prefix = f"{camera_id}_"
+                positions = by_camera[camera_id] = [i for i, f in enumerate(files) if f.filename.startswith(prefix)]
+            return [files[i] for i in positions]
+        return list(files)
+
+    def _scan(self, kind: str, base: str) -> tuple[list[MediaFile], list[int]]:
+        allowed = EXTENSIONS[kind]
+        files: list[MediaFile] = []
+        try:
+            entries = list(os.scandir(base))
+        except FileNotFoundError:
+            return [], []
+        except OSError as exc:
+            log.error("Cannot list {kind} in {base}: {err}", kind=kind, base=base, err=exc)
+            raise InternalError(f"Cannot list the {kind} directory: {exc.strerror}") from None
+        now = time.time()
         for entry in entries:
             name = entry.name
             if name.startswith(".") or os.path.splitext(name)[1].lower() not in allowed:
-                continue
-            if prefix is not None and not name.startswith(prefix):
                 continue
             try:
                 st = entry.stat(follow_symlinks=False)
@@ -331,7 +420,23 @@ class FileStore:
                 continue
             files.append(self._stat_file(kind, name, base, st, entry.path))
         files.sort(key=lambda f: (f.created, f.filename), reverse=True)
-        return files
+        hot = [i for i, f in enumerate(files) if now - f.mtime < self.HOT_SECONDS]
+        return files, hot
+
+    def _refresh_hot(self, kind: str, base: str, files: list[MediaFile], hot: list[int]) -> None:
+        now = time.time()
+        still = []
+        for i in hot:
+            media = files[i]
+            try:
+                st = os.stat(media.path, follow_symlinks=False)
+            except OSError:
+                continue  # gone: the directory's mtime changes too, the next call rescans
+            if st.st_mtime_ns != media.mtime_ns or st.st_size != media.size:
+                files[i] = self._stat_file(kind, media.filename, base, st, media.path)
+            if now - st.st_mtime < self.HOT_SECONDS:
+                still.append(i)
+        hot[:] = still
 
     def usage(self, kind: str) -> tuple[int, int]:
         """``(files, bytes)`` of ``kind``."""
@@ -370,6 +475,7 @@ class FileStore:
             log.error("Cannot delete {kind} file {name}: {err}", kind=kind, name=name, err=exc)
             raise InternalError(f"Cannot delete {name}: {exc.strerror}") from None
         self._durations.pop(media.path, None)
+        self._listings.pop(kind, None)
         log.info("Deleted {kind} file {name} ({size} bytes)", kind=kind, name=name, size=media.size)
         return media
 
@@ -405,5 +511,6 @@ class FileStore:
                     log.failure("Cannot remove the partial file {path}", path=path)
                 raise
             os.close(fd)
+            self._listings.pop(kind, None)
             return name
         raise InternalError(f"Cannot find a free file name for {stem}{ext}")

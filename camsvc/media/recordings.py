@@ -21,7 +21,8 @@ exponential backoff if it dies while recording, stopped with the recording.
 * every change sends ``recording_status_update`` and a ``camera_status_update``
   (the Camera object's ``recording`` flag reads :meth:`Recordings.is_recording`);
 * active sessions are persisted in ``<state_dir>/recordings.json``; after a crash,
-  or a shutdown with ``recording.on_shutdown: keep``, they are resumed when MediaMTX
+  or a shutdown with ``recording.on_shutdown: keep`` (or a package upgrade's restart
+  with ``recording.on_upgrade: keep``, the default), they are resumed when MediaMTX
   answers and the camera is back (or finalised if their duration ran out or the
   camera does not return within ``recording.resume_timeout``); MediaMTX's own record
   flag is read then and logged.  A path MediaMTX still records with no camsvc
@@ -43,19 +44,23 @@ from twisted.application.service import Service
 from twisted.internet import error as ierror
 from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import deferLater
+from twisted.internet.task import LoopingCall, deferLater
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
 from camsvc.common.writer import BackgroundWriter
-from camsvc.media.files import RECORDINGS, FileStore, time_from_name
+from camsvc.media.files import RECORDINGS, FileStore, learn_utc_offset, time_from_name
 from camsvc.media.process import which
 
 log = Logger()
 
 STATE_FILE = "recordings.json"
+# Left in state_dir by the Debian package's postinst just before it restarts an
+# active service for an upgrade (debian/camsvc.postinst): that stop keeps the
+# recordings when recording.on_upgrade is "keep"; the next start removes it.
+UPGRADE_MARKER = "upgrade-restart"
 #: Seconds between looks for MediaMTX's first segment file.
 POLL = 0.1
 #: Seconds to let MediaMTX close the last segment before its size is reported.
@@ -252,7 +257,14 @@ class Recordings(Service):
         publish: Callable[..., Any],
         camera_changed: Callable[[Camera], None] | None = None,
         metrics: Any = None,
+        statvfs: Callable[[str], Any] = os.statvfs,
+        on_storage_full: Callable[[], Any] | None = None,
     ) -> None:
+        self.statvfs = statvfs
+        #: Called once per full-disk event (emergency retention, when enabled).
+        self.on_storage_full = on_storage_full or (lambda: None)
+        self._disk_loop: LoopingCall | None = None
+        self._sizes: dict[str, tuple[int, int]] = {}
         self.mediamtx = mediamtx
         self.cameras = cameras
         self.reactor = reactor
@@ -264,6 +276,7 @@ class Recordings(Service):
         self.camera_changed_hook = camera_changed or (lambda camera: None)
         self.metrics = metrics
         self.path = os.path.join(config.storage.state_dir, STATE_FILE)
+        self.upgrade_marker = os.path.join(config.storage.state_dir, UPGRADE_MARKER)
         self._writer = BackgroundWriter(reactor, self.path, mode=0o644, what="recording state")
         self.sessions: dict[str, Session] = {}
         self._pending_resume: dict[str, Session] = {}
@@ -356,7 +369,17 @@ class Recordings(Service):
             raise
         session.filename = first
         session.state = "recording"
-        session.start_time = time_from_name(first) or session.start_time
+        # The recording began when MediaMTX wrote its first segment: the time in its
+        # name, which is MediaMTX's local time in a zone camsvc need not share (a
+        # container in UTC).  The name is seconds old, so its offset from camsvc's
+        # clock, rounded to a quarter hour, is MediaMTX's zone (learned every start).
+        now = self.clock.seconds()
+        offset = learn_utc_offset(first, now)
+        if offset is not None:
+            self.store.set_name_offset(RECORDINGS, offset)
+            began = time_from_name(first, offset)
+            if began is not None and now - 60.0 <= began <= now + 1.0:
+                session.start_time = began
         self._arm_timer(session)
         self._save()
         self._count("started")
@@ -412,14 +435,21 @@ class Recordings(Service):
             await deferLater(self.clock, POLL, lambda: None)
 
     def _session_files(self, session: Session) -> list:
-        """The session's segments, oldest first: new since it started (2 s of clock slack)."""
-        since = session.start_time - 2.0
-        files = [
-            f
-            for f in self.store.list(RECORDINGS, session.camera_id)
-            if f.filename not in session.before and f.created >= since
-        ]
-        files.sort(key=lambda f: (f.created, f.filename))
+        """The session's segments, oldest first, found without reading names as absolute times.
+
+        New files are those that were not there when the session started
+        (``before``); from the first segment on, those whose name sorts at or
+        after it (one MediaMTX's names sort by time in whatever zone it writes
+        them).  Only a resumed session that never saw its first segment falls
+        back on the time in the names (2 s of slack, camsvc's zone).
+        """
+        files = [f for f in self.store.list(RECORDINGS, session.camera_id) if f.filename not in session.before]
+        if session.filename:
+            files = [f for f in files if f.filename >= session.filename]
+        elif not session.before and session.state == "resuming":
+            since = session.start_time - 2.0
+            files = [f for f in files if f.created >= since]
+        files.sort(key=lambda f: f.filename)
         return files
 
     async def _abandon(self, session: Session, exc: BaseException) -> None:
@@ -444,6 +474,7 @@ class Recordings(Service):
         self._notify(session, FAILED, reason=reason, duration=0.0)
 
     def _arm_timer(self, session: Session) -> None:
+        self._watch_disk_while_recording()  # every recording (started or resumed) arms its timer
         if session.duration is None:
             return
         remaining = session.start_time + session.duration - self.clock.seconds()
@@ -500,6 +531,7 @@ class Recordings(Service):
         if self.sessions.get(session.camera_id) is session:
             del self.sessions[session.camera_id]
         self._pending_resume.pop(session.camera_id, None)
+        self._disk_watch_idle()
         end = self.clock.seconds()
         files = self._session_files(session)
         result = {
@@ -633,6 +665,13 @@ class Recordings(Service):
 
     def startService(self) -> None:
         super().startService()
+        try:
+            os.unlink(self.upgrade_marker)
+            log.info("Started after a package upgrade ({marker} removed)", marker=self.upgrade_marker)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            log.error("Cannot remove {marker}: {err}", marker=self.upgrade_marker, err=exc)
         sessions = self._load()
         if not sessions:
             return
@@ -744,12 +783,82 @@ class Recordings(Service):
 
     # -- shutdown ------------------------------------------------------------------------------------
 
+    # -- a full disk ---------------------------------------------------------------------------
+
+    def _watch_disk_while_recording(self) -> None:
+        """Run the full-disk check while something records (and only then: no idle timer)."""
+        if self._disk_loop is None and self.running:
+            self._disk_loop = LoopingCall(self._watch_disk)
+            self._disk_loop.clock = self.clock
+            self._disk_loop.start(self.config.recording.disk_check_interval, now=False).addErrback(
+                lambda f: log.failure("The full-disk check stopped", f)
+            )
+
+    def _disk_watch_idle(self) -> None:
+        if not any(s.state in ("starting", "recording") for s in self.sessions.values()):
+            loop, self._disk_loop = self._disk_loop, None
+            if loop is not None and loop.running:
+                loop.stop()
+
+    def _watch_disk(self) -> None:
+        """While something records, check the recordings file system every disk_check_interval."""
+        recording = [s for s in self.sessions.values() if s.state == "recording"]
+        if not recording:
+            self._sizes.clear()
+            self._disk_watch_idle()
+            return
+        directory = self.config.storage.recordings_dir
+        try:
+            st = self.statvfs(directory)
+        except OSError as exc:
+            log.warn("Cannot check free space in {dir}: {err}", dir=directory, err=exc)
+            return
+        free = st.f_bavail * st.f_frsize
+        limit = self.config.recording.min_free_bytes
+        stalled = []
+        for session in recording:
+            files = self._session_files(session)
+            size = files[-1].size if files else 0
+            last, still = self._sizes.get(session.camera_id, (size, 0))
+            still = still + 1 if size == last else 0
+            self._sizes[session.camera_id] = (size, still)
+            # No byte left and a segment that stopped growing: MediaMTX's writes fail.
+            if still >= 2 and free < max(limit, st.f_frsize * 4):
+                stalled.append(session)
+        if free >= limit and not stalled:
+            return
+        reason = "storage_full"
+        log.error(
+            "The recordings file system is full ({free} bytes free in {dir}, recording.min_free_bytes {limit}): "
+            "stopping {count} recording(s) with FAILED",
+            free=free,
+            dir=directory,
+            limit=limit,
+            count=len(recording),
+        )
+        for session in recording:
+            self._sizes.pop(session.camera_id, None)
+            d = Deferred.fromCoroutine(self._finish(session, FAILED, reason))
+            d.addErrback(lambda f, cid=session.camera_id: log.failure("Stopping {camera_id} failed", f, camera_id=cid))
+        try:
+            self.on_storage_full()
+        except Exception:
+            log.failure("Emergency retention after a full disk failed")
+
     def stopService(self) -> Any:
         super().stopService()
+        if self._disk_loop is not None and self._disk_loop.running:
+            self._disk_loop.stop()
+        self._disk_loop = None
         if self._resume_timer is not None and self._resume_timer.active():
             self._resume_timer.cancel()
         self._resume_timer = None
         keep = self.config.recording.on_shutdown == "keep"
+        upgrade = os.path.exists(self.upgrade_marker)
+        if upgrade and not keep and self.config.recording.on_upgrade == "keep":
+            keep = True
+            if self.sessions:
+                log.info("Stopping for a package upgrade: recordings are kept and resume after the restart")
         waits = []
         for session in list(self.sessions.values()):
             if session.timer is not None and session.timer.active():
@@ -764,8 +873,9 @@ class Recordings(Service):
             waits.append(d)
         if keep and self.sessions:
             log.info(
-                "Leaving {count} recordings to MediaMTX (recording.on_shutdown: keep); they resume at the next start",
+                "Leaving {count} recordings to MediaMTX (recording.{key}: keep); they resume at the next start",
                 count=len(self.sessions),
+                key="on_upgrade" if upgrade and self.config.recording.on_shutdown != "keep" else "on_shutdown",
             )
         done = DeferredList(waits)
         done.addBoth(lambda _: self._writer.drain())  # the last state is on disk when stopped

@@ -32,7 +32,14 @@ from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from camsvc.cameras.registry import CONNECTED, Camera
-from camsvc.common.errors import CameraNotFound, InsufficientStorage, InternalError, InvalidState, MediaMTXUnavailable
+from camsvc.common.errors import (
+    CameraNotFound,
+    InsufficientStorage,
+    InternalError,
+    InvalidState,
+    MediaMTXUnavailable,
+    RateLimitExceeded,
+)
 from camsvc.media.files import FORMAT_EXTENSIONS, SNAPSHOTS, FileStore, sanitise_name, stamp
 from camsvc.media.process import NotInstalled, OutputTooLarge, ProcessError, ProcessGroup, ProcessTimeout
 
@@ -162,6 +169,13 @@ class Snapshotter:
         self._check_camera(camera)
         self.require_space(SNAPSHOTS)
         lock = self._locks.setdefault(camera.camera_id, DeferredLock())
+        max_queued = self.config.snapshots.max_queued
+        if lock.locked and len(lock.waiting) >= max_queued:
+            raise RateLimitExceeded(
+                f"Camera {camera.camera_id} is busy: {len(lock.waiting)} snapshots are already waiting "
+                f"(snapshots.max_queued {max_queued}); try again when one has finished",
+                data={"reason": "busy", "queued": len(lock.waiting), "max_queued": max_queued},
+            )
         await lock.acquire()
         attempt: dict = {"source": "device"}
         try:

@@ -11,7 +11,12 @@ for them).  It owns:
 * ``system_status_update`` notifications when MediaMTX goes down and when it
   comes back;
 * restart detection: ``/v3/info`` ``started`` changed -> listeners are told
-  ``restarted`` (MediaMTX forgot every path camsvc made).
+  ``restarted`` (MediaMTX forgot every path camsvc made);
+* configuration-reload detection: MediaMTX re-reading its configuration file
+  drops API-made paths without changing ``started``; every probe compares the
+  path list with the paths camsvc made (``expected_paths``, set by the
+  reconciler) and tells listeners ``paths_lost`` with the missing names, so
+  they are re-applied within one ``health_interval``.
 
 Other code reports failures it sees (:meth:`Monitor.report`) so a dead MediaMTX
 is noticed at once, and asks :meth:`Monitor.check_available` before calling
@@ -127,6 +132,9 @@ class Monitor(Service):
         self.stats_time: float | None = None
         self.failed_probes = 0
         self._listeners: list[Callable[[str, dict], None]] = []
+        #: ``() -> set of path names`` camsvc made and expects to exist (the reconciler's ledger).
+        self.expected_paths: Callable[[], set[str]] | None = None
+        self.reloads_detected = 0
         self._next: Any = None
         self._probing: Deferred | None = None
         self._poked = False
@@ -245,6 +253,8 @@ class Monitor(Service):
             return
         self.failed_probes = 0
         self._came_up(info)
+        # Taken before the list is asked for: a path camsvc adds meanwhile is not "lost".
+        expected = self._expected()
         try:
             items = await self.client.list_paths()
         except MediaMTXError as exc:
@@ -257,6 +267,30 @@ class Monitor(Service):
             stats = path_stats(item)
             self.stats[stats["name"]] = stats
         self.stats_time = self.clock.seconds()
+        self._check_paths(expected)
+
+    def _expected(self) -> set[str]:
+        if self.expected_paths is None:
+            return set()
+        try:
+            return set(self.expected_paths())
+        except Exception:
+            log.failure("Reading the expected MediaMTX paths failed")
+            return set()
+
+    def _check_paths(self, expected: set[str]) -> None:
+        """Paths camsvc made (before and still) that MediaMTX no longer lists: its configuration was reloaded."""
+        missing = sorted((expected & self._expected()) - set(self.stats))
+        if not missing:
+            return
+        self.reloads_detected += 1
+        log.warn(
+            "MediaMTX no longer has {count} path(s) camsvc made ({names}) although it did not restart "
+            "(its configuration was reloaded?): re-applying them",
+            count=len(missing),
+            names=", ".join(missing[:10]),
+        )
+        self._tell("paths_lost", {"missing": missing})
 
     async def _identity(self) -> dict:
         """``/v3/info``, or the global config on releases that lack it (no ``started`` then)."""

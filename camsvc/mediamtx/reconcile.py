@@ -201,6 +201,7 @@ class Reconciler(Service):
         self._pass_listeners: list[Callable[[dict], None]] = []
         cameras.subscribe(self)
         monitor.subscribe(self._monitor_event)
+        monitor.expected_paths = lambda: set(self.ledger.names)
 
     # -- service ---------------------------------------------------------------------
 
@@ -277,6 +278,12 @@ class Reconciler(Service):
         elif event == "up":
             self.ledger.mediamtx_started(info.get("started"))
             self.trigger("MediaMTX available" if info.get("first") else "MediaMTX back")
+        elif event == "paths_lost":
+            # A configuration reload dropped them (``started`` did not change): they are
+            # no longer ours to patch but to add again.
+            for name in info.get("missing", ()):
+                self.ledger.release(name)
+            self.trigger("MediaMTX lost camsvc's paths (configuration reloaded)")
 
     def _periodic(self) -> None:
         if self.monitor.available:

@@ -10,7 +10,7 @@ recording started/finished/failed) are not retained: while disconnected they
 wait in a queue of ``mqtt.queue_size``; beyond it the oldest are dropped and
 counted (``camsvc_mqtt_dropped_total{kind="event"}``).  A forgotten camera's
 state, recording state and discovery configurations are cleared with empty
-retained messages.
+retained messages (on the next connection if the broker is away then).
 
 **Commands** (``mqtt.commands``): a JSON-RPC request on ``<base>/command``
 (``start_recording``, ``stop_recording``, ``take_snapshot``) or Home
@@ -101,6 +101,8 @@ class MQTTBridge(Service):
         self.metrics = metrics
         #: topic -> payload of everything retained (republished after each connect).
         self.retained: dict[str, bytes] = {}
+        #: topics to clear that could not be cleared while disconnected (a persistent broker keeps them).
+        self.clears: set[str] = set()
         self.events: deque[tuple[str, bytes]] = deque(maxlen=queue_size)
         self.dropped = 0
         self._seen: OrderedDict[str, Any] = OrderedDict()
@@ -138,12 +140,17 @@ class MQTTBridge(Service):
         """The connection is up: subscribe, republish every retained state, flush queued events."""
         if self.commands:
             self.connection.subscribe(self.topics.command_subscriptions(), self.qos)
+        for topic in sorted(self.clears):
+            if self.connection.publish(topic, b"", qos=self.qos, retain=True) == "sent":
+                self.clears.discard(topic)
         for topic, payload in list(self.retained.items()):
             self._send(topic, payload, retain=True, kind="state")
         while self.events:
-            topic, payload = self.events.popleft()
-            if not self._send(topic, payload, retain=False, kind="event"):
-                break
+            topic, payload = self.events[0]
+            if self.connection.publish(topic, payload, qos=self.qos, retain=False) != "sent":
+                break  # gone again, or the client's queue is full: the rest waits in the queue
+            self.events.popleft()
+            self._count("mqtt_published", "event")
 
     # -- publishing ---------------------------------------------------------------------------
 
@@ -165,12 +172,14 @@ class MQTTBridge(Service):
         if self.retained.get(topic) == payload:
             return
         self.retained[topic] = payload
+        self.clears.discard(topic)
         self._send(topic, payload, retain=True, kind="state")
 
     def clear_state(self, topic: str) -> None:
         """An empty retained message: the broker forgets the topic."""
         self.retained.pop(topic, None)
-        self.connection.publish(topic, b"", qos=self.qos, retain=True)
+        if self.connection.publish(topic, b"", qos=self.qos, retain=True) != "sent":
+            self.clears.add(topic)  # cleared on the next connect
 
     def emit(self, kind: str, **fields: Any) -> None:
         body = payloads.event(kind, iso(self.clock.seconds()), host=self.host_id, **fields)
@@ -211,6 +220,7 @@ class MQTTBridge(Service):
                 self.set_state(topic, payload)
             else:
                 self.retained[topic] = payload
+                self.clears.discard(topic)
 
     def forget(self, camera_id: str) -> None:
         """The camera's record is gone: clear its state and discovery configurations."""

@@ -12,9 +12,10 @@ Ubuntu 22.04/24.04) and 2.x (``CallbackAPIVersion.VERSION2``).
 Connecting: paho's ``connect`` opens the TCP connection with a blocking
 ``socket.create_connection``.  So that a broker that is down (or a host that
 does not answer) never stalls the reactor, every attempt first opens a TCP
-connection of its own through the reactor; only when that succeeded does
-paho connect (to a listening broker: a loopback or LAN round trip; the TLS
-handshake is also done by paho).  Failures are retried with exponential
+connection of its own through the reactor (name resolution included); only
+when that succeeded does paho connect, to the address just found for
+``mqtt://`` (a loopback or LAN round trip); for ``mqtts://`` paho resolves the
+name again and does the TLS handshake, both synchronously.  Failures are retried with exponential
 backoff (``reconnect_min`` doubling up to ``reconnect_max``), as are lost
 connections.
 
@@ -105,7 +106,10 @@ class _Socket:
 
 
 class _Probe(Protocol):
+    peer = ""
+
     def connectionMade(self) -> None:
+        self.peer = getattr(self.transport.getPeer(), "host", "")
         self.transport.loseConnection()
 
 
@@ -233,24 +237,25 @@ class MQTTConnection(Service):
         s = self.settings
         endpoint = HostnameEndpoint(self.reactor, s.host, s.port, timeout=max(5, s.keepalive))
         d = endpoint.connect(_ProbeFactory())
-        d.addCallbacks(lambda _: self._connect_paho(), self._probe_failed)
+        d.addCallbacks(lambda probe: self._connect_paho(probe.peer), self._probe_failed)
         d.addErrback(lambda f: log.failure("MQTT connection attempt failed", f))
 
     def _probe_failed(self, failure: Failure) -> None:
         self._attempting = False
         self._failed(failure.getErrorMessage())
 
-    def _connect_paho(self) -> None:
+    def _connect_paho(self, address: str = "") -> None:
         self._attempting = False
         if self._stopping:
             return
         s = self.settings
+        # Plain MQTT: the address the probe just resolved, so paho does no (blocking) lookup.
+        # TLS needs the name for SNI and the certificate check.
+        host = address if address and not s.tls else s.host
         try:
             if self.client is None:
                 self.client = self._new_client()
-                self.client.connect(s.host, s.port, keepalive=s.keepalive)
-            else:
-                self.client.reconnect()
+            self.client.connect(host, s.port, keepalive=s.keepalive)
         except Exception as exc:  # OSError, ssl.SSLError, ValueError from paho
             self._unwatch()
             self._failed(f"{type(exc).__name__}: {exc}")

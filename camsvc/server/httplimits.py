@@ -190,8 +190,13 @@ class LimitedSite(Site):
         self.http_open = 0
         self.http_refused = 0
         self._warned = False
+        #: ``() -> bool`` set by the listener (:class:`camsvc.server.listener.FdGuard`): False refuses.
+        self.accept_guard: Any = None
 
     def buildProtocol(self, addr: Any) -> Any:
+        if self.accept_guard is not None and not self.accept_guard():
+            self.http_refused += 1
+            return None
         if self.http_open >= self.max_http_connections:
             self.http_refused += 1
             if not self._warned:

@@ -6,11 +6,18 @@ that cannot be bound stops startup with one line (exit status 1).  With
 be a loopback one: an explicit ``server.endpoint`` can listen on every
 interface whatever ``server.host`` says, so the rule is checked on the
 bound socket, and a violation closes it and exits with one line and status 78.
+
+:class:`FdGuard` keeps the process from running out of file descriptors
+(``EMFILE``): when fewer than ``reserve`` are free, accepting pauses (the
+listening socket stops being read; new clients wait in the kernel backlog),
+one line is logged, and accepting resumes once enough are free again.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
+import resource
 import sys
 from typing import Any
 
@@ -75,6 +82,8 @@ class ListenerService(Service):
 
     def _bound(self, port: Any) -> Any:
         address = port.getHost()
+        if hasattr(self.site, "accept_guard"):
+            self.site.accept_guard = FdGuard(port, self.clock)
         host = getattr(address, "host", None)
         if self.loopback_only and not _is_loopback(address):
             port.stopListening()
@@ -104,6 +113,9 @@ class ListenerService(Service):
         super().stopService()
         self.health.set("listening", False, "shutting down")
         steps = []
+        guard = getattr(self.site, "accept_guard", None)
+        if guard is not None:
+            guard.stop()
         if self.port is not None:
             steps.append(maybeDeferred(self.port.stopListening))
         self.ws_factory.close_all()
@@ -148,3 +160,102 @@ def _one_line(text: str) -> None:
     stream = sys.__stderr__ or sys.stderr
     stream.write(text + "\n")
     stream.flush()
+
+
+def open_fds() -> int:
+    """File descriptors this process has open (``/proc/self/fd``)."""
+    try:
+        return len(os.listdir("/proc/self/fd"))
+    except OSError:  # pragma: no cover - /proc is always there on Linux
+        return 0
+
+
+def fd_limit() -> int:
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+class FdGuard:
+    """Called by the Site for every accepted connection: False to refuse it (and pause accepting).
+
+    Counting descriptors lists ``/proc/self/fd``, so it is done only when
+    the accepts since the last count could have used half of the margin left,
+    or ``every`` seconds passed.  Collaborators: the listening
+    ``port`` (``stopReading``/``startReading``), a clock, and (for tests)
+    ``count``/``limit`` callables.
+    """
+
+    def __init__(
+        self,
+        port: Any,
+        clock: Any,
+        *,
+        reserve: int | None = None,
+        every: float = 0.5,
+        count: Any = open_fds,
+        limit: Any = fd_limit,
+    ) -> None:
+        self.port = port
+        self.clock = clock
+        self.count = count
+        self.limit = limit
+        self.reserve = reserve
+        self.every = every
+        self.paused = False
+        self._checked = float("-inf")
+        self._accepts = 0
+        self._budget = 0
+        self._call: Any = None
+
+    def _reserve(self, limit: int) -> int:
+        return self.reserve if self.reserve is not None else max(16, min(256, limit // 20))
+
+    def __call__(self) -> bool:
+        if self.paused:
+            return False
+        now = self.clock.seconds()
+        self._accepts += 1
+        # Each accept takes one descriptor: no need to count again before half
+        # of the last margin could be used up (or ``every`` seconds passed,
+        # for descriptors opened otherwise).
+        if now - self._checked < self.every and self._accepts < self._budget:
+            return True
+        self._checked = now
+        self._accepts = 0
+        limit, used = self.limit(), self.count()
+        reserve = self._reserve(limit)
+        if limit - used > reserve:
+            self._budget = max(1, (limit - used - reserve) // 2)
+            return True
+        self.paused = True
+        try:
+            self.port.stopReading()
+        except Exception:  # noqa: BLE001 - a port that cannot pause still refuses below
+            log.failure("Could not pause accepting")
+        log.warn(
+            "Accepting paused: {used} of {limit} file descriptors in use (LimitNOFILE); "
+            "new clients wait until {reserve} are free",
+            used=used,
+            limit=limit,
+            reserve=reserve,
+        )
+        self._call = self.clock.callLater(1.0, self._check)
+        return False
+
+    def _check(self) -> None:
+        self._call = None
+        limit, used = self.limit(), self.count()
+        if limit - used > 2 * self._reserve(limit):
+            self.paused = False
+            self._checked = float("-inf")
+            try:
+                self.port.startReading()
+            except Exception:  # noqa: BLE001
+                log.failure("Could not resume accepting")
+            log.info("Accepting resumed: {used} of {limit} file descriptors in use", used=used, limit=limit)
+            return
+        self._call = self.clock.callLater(1.0, self._check)
+
+    def stop(self) -> None:
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None

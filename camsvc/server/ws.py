@@ -200,7 +200,7 @@ class RpcServerProtocol(WebSocketServerProtocol):
         refusal = factory.admit(request, address=address, credentialed=credential is not None)
         if refusal is not None:
             code, reason = refusal
-            log.warn("Refused WebSocket connection from {peer}: {reason}", peer=request.peer, reason=reason)
+            factory.log_refusal(request.peer, reason)
             raise ConnectionDeny(code, reason)
         self._queue: deque = deque()
         conn_id = factory.hub.next_id()
@@ -489,6 +489,8 @@ class RpcServerFactory(WebSocketServerFactory):
         super().__init__(url=url, reactor=reactor)
         use_own_masker()
         self.handshake_auth = handshake_auth
+        self._refusal_logged_at = float("-inf")
+        self._refusals_unlogged = 0
         self.pools = Pools(
             server_config.max_unauthenticated,
             server_config.max_unauthenticated_per_address,
@@ -559,6 +561,21 @@ class RpcServerFactory(WebSocketServerFactory):
                 self._rejected("origin")
                 return (403, f"origin {origin} is not allowed")
         return None
+
+    def log_refusal(self, peer: str, reason: str) -> None:
+        """Log a refused handshake; in a flood, one line per second with the count (the log is no lever)."""
+        now = self.reactor.seconds()
+        if now - self._refusal_logged_at < 1.0:
+            self._refusals_unlogged += 1
+            return
+        more = self._refusals_unlogged
+        self._refusal_logged_at, self._refusals_unlogged = now, 0
+        log.warn(
+            "Refused WebSocket connection from {peer}: {reason}{more}",
+            peer=peer,
+            reason=reason,
+            more=f" (and {more} more refused in the last second)" if more else "",
+        )
 
     def _rejected(self, reason: str) -> None:
         if self.metrics is not None:

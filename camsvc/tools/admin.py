@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from camsvc.auth.keystore import AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
+from camsvc.auth.keystore import SCOPES, AuthSetupError, KeyStore, load_or_create_secret, new_secret, write_private
 from camsvc.auth.tokens import mint_token
 from camsvc.common.roles import Role
 from camsvc.config import ConfigError, load_config
@@ -71,7 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     key_sub = key.add_subparsers(dest="key_command", metavar="ACTION")
     key_sub.required = True
     create = key_sub.add_parser("create", help="create an API key and print it (shown once)")
-    create.add_argument("--role", required=True, type=_role, help="viewer, operator or admin")
+    create.add_argument("--role", type=_role, help="viewer, operator or admin (required unless --scope)")
+    create.add_argument(
+        "--scope",
+        choices=SCOPES,
+        help="limit the key to one HTTP resource: 'metrics' reads /metrics (for Prometheus) and nothing else",
+    )
     create.add_argument("--name", default="", help="a label to recognise the key by (e.g. who uses it)")
     lister = key_sub.add_parser("list", help="list API keys (ids, roles, names; never the keys)")
     lister.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -119,11 +124,16 @@ def _run(args: argparse.Namespace, auth: Any) -> int:
     if args.command == "key":
         store = KeyStore(auth.api_keys_file)
         if args.key_command == "create":
-            key, record = store.create(args.role, args.name, now)
+            if args.role is None and args.scope is None:
+                print("camsvc-admin: key create needs --role or --scope", file=sys.stderr)
+                return EX_USAGE
+            # A scoped key's role is never used; the lowest one is recorded.
+            key, record = store.create(args.role or Role.VIEWER, args.name, now, scope=args.scope)
             label = f", name {record['name']!r}" if record["name"] else ""
+            what = f"scope {args.scope}: /{args.scope} only" if args.scope else f"role {record['role']}"
             print(key)
             print(
-                f"Created API key {record['id']} (role {record['role']}{label}) in {auth.api_keys_file}.\n"
+                f"Created API key {record['id']} ({what}{label}) in {auth.api_keys_file}.\n"
                 "The key is shown only this once: store it now (camsvc keeps only its hash).",
                 file=sys.stderr,
             )
@@ -140,7 +150,8 @@ def _run(args: argparse.Namespace, auth: Any) -> int:
             rows = [("ID", "ROLE", "CREATED", "STATUS", "NAME")]
             for r in sorted(records, key=lambda r: r.get("created_at") or 0):
                 status = f"revoked {_when(r['revoked_at'])}" if r.get("revoked_at") else "active"
-                rows.append((r["id"], r.get("role", "?"), _when(r.get("created_at")), status, r.get("name") or ""))
+                role = f"{r['scope']} only" if r.get("scope") else r.get("role", "?")
+                rows.append((r["id"], role, _when(r.get("created_at")), status, r.get("name") or ""))
             widths = [max(len(row[i]) for row in rows) for i in range(4)]
             for row in rows:
                 print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4])

@@ -37,6 +37,7 @@ EXPECTED_ROLES: dict[str, Role | None] = {
     "get_metrics": Role.ADMIN,
     "get_camera_list": Role.VIEWER,
     "get_camera_status": Role.VIEWER,
+    "forget_camera": Role.ADMIN,
     "get_camera_capabilities": Role.VIEWER,
     "get_camera_controls": Role.VIEWER,
     "set_camera_controls": Role.OPERATOR,

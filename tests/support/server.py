@@ -79,8 +79,11 @@ class ServiceProcess:
         *,
         wait_ready: bool = False,
         ssl_context: Any = None,
+        nofile: int | None = None,
     ):
         self.ssl_context = ssl_context
+        #: RLIMIT_NOFILE for the process (both soft and hard), as systemd's LimitNOFILE would set it.
+        self.nofile = nofile
         self.tmp = Path(tmp)
         self.port = free_port()
         for sub in ("state", "recordings", "snapshots"):
@@ -108,6 +111,11 @@ class ServiceProcess:
     def http(self) -> str:
         return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
+    def _limits(self) -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
+
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
@@ -116,6 +124,7 @@ class ServiceProcess:
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
+            preexec_fn=self._limits if self.nofile else None,
         )
         path = "/health/ready" if self.wait_ready else "/health/live"
         deadline = time.monotonic() + timeout

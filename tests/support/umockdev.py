@@ -64,6 +64,7 @@ with ``bench/udev_raw.py`` and ``tests/test_umockdev_bed.py``:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -77,6 +78,7 @@ HELPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "umockdev_bed.
 SYSTEM_PYTHON = "/usr/bin/python3"
 PRELOAD = "libumockdev-preload.so.0"
 QLEN_PATH = "/proc/sys/net/unix/max_dgram_qlen"
+QLEN_LOCK = "/tmp/camsvc-tests-dgram-qlen.lock"
 
 __all__ = [
     "HELPER",
@@ -428,7 +430,27 @@ class AsyncTestbed(_Commands):
 @contextlib.contextmanager
 def raised_dgram_qlen(value: int = 1000) -> Iterator[bool]:
     """Raise ``net.unix.max_dgram_qlen`` (system-wide!) for an unpaced storm and put it
-    back afterwards.  Yields False (and changes nothing) when not permitted."""
+    back afterwards.  Yields False (and changes nothing) when not permitted.
+
+    Held under an exclusive lock (QLEN_LOCK): suites running side by side (make
+    test-distro-libs, or several checkouts on one machine) would otherwise put
+    the old value back under each other's storm."""
+    try:
+        lock = open(QLEN_LOCK, "a")
+    except OSError:
+        lock = None
+    try:
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        with _raised_dgram_qlen(value) as raised:
+            yield raised
+    finally:
+        if lock is not None:
+            lock.close()  # releases the lock
+
+
+@contextlib.contextmanager
+def _raised_dgram_qlen(value: int) -> Iterator[bool]:
     try:
         with open(QLEN_PATH) as f:
             old = int(f.read())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import sys
 
 import yaml
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--password")
     ap.add_argument("--delay", type=float, default=0.0, help="seconds to wait before every reply")
     ap.add_argument("--auth-pause", type=float, default=AUTH_PAUSE_AFTER_ERROR)
+    ap.add_argument("--utc-offset", type=float, default=None, help="render recordPath times at this UTC offset (hours)")
     ap.add_argument(
         "--config",
         help="a mediamtx.yml: its 'paths' are the static configuration; apiAddress and the api user apply too",
@@ -82,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         static_paths=static,
         legacy_replies=args.legacy_replies,
         auth_pause=args.auth_pause,
+        timezone=None if args.utc_offset is None else _dt.timezone(_dt.timedelta(hours=args.utc_offset)),
     )
 
     def ready(_):

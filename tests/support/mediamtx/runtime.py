@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import os
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class _Recorder:
         self._file: Path | None = None
         self._seg_start = 0.0
         self._next_frag = 0
+        self.write_errors = 0
         self._loop: LoopingCall | None = None
         init_frags = standin._clip_parts()
         self._init, self._frags = init_frags
@@ -88,14 +90,26 @@ class _Recorder:
     def _new_segment(self) -> None:
         now = self.standin.reactor.seconds()
         conf = self._conf()
-        t = _dt.datetime.fromtimestamp(now).astimezone()
+        # MediaMTX renders recordPath in its own local time zone (a container's is often UTC).
+        t = _dt.datetime.fromtimestamp(now, tz=self.standin.timezone).astimezone(self.standin.timezone)
         pattern = conf["recordPath"] + (".mp4" if conf["recordFormat"] == "fmp4" else ".ts")
         target = self.standin._abs_record_path(render_record_path(pattern, self.runtime.name, t))
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(self._init)
-            if self._frags:
-                f.write(self._frags[0])
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(target, "wb") as f:
+                f.write(self._init)
+                if self._frags:
+                    f.write(self._frags[0])
+        except OSError as exc:
+            log.error(
+                "[path {path}] [record] cannot create {file}: {err}",
+                path=self.runtime.name,
+                file=str(target),
+                err=exc.strerror,
+            )
+            self.write_errors += 1
+            self._seg_start = now  # tried again after a segment duration, like a failed segment
+            return
         self._file = target
         self._seg_start = now
         self._next_frag = 1
@@ -112,8 +126,24 @@ class _Recorder:
             self._new_segment()
             return
         if self._file is not None and self._next_frag < len(self._frags):
-            with open(self._file, "ab") as f:
-                f.write(self._frags[self._next_frag])
+            try:
+                fd = os.open(self._file, os.O_WRONLY | os.O_APPEND)
+                try:
+                    size = os.fstat(fd).st_size
+                    view = memoryview(self._frags[self._next_frag])
+                    try:
+                        while view:
+                            view = view[os.write(fd, view) :]
+                    except OSError:
+                        os.ftruncate(fd, size)  # a fragment is written whole or not at all
+                        raise
+                finally:
+                    os.close(fd)
+            except OSError as exc:
+                # MediaMTX logs the failed write and keeps the recorder running.
+                log.error("[path {path}] [record] write failed: {err}", path=self.runtime.name, err=exc.strerror)
+                self.write_errors += 1
+                return
             self._next_frag += 1
 
     def stop(self) -> None:

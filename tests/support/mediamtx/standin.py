@@ -75,12 +75,15 @@ class MediaMTXStandIn:
         clip_path: str | Path | None = None,
         spec: OpenAPISpec | None = None,
         validate_responses: bool = True,
+        timezone: _dt.tzinfo | None = None,
     ):
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.reactor = reactor
+        #: The zone recordPath times are rendered in (None: this process's local zone).
+        self.timezone = timezone
         self.interface = interface
         self.api_port = port
         self.rtsp_port = rtsp_port
@@ -209,6 +212,11 @@ class MediaMTXStandIn:
         # ``started`` must differ even on a coarse clock.
         yield self.start()
         return self
+
+    def reload_config(self) -> None:
+        """What MediaMTX does when its configuration file changes: the file's
+        configuration again, API-made paths gone, ``started`` unchanged."""
+        self._reset_config()
 
     def set_delay(self, seconds: float) -> None:
         """Delay every later reply by ``seconds`` (0 disables)."""
