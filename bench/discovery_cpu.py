@@ -9,6 +9,7 @@ a CPU; this figure does not.  Also reported: the wall-clock time from the helper
 uevent timestamp to that hand-off (no WebSocket, no client).
 
     /work/main/.venv/bin/python bench/discovery_cpu.py [-n 200] [--cameras 4]
+    BENCH_PROFILE=/tmp/discovery.prof ... (cProfile of the event handling, for pstats)
 
 The service under test is the real App (``camsvc.tap.build``: discovery with the real
 pyudev backend, the API module's notifier, the hub) on a real reactor in a preloaded
@@ -58,9 +59,22 @@ def serve() -> None:
 
     original = discovery.DiscoveryService.read_events
 
+    profile_to = os.environ.get("BENCH_PROFILE")  # a path: cProfile of every read_events
+    profiler = None
+    if profile_to:
+        import cProfile
+
+        profiler = cProfile.Profile()
+
     def read_events(self):
         mark["wall"], mark["cpu"] = time.monotonic(), time.process_time()
-        return original(self)
+        if profiler is None:
+            return original(self)
+        profiler.enable()
+        try:
+            return original(self)
+        finally:
+            profiler.disable()
 
     discovery.DiscoveryService.read_events = read_events
 
@@ -81,6 +95,8 @@ def serve() -> None:
 
     class Quit(protocol.Protocol):
         def connectionLost(self, reason):
+            if profiler is not None:
+                profiler.dump_stats(profile_to)
             app.discovery.stopService()
             shutil.rmtree(state, ignore_errors=True)
             reactor.stop()

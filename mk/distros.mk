@@ -31,7 +31,12 @@ DISTRO_TESTS ?= tests/test_ws.py tests/test_ws_flow.py tests/test_rpc.py tests/t
 	tests/test_lifecycle.py tests/test_shutdown_recording.py tests/test_admin.py tests/test_client.py \
 	tests/test_smoke.py tests/test_python_support.py tests/test_mqtt_bridge.py tests/test_mqtt_broker.py \
 	tests/test_mqtt_payloads.py tests/test_http_limits.py tests/test_unauthenticated.py tests/test_ws_frames.py
-DISTRO_PYTEST_ARGS ?= -q -p no:cacheprovider
+# The umockdev event storm is left to the main run: it measures umockdev's
+# preload (whose fd table overflows under heavy load), not a library version.
+DISTRO_PYTEST_ARGS ?= -q -p no:cacheprovider \
+	--deselect tests/test_discovery_umockdev.py::test_event_storm_ends_in_the_right_state
+# How many of the three run at once (1: one after another).
+DISTRO_JOBS ?= 3
 
 TEST_STAGES += test-distro-libs test-trixie
 
@@ -40,7 +45,7 @@ TEST_STAGES += test-distro-libs test-trixie
 # (timeouts, child processes, sockets), not computing, so in parallel the stage
 # takes about as long as the slowest one.  Each keeps its own output together.
 test-distro-libs:
-	@$(MAKE) --no-print-directory -j3 --output-sync=target test-jammy-libs test-noble-libs test-trixie-libs
+	@$(MAKE) --no-print-directory -j$(DISTRO_JOBS) --output-sync=target test-jammy-libs test-noble-libs test-trixie-libs
 
 test-jammy-libs:
 	@$(MAKE) --no-print-directory distro-libs DISTRO=ubuntu-22.04 DISTRO_PY=3.10

@@ -321,3 +321,22 @@ def test_each_single_format_camera_gets_a_working_publish_command(bed):
     h264 = next(c for c in cams.values() if c.name == "USB Camera H264")
     assert published_mode(h264, passthrough)["copy"] is True
     assert "-c:v copy" in publish_command(h264, passthrough)
+
+
+def test_vivid_with_two_instances_gives_two_cameras_with_their_own_nodes(bed, tmp_path):
+    """The QEMU guest's ``vivid n_devs=2``: one platform device, two identical capture
+    nodes; the shared by-path name is used by neither, each publishes from its node."""
+    b = bed(zoo.vivid_two_instances)
+    assert b.table() == {
+        "camera0": ("/dev/video0", "/dev/video0", "vivid (/dev/video0)"),
+        "camera1": ("/dev/video4", "/dev/video4", "vivid (/dev/video4)"),
+    }
+    assert_unique_paths(b)
+    keys = {c.camera_id: c.key for c in b.cameras().values()}
+    assert keys == {
+        "camera0": "sys:/sys/devices/platform/vivid.0/video4linux/video0",
+        "camera1": "sys:/sys/devices/platform/vivid.0/video4linux/video4",
+    }
+    b.unplug("/dev/video0", "/dev/video4")  # unbind: both go
+    b.plug("/dev/video4", "/dev/video0")  # bind: udev may report them in any order
+    assert set(b.table()) == {"camera0", "camera1"}

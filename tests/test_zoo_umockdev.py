@@ -37,6 +37,7 @@ CASES = {
     "guillemot_old_udev": {},
     "elp_h264_two_capture_nodes": {},
     "rpi4_soc_nodes": {"include": ["driver:unicam"]},
+    "vivid_two_instances": {},
 }
 
 

@@ -128,6 +128,7 @@ class DiscoveryService(Service):
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
         self._pending_logs: list[tuple[str, dict]] = []
+        self._path_memo: dict[str, tuple] = {}  # see presence.unique_paths
         self._log_call: Any = None
         self._flush_call: Any = None
         self._kills: dict[Deferred, Any] = {}  # probes of vanished nodes -> their pending kill
@@ -419,7 +420,11 @@ class DiscoveryService(Service):
                 return key
             elif key is not None:
                 self._unshare(serial, key, holder)
-        if port in self._key_holders and self._key_holders[port] != sys_path:
+        if port in self.identity.shared_ports:
+            return f"sys:{sys_path}"
+        holder = self._key_holders.get(port)
+        if holder is not None and holder != sys_path:
+            self._unshare_port(port, holder)
             return f"sys:{sys_path}"
         legacy = serial_key(props, index)
         if (
@@ -456,6 +461,26 @@ class DiscoveryService(Service):
             "Serial number {serial} is reported by two cameras at once: identifying both by port "
             "({camera_id} keeps its id as {new})",
             serial=serial,
+            camera_id=other.camera_id,
+            new=new,
+        )
+        self._commit(other.camera_id)
+
+    def _unshare_port(self, port: str, holder: str) -> None:
+        """Two present nodes have the same port key (several cameras under one platform
+        device): from now on each is keyed by its sysfs path, in any plug order; the one
+        that had the port key keeps its id."""
+        self.identity.mark_port_shared(port)
+        new = f"sys:{holder}"
+        self.identity.rekey(port, new)
+        del self._key_holders[port]
+        self._key_holders[new] = holder
+        other = self._nodes[holder]
+        other.key = new
+        self._schedule_flush()
+        log.warn(
+            "{port} is the port of two cameras at once: identifying them by node ({camera_id} keeps its id as {new})",
+            port=port,
             camera_id=other.camera_id,
             new=new,
         )
@@ -507,7 +532,7 @@ class DiscoveryService(Service):
         path or name changed (``changed`` is committed by the caller)."""
         nodes = list(self._present.values())
         resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
-        paths = unique_paths(nodes, resolve)
+        paths = unique_paths(nodes, resolve, self._path_memo)
         names = display_names(nodes, self._base_name)
         stale = []
         for node in nodes:

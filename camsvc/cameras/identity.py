@@ -3,17 +3,27 @@
 This module owns two things:
 
 * :func:`identity_key`, the rule that names a physical camera from its udev
-  properties: ``usb:<ID_SERIAL>:<ID_USB_INTERFACE_NUM>`` when the device has a real
-  USB serial (``ID_SERIAL_SHORT``; ``ID_SERIAL`` alone is only vendor_model and is
-  shared by identical cameras), else ``path:<ID_PATH>`` (the physical port: CSI,
-  platform and serial-less USB cameras), else ``node:<devnode>``.  A node other than
-  the first of its interface (sysfs ``index`` > 0) gets ``#index<N>`` appended.
+  properties: ``usb:<ID_SERIAL>:<ID_USB_INTERFACE_NUM>`` (:func:`serial_key`) when the
+  device has a usable USB serial (``ID_SERIAL_SHORT``, not a placeholder of
+  :data:`PLACEHOLDER_SERIALS`, not known to be shared by cameras present at the same
+  time; ``ID_SERIAL`` alone is only vendor_model and is shared by identical cameras),
+  else ``path:<ID_PATH>`` (:func:`port_key`, the physical port: CSI, platform and
+  serial-less USB cameras), else ``node:<devnode>``.  A node other than the first of
+  its interface (sysfs ``index`` > 0) gets ``#index<N>`` appended.  Discovery applies
+  the rule to the present set (who holds which key, moving a key when a serial turns
+  out to be shared, migrating an old map's serial keys to port keys).
 * :class:`IdentityStore`, the persisted map.  It lives in
   ``<storage.state_dir>/camera-ids.json``::
 
       {"version": 1, "next_number": 3,
        "cameras": {"camera0": {"key": "usb:Logitech_C920_A1B2:00", "name": "HD Pro Webcam C920"},
-                   "camera2": {"key": "path:platform-vivid.0", "name": "vivid"}}}
+                   "camera2": {"key": "path:platform-vivid.0", "name": "vivid"}},
+       "shared_serials": ["A1B2C3"]}
+
+  ``shared_serials`` (optional) lists serials seen on two cameras at once: they
+  identify no camera from then on (:meth:`IdentityStore.mark_shared`);
+  ``shared_ports`` port keys seen on two nodes at once (several cameras under one
+  platform device): those cameras are keyed ``sys:<sysfs path>``.
 
   Ids are never reused for another key: ``next_number`` only grows, even when an
   operator deletes an entry.  Writes are atomic (temp file, fsync, rename, fsync of
@@ -22,8 +32,10 @@ This module owns two things:
   A failed write (read-only or full disk) is logged and retried on the next change;
   ids stay stable for the life of the process either way.
 
-Collaborators: none but the filesystem; the caller decides when to :meth:`flush`
-(discovery defers it so a new camera's first notification never waits for fsync).
+Collaborators: none but the filesystem; the caller decides when to write: discovery
+takes :meth:`IdentityStore.pending_write` and hands it to a
+:class:`camsvc.common.writer.BackgroundWriter` (never fsync on the reactor);
+:meth:`IdentityStore.flush` writes synchronously.
 """
 
 from __future__ import annotations
@@ -141,6 +153,7 @@ class IdentityStore:
         self._entries: dict[str, dict] = {}
         self._next = 0
         self.shared: set[str] = set()
+        self.shared_ports: set[str] = set()
         self.dirty = False
         self.loaded = False
         self.write_errors = 0
@@ -152,6 +165,7 @@ class IdentityStore:
         self.loaded = True
         self._by_key, self._entries, self._next = {}, {}, 0
         self.shared = set()
+        self.shared_ports = set()
         try:
             with open(self.path, encoding="utf-8") as fh:
                 text = fh.read()
@@ -206,6 +220,10 @@ class IdentityStore:
         if not isinstance(shared, list) or not all(isinstance(s, str) for s in shared):
             raise ValueError("shared_serials must be a list of strings")
         self.shared = set(shared)
+        ports = data.get("shared_ports", [])
+        if not isinstance(ports, list) or not all(isinstance(s, str) for s in ports):
+            raise ValueError("shared_ports must be a list of strings")
+        self.shared_ports = set(ports)
 
     def _set_aside(self) -> None:
         try:
@@ -244,6 +262,13 @@ class IdentityStore:
             self.shared.add(serial)
             self.dirty = True
 
+    def mark_port_shared(self, key: str) -> None:
+        """Remember that port key ``key`` was seen on two nodes at once (several cameras
+        under one platform device: ``vivid n_devs=2``): they are told apart by node."""
+        if key not in self.shared_ports:
+            self.shared_ports.add(key)
+            self.dirty = True
+
     def rekey(self, old: str, new: str) -> str | None:
         """Move the id of ``old`` to ``new`` (the camera keeps its id under its new key).
 
@@ -269,6 +294,8 @@ class IdentityStore:
         out = {"version": VERSION, "next_number": self._next, "cameras": cameras}
         if self.shared:
             out["shared_serials"] = sorted(self.shared)
+        if self.shared_ports:
+            out["shared_ports"] = sorted(self.shared_ports)
         return out
 
     def pending_write(self) -> bytes | None:

@@ -57,16 +57,27 @@ class Node:
         self.links = device.links  # split once per event, read on every refresh
 
 
-def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) -> dict[str, str]:
+def unique_paths(
+    nodes: Iterable[Node], resolve: Callable[[str], str | None], memo: dict | None = None
+) -> dict[str, str]:
     """``camera_id -> device path`` by the rule in the module docstring.
 
     ``resolve(link)`` is the node a link points at now (None if it does not exist).
+    ``memo`` (kept by the caller between calls) skips the ``readlink`` of a camera whose
+    node and link claims are what they were: a link's owner only changes when a
+    claimant comes or goes, which changes the claims.
     """
     nodes = list(nodes)
     claims = Counter(link for node in nodes for link in node.links)
     out: dict[str, str] = {}
     for node in nodes:
         devnode = node.device.device_node or ""
+        signature = (devnode, node.links, tuple(claims[link] for link in node.links))
+        if memo is not None:
+            known = memo.get(node.camera_id)
+            if known is not None and known[0] == signature:
+                out[node.camera_id] = known[1]
+                continue
         out[node.camera_id] = next(
             (
                 link
@@ -76,6 +87,11 @@ def unique_paths(nodes: Iterable[Node], resolve: Callable[[str], str | None]) ->
             ),
             devnode,
         )
+        if memo is not None:
+            memo[node.camera_id] = (signature, out[node.camera_id])
+    if memo is not None:
+        for camera_id in set(memo) - set(out):
+            del memo[camera_id]
     return out
 
 

@@ -481,7 +481,31 @@ def single_format_cameras() -> list[ZooNode]:
     return out
 
 
+# -- vivid n_devs=2 (the QEMU guest of /work/shared/reference/vm-camera.md) ------------------
+
+
+def vivid_two_instances() -> list[ZooNode]:
+    """``modprobe vivid n_devs=2``: two identical capture nodes under the one platform
+    device ``vivid.0`` — same ``ID_PATH``, same card, no serial, both ``-video-index0``,
+    so the by-path name is shared too (udev gives it to one of them)."""
+    nodes = []
+    for video in (0, 4):  # rule: each instance also makes output/VBI/radio/SDR/touch nodes
+        node = _platform(
+            f"/sys/devices/platform/vivid.0/video4linux/video{video}",
+            video,
+            driver="vivid",
+            card="vivid",
+            device_caps=0x05200001,  # Video Capture, Tuner?, Streaming, Read/Write (vivid's capture node)
+            id_path="platform-vivid.0",
+        )
+        node.properties["ID_V4L_CAPABILITIES"] = ":capture:video_overlay:tuner:"  # vm-camera.md
+        node.formats = YUYV_MJPG
+        nodes.append(node)
+    return nodes
+
+
 POPULATIONS = {
+    "vivid_two_instances": vivid_two_instances,
     "elp_h264_two_capture_nodes": elp_h264_two_capture_nodes,
     "single_format_cameras": single_format_cameras,
     "two_c270_bogus_serial": two_c270_bogus_serial,
