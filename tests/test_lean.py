@@ -91,7 +91,8 @@ from twisted.internet import reactor
 from camsvc.tap import makeService
 makeService(options.subOptions)
 import autobahn.websocket.protocol as p
-from autobahn.websocket import HAS_NVX
+import autobahn.websocket
+HAS_NVX = getattr(autobahn.websocket, "HAS_NVX", False)  # Autobahn < 22.10 (Debian 12) has no NVX
 print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__, "treq" in sys.modules)
 """
 

@@ -407,8 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(write_config(args.config, cache=args.cache)[0])
         return 0
+    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
+    # Without a twistd script beside this interpreter (a venv over Debian's packages, whose
+    # script is /usr/bin/twistd3), the same twistd through the interpreter.
+    launcher = (
+        [twistd] if os.path.exists(twistd) else [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    )
     cmd = [c for c in args.camsvc if c != "--"] or [
-        os.path.join(os.path.dirname(sys.executable), "twistd"),
+        *launcher,
         "--nodaemon",
         "--pidfile=",
         "camsvc",
