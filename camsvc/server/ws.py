@@ -310,7 +310,8 @@ class RpcServerProtocol(WebSocketServerProtocol):
             return
         if self.factory.idle_timeout:
             self._heard()
-        if self.autoPingTimeoutCall is not None and self.autoPingRestartOnAnyTraffic:
+        # autoPingRestartOnAnyTraffic: Autobahn >= 22.4 (Ubuntu 22.04's 21.11 has no such option).
+        if self.autoPingTimeoutCall is not None and getattr(self, "autoPingRestartOnAnyTraffic", False):
             self._cancelAutoPingTimeoutCall()
         limit = self.maxMessagePayloadSize
         n = len(data)
