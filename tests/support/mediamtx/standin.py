@@ -729,7 +729,10 @@ class MediaMTXStandIn:
         raw_start = rec.query.get("start", [""])[0]
         try:
             # RFC 3339 as Go parses it; Python 3.10's fromisoformat takes no "Z".
-            start = _dt.datetime.fromisoformat(re.sub(r"Z$", "+00:00", raw_start))
+            # Go takes any number of fraction digits; Python 3.10 only 3 or 6.
+            text = re.sub(r"Z$", "+00:00", raw_start)
+            text = re.sub(r"\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], text, count=1)
+            start = _dt.datetime.fromisoformat(text)
             if start.tzinfo is None or not re.match(r"^\d{4}-\d{2}-\d{2}T", raw_start):
                 raise ValueError
         except ValueError:
