@@ -137,22 +137,8 @@ SOURCES=$(cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/nul
 bkey=$( (echo "$RECIPE $SUITE $MIRROR $BASE_PKGS $deb_deps"; echo "$SOURCES"; echo "$BASE_SETUP") | hash_of)
 ROOTFS=$CACHE/rootfs-$bkey
 
-# rm -rf of a chroot must never descend into a still-mounted /proc, /sys or /dev.
-unmount_under() {
-    awk -v d="$1" 'index($2, d "/") == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do
-        umount -l "$m"
-    done
-}
-safe_rm() {
-    for d; do
-        [ -e "$d" ] || continue
-        unmount_under "$d"
-        if awk -v d="$d" 'index($2, d "/") == 1 {f=1} END {exit !f}' /proc/mounts; then
-            echo "refusing to remove $d: something is still mounted under it" >&2; exit 1
-        fi
-        rm -rf "$d"
-    done
-}
+# shellcheck source=tests/system/mounts.sh
+. "$HERE/mounts.sh"
 
 if [ ! -e "$ROOTFS/.done" ]; then
     safe_rm "$ROOTFS" "$ROOTFS.tmp"

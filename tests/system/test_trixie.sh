@@ -34,19 +34,8 @@ MIRROR=$(awk '/^URIs:/ && $2 ~ /debian\/?$/ {print $2; exit}' /etc/apt/sources.l
 SECURITY=${MIRROR%/debian}/debian-security
 [[ $SECURITY == */debian-security ]] || SECURITY=http://deb.debian.org/debian-security
 
-unmount_under() {
-    awk -v d="$1" 'index($2, d "/") == 1 {print $2}' /proc/mounts | sort -r | while read -r m; do umount -l "$m"; done
-}
-safe_rm() {
-    for d; do
-        [ -e "$d" ] || continue
-        unmount_under "$d"
-        if awk -v d="$d" 'index($2, d "/") == 1 {f=1} END {exit !f}' /proc/mounts; then
-            echo "refusing to remove $d: something is still mounted under it" >&2; exit 1
-        fi
-        rm -rf "$d"
-    done
-}
+# shellcheck source=tests/system/mounts.sh
+. "$HERE/mounts.sh"
 
 # --- trixie base with camsvc's dependencies in the apt cache -------------------
 deb_deps=$(dpkg-deb -f "$DEB" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g; s/:[a-z0-9]*$//' | grep -v '^$' | sort -u | paste -sd' ' -)
