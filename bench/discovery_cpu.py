@@ -23,13 +23,14 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.stats import summary  # noqa: E402
 
 DEBOUNCE = 0.3
 MARGIN = 0.1
@@ -103,20 +104,6 @@ def serve() -> None:
 
     stdio.StandardIO(Quit())
     reactor.run()
-
-
-def pct(values, p):
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))]
-
-
-def summary(values):
-    return {
-        "n": len(values),
-        "p50_ms": round(statistics.median(values), 3),
-        "p99_ms": round(pct(values, 99), 3),
-        "max_ms": round(max(values), 3),
-    }
 
 
 def main() -> int:

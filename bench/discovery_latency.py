@@ -35,7 +35,6 @@ import json
 import os
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.stats import summary  # noqa: E402
 
 DEBOUNCE = 0.3  # camsvc's default discovery.debounce
 MARGIN = 0.1  # seconds on top of it between two events of one camera
@@ -144,23 +145,6 @@ class FrameReader(threading.Thread):
         except OSError:
             pass
         self.sock.close()
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
-    return s[k]
-
-
-def summary(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50_ms": round(statistics.median(values), 3),
-        "p99_ms": round(pct(values, 99), 3),
-        "max_ms": round(max(values), 3),
-    }
 
 
 def match(frames, t_sent, device, predicate):

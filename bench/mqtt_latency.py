@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -33,24 +32,10 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.stats import summary  # noqa: E402
+
 DEBOUNCE = 0.3  # camsvc's default discovery.debounce
 MARGIN = 0.1
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
-
-
-def summary(values: list[float]) -> dict:
-    if not values:
-        return {"n": 0}
-    return {
-        "n": len(values),
-        "p50_ms": round(statistics.median(values), 3),
-        "p99_ms": round(pct(values, 99), 3),
-        "max_ms": round(max(values), 3),
-    }
 
 
 def main() -> int:

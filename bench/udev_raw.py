@@ -26,6 +26,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bench.stats import pct  # noqa: E402
+
 
 def listener() -> None:
     """Run in the preloaded child: a Twisted reactor with the monitor fd as a reader."""
@@ -76,12 +78,6 @@ def listener() -> None:
 
     stdio.StandardIO(Quit())
     reactor.run()
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    k = min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))
-    return s[k]
 
 
 def main() -> int:
