@@ -36,6 +36,14 @@ MODE_SCHEMA = {
     },
 }
 
+#: The properties both methods' results share.
+STATE_PROPERTIES = {
+    "device": {"type": "string"},
+    "camera_id": {"type": "string"},
+    "active": MODE_SCHEMA,
+    "stored": {"type": "object"},
+}
+
 
 def register(app: Any) -> None:
     reg = app.registry
@@ -45,17 +53,20 @@ def register(app: Any) -> None:
             raise InvalidState("Stream settings are not available")
         return app.camera_settings
 
-    async def get_stream_settings(session: Any, params: dict) -> dict:
-        store = settings()
-        camera = app.cameras.resolve(params["device"])
-        available = await app.encoders.available()
+    def state(store: Any, camera: Any) -> dict:
+        """What both methods answer: the camera, its active mode and its stored settings."""
         return {
             "device": camera.device,
             "camera_id": camera.camera_id,
             "active": active(app, camera),
             "stored": store.stream(camera.camera_id),
-            **ss.choices(camera, available),
         }
+
+    async def get_stream_settings(session: Any, params: dict) -> dict:
+        store = settings()
+        camera = app.cameras.resolve(params["device"])
+        available = await app.encoders.available()
+        return {**state(store, camera), **ss.choices(camera, available)}
 
     async def set_stream_settings(session: Any, params: dict) -> dict:
         store = settings()
@@ -79,13 +90,7 @@ def register(app: Any) -> None:
                 app.mediamtx.stream_settings_changed(camera.camera_id)
             if app.camera_notifier is not None:
                 app.camera_notifier.publish(camera)
-        return {
-            "device": camera.device,
-            "camera_id": camera.camera_id,
-            "active": active(app, camera),
-            "stored": store.stream(camera.camera_id),
-            "changed": changed,
-        }
+        return {**state(store, camera), "changed": changed}
 
     reg.add(
         "get_stream_settings",
@@ -102,10 +107,7 @@ def register(app: Any) -> None:
         result={
             "type": "object",
             "properties": {
-                "device": {"type": "string"},
-                "camera_id": {"type": "string"},
-                "active": MODE_SCHEMA,
-                "stored": {"type": "object"},
+                **STATE_PROPERTIES,
                 "formats": {"type": "array", "items": {"type": "object"}},
                 "encoders": {
                     "type": "array",
@@ -151,13 +153,7 @@ def register(app: Any) -> None:
         ),
         result={
             "type": "object",
-            "properties": {
-                "device": {"type": "string"},
-                "camera_id": {"type": "string"},
-                "active": MODE_SCHEMA,
-                "stored": {"type": "object"},
-                "changed": {"type": "boolean"},
-            },
+            "properties": {**STATE_PROPERTIES, "changed": {"type": "boolean"}},
         },
         errors=(CameraNotFound, InvalidParams, InvalidState),
     )
