@@ -127,7 +127,7 @@ def test_camsvc_sigkilled_during_recordings_recovers(tmp_path):
                 counts = {cid: len(segments(cid)) for cid in sessions}
                 until(
                     f"new segments before kill {i + 1}",
-                    lambda: all(len(segments(cid)) > counts[cid] for cid in sessions),
+                    lambda counts=counts: all(len(segments(cid)) > counts[cid] for cid in sessions),
                     log=proc.log,
                 )
                 code = proc.kill_group()
