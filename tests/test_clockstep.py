@@ -1,0 +1,84 @@
+"""Wall-clock steps and the reactor's timers (camsvc.ops.clockstep, camsvc.common.clocks).
+
+A real (not running, not installed) Twisted reactor with a fake wall and monotonic
+clock: without the guard a step of an hour fires a 10-s timer at once (forward) or not
+for an hour (back); with it, the timer fires after its 10 s either way.  The
+end-to-end check under libfaketime is faults/test_clock_faults.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.selectreactor import SelectReactor
+from twisted.internet.task import Clock
+
+from camsvc.common.clocks import steady
+from camsvc.ops import clockstep
+
+
+class Clocks:
+    def __init__(self) -> None:
+        self.mono = 1000.0
+        self.wall_offset = 1_800_000_000.0
+
+    def wall(self) -> float:
+        return self.mono + self.wall_offset
+
+    def steady(self) -> float:
+        return self.mono
+
+
+@pytest.fixture
+def reactor():
+    r = SelectReactor()
+    yield r
+    r.removeAll()
+    r.waker.connectionLost(None)  # its pipe
+
+
+def fired_after(reactor, clocks: Clocks, step: float) -> list[float]:
+    fired: list[float] = []
+    start = clocks.mono
+    reactor.callLater(10, lambda: fired.append(clocks.mono - start))
+    clocks.mono += 2
+    reactor.runUntilCurrent()
+    clocks.wall_offset += step  # the wall clock is stepped
+    for _ in range(20):
+        clocks.mono += 0.5
+        reactor.runUntilCurrent()
+    clocks.mono += 3600  # an hour on: whatever was late has fired
+    reactor.runUntilCurrent()
+    return fired
+
+
+@pytest.mark.parametrize("step", [3600.0, -3600.0])
+def test_without_the_guard_a_step_moves_the_timer(reactor, step):
+    clocks = Clocks()
+    reactor.seconds = clocks.wall
+    fired = fired_after(reactor, clocks, step)
+    assert fired == ([2.5] if step > 0 else [3612.0])  # Twisted alone: at once, or an hour late
+
+
+@pytest.mark.parametrize("step", [3600.0, -3600.0])
+def test_with_the_guard_a_timer_keeps_its_delay(reactor, step):
+    clocks = Clocks()
+    guard = clockstep.install(reactor, wall=clocks.wall, steady=clocks.steady)
+    fired = fired_after(reactor, clocks, step)
+    assert fired == [10.0]
+    assert guard.steps == 1 and guard.stepped == step
+    assert reactor.seconds() == clocks.wall()  # still the wall clock: timestamps stay true
+    assert steady(reactor) == clocks.mono
+
+
+def test_small_differences_are_no_step(reactor):
+    clocks = Clocks()
+    guard = clockstep.install(reactor, wall=clocks.wall, steady=clocks.steady)
+    clocks.wall_offset += 0.3
+    reactor.seconds()
+    assert guard.steps == 0
+
+
+def test_steady_falls_back_on_seconds():
+    clock = Clock()
+    clock.advance(42)
+    assert steady(clock) == 42
