@@ -82,3 +82,57 @@ def test_steady_falls_back_on_seconds():
     clock = Clock()
     clock.advance(42)
     assert steady(clock) == 42
+
+
+class SteppedClock:
+    """A clock with a wall (``seconds``) and a monotonic (``steady``) side."""
+
+    def __init__(self) -> None:
+        self.mono = 500.0
+        self.offset = 1_800_000_000.0
+
+    def seconds(self) -> float:
+        return self.mono + self.offset
+
+    def steady(self) -> float:
+        return self.mono
+
+
+class Conn:
+    def __init__(self) -> None:
+        self.extra: dict = {}
+        self.role = None
+
+
+@pytest.mark.parametrize("step", [3600.0, -3600.0])
+def test_rate_limits_ignore_a_clock_step(step):
+    from camsvc.server.limits import AddressBuckets, RateLimiter, UnauthenticatedBudget
+
+    clock = SteppedClock()
+    limiter = RateLimiter(60, clock)
+    budget = UnauthenticatedBudget(60, 5, clock)
+    buckets = AddressBuckets(60, 5, clock)
+    conn = Conn()
+    ping = type("M", (), {"name": "ping"})()
+    for _ in range(5):
+        limiter(conn, ping)
+        budget(conn, ping)
+        assert buckets.allow("192.0.2.1") is None
+    clock.offset += step  # the wall clock jumps; a second passes
+    clock.mono += 1.0
+    limiter(conn, ping)  # refused for an hour before the fix (a step back)
+    budget(conn, ping)
+    assert buckets.allow("192.0.2.1") is None
+
+
+def test_failure_lockout_ignores_a_clock_step():
+    from camsvc.auth.limiter import FailureLimiter
+
+    clock = SteppedClock()
+    limiter = FailureLimiter(3, 60.0, clock, max_backoff=60.0)
+    for _ in range(3):
+        limiter.record("k")
+    assert limiter.retry_after("k") is not None
+    clock.offset -= 3600.0  # stepped back: a lock of a minute must not become an hour and more
+    clock.mono += 61.0
+    assert limiter.retry_after("k") is None

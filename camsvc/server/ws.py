@@ -47,8 +47,8 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from camsvc.common.clocks import steady
 from camsvc.common.addresses import client_address, parse_networks, peer_address
+from camsvc.common.clocks import steady
 from camsvc.common.hosts import host_of
 from camsvc.config import is_loopback_host
 from camsvc.server.session import Session

@@ -81,7 +81,11 @@ class ServiceProcess:
         ssl_context: Any = None,
         nofile: int | None = None,
         new_session: bool = False,
+        launcher: list[str] | None = None,
     ):
+        #: What runs twistd (default: this interpreter with twistd's ``run()``); a test may
+        #: give a module that wraps it (faults/twistd_with_cameras.py).
+        self.launcher = launcher or [sys.executable, "-c", TWISTD]
         #: Start twistd in a session (and process group) of its own, as systemd starts a unit:
         #: :meth:`kill_group` then kills camsvc and its children at once (KillMode=control-group).
         self.new_session = new_session
@@ -123,7 +127,7 @@ class ServiceProcess:
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
+            [*self.launcher, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
             cwd=str(self.tmp),
             env=self.env,
             stdout=self._log,
