@@ -39,7 +39,7 @@ CLIENTS = int(os.environ.get("FAULT_CLIENTS", "1000"))
 SLOW = int(os.environ.get("FAULT_SLOW_READERS", "10"))
 FLOODERS = int(os.environ.get("FAULT_FLOODERS", "100"))
 PLUGS = int(os.environ.get("FAULT_PLUGS", "3"))
-NOTIFICATIONS = int(os.environ.get("FAULT_NOTIFICATIONS", "400"))
+NOTIFICATIONS = int(os.environ.get("FAULT_NOTIFICATIONS", "200"))
 #: server.outgoing_buffer_size for the run: small, so that the slow readers reach it after
 #: the kernel's socket buffers (~100 KiB with the readers' small segments) are full.
 OUTGOING = 16384
