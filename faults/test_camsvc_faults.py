@@ -154,7 +154,7 @@ def test_camsvc_sigkilled_during_recordings_recovers(tmp_path):
             assert sorted(listed) == on_disk, "list_recordings does not show every file on disk"
             for cid, result in stopped.items():
                 assert result["files"] == segments(cid), f"stop_recording of {cid} does not report every segment"
-                assert result["files"][0] == sessions_first(first, second)[cid]
+                assert result["files"][0] == {"camera0": first, "camera1": second}[cid]["filename"]
             total = 0.0
             for name in on_disk:
                 total += ffprobe_duration(recordings / name)
@@ -175,7 +175,3 @@ def test_camsvc_sigkilled_during_recordings_recovers(tmp_path):
         f"{statistics.median(resumes):.2f} s, max {max(resumes):.2f} s (restart included); "
         f"{len(on_disk)} segments, {total:.1f} s of video, all readable, listed and downloadable"
     )
-
-
-def sessions_first(first: dict, second: dict) -> dict:
-    return {"camera0": first["filename"], "camera1": second["filename"]}
