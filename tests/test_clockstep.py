@@ -136,3 +136,24 @@ def test_failure_lockout_ignores_a_clock_step():
     clock.offset -= 3600.0  # stepped back: a lock of a minute must not become an hour and more
     clock.mono += 61.0
     assert limiter.retry_after("k") is None
+
+
+@pytest.mark.parametrize("step", [3600.0, -3600.0])
+def test_a_camera_plugged_just_before_a_step_is_probed_on_time(tmp_path, step):
+    from camsvc.testing import usb_camera
+    from tests.test_discovery import Harness
+
+    h = Harness(tmp_path)
+    stepped = [0.0]
+    h.reactor.steady = lambda: h.reactor.seconds() - stepped[0]
+    h.start()
+    h.udev.add(usb_camera(0, serial="S1", card="HD Webcam"))
+    h.deliver()
+    # the wall clock steps; the reactor's pending timers move with it (camsvc.ops.clockstep)
+    h.reactor.rightNow += step
+    stepped[0] += step
+    for call in h.reactor.getDelayedCalls():
+        call.time += step
+    h.probes_start()
+    assert h.prober.pending == ["/dev/video0"]  # an hour late after a step back before the fix
+    h.svc.stopService()
