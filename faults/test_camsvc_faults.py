@@ -47,14 +47,7 @@ def until(what, predicate, timeout=20.0, log=lambda: ""):
 def camsvc_config(standin: StandInProcess, port: int) -> dict:
     return {
         "server": {"port": port},
-        "mediamtx": {
-            "enabled": True,
-            "api_url": standin.url,
-            "rtsp_port": standin.rtsp_port,
-            "health_interval": 0.2,
-            "reconcile_interval": 2,
-            "request_timeout": 2,
-        },
+        "mediamtx": standin.camsvc_mediamtx(),
         "recording": {"reader_command": READER, "start_timeout": 10, "segment_duration": 1, "resume_timeout": 30},
         "discovery": {"enabled": True, "debounce": 0.05},
         "logging": {"level": "info"},

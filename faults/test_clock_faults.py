@@ -72,14 +72,7 @@ def test_wall_clock_step_keeps_auto_stop_and_retention(tmp_path, step):
             tmp_path / "camsvc",
             {
                 "server": {"idle_timeout": 3},
-                "mediamtx": {
-                    "enabled": True,
-                    "api_url": standin.url,
-                    "rtsp_port": standin.rtsp_port,
-                    "health_interval": 0.2,
-                    "reconcile_interval": 2,
-                    "request_timeout": 2,
-                },
+                "mediamtx": standin.camsvc_mediamtx(),
                 "recording": {"reader_command": READER, "start_timeout": 10, "segment_duration": 1},
                 "retention": {"enabled": True, "interval": 4, "max_age_days": 1},
                 "logging": {"level": "info"},

@@ -47,14 +47,7 @@ def test_sigterm_during_a_recording_finalises_it(tmp_path):
             proc = ServiceProcess(
                 tmp_path / "camsvc",
                 {
-                    "mediamtx": {
-                        "enabled": True,
-                        "api_url": standin.url,
-                        "rtsp_port": standin.rtsp_port,
-                        "health_interval": 0.2,
-                        "reconcile_interval": 2,
-                        "request_timeout": 2,
-                    },
+                    "mediamtx": standin.camsvc_mediamtx(),
                     "recording": {"reader_command": READER, "start_timeout": 10},
                     "discovery": {"enabled": True, "debounce": 0.05},
                     "logging": {"format": "json", "level": "debug"},

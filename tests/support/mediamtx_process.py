@@ -37,6 +37,17 @@ class StandInProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def camsvc_mediamtx(self) -> dict:
+        """camsvc's ``mediamtx`` section for this stand-in, with the quick intervals the process tests use."""
+        return {
+            "enabled": True,
+            "api_url": self.url,
+            "rtsp_port": self.rtsp_port,
+            "health_interval": 0.2,
+            "reconcile_interval": 2,
+            "request_timeout": 2,
+        }
+
     def start(self, timeout: float = 20.0) -> "StandInProcess":
         """Start and block until it is listening."""
         self.spawn()
