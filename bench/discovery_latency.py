@@ -267,7 +267,9 @@ def measure(args, service: str, gaps) -> tuple[list, list, dict | None]:
             if reader is not None:
                 reader.close()
             if service == "camsvc" and status is None and hasattr(svc, "log"):
-                print("camsvc's log (tail):\n" + svc.log()[-3000:], file=sys.stderr)
+                kept = os.path.join(tempfile.gettempdir(), "bench-discovery-camsvc.log")
+                Path(kept).write_text(svc.log())
+                print(f"camsvc's log (tail; all of it in {kept}):\n" + svc.log()[-3000:], file=sys.stderr)
             svc.stop()
             shutil.rmtree(tmp, ignore_errors=True)
     return events, frames, status

@@ -338,8 +338,7 @@ class DiscoveryService(Service):
         if ps.done_for is node and ps.running is None and (ps.error is not None or device.action == "add"):
             ps.done_for = None  # probe again: an ERROR camera on change/re-enumeration, a re-"add"
             ps.retried = False
-        self._refresh_present(node.camera_id)
-        self._commit(node.camera_id)
+        self._refresh_present(node.camera_id, commit=True)
 
     def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
         """(still there, QUERYCAP or None) for a candidate node.
@@ -393,8 +392,7 @@ class DiscoveryService(Service):
         ps.retried = False
         if info is not None and info.card:
             ps.card = info.card
-        self._refresh_present(camera_id)
-        self._commit(camera_id)
+        self._refresh_present(camera_id, commit=True)
         self._log_after_frame(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
@@ -526,10 +524,12 @@ class DiscoveryService(Service):
         for fmt, fields in pending:
             log.info(fmt, **fields)
 
-    def _refresh_present(self, changed: str) -> None:
+    def _refresh_present(self, changed: str, *, commit: bool = False) -> None:
         """Recompute every present camera's device path and name (they depend on the
         others: shared link names, shared names); commit the *other* cameras whose
-        path or name changed (``changed`` is committed by the caller)."""
+        path or name changed.  With ``commit`` ``changed`` is committed first, before
+        the others (its notification is the one a client waits for); without it the
+        caller commits ``changed`` (it did so already)."""
         nodes = list(self._present.values())
         resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
         paths = unique_paths(nodes, resolve, self._path_memo)
@@ -541,6 +541,8 @@ class DiscoveryService(Service):
                 stale.append(node.camera_id)
             node.path = path
             self._names[node.camera_id] = name
+        if commit:
+            self._commit(changed)
         for camera_id in stale:
             self._commit(camera_id)
 
