@@ -169,7 +169,7 @@ def main() -> int:
         "cpu_per_event": summary(cpu),
         "uevent_to_handoff": summary(handoff),
         **{
-            f"{what}_{kind}": summary([v for v, k in zip(values, kinds) if k == kind])
+            f"{what}_{kind}": summary([v for v, k in zip(values, kinds, strict=True) if k == kind])
             for what, values in (("cpu", cpu), ("handoff", handoff))
             for kind in ("add", "remove")
         },
