@@ -25,6 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# discovery.probe_timeout for services under test that probe cameras: the probe is a Python
+# child process, about 0.1 s on an idle machine but seconds each under CPU load (3.7 s seen
+# under stress-ng --cpu 2, probes one after another), so the default 5 s put cameras in ERROR.
+PROBE_TIMEOUT = 60.0
+
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
