@@ -5,10 +5,10 @@ Owns one measurement that host load cannot blur: ``strace`` attached to the main
 (reactor) thread of camsvc under ``twistd -n camsvc`` (default discovery settings,
 log level info), preloaded into a umockdev test bed, while the bed plugs and unplugs
 one camera ``-n`` times, ``--spacing`` seconds apart (every add a camera never seen
-unless ``--replug``).  For every change it counts the syscalls from the first uevent
-``recvmsg`` after the previous frame to the ``sendto`` of the frame, and among them
-the reactor turns (``epoll_wait``), the other uevents handled first (``recvmsg``:
-the metadata node's), the QUERYCAP round trips to the test bed (``connect`` to an
+unless ``--replug``).  For every change it counts the syscalls from the ``recvmsg`` of
+the capture node's uevent to the ``sendto`` of the frame, and among them the reactor
+turns (``epoll_wait``), the other uevents handled first (``recvmsg``: the metadata
+node's), the QUERYCAP round trips to the test bed (``connect`` to an
 ioctl socket) and the log lines written (``write`` to stdout).
 
     flock /tmp/bench.lock .venv/bin/python bench/discovery_syscalls.py [-n 20] [--replug]
@@ -35,11 +35,14 @@ from pathlib import Path
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 CALL = re.compile(r"^(?:\d+\s+)?([a-z_0-9]+)\(")
+#: The capture node's uevent (its metadata sibling is video1): the bed's timestamp is taken
+#: right before it, and the first frame after it is that change's.
+CAPTURE_NODE = "/video4linux/video0\\0"
 
 
 def windows(lines: list[str]) -> list[dict]:
-    """One dict per frame: the syscalls from the first uevent read after the previous
-    frame up to this frame's ``sendto``."""
+    """One dict per change: the syscalls from the capture node's uevent ``recvmsg`` up to
+    the next ``camera_status_update`` frame's ``sendto``."""
     out, current = [], None
     for line in lines:
         m = CALL.match(line)
@@ -47,7 +50,7 @@ def windows(lines: list[str]) -> list[dict]:
             continue
         name = m.group(1)
         if current is None:
-            if name == "recvmsg" and "libudev" in line:
+            if name == "recvmsg" and "libudev" in line and CAPTURE_NODE in line:
                 action = "add" if "ACTION=add" in line else "remove" if "ACTION=remove" in line else "other"
                 current = {"kind": action, "syscalls": 0, "epoll_wait": 0, "uevents": 1, "querycap": 0, "log_lines": 0}
             continue
@@ -91,7 +94,7 @@ def main() -> int:
             reader.start()
             time.sleep(1.0)
             # the main thread only (no -f): the reactor's critical path
-            st = subprocess.Popen(["strace", "-s", "96", "-o", str(out), "-p", str(svc.proc.pid)])
+            st = subprocess.Popen(["strace", "-s", "256", "-o", str(out), "-p", str(svc.proc.pid)])
             time.sleep(1.0)
             present = True
             try:
