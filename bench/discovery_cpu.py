@@ -123,6 +123,7 @@ def main() -> int:
         print(f"umockdev not available: {reason}", file=sys.stderr)
         return 1
     cpu, handoff = [], []
+    kinds: list[str] = []
     with Testbed() as tb:
         for i in range(args.cameras):
             tb.add_camera(f"cam{i}", serial=f"CPU{i}", card="Bench Cam", port=str(i + 1), video=2 * i)
@@ -157,6 +158,7 @@ def main() -> int:
                     p = msg.get("p")
                     if p and p["device"] == f"/dev/video{2 * k}" and p["status"] == want and msg["t"] >= reply["t"]:
                         break
+                kinds.append("add" if want == "CONNECTED" else "remove")
                 cpu.append(msg["cpu"] * 1000)
                 handoff.append((msg["t"] - reply["t"]) * 1000)
         finally:
@@ -166,6 +168,11 @@ def main() -> int:
         "events": len(cpu),
         "cpu_per_event": summary(cpu),
         "uevent_to_handoff": summary(handoff),
+        **{
+            f"{what}_{kind}": summary([v for v, k in zip(values, kinds, strict=True) if k == kind])
+            for what, values in (("cpu", cpu), ("handoff", handoff))
+            for kind in ("add", "remove")
+        },
         "loadavg_1min": round(os.getloadavg()[0], 2),
         "cpus": os.cpu_count(),
     }
@@ -175,6 +182,13 @@ def main() -> int:
         f"wall uevent -> hand-off p50 {result['uevent_to_handoff']['p50_ms']} ms, "
         f"p99 {result['uevent_to_handoff']['p99_ms']} ms (load {result['loadavg_1min']} on {result['cpus']} CPUs)"
     )
+    for kind in ("add", "remove"):
+        c, h = result[f"cpu_{kind}"], result[f"handoff_{kind}"]
+        if c["n"]:
+            print(
+                f"  {kind:6s} n={c['n']:4d}  CPU p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms; "
+                f"wall to hand-off p50 {h['p50_ms']} ms, p99 {h['p99_ms']} ms"
+            )
     print(json.dumps(result))
     return 0
 

@@ -148,6 +148,11 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.on_reload(app.rate_limiter.config_reloaded, app.rate_limiter.RELOAD_KEYS)
     app.on_reload(app.unauthenticated_budget.config_reloaded, app.unauthenticated_budget.RELOAD_KEYS)
 
+    # The first camera observer: a presence change reaches clients before the other
+    # observers' work in the same turn (stored controls, MediaMTX, recordings, systemd).
+    app.camera_notifier = CameraNotifier(app)
+    app.cameras.subscribe(app.camera_notifier)
+
     # -- components (core) --------------------------------------------------------------
     app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
     # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
@@ -171,8 +176,6 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.auth.setServiceParent(app.service)
 
     # -- the API: JSON-RPC methods and HTTP resources beyond the WebSocket ---------------
-    app.camera_notifier = CameraNotifier(app)
-    app.cameras.subscribe(app.camera_notifier)
     register_all(app)
     # /metrics needs what get_metrics needs; /files what listing the files needs.
     # ... or an API key of scope "metrics" (a Prometheus scraper's, which opens nothing else).

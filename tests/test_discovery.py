@@ -752,3 +752,50 @@ def test_querycap_is_asked_once_per_node_identity(make):
     h.deliver()
     assert h.udev.querycaps == asked + 1
     h.stop()
+
+
+def _model(device, product="0825", vendor="046d"):
+    return replace(device, properties={**device.properties, "ID_VENDOR_ID": vendor, "ID_MODEL_ID": product})
+
+
+def test_querycap_is_asked_once_per_usb_model_and_node_index(make):
+    """A second camera of a model (another port, another serial) is decided by the first
+    one's QUERYCAP without asking; another model, interface or a platform node is asked."""
+    h = make().start()
+    h.udev.add(_model(usb_camera(0, serial="S1", port="1")))
+    h.deliver()
+    asked = h.udev.querycaps
+    assert asked == 1 and h.svc.status()["querycaps"] == 1
+    h.udev.add(_model(usb_camera(2, serial="S2", port="2")))
+    h.deliver()
+    assert h.udev.querycaps == asked and h.status("camera1") == CONNECTED
+    h.udev.add(_model(usb_camera(4, serial="S3", port="3"), product="082d"))  # another model
+    h.udev.add(_model(usb_camera(6, serial="S4", port="4", interface="02")))  # another interface
+    h.udev.add(platform_camera(8))
+    h.deliver()
+    assert h.udev.querycaps == asked + 3
+    assert [h.status(f"camera{i}") for i in range(5)] == [CONNECTED] * 5
+    h.stop()
+
+
+def test_a_reused_model_answer_still_decides(make):
+    """Old udev marks UVC metadata nodes ``:capture:``: the first camera's metadata node is
+    rejected by its QUERYCAP, and the same node of a second camera of that model by the
+    same answer, without asking and without an id."""
+    h = make().start()
+    meta = [_model(usb_camera(2 * i + 1, serial=f"S{i}", port=str(i + 1), metadata=True)) for i in range(2)]
+    meta = [replace(m, properties={**m.properties, "ID_V4L_CAPABILITIES": ":capture:"}) for m in meta]
+    h.udev.caps[meta[0].device_node] = querycap_for(usb_camera(1, metadata=True))
+    h.udev.add(_model(usb_camera(0, serial="S0", port="1")))
+    h.udev.add(meta[0])
+    h.deliver()
+    asked = h.udev.querycaps
+    h.udev.add(_model(usb_camera(2, serial="S1", port="2")))
+    h.udev.add(meta[1])
+    h.deliver()
+    assert h.udev.querycaps == asked
+    assert [(c.camera_id, c.device) for c in h.registry.cameras()] == [
+        ("camera0", "/dev/video0"),
+        ("camera1", "/dev/video2"),
+    ]
+    h.stop()

@@ -58,7 +58,7 @@ from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, ProbeState
 from camsvc.cameras.selection import decide, node_number, udev_capture
 from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
-from camsvc.cameras.v4l2 import ProbeError
+from camsvc.cameras.v4l2 import DeviceInfo, ProbeError
 from camsvc.common.clocks import steady
 from camsvc.common.writer import BackgroundWriter
 
@@ -130,6 +130,7 @@ class DiscoveryService(Service):
         self._names: dict[str, str] = {}  # camera_id -> display name (see presence.display_names)
         self._forget_timers: dict[str, Any] = {}  # DISCONNECTED camera_id -> its forget_after
         self._caps_cache: dict[str, tuple[tuple, Any]] = {}  # sys_path -> (udev identity, QUERYCAP)
+        self._model_caps: dict[tuple, Any] = {}  # model_key -> QUERYCAP (bus_info blanked)
         self._pending_logs: list[tuple[str, dict]] = []
         self._path_memo: dict[str, tuple] = {}  # see presence.unique_paths
         self._log_call: Any = None
@@ -146,6 +147,7 @@ class DiscoveryService(Service):
             "probe_failures": 0,
             "probe_timeouts": 0,
             "coalesced": 0,
+            "querycaps": 0,
         }
         self.last_error: str | None = None
 
@@ -341,14 +343,18 @@ class DiscoveryService(Service):
         if ps.done_for is node and ps.running is None and (ps.error is not None or device.action == "add"):
             ps.done_for = None  # probe again: an ERROR camera on change/re-enumeration, a re-"add"
             ps.retried = False
-        self._refresh_present(node.camera_id)
-        self._commit(node.camera_id)
+        self._refresh_present(node.camera_id, commit=True)
 
     def _querycap(self, device: UdevDevice) -> tuple[bool, Any]:
         """(still there, QUERYCAP or None) for a candidate node.
 
         Remembered per node and udev identity (node, card, ID_SERIAL, links): a camera
-        replugged on the same port answers the same, and the ioctl is skipped."""
+        replugged on the same port answers the same, and the ioctl is skipped.  Also
+        remembered per USB model and node (:func:`model_key`): what QUERYCAP says
+        (driver, card, capabilities) is the same for every node of one model, interface
+        and node index under one running kernel, so a second camera of a model, or a
+        camera moved to another port, skips the round trip too (the reused answer's
+        ``bus_info`` is blanked: that one is per port).  A model never seen is asked."""
         ask = getattr(self.udev, "querycap", None)
         if ask is None:
             return True, None
@@ -357,11 +363,19 @@ class DiscoveryService(Service):
         known = self._caps_cache.get(device.sys_path)
         if known is not None and known[0] == signature:
             return True, known[1]
+        model = model_key(device)
+        info = self._model_caps.get(model) if model is not None else None
+        if info is not None:
+            self._remember_caps(device.sys_path, signature, info)
+            return True, info
         try:
+            self.stats["querycaps"] += 1
             info = ask(device.device_node)
-            if len(self._caps_cache) >= CAPS_CACHE_SIZE:
-                del self._caps_cache[next(iter(self._caps_cache))]
-            self._caps_cache[device.sys_path] = (signature, info)
+            self._remember_caps(device.sys_path, signature, info)
+            if model is not None and info is not None:
+                if len(self._model_caps) >= CAPS_CACHE_SIZE:
+                    del self._model_caps[next(iter(self._model_caps))]
+                self._model_caps[model] = replace(info, bus_info="") if isinstance(info, DeviceInfo) else info
             return True, info
         except ProbeError as exc:
             if exc.reason == "vanished":
@@ -371,6 +385,11 @@ class DiscoveryService(Service):
         except Exception:
             log.failure("QUERYCAP of {device} failed; going by udev", device=device.describe())
         return True, None
+
+    def _remember_caps(self, sys_path: str, signature: tuple, info: Any) -> None:
+        if len(self._caps_cache) >= CAPS_CACHE_SIZE:
+            del self._caps_cache[next(iter(self._caps_cache))]
+        self._caps_cache[sys_path] = (signature, info)
 
     def _node_added(self, device: UdevDevice) -> None:
         there, info = self._querycap(device)
@@ -396,8 +415,7 @@ class DiscoveryService(Service):
         ps.retried = False
         if info is not None and info.card:
             ps.card = info.card
-        self._refresh_present(camera_id)
-        self._commit(camera_id)
+        self._refresh_present(camera_id, commit=True)
         self._log_after_frame(
             "Camera {camera_id} present at {device} ({name}; {key}{new})",
             camera_id=camera_id,
@@ -529,10 +547,12 @@ class DiscoveryService(Service):
         for fmt, fields in pending:
             log.info(fmt, **fields)
 
-    def _refresh_present(self, changed: str) -> None:
+    def _refresh_present(self, changed: str, *, commit: bool = False) -> None:
         """Recompute every present camera's device path and name (they depend on the
         others: shared link names, shared names); commit the *other* cameras whose
-        path or name changed (``changed`` is committed by the caller)."""
+        path or name changed.  With ``commit`` ``changed`` is committed first, before
+        the others (its notification is the one a client waits for); without it the
+        caller commits ``changed`` (it did so already)."""
         nodes = list(self._present.values())
         resolve = getattr(self.udev, "resolve_link", None) or (lambda link: None)
         paths = unique_paths(nodes, resolve, self._path_memo)
@@ -544,6 +564,8 @@ class DiscoveryService(Service):
                 stale.append(node.camera_id)
             node.path = path
             self._names[node.camera_id] = name
+        if commit:
+            self._commit(changed)
         for camera_id in stale:
             self._commit(camera_id)
 
@@ -858,6 +880,25 @@ class DiscoveryService(Service):
             "probes_queued": len(self._probe_queue),
             **self.stats,
         }
+
+
+def model_key(device: UdevDevice) -> tuple | None:
+    """What makes two nodes answer QUERYCAP alike: USB vendor, product and revision,
+    interface, node index, udev's card name and capability list; None for a node that
+    is not a USB interface's (platform, PCI, virtual nodes are asked per node)."""
+    props = device.properties
+    vendor, product, interface = props.get("ID_VENDOR_ID"), props.get("ID_MODEL_ID"), props.get("ID_USB_INTERFACE_NUM")
+    if not vendor or not product or not interface:
+        return None
+    return (
+        vendor,
+        product,
+        props.get("ID_REVISION", ""),
+        interface,
+        device.index,
+        props.get("ID_V4L_PRODUCT", ""),
+        props.get("ID_V4L_CAPABILITIES", ""),
+    )
 
 
 def _failed(exc: Exception) -> Deferred:

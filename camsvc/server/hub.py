@@ -5,7 +5,8 @@ the hub encodes each notification once and hands it to every connection whose
 session is authenticated.  It knows nothing about WebSockets: a connection is
 anything with ``session`` and ``send_notification(text, shared)``, where
 ``shared`` is a per-publish dict the transport may use to cache work done once
-for all receivers (Autobahn prepares the frame once).  A connection that
+for all receivers (the WebSocket transport frames it once).  Clients first,
+then in-process listeners (:meth:`Hub.subscribe`).  A connection that
 cannot take more (its outgoing buffer is full) drops itself; one failing
 connection never stops delivery to the others.
 """
@@ -67,12 +68,8 @@ class Hub:
         distinct host and each encoding is shared by that host's connections.
         ``params`` is then what in-process listeners see.
         """
-        for listener in self._listeners:
-            try:
-                listener(method, params)
-            except Exception:
-                log.failure("notification listener failed for {method}", method=method)
         if not self._connections:
+            self._tell_listeners(method, params)
             return 0
         encoded: dict[str, tuple[str, dict]] = {}
         delivered = dropped = 0
@@ -96,4 +93,14 @@ class Hub:
                 log.failure("sending {method} to connection {conn_id} failed", method=method, conn_id=conn.session.id)
         if self.on_sent is not None:
             self.on_sent(method, delivered, dropped)
+        self._tell_listeners(method, params)
         return delivered
+
+    def _tell_listeners(self, method: str, params: Any) -> None:
+        # after the clients: their frames are on the wire before an in-process listener
+        # (the MQTT bridge) does its own work
+        for listener in self._listeners:
+            try:
+                listener(method, params)
+            except Exception:
+                log.failure("notification listener failed for {method}", method=method)

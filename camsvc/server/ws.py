@@ -22,7 +22,8 @@ or grows our memory.
 
 The hot path is our own, on Autobahn's protocol object: a read holding whole, unfragmented,
 masked text frames (the shape of every JSON-RPC request) is parsed, unmasked and answered
-here, and answers are framed and written here; everything else (control frames, fragments,
+here, and answers and notifications are framed and written here (sent at once when nothing
+is queued, not on the next reactor turn); everything else (control frames, fragments,
 oversized or 64-bit-length frames, protocol violations) goes to Autobahn's general parser,
 which stays in charge of the protocol.  The text is decoded strictly as UTF-8 and invalid
 UTF-8 fails the connection with 1007, on both paths, so Autobahn's incremental validator is
@@ -392,16 +393,30 @@ class RpcServerProtocol(WebSocketServerProtocol):
         return self._enqueue(("raw", data), len(data))
 
     def send_notification(self, text: str, shared: dict) -> bool:
-        """Hub entry point: send a notification, preparing its frame once per publish."""
+        """Hub entry point: send a notification, framing it once per publish.
+
+        Sent at once like an answer (:func:`write_through`): a notification handed to
+        ``transport.write`` would wait for the next reactor turn, behind whatever the
+        event that caused it scheduled (a MediaMTX pass, the probe start, log lines).
+        With permessage-deflate (camsvc's factory never accepts it) Autobahn frames it."""
         if self._closing or self.state != self.STATE_OPEN:
             return False
-        prepared = shared.get("prepared")
-        if prepared is None:
-            prepared = shared["prepared"] = self.factory.prepareMessage(text.encode("utf-8"), isBinary=False)
-        if not self._paused and not self._queue:
-            self.sendPreparedMessage(prepared)
+        if self._perMessageCompress is not None:
+            prepared = shared.get("prepared")
+            if prepared is None:
+                prepared = shared["prepared"] = self.factory.prepareMessage(text.encode("utf-8"), isBinary=False)
+            if not self._paused and not self._queue:
+                self.sendPreparedMessage(prepared)
+                return True
+            return self._enqueue(("prepared", prepared), len(prepared.payload))
+        entry = shared.get("frame")
+        if entry is None:
+            data = text.encode("utf-8")
+            entry = shared["frame"] = (data, text_frame(data))
+        if not self._paused and not self._queue and not self.send_queue:
+            write_through(self.transport, entry[1])
             return True
-        return self._enqueue(("prepared", prepared), len(prepared.payload))
+        return self._enqueue(("raw", entry[0]), len(entry[0]))
 
     def _enqueue(self, item: tuple, size: int) -> bool:
         limit = self.factory.outgoing_buffer_size
