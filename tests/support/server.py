@@ -1,7 +1,7 @@
-"""Run camsvc as a real ``twistd -n camsvc`` subprocess for tests.
+"""Run camsvc as a real ``python -m camsvc -n camsvc`` subprocess for tests (the unit's way).
 
 :class:`ServiceProcess` writes a temporary YAML config (merged over a test
-base: loopback, a free port, no auth, state in a temp dir), starts twistd
+base: loopback, a free port, no auth, state in a temp dir), starts camsvc
 with the venv's interpreter, waits for ``/health/live``, and stops it with
 SIGTERM, returning the exit status.  Extra environment (e.g. the umockdev
 preload) can be passed in.
@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
+#: How the shipped unit starts camsvc (``camsvc.__main__``: twistd without the plugin scan);
+#: followed by twistd's options, as TWISTD is.
+CAMSVC = ["-m", "camsvc"]
 
 
 def free_port() -> int:
@@ -65,7 +68,9 @@ def base_config(tmp: Path, port: int) -> dict:
 
 
 class ServiceProcess:
-    """A camsvc under twistd.  ``url`` is its ws:// address, ``http`` its http:// base.
+    """A camsvc under twistd's runner (``python -m camsvc``, as the unit starts it).
+
+    ``url`` is its ws:// address, ``http`` its http:// base.
 
     With ``server.tls`` configured they are wss:// and https://, and ``ssl_context``
     (an ``ssl.SSLContext`` trusting the test certificate) is used for HTTP requests.
@@ -119,7 +124,7 @@ class ServiceProcess:
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
+            [sys.executable, *CAMSVC, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
             cwd=str(self.tmp),
             env=self.env,
             stdout=self._log,
