@@ -1,13 +1,17 @@
 """JSON-RPC ``ping`` throughput and idle memory of camsvc, as ratios to the floor of its stack.
 
 Owns one measurement, not a camsvc feature.  In one run it starts two servers with the same
-interpreter and libraries, both under ``twistd -n`` on loopback:
+interpreter and libraries, both run by twistd's runner (``twisted.scripts.twistd.runApp``,
+``-n``) on loopback, neither paying twistd's plugin scan:
 
-* **camsvc** (``tests.support.server.ServiceProcess``: no auth, discovery and MediaMTX off,
-  log level warn), unless ``--url`` points at one already running;
-* **the floor** (``bench/floor.tac``): a minimal JSON-RPC ping server on the same Twisted +
-  Autobahn (twisted.web ``Site`` + ``WebSocketResource``, ``json``, ``sendMessage``), what camsvc
-  is built from; ``--no-floor`` skips it.
+* **camsvc** (``tests.support.server.ServiceProcess``: ``python -m camsvc -n camsvc`` as the
+  unit starts it, i.e. twistd with camsvc's plugin as its only subcommand; no auth, discovery
+  and MediaMTX off, log level warn), unless ``--url`` points at one already running;
+* **the floor** (``bench/floor.tac``, ``twistd -n -y``: a ``.tac`` file names no subcommand, so
+  twistd scans no plugins): a minimal JSON-RPC ping server on the same Twisted + Autobahn
+  (twisted.web ``Site`` + ``WebSocketResource``, ``json``, ``sendMessage``, Autobahn's defaults:
+  in the venv that loads its NVX helpers, which camsvc does not), what camsvc is built from;
+  ``--no-floor`` skips it.
 
 and drives each with two clients, interleaved (floor, camsvc, floor, camsvc, ... ``--rounds``
 times; the figure is the median, the ratio is camsvc's median over the floor's):
@@ -294,7 +298,7 @@ FLOOR_TWISTD = (
 
 
 class FloorProcess:
-    """``bench/floor.tac`` under ``twistd -n`` with this interpreter."""
+    """``bench/floor.tac`` under ``twistd -n -y`` with this interpreter (no plugin scan: no subcommand)."""
 
     def __init__(self) -> None:
         import socket
