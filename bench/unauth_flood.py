@@ -126,6 +126,9 @@ def main() -> int:
     ap.add_argument("--flooders", type=int, default=200)
     ap.add_argument("--reconnect", type=float, default=2.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--pin", action="store_true", help="camsvc on CPU 0, this process, its client and the flood on CPU 1"
+    )
     ap.add_argument("--py-spy", metavar="FILE", help="record camsvc with py-spy meanwhile (collapsed stacks)")
     args = ap.parse_args()
 
@@ -142,6 +145,9 @@ def main() -> int:
         proc.start()
         try:
             key = make_key(proc.tmp / "state" / "api_keys.json", Role.VIEWER, "bench")
+            if args.pin:  # before the flood process is forked: it inherits CPU 1
+                os.sched_setaffinity(proc.proc.pid, {0})
+                os.sched_setaffinity(0, {1})
             spy = None
             if args.py_spy:
                 import subprocess
