@@ -2,7 +2,8 @@
 
 Owns one benchmark reference, not a camsvc feature.  ``bench/ping.py`` and ``bench/rss.py``
 start it next to camsvc, with the same interpreter and libraries and the same way camsvc
-runs (``twistd -n``, pyOpenSSL kept unloaded as camsvc does without TLS), and report
+runs (twistd's runner, ``-n``, no plugin scan — camsvc runs as ``python -m camsvc``, this as
+``-y`` — and pyOpenSSL kept unloaded as camsvc does without TLS), and report
 camsvc's figures as ratios to it:
 
     python -c "<install camsvc.ops.lean's hook>; from twisted.scripts.twistd import run; run()" \

@@ -1,13 +1,17 @@
 """JSON-RPC ``ping`` throughput and idle memory of camsvc, as ratios to the floor of its stack.
 
 Owns one measurement, not a camsvc feature.  In one run it starts two servers with the same
-interpreter and libraries, both under ``twistd -n`` on loopback:
+interpreter and libraries, both run by twistd's runner (``twisted.scripts.twistd.runApp``,
+``-n``) on loopback, neither paying twistd's plugin scan:
 
-* **camsvc** (``tests.support.server.ServiceProcess``: no auth, discovery and MediaMTX off,
-  log level warn), unless ``--url`` points at one already running;
-* **the floor** (``bench/floor.tac``): a minimal JSON-RPC ping server on the same Twisted +
-  Autobahn (twisted.web ``Site`` + ``WebSocketResource``, ``json``, ``sendMessage``), what camsvc
-  is built from; ``--no-floor`` skips it.
+* **camsvc** (``tests.support.server.ServiceProcess``: ``python -m camsvc -n camsvc`` as the
+  unit starts it, i.e. twistd with camsvc's plugin as its only subcommand; no auth, discovery
+  and MediaMTX off, log level warn), unless ``--url`` points at one already running;
+* **the floor** (``bench/floor.tac``, ``twistd -n -y``: a ``.tac`` file names no subcommand, so
+  twistd scans no plugins): a minimal JSON-RPC ping server on the same Twisted + Autobahn
+  (twisted.web ``Site`` + ``WebSocketResource``, ``json``, ``sendMessage``, Autobahn's defaults:
+  in the venv that loads its NVX helpers, which camsvc does not), what camsvc is built from;
+  ``--no-floor`` skips it.
 
 and drives each with two clients, interleaved (floor, camsvc, floor, camsvc, ... ``--rounds``
 times; the figure is the median, the ratio is camsvc's median over the floor's):
@@ -28,6 +32,7 @@ machine.  ``VmRSS`` of each server is read after ``--idle`` seconds idle and aft
     make bench-ping
     .venv/bin/python bench/ping.py --engine       # in-process engine and metrics-hook cost
     .venv/bin/python bench/ping.py --profile      # cProfile of camsvc under the websockets load
+    .venv/bin/python bench/ping.py --memory 3 --idle 5   # only idle VmRSS, 3 starts each, medians
 """
 
 from __future__ import annotations
@@ -294,7 +299,7 @@ FLOOR_TWISTD = (
 
 
 class FloorProcess:
-    """``bench/floor.tac`` under ``twistd -n`` with this interpreter."""
+    """``bench/floor.tac`` under ``twistd -n -y`` with this interpreter (no plugin scan: no subcommand)."""
 
     def __init__(self) -> None:
         import socket
@@ -397,6 +402,49 @@ def soak(servers: dict, seconds: float, connections: int) -> dict:
     return out
 
 
+def idle_memory(args: argparse.Namespace) -> None:
+    """The floor and camsvc started ``args.memory`` times each, one after the other; VmRSS,
+    RssAnon and RssFile after ``args.idle`` seconds idle; medians and camsvc's own share."""
+    from tests.support.server import ServiceProcess
+
+    fields = ("VmRSS", "RssAnon", "RssFile")
+    samples: dict = {"floor": [], "camsvc": []}
+    load0 = os.getloadavg()[0]
+    for _ in range(args.memory):
+        for name in samples:
+            tmp = tempfile.TemporaryDirectory(prefix="camsvc-bench-")
+            server = (
+                FloorProcess()
+                if name == "floor"
+                else ServiceProcess(Path(tmp.name), {"logging": {"level": "warn"}}).start()
+            )
+            try:
+                time.sleep(args.idle)
+                status = Path(f"/proc/{server.proc.pid}/status").read_text().splitlines()
+                samples[name].append(
+                    {k: int(v.split()[0]) for k, _, v in (line.partition(":") for line in status) if k in fields}
+                )
+            finally:
+                server.stop()
+                tmp.cleanup()
+    median = {name: {k: _median([s[k] for s in runs]) / 1024 for k in fields} for name, runs in samples.items()}
+    share = median["camsvc"]["VmRSS"] - median["floor"]["VmRSS"]
+    if args.json:
+        print(
+            json.dumps(
+                {"load": [load0, os.getloadavg()[0]], "median_mib": median, "share_mib": share, "samples_kib": samples}
+            )
+        )
+        return
+    print(
+        f"{sys.executable}: median of {args.memory} starts each, {args.idle:g} s idle, load {load0:.1f} -> {os.getloadavg()[0]:.1f}"
+    )
+    for name, m in median.items():
+        runs = ", ".join(f"{s['VmRSS'] / 1024:.2f}" for s in samples[name])
+        print(f"{name:7s} " + "  ".join(f"{k} {v:.2f} MiB" for k, v in m.items()) + f"   (VmRSS: {runs})")
+    print(f"camsvc's own idle share (camsvc - floor): {share:+.2f} MiB")
+
+
 def _median(values: list) -> float:
     values = sorted(values)
     n = len(values)
@@ -427,7 +475,16 @@ def main() -> None:
         help="then this many seconds more of 50-connection websockets load, VmRSS every 10 s",
     )
     parser.add_argument("--profile", action="store_true", help="cProfile camsvc under the websockets client's load")
+    parser.add_argument(
+        "--memory",
+        type=int,
+        metavar="N",
+        help="only idle memory: start the floor and camsvc N times (interleaved), VmRSS after --idle s, medians",
+    )
     args = parser.parse_args()
+    if args.memory:
+        idle_memory(args)
+        return
     if args.profile:
         profile(args)
         return

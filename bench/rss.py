@@ -3,7 +3,7 @@
 Usage:
     python bench/rss.py [--python /usr/bin/python3] [--seconds 5]
 
-Starts ``twistd -n camsvc`` with a loopback config (TLS off, auth off,
+Starts ``python -m camsvc -n camsvc`` (as the unit does) with a loopback config (TLS off, auth off,
 discovery off unless --discovery, MediaMTX pointed at a closed port), waits
 until /health/live answers, idles for --seconds, and prints VmRSS, RssAnon
 and RssFile of the service process, then stops it.  With
@@ -98,8 +98,8 @@ logging: {{level: warn}}
     proc = subprocess.Popen(
         [
             args.python,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
+            "-m",
+            "camsvc",
             "-n",
             "--pidfile=",
             "camsvc",

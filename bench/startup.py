@@ -1,4 +1,4 @@
-"""Start -> ready: how long ``twistd -n camsvc`` takes until it tells systemd READY=1.
+"""Start -> ready: how long ``python -m camsvc -n camsvc`` (the unit's start) takes until READY=1.
 
 Owns one measurement.  Binds a unix datagram socket, starts camsvc with
 ``NOTIFY_SOCKET`` pointing at it (exactly what systemd does for
@@ -57,8 +57,8 @@ logging: {{level: warn}}
     proc = subprocess.Popen(
         [
             python,
-            "-c",
-            "from twisted.scripts.twistd import run; run()",
+            "-m",
+            "camsvc",
             "-n",
             "--pidfile=",
             "camsvc",

@@ -14,7 +14,10 @@ Prints the authenticated ping p50/p99/max, refused connections (must be 0), and 
 the flood got done (connections, refusals, answered vs. rate-limited requests).
 
     .venv/bin/python bench/unauth_flood.py [--seconds 20] [--flooders 200] [--json]
+    .venv/bin/python bench/unauth_flood.py --py-spy /tmp/flood.txt   # + camsvc's stacks (py-spy, collapsed)
     make bench-flood
+
+It also prints camsvc's CPU share over the run (``/proc/PID/stat``) and the load average.
 """
 
 from __future__ import annotations
@@ -80,6 +83,11 @@ async def authenticated(url: str, key: str, stop: float, reconnect: float, stats
             await asyncio.sleep(0.1)
 
 
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
@@ -118,6 +126,10 @@ def main() -> int:
     ap.add_argument("--flooders", type=int, default=200)
     ap.add_argument("--reconnect", type=float, default=2.0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--pin", action="store_true", help="camsvc on CPU 0, this process, its client and the flood on CPU 1"
+    )
+    ap.add_argument("--py-spy", metavar="FILE", help="record camsvc with py-spy meanwhile (collapsed stacks)")
     args = ap.parse_args()
 
     from camsvc.server.rpc import Role
@@ -133,7 +145,36 @@ def main() -> int:
         proc.start()
         try:
             key = make_key(proc.tmp / "state" / "api_keys.json", Role.VIEWER, "bench")
+            if args.pin:  # before the flood process is forked: it inherits CPU 1
+                os.sched_setaffinity(proc.proc.pid, {0})
+                os.sched_setaffinity(0, {1})
+            spy = None
+            if args.py_spy:
+                import subprocess
+
+                exe = os.path.join(os.path.dirname(sys.executable), "py-spy")
+                spy = subprocess.Popen(
+                    [
+                        exe if os.path.exists(exe) else "py-spy",
+                        "record",
+                        "--format",
+                        "raw",
+                        "-o",
+                        args.py_spy,
+                        "-p",
+                        str(proc.proc.pid),
+                    ]
+                    + ["-d", str(int(args.seconds + 2)), "--nonblocking"],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            load_before = os.getloadavg()[0]
+            cpu0, t0 = cpu_seconds(proc.proc.pid), time.monotonic()
             stats = run(args, proc.url, key)
+            stats["camsvc_cpu_share"] = round((cpu_seconds(proc.proc.pid) - cpu0) / (time.monotonic() - t0), 2)
+            stats["load"] = f"{load_before:.1f} -> {os.getloadavg()[0]:.1f}"
+            if spy is not None:
+                spy.wait(60)
         finally:
             code = proc.stop()
             log = proc.log()

@@ -1,7 +1,7 @@
 """twistd entry point: command-line options and the service wiring.
 
-``twistd -n camsvc --config FILE`` lands here.  :class:`Options` loads and
-validates the configuration before the reactor starts (an invalid file ends
+``twistd -n camsvc --config FILE`` (and ``python3 -m camsvc``, :mod:`camsvc.__main__`) lands
+here.  :class:`Options` loads and validates the configuration before the reactor starts (an invalid file ends
 the process with one line naming the key and exit status 78, EX_CONFIG).
 :func:`build` wires every component into an :class:`~camsvc.app.App`;
 :func:`makeService` is the only code that touches the global reactor.

@@ -49,6 +49,8 @@ _SERVICE = (
 #: A unit is a package (``camsvc.server``) or a top-level module (``camsvc.config``).
 MAY_IMPORT: dict[str, tuple[str, ...]] = {
     "camsvc": (),  # the version only
+    # python3 -m camsvc: twistd with camsvc's plugin as its only subcommand (imports no camsvc module).
+    "camsvc.__main__": (),
     "camsvc.tap": ("camsvc", "camsvc.app", "camsvc.mqtt", *_SERVICE),
     "camsvc.app": ("camsvc", "camsvc.tap", "camsvc.mqtt", *_SERVICE),
     "camsvc.apidoc": ("camsvc.tap", *_SERVICE),  # make openrpc: renders the root's registry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -143,3 +144,126 @@ def test_schedule_trims_runs_first_then_every_period(monkeypatch):
     clock.advance(60)
     assert len(calls) == 3
     loop.stop()
+
+
+IDLE_PROBE = """
+import json, sys
+from camsvc.__main__ import ServerOptions
+import twisted.plugin
+
+def no_scan(*args, **kwargs):
+    raise AssertionError("twistd's plugin scan ran")
+
+twisted.plugin.getPlugins = no_scan
+options = ServerOptions()
+options.parseOptions(["-n", "--pidfile=", "camsvc", "--config", sys.argv[1]])
+assert list(options.loadedPlugins) == ["camsvc"], options.loadedPlugins
+from twisted.internet import reactor
+from camsvc.tap import makeService
+service = makeService(options.subOptions)
+reactor.callWhenRunning(service.startService)
+reactor.callLater(0.5, reactor.stop)
+reactor.run()
+print(json.dumps(sorted(sys.modules)))
+"""
+
+#: What an idle camsvc started as the unit starts it does not load (docs/performance.md,
+#: "Memory: camsvc's own idle share"): twistd's plugin scan (every dropin's interfaces),
+#: PyYAML after the configuration is parsed, twisted.web.static (the system's MIME types)
+#: before a page or a download is asked for.
+NOT_AT_IDLE = (
+    "yaml",
+    "_yaml",
+    "twisted.trial",
+    "unittest",
+    "twisted.words",
+    "twisted.cred.strcred",
+    "twisted.web.static",
+    "mimetypes",
+    "twisted.internet.utils",
+)
+
+
+def test_idle_service_started_like_the_unit_loads_none_of_what_idle_never_needs(tmp_path):
+    from tests.support.server import free_port
+
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"server: {{host: 127.0.0.1, port: {free_port()}}}\nauth: {{required: false}}\n"
+        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
+        "discovery: {enabled: false}\nmediamtx: {enabled: false}\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", IDLE_PROBE, str(config)],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    assert "camsvc.server.ws" in modules  # the probe did build and start the service
+    loaded = sorted(m for m in modules if m in NOT_AT_IDLE or m.startswith(tuple(n + "." for n in NOT_AT_IDLE)))
+    assert loaded == []
+    plugins = sorted(m for m in modules if m.startswith("twisted.plugins."))
+    assert plugins == ["twisted.plugins.camsvc_plugin"]
+
+
+def test_python_m_camsvc_is_twistd_with_camsvc_as_its_only_and_default_subcommand():
+    from camsvc.__main__ import ServerOptions
+
+    options = ServerOptions()
+    assert [name for name, *_ in options.subCommands] == ["camsvc"]
+    assert options.defaultSubCommand == "camsvc"
+    out = subprocess.run(
+        [sys.executable, "-m", "camsvc", "--help"],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "--nodaemon" in out.stdout and "--pidfile" in out.stdout  # twistd's own options
+    commands = out.stdout.split("Commands:", 1)[1].split()
+    assert commands[0] == "camsvc" and "web" not in commands and "conch" not in commands, out.stdout
+
+
+YAML_PROBE = """
+import sys
+if sys.argv[2] == "preloaded":
+    import yaml
+    before = sys.modules["yaml"]
+from camsvc.config import ConfigError, load_config
+try:
+    config = load_config(sys.argv[1])
+    print(config.server.port, "yaml" in sys.modules, [m for m in sys.modules if m.endswith("_yaml")])
+except ConfigError as exc:
+    print("error", exc, "yaml" in sys.modules)
+if sys.argv[2] == "preloaded":
+    assert sys.modules["yaml"] is before
+"""
+
+
+@pytest.mark.parametrize(
+    "text, preloaded, expected",
+    [
+        ("server: {port: 8123}\n", "no", "8123 False []"),
+        ("server: {port: 8123}\n", "preloaded", "8123 True"),
+        ("server: {port: [8123\n", "no", "is not valid YAML at line 2, column 1"),
+    ],
+)
+def test_pyyaml_is_unloaded_after_parsing_unless_something_else_loaded_it(tmp_path, text, preloaded, expected):
+    config = tmp_path / "c.yaml"
+    config.write_text(text)
+    out = subprocess.run(
+        [sys.executable, "-c", YAML_PROBE, str(config), preloaded],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert expected in out.stdout, out.stdout
+    if "error" in out.stdout:
+        assert out.stdout.strip().endswith("False")

@@ -10,6 +10,7 @@ built once (ETag), a connection that has not authenticated may call only
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pytest
 from twisted.web.test.requesthelper import DummyRequest
@@ -94,3 +95,53 @@ def test_openrpc_json_has_an_etag_and_a_rate_limit(app):
     statuses = [_get(resource)[0] for _ in range(5)]
     assert statuses[-1] == 429 and statuses.count(200) == 3
     assert _get(resource, host="192.0.2.2")[0] == 200  # per address
+
+
+def _ws_request(headers: dict, host: str = "127.0.0.9"):
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    request = DummyRequest([b"ws"])
+    for name, value in headers.items():
+        request.requestHeaders.setRawHeaders(name, [value])
+    transport = StringTransport(peerAddress=IPv4Address("TCP", host, 40000))
+    request.transport = transport
+    request.channel = SimpleNamespace(transport=transport, setTimeout=lambda timeout: None)
+    return request
+
+
+class Built(Exception):
+    """Autobahn was asked for a protocol: the handshake went on past camsvc's early refusal."""
+
+
+def test_a_stranger_the_full_pool_refuses_costs_no_websocket_protocol(tmp_path, monkeypatch):
+    """Refused before Autobahn builds (and logs) a protocol for it: same 503, same reason, counted."""
+    from camsvc.server.ws import RpcWebSocketResource
+
+    app = build_app(tmp_path, server={"max_unauthenticated": 4, "max_unauthenticated_per_address": 1})
+    factory = app.ws_factory
+    built = []
+
+    def build_protocol(addr):
+        built.append(addr)
+        raise Built
+
+    monkeypatch.setattr(factory, "buildProtocol", build_protocol)
+    resource = RpcWebSocketResource(factory)
+    stranger = {"upgrade": "websocket", "connection": "Upgrade"}
+    factory.pools.add_unauthenticated(object(), "127.0.0.9")  # that address's one place is taken
+
+    request = _ws_request(stranger)
+    body = resource.render(request)
+    assert request.responseCode == 503 and b"unauthenticated" in request.responseMessage
+    assert b"too many unauthenticated connections from 127.0.0.9 (limit 1)" in body
+    assert request.responseHeaders.getRawHeaders("connection") == ["close"]
+    assert built == []
+    # With a credential the handshake goes on to Autobahn (which checks it and the other pool) ...
+    for credential in ({"x-api-key": "k"}, {"authorization": "Bearer t"}):
+        with pytest.raises(Built):
+            resource.render(_ws_request({**stranger, **credential}))
+    # ... and so does a stranger from an address with room.
+    with pytest.raises(Built):
+        resource.render(_ws_request(stranger, host="127.0.0.10"))
+    assert len(built) == 3

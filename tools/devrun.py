@@ -1,6 +1,6 @@
 """`make run`: camsvc in the foreground with a real MediaMTX beside it, for development.
 
-    python tools/devrun.py [--config conf/dev.yaml] [run]   MediaMTX + twistd camsvc, stopped together
+    python tools/devrun.py [--config conf/dev.yaml] [run]   MediaMTX + camsvc (python -m camsvc), stopped together
     python tools/devrun.py fetch                             only get the pinned release (cached); print its path
     python tools/devrun.py config                            only write the development mediamtx.yml
 
@@ -391,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--checksums", default=CHECKSUMS, help="pinned SHA-256 of the release archives")
     ap.add_argument("--machine", default=None, help="architecture to fetch for (default: this machine's)")
     ap.add_argument("command", nargs="?", default="run", choices=("run", "fetch", "config"))
-    ap.add_argument("camsvc", nargs=argparse.REMAINDER, help="after --: the camsvc command (default: twistd)")
+    ap.add_argument("camsvc", nargs=argparse.REMAINDER, help="after --: the camsvc command (default: python -m camsvc)")
     args = ap.parse_args(argv)
     # Relative paths (the configuration's run/ directories) are the project's, as in `make run`.
     args.config, args.cache, args.checksums = map(os.path.abspath, (args.config, args.cache, args.checksums))
@@ -407,14 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         print(write_config(args.config, cache=args.cache)[0])
         return 0
-    twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    # Without a twistd script beside this interpreter (a venv over Debian's packages, whose
-    # script is /usr/bin/twistd3), the same twistd through the interpreter.
-    launcher = (
-        [twistd] if os.path.exists(twistd) else [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-    )
+    # As the unit starts it: twistd's runner with camsvc as its only subcommand (camsvc/__main__.py).
     cmd = [c for c in args.camsvc if c != "--"] or [
-        *launcher,
+        sys.executable,
+        "-m",
+        "camsvc",
         "--nodaemon",
         "--pidfile=",
         "camsvc",

@@ -3,7 +3,7 @@
 This module owns the ``/files`` resource tree (the API layer serves HTTP; the media
 core only names and finds files).  A request names exactly one file; the
 name goes through the same checks as the API (:meth:`FileStore.lookup`: plain names
-only, no escaping symbolic links), then one ``twisted.web.static.File`` confined to
+only, no escaping symbolic links), then one ``twisted.web.static.File`` (:mod:`camsvc.api.opened_file`) confined to
 that single regular file serves it — with HTTP Range (206, multipart ranges, 416),
 HEAD, ``Last-Modified`` and the right content type.  Directories are never listed:
 ``/files``, ``/files/recordings`` and ``/files/recordings/`` are 404.
@@ -17,7 +17,6 @@ so each request is checked again (defence in depth behind the wrapper).
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Callable
@@ -25,7 +24,6 @@ from typing import Any
 
 from twisted.internet.defer import maybeDeferred
 from twisted.logger import Logger
-from twisted.web import static
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
@@ -46,42 +44,6 @@ def _error(request: Any, status: int, message: str) -> bytes:
     body = json.dumps({"error": message}).encode("utf-8")
     request.setHeader(b"content-length", str(len(body)).encode())
     return body if request.method != b"HEAD" else b""
-
-
-class _OpenedFile(static.File):
-    """A static.File serving one already-open descriptor and nothing else.
-
-    Twisted's File stats and opens by path; this one answers ``restat`` with
-    ``fstat`` of the descriptor and hands that descriptor out in
-    ``openForReading``, so the bytes served are those of the file that was
-    checked (:meth:`FileStore.open_file`), whatever happens to the name.
-    """
-
-    isLeaf = True
-
-    def __init__(self, fd: int, path: str, defaultType: str) -> None:
-        self._fd: int | None = fd
-        super().__init__(path, defaultType=defaultType)
-        self.restat()
-
-    def restat(self, reraise: bool = True) -> None:
-        if self._fd is not None:
-            self._statinfo = os.fstat(self._fd)
-
-    def openForReading(self) -> Any:
-        fd, self._fd = self._fd, None
-        if fd is None:  # pragma: no cover - render opens once
-            raise OSError(errno.EBADF, "already served")
-        return os.fdopen(fd, "rb")
-
-    def close(self) -> None:
-        """Close the descriptor unless it was handed to a producer."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-    def directoryListing(self) -> Resource:  # pragma: no cover - only files are built
-        return static.File.childNotFound
 
 
 class FileResource(Resource):
@@ -117,6 +79,8 @@ class FileResource(Resource):
             log.info("Refused download of {kind}/{name}: not authorised", kind=self.kind, name=name)
             self._finish(request, _error(request, 401, "authentication required"))
             return
+        from camsvc.api.opened_file import OpenedFile  # twisted.web.static: at the first download
+
         try:
             fd, media = self.store.open_file(self.kind, name)
         except RpcError as exc:
@@ -124,7 +88,7 @@ class FileResource(Resource):
             self._finish(request, _error(request, status, exc.message))
             return
         try:
-            resource = _OpenedFile(fd, media.path, CONTENT_TYPES.get(media.extension, "application/octet-stream"))
+            resource = OpenedFile(fd, media.path, CONTENT_TYPES.get(media.extension, "application/octet-stream"))
         except BaseException:
             os.close(fd)
             raise

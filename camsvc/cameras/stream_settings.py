@@ -22,7 +22,6 @@ import shutil
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.utils import getProcessOutputAndValue
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -70,6 +69,8 @@ class EncoderProbe:
             self._running = True
             try:
                 executable = shutil.which(self.ffmpeg) or self.ffmpeg
+                from twisted.internet.utils import getProcessOutputAndValue  # at the first probe
+
                 run = getProcessOutputAndValue(executable, ("-hide_banner", "-encoders"), reactor=self.reactor)
             except Exception:  # no process support (a test reactor), fork failure: software only
                 self._failed(Failure())

@@ -10,17 +10,10 @@ at ``/`` and its assets under ``/static/`` (files shipped in
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from twisted.web.static import File
-
-try:  # Twisted >= 22.10
-    from twisted.web.pages import notFound as _not_found
-except ImportError:  # Debian 12's Twisted 22.4
-    from twisted.web.resource import NoResource as _not_found
 
 from camsvc.server.httplimits import LimitedSite
 from camsvc.server.limits import AddressBuckets
@@ -102,54 +95,31 @@ class OpenRPC(Resource):
 #: The dashboard's files (index.html, app.js, style.css, icon.svg), shipped as package data.
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 
-_HOST = re.compile(r"^[A-Za-z0-9.\-]+(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?$")
 
+class OnFirstUse(Resource):
+    """A resource made by ``make()`` when a request first reaches it, then that resource.
 
-def page_headers(request: Any) -> None:
-    """Headers for the dashboard's files: a strict CSP, no framing, no sniffing, no referrer.
-
-    Everything the page loads comes from camsvc itself; it may open its
-    WebSocket to the host it was served from (ws: or wss:).  The stream
-    player pages of MediaMTX open in their own tabs, so they need no
-    allowance here.
+    The dashboard's files are served by twisted.web.static, whose import reads the system's
+    MIME types (``mimetypes.init()``: 0.4 MiB resident) and, with Twisted 22.4, its not-found
+    page the ``twisted.web.template`` machinery: loaded when someone opens the page, not by a
+    service nobody has browsed to.
     """
-    host = (request.getHeader(b"host") or b"").decode("latin-1").strip()
-    sockets = f" ws://{host} wss://{host}" if _HOST.match(host) else ""
-    csp = (
-        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-        f"connect-src 'self'{sockets}; manifest-src 'self'; base-uri 'none'; form-action 'none'; "
-        "frame-ancestors 'none'"
-    )
-    request.setHeader(b"content-security-policy", csp.encode("ascii"))
-    request.setHeader(b"x-content-type-options", b"nosniff")
-    request.setHeader(b"x-frame-options", b"DENY")
-    request.setHeader(b"referrer-policy", b"no-referrer")
-    # Revalidate every time (Last-Modified is sent): an upgraded package shows its new page at once.
-    request.setHeader(b"cache-control", b"no-cache")
 
+    def __init__(self, make: Any) -> None:
+        super().__init__()
+        self._make = make
+        self._resource: Resource | None = None
 
-class StaticFile(File):
-    """A dashboard file or the static directory: explicit types, page headers, no listings."""
+    def resource(self) -> Resource:
+        if self._resource is None:
+            self._resource = self._make()
+        return self._resource
 
-    contentTypes = {
-        **File.contentTypes,
-        ".html": "text/html; charset=utf-8",
-        ".js": "text/javascript; charset=utf-8",
-        ".css": "text/css; charset=utf-8",
-        ".svg": "image/svg+xml",
-        ".png": "image/png",
-        ".json": "application/json",
-    }
-    indexNames: list = []
+    def getChildWithDefault(self, path: bytes, request: Any) -> Resource:
+        return self.resource().getChildWithDefault(path, request)
 
-    def directoryListing(self) -> Resource:
-        return _not_found()
-
-    def render_GET(self, request: Any) -> Any:
-        page_headers(request)
-        return super().render_GET(request)
-
-    render_HEAD = render_GET
+    def render(self, request: Any) -> Any:
+        return self.resource().render(request)
 
 
 class Index(Resource):
@@ -163,11 +133,21 @@ class Index(Resource):
 
 
 def dashboard(static_dir: str = STATIC_DIR) -> tuple[Resource, Resource]:
-    """The resources for ``/`` (index.html) and ``/static/``."""
+    """The resources for ``/`` (index.html) and ``/static/`` (:mod:`camsvc.server.dashboard`'s
+    files, made on first use)."""
     index = os.path.join(static_dir, "index.html")
+
+    def make(path: str | None) -> Any:
+        def resource() -> Resource:
+            from camsvc.server.dashboard import StaticFile, not_found
+
+            return StaticFile(path) if path else not_found()
+
+        return resource
+
     if not os.path.isfile(index):
-        return Index(), _not_found()
-    return StaticFile(index), StaticFile(static_dir)
+        return Index(), OnFirstUse(make(None))
+    return OnFirstUse(make(index)), OnFirstUse(make(static_dir))
 
 
 class QuietSite(LimitedSite):

@@ -661,14 +661,51 @@ def _handshake_credential(headers: dict) -> str | None:
 
 
 class RpcWebSocketResource(WebSocketResource):
-    """The ``/ws`` resource.  Disarms twisted.web's idle timer once upgraded."""
+    """The ``/ws`` resource.  Disarms twisted.web's idle timer once upgraded.
+
+    A handshake without a credential while the unauthenticated pool has no room for its
+    address is refused here, with the 503 and reason :meth:`RpcServerFactory.admit` gives,
+    before Autobahn makes a protocol for it: Autobahn's connection set-up formats every
+    option for a debug line (``pformat``) and its handshake parses and logs the request, the
+    largest part of what a flood of refused strangers cost the reactor (``make bench-flood``,
+    docs/performance.md).
+    """
 
     def render(self, request: Any) -> Any:
+        refused = self._refuse_stranger(request)
+        if refused is not None:
+            return refused
         request.channel.setTimeout(None)
         upgraded = getattr(request.channel, "upgraded", None)  # no HTTP deadlines, out of the HTTP count
         if upgraded is not None:
             upgraded()
         return super().render(request)
+
+    def _refuse_stranger(self, request: Any) -> bytes | None:
+        factory = self._factory
+        if not factory.auth_required or (request.getHeader(b"upgrade") or b"").lower() != b"websocket":
+            return None
+        headers = {
+            name: (request.getHeader(name.encode()) or b"").decode("latin-1") for name in ("authorization", "x-api-key")
+        }
+        if _handshake_credential(headers) is not None:
+            return None
+        from autobahn.twisted.util import peer2str
+
+        peer = peer2str(request.channel.transport)
+        forwarded = request.getHeader(b"x-forwarded-for")
+        address = client_address(
+            peer_address(peer), forwarded.decode("latin-1") if forwarded else None, factory.trusted_proxies
+        )
+        reason = factory.pools.refusal(address)
+        if reason is None:
+            return None
+        factory._rejected("unauthenticated")
+        factory.log_refusal(peer, reason)
+        request.setResponseCode(503, reason.encode("ascii", "replace"))
+        request.setHeader(b"connection", b"close")
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return reason.encode("utf-8") + b"\n"
 
 
 def _same_authority(origin: str, host: str) -> bool:

@@ -1,7 +1,7 @@
-"""Run camsvc as a real ``twistd -n camsvc`` subprocess for tests.
+"""Run camsvc as a real ``python -m camsvc -n camsvc`` subprocess for tests (the unit's way).
 
 :class:`ServiceProcess` writes a temporary YAML config (merged over a test
-base: loopback, a free port, no auth, state in a temp dir), starts twistd
+base: loopback, a free port, no auth, state in a temp dir), starts camsvc
 with the venv's interpreter, waits for ``/health/live``, and stops it with
 SIGTERM, returning the exit status.  Extra environment (e.g. the umockdev
 preload) can be passed in.
@@ -32,6 +32,9 @@ PROBE_TIMEOUT = 60.0
 
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
+#: How the shipped unit starts camsvc (``camsvc.__main__``: twistd without the plugin scan);
+#: followed by twistd's options, as TWISTD is.
+CAMSVC = ["-m", "camsvc"]
 
 
 def free_port() -> int:
@@ -70,7 +73,9 @@ def base_config(tmp: Path, port: int) -> dict:
 
 
 class ServiceProcess:
-    """A camsvc under twistd.  ``url`` is its ws:// address, ``http`` its http:// base.
+    """A camsvc under twistd's runner (``python -m camsvc``, as the unit starts it).
+
+    ``url`` is its ws:// address, ``http`` its http:// base.
 
     With ``server.tls`` configured they are wss:// and https://, and ``ssl_context``
     (an ``ssl.SSLContext`` trusting the test certificate) is used for HTTP requests.
@@ -88,9 +93,9 @@ class ServiceProcess:
         new_session: bool = False,
         launcher: list[str] | None = None,
     ):
-        #: What runs twistd (default: this interpreter with twistd's ``run()``); a test may
-        #: give a module that wraps it (faults/twistd_with_cameras.py).
-        self.launcher = launcher or [sys.executable, "-c", TWISTD]
+        #: What runs twistd (default: this interpreter with ``-m camsvc``, as the unit starts it);
+        #: a test may give a module that wraps it (faults/twistd_with_cameras.py).
+        self.launcher = launcher or [sys.executable, *CAMSVC]
         #: Start twistd in a session (and process group) of its own, as systemd starts a unit:
         #: :meth:`kill_group` then kills camsvc and its children at once (KillMode=control-group).
         self.new_session = new_session

@@ -60,7 +60,7 @@ grep -qE '^ +camsvc +' "$x/help.txt" || { cat "$x/help.txt"; fail "twistd3 --hel
 grep -E '^ +camsvc +' "$x/help.txt"
 [ "$(stat -c %Y $PLUGINS/dropin.cache)" = "$before" ] || fail "dropin.cache was rewritten"
 
-step "twistd3 -n camsvc from the installed files, as user camsvc: ping, camsvc-admin JWT and API key"
+step "the unit's ExecStart from the installed files, as user camsvc: ping, camsvc-admin JWT and API key"
 port=$($PY -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 run=$x/run; mkdir -p "$run"
 sed "s/@PORT@/$port/g; s|@DIR@|$run|g" "$HERE/deb-smoke.yaml" > "$x/camsvc.yaml"
@@ -71,8 +71,13 @@ token=$(camsvc-admin --config "$x/camsvc.yaml" token --role admin --lifetime 600
 key=$(camsvc-admin --config "$x/camsvc.yaml" key create --role viewer --name test-deb) || fail "camsvc-admin key create"
 [ "$(stat -c %U "$run/jwt_secret")" = camsvc ] || fail "jwt_secret not owned by camsvc: $(stat -c %U:%a "$run/jwt_secret")"
 [ "$(stat -c %U "$run/api_keys.json")" = camsvc ] || fail "api_keys.json not owned by camsvc"
+# The command the installed unit runs (python3 -I -B -m camsvc ..., twistd's runner without the
+# plugin scan), with this test's configuration; `twistd3 camsvc` is checked below.
+cmd=$(sed -n 's/^ExecStart=//p' /lib/systemd/system/camsvc.service | sed "s|/etc/camsvc/camsvc.yaml|$x/camsvc.yaml|")
+case $cmd in "/usr/bin/python3 -I -B -m camsvc "*"$x/camsvc.yaml") ;; *) fail "unexpected ExecStart: $cmd" ;; esac
 # cd /: the service must not depend on its working directory for imports.
-(cd / && exec setpriv --reuid=camsvc --regid=camsvc --init-groups -- /usr/bin/twistd3 --nodaemon --pidfile= camsvc --config "$x/camsvc.yaml") \
+# shellcheck disable=SC2086 # the unit's command line, split into words as systemd does
+(cd / && exec setpriv --reuid=camsvc --regid=camsvc --init-groups -- $cmd) \
     > "$x/twistd.log" 2>&1 &
 pid=$!
 ok=0
@@ -82,11 +87,11 @@ if $PY "$HERE/ws_ping.py" --wait 30 --token "$token" "ws://127.0.0.1:$port/ws" &
 fi
 kill -TERM $pid 2>/dev/null || true
 for i in $(seq 1 50); do kill -0 $pid 2>/dev/null || break; sleep 0.1; done
-kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "twistd3 did not stop on SIGTERM"; }
+kill -0 $pid 2>/dev/null && { kill -KILL $pid; fail "camsvc did not stop on SIGTERM"; }
 rc=0; wait $pid || rc=$?
 # twistd re-raises the signal that stopped the reactor: 143 = killed by SIGTERM,
 # which systemd counts as a clean stop.
-[ $rc = 0 ] || [ $rc = 143 ] || { cat "$x/twistd.log"; fail "twistd3 exited with $rc after SIGTERM"; }
+[ $rc = 0 ] || [ $rc = 143 ] || { cat "$x/twistd.log"; fail "camsvc exited with $rc after SIGTERM"; }
 [ $ok = 1 ] || { cat "$x/twistd.log"; fail "no pong"; }
 # A traceback while serving fails the test; one during shutdown is reported
 # loudly (a component's stopService bug) but is not a packaging failure.
@@ -96,6 +101,16 @@ if sed -n '/Received SIGTERM/,$p' "$x/twistd.log" | grep -q 'Traceback'; then
     sed -n '/Received SIGTERM/,$p' "$x/twistd.log" | grep -B2 -A3 -E 'critical|Error' | head -20 >&2
 fi
 echo "log ($(wc -l < "$x/twistd.log") lines):"; sed 's/^/    /' "$x/twistd.log" | tail -n 15
+
+step "twistd3 -n camsvc (the plugin, through the plugin cache) serves too"
+(cd / && exec setpriv --reuid=camsvc --regid=camsvc --init-groups -- /usr/bin/twistd3 --nodaemon --pidfile= camsvc --config "$x/camsvc.yaml") \
+    > "$x/twistd3.log" 2>&1 &
+pid=$!
+$PY "$HERE/ws_ping.py" --wait 30 --token "$token" "ws://127.0.0.1:$port/ws" \
+    || { kill -KILL $pid; cat "$x/twistd3.log"; fail "twistd3 camsvc: no pong"; }
+kill -TERM $pid
+rc=0; wait $pid || rc=$?
+[ $rc = 0 ] || [ $rc = 143 ] || { cat "$x/twistd3.log"; fail "twistd3 exited with $rc after SIGTERM"; }
 
 step "reinstall over a locally edited conffile (the upgrade path of the maintainer scripts)"
 echo "# local edit by test-deb" >> /etc/camsvc/camsvc.yaml
