@@ -19,10 +19,15 @@ import urllib.request
 
 import pytest
 import websockets
+from camsvc_system_vm import latency_figures
 
 pytestmark = pytest.mark.system
 
-CYCLES = 20
+# Unplug/plug cycles of test_survives_unplug_plug_cycles: isolated ones, then ones
+# whose sysfs writes are GAP s apart (a replug after a USB reset, a loose cable).
+ISOLATED = 10
+RAPID = 10
+GAP = 0.1
 NOTIFY_TIMEOUT = 30  # seconds; TCG is slow, but a lost event must not hang the suite
 
 
@@ -116,8 +121,8 @@ def run(coro_fn, guest):
         pytest.skip(f"camsvc does not implement `{e.args[0]}` yet (-32601 method not found)")
 
 
-async def control(guest, method, path):
-    return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path)
+async def control(guest, method, path, timeout=120):
+    return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path, timeout)
 
 
 STATE = {}
@@ -182,10 +187,11 @@ def test_camera_listed_with_driver_capabilities(guest, results):
         mine = [c for c in listing["cameras"] if c["device"] == expected[0]]
         assert mine, f"{expected[0]} not listed: {listing}"
         caps = await rpc.call("get_camera_capabilities", device=mine[0]["camera_id"])
-        return mine[0], caps
+        return mine[0], caps, listing
 
-    cam, caps = run(body, guest)
+    cam, caps, listing = run(body, guest)
     STATE["camera"] = cam
+    STATE["cameras"] = [c for n in expected for c in listing["cameras"] if c["device"] == n]
     assert cam["camera_id"].startswith("camera")
     assert cam["status"] == "CONNECTED", cam
     # What camsvc reports is what the driver reports in the guest (v4l2-ctl).
@@ -242,6 +248,37 @@ def test_only_capture_nodes_are_cameras(guest):
     listing = run(body, guest)
     listed = sorted(c["device"] for c in listing["cameras"] if c["status"] != "DISCONNECTED")
     assert listed == expected, {n: nodes.get(n) for n in set(listed) ^ set(expected)}
+
+
+def test_two_vivid_cameras_are_two_cameras(guest, results):
+    """vivid with n_devs=2: two capture nodes under one platform device whose by-path
+    names collide (only one node owns ``platform-vivid.0-video-index0``).  Two
+    cameras, two ids, two names, and each camera's publish device (the path its
+    MediaMTX publish command, snapshots and probes open) leads to its own node."""
+    cams = STATE.get("cameras") or []
+    expected, _ = capture_nodes(guest)
+    assert len(expected) == 2, f"vivid n_devs=2 should give two capture nodes: {expected}"
+    assert [c["device"] for c in cams] == expected, cams
+
+    async def body(rpc):
+        return [await rpc.call("get_camera_status", device=c["camera_id"]) for c in cams]
+
+    status = run(body, guest)
+    ids = [st["camera_id"] for st in status]
+    names = [st["name"] for st in status]
+    paths = [st["path"] for st in status]
+    results["two_cameras"] = [
+        {"camera_id": st["camera_id"], "name": st["name"], "device": st["device"], "path": st["path"]} for st in status
+    ]
+    assert len(set(ids)) == 2 and len(set(names)) == 2, results["two_cameras"]
+    assert all(st["status"] == "CONNECTED" for st in status), status
+    assert len(set(paths)) == 2, f"both cameras publish from the same path: {paths}"
+    for st in status:
+        real = guest.control("GET", "/realpath?path=" + urllib.parse.quote(st["path"]))
+        assert real["realpath"] == st["device"], (st["path"], real, st["device"])
+        published = (st.get("capabilities") or {}).get("published")
+        assert published and published["width"] > 0, st.get("capabilities")
+    STATE["two_cameras"] = status
 
 
 async def unplug_plug(rpc, guest, camera_id):
@@ -414,6 +451,61 @@ def test_snapshot_is_a_valid_jpeg(guest, results):
     results["snapshot_jpeg"] = f"{w}x{h}, {len(data)} bytes"
 
 
+def menu_index(guest, device, control, label):
+    """The index of ``label`` in the menu ``control`` of ``device`` (v4l2-ctl --list-ctrls-menus)."""
+    out = guest.control("GET", "/v4l2/ctrls?device=" + urllib.parse.quote(device))
+    assert out["rc"] == 0, out
+    inside = False
+    for line in out["stdout"].splitlines():
+        text = line.strip()
+        if not line.startswith("\t\t\t"):
+            inside = text.split(" ", 1)[0] == control
+        elif inside and text.endswith(": " + label):
+            return int(text.split(":", 1)[0])
+    raise AssertionError(f"{control} of {device} has no menu entry {label!r}: {out['stdout']}")
+
+
+def set_ctrl(guest, device, name, value):
+    w = guest.control("POST", f"/v4l2/ctrl?device={urllib.parse.quote(device)}&name={name}&value={value}")
+    assert w["rc"] == 0, w
+
+
+def test_snapshot_from_each_camera(guest, results):
+    """Each of the two cameras shows its own picture (vivid's test pattern set to
+    solid red on one and solid blue on the other, with v4l2-ctl on the node), and
+    take_snapshot of each camera gives a JPEG of that camera's colour: the path
+    camsvc opens for a camera is that camera's device."""
+    cams = STATE.get("two_cameras")
+    if not cams:
+        pytest.skip("two cameras not listed (see test_two_vivid_cameras_are_two_cameras)")
+    colours = {"100% Red": 0, "100% Blue": 2}  # label -> the RGB channel that must dominate
+    plan = list(zip(cams, colours, strict=True))
+    for cam, label in plan:
+        set_ctrl(guest, cam["device"], "test_pattern", menu_index(guest, cam["device"], "test_pattern", label))
+        set_ctrl(guest, cam["device"], "osd_text_mode", menu_index(guest, cam["device"], "osd_text_mode", "None"))
+
+    async def body(rpc):
+        return [await rpc.call("take_snapshot", timeout=120, device=cam["camera_id"], format="jpg") for cam, _ in plan]
+
+    snaps = run(body, guest)
+    figures = {}
+    for (cam, label), snap in zip(plan, snaps, strict=True):
+        assert snap["status"] == "completed" and snap["camera_id"] == cam["camera_id"], snap
+        url = urllib.parse.urljoin(guest.http_base + "/", snap["download_url"])
+        data = fetch(url)
+        assert len(data) == snap["file_size"]
+        w, h = jpeg_size(data)
+        assert w > 0 and h > 0
+        mean = guest.control("GET", "/image/mean?name=" + urllib.parse.quote(snap["filename"]))
+        assert mean["rc"] == 0 and mean["rgb"], mean
+        rgb = mean["rgb"]
+        channel = colours[label]
+        others = [v for i, v in enumerate(rgb) if i != channel]
+        assert rgb[channel] > 150 and max(others) < 100, (cam["camera_id"], label, rgb)
+        figures[cam["camera_id"]] = f"{label}: mean RGB {rgb}, {w}x{h}, {len(data)} bytes"
+    results["two_camera_snapshots"] = figures
+
+
 def test_recording_written_by_mediamtx_user_is_managed_by_camsvc(guest, results):
     """The shared-group setup of docs/deployment.md: a file MediaMTX's user writes
     into the setgid recordings directory is listed, served and deleted by the
@@ -448,27 +540,52 @@ def fetch(url):
         return r.read()
 
 
-def test_survives_unplug_plug_cycles(guest, results):
-    """CYCLES unplug/plug cycles timed inside the guest (sysfs write ->
-    notification on a guest-local WebSocket), while the host's client, through
-    the forward, must see every DISCONNECTED/CONNECTED pair too."""
-    if "camera" not in STATE:
+def test_probe_child_runs_niced(guest, results):
+    """Under the shipped unit (SystemCallFilter= allowing setpriority again), the
+    capability probe child camsvc starts after a plug runs at a lower CPU priority
+    than the service: its niceness read from /proc while it runs."""
+    if not STATE.get("cameras"):
         pytest.skip("no camera listed")
-    camera_id = STATE["camera"]["camera_id"]
+    out = guest.control("POST", "/probe/nice", timeout=180)
+    assert out["error"] is None, out
+    assert out["probes"], f"no capability probe child of camsvc seen after a plug: {out}"
+    for probe in out["probes"]:
+        assert probe["nice"] > out["service_nice"], (probe, out["service_nice"])
+    results["probe_nice"] = {
+        "service": out["service_nice"],
+        "probes": [(p["nice"], p["argv"][-1], p["after_s"]) for p in out["probes"]],
+    }
+
+
+def test_survives_unplug_plug_cycles(guest, results):
+    """ISOLATED isolated unplug/plug cycles, then RAPID cycles whose sysfs writes are
+    GAP s apart, of both cameras at once, driven inside the guest: udev event ->
+    notification at guest-local WebSocket clients of camsvc and of the minimal
+    pyudev + Autobahn broadcaster (bench/broadcaster.py, same sandbox, same run).
+    Each client is notified of every presence change of every node in order; so is
+    the host's client through the forward; no service restart.  The two services'
+    shares (p50, ratio) are figures in results.json, not assertions."""
+    cams = STATE.get("cameras")
+    if not cams:
+        pytest.skip("no camera listed")
+    ids = [c["camera_id"] for c in cams]
     before = guest.control("GET", "/unit")["props"]
+    q = urllib.parse.urlencode(
+        [("node", c["device"]) for c in cams] + [("isolated", ISOLATED), ("rapid", RAPID), ("gap", GAP)]
+    )
 
     async def body(rpc):
         await rpc.call("get_camera_list")
         rpc.drain()
-        m = await control(guest, "POST", f"/measure/cycles?camera_id={camera_id}&n={CYCLES}")
+        m = await control(guest, "POST", "/measure/latency?" + q, timeout=600)
         await asyncio.sleep(2)  # the last notifications' trip through the forward
-        seen = []
+        seen = {cid: [] for cid in ids}
         while not rpc.notifications.empty():
             _, msg = rpc.notifications.get_nowait()
             cam = msg.get("params") or {}
             cam = cam.get("camera", cam)
-            if msg.get("method") == "camera_status_update" and cam.get("camera_id") == camera_id:
-                seen.append(cam["status"])
+            if msg.get("method") == "camera_status_update" and cam.get("camera_id") in seen:
+                seen[cam["camera_id"]].append(cam["status"])
         assert await rpc.call("ping") == "pong"
         listing = await rpc.call("get_camera_list")
         return m, seen, listing
@@ -477,36 +594,26 @@ def test_survives_unplug_plug_cycles(guest, results):
     m, seen, listing = run(body, guest)
     results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
     assert m["error"] is None, m
-    assert len(m["unplug"]) == len(m["plug"]) == CYCLES
-    # Every unplug and every plug reached the remote client, in order (a probe
-    # may add ERROR/CONNECTED updates between them, never a missing transition).
-    transitions = [
-        st for i, st in enumerate(seen) if st in ("DISCONNECTED", "CONNECTED") and (i == 0 or st != seen[i - 1])
-    ]
-    assert transitions.count("DISCONNECTED") == CYCLES, seen
-    assert transitions[-1] == "CONNECTED", seen
-    mine = [c for c in listing["cameras"] if c["camera_id"] == camera_id]
-    assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing
-    assert mine[0]["device"] == STATE["camera"]["device"]
+    figures = latency_figures(m)  # every change, in order, at both guest clients
+    cycles = ISOLATED + RAPID
+    for cid, statuses in seen.items():
+        # the host's client: every unplug and plug of this camera, in order (a probe
+        # may add ERROR/CONNECTED updates between them, never a missing transition)
+        present = [st != "DISCONNECTED" for st in statuses]
+        changes = [p for i, p in enumerate(present) if p != (present[i - 1] if i else True)]
+        assert changes == [i % 2 == 1 for i in range(2 * cycles)], (cid, statuses)
+    for c in cams:
+        mine = [x for x in listing["cameras"] if x["camera_id"] == c["camera_id"]]
+        assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing
+        assert mine[0]["device"] == c["device"]
     after = guest.control("GET", "/unit")["props"]
     assert after["MainPID"] == before["MainPID"], "camsvc restarted during the cycles"
     assert after["NRestarts"] == before["NRestarts"]
-    results["cycles"] = CYCLES
-    results["guest_unplug_to_notification_ms"] = summary([x * 1000 for x in m["unplug"]])
-    results["guest_plug_to_notification_ms"] = summary([x * 1000 for x in m["plug"]])
+    results["cycles"] = {"isolated": ISOLATED, "rapid": RAPID, "gap_s": GAP, "cameras": len(cams)}
+    results["udev_to_notification_ms"] = figures
     rtt = []
     for _ in range(5):
         t = time.monotonic()
         guest.control("GET", "/status")
         rtt.append((time.monotonic() - t) * 1000)
     results["control_channel_rtt_ms_median"] = round(statistics.median(rtt), 1)
-
-
-def summary(xs):
-    xs = sorted(xs)
-    return {
-        "min": round(xs[0]),
-        "median": round(statistics.median(xs)),
-        "p90": round(xs[int(0.9 * (len(xs) - 1))]),
-        "max": round(xs[-1]),
-    }

@@ -3,6 +3,7 @@
 Used by the pytest fixture in conftest.py and runnable by hand:
 
     python3 tests/system/vm.py [--env tests/system/cache/current.env] [--keep]
+    python3 tests/system/vm.py --bench [--isolated 20 --rapid 20 --gap 0.1]
 
 boots the image built by build_image.sh, waits for the guest's control
 listener and for camsvc's WebSocket, prints the forwarded URLs and (with
@@ -18,12 +19,14 @@ journald's ForwardToConsole, camsvc's own log) goes to a log file.
 
 import argparse
 import json
+import math
 import os
 import signal
 import socket
 import subprocess
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 GUEST_API_PORT = 8002
@@ -177,12 +180,97 @@ class GuestVM:
             return False
 
 
+def _pct(xs, q):
+    """Nearest-rank percentile (as bench/stats.py)."""
+    xs = sorted(xs)
+    return xs[max(0, min(len(xs) - 1, int(math.ceil(q / 100 * len(xs))) - 1))]
+
+
+def latency_figures(m):
+    """The guest's /measure/latency reply -> figures, raising AssertionError when a
+    client missed a transition or saw them out of order.
+
+    For each node, the k-th presence change udev reported is matched with the k-th
+    presence change each client was notified of; a client's share of one change is
+    notification time - udev event time (both CLOCK_MONOTONIC in the guest).  Returns
+    ``{client: {phase: {unplug|plug: {p50, p90, max, n}}}, "ratio_p50": {...}}`` in ms,
+    phases ``isolated`` and ``rapid`` (writes ``gap`` s apart).
+    """
+    cycles = m["isolated"] + m["rapid"]
+    tr = m["transitions"]
+    want = [i % 2 == 1 for i in range(2 * cycles)]  # unplug (absent), plug (present), ...
+    shares = {}
+    for client in ("camsvc", "broadcaster"):
+        for node in m["nodes"]:
+            udev, seen = tr["udev"][node], tr[client][node]
+            assert [p for _, p in udev] == want, f"udev saw {len(udev)} of {len(want)} changes of {node}"
+            assert [p for _, p in seen] == want, (
+                f"{client} notified {len(seen)} of the {len(want)} presence changes of {node}, in order: "
+                f"{[p for _, p in seen]}"
+            )
+            for i, ((tu, _), (tc, _)) in enumerate(zip(udev, seen, strict=True)):
+                phase = "isolated" if i < 2 * m["isolated"] else "rapid"
+                kind = "plug" if want[i] else "unplug"
+                shares.setdefault(client, {}).setdefault(phase, {}).setdefault(kind, []).append((tc - tu) * 1000)
+    out = {}
+    for client, phases in shares.items():
+        out[client] = {
+            phase: {
+                kind: {
+                    "p50": round(_pct(xs, 50), 1),
+                    "p90": round(_pct(xs, 90), 1),
+                    "max": round(max(xs), 1),
+                    "n": len(xs),
+                }
+                for kind, xs in kinds.items()
+            }
+            for phase, kinds in phases.items()
+        }
+    out["ratio_p50"] = {
+        f"{phase}_{kind}": round(
+            out["camsvc"][phase][kind]["p50"] / max(out["broadcaster"][phase][kind]["p50"], 0.1), 1
+        )
+        for phase in out["camsvc"]
+        for kind in out["camsvc"][phase]
+    }
+    rapid = m.get("writes", [])[2 * m["isolated"] :]
+    if len(rapid) > 1:
+        gaps = [(b[0] - a[0]) * 1000 for a, b in zip(rapid, rapid[1:], strict=False)]
+        out["rapid_write_interval_ms_p50"] = round(_pct(gaps, 50), 1)
+    return out
+
+
+def bench(vm, isolated, rapid, gap):
+    """Both services' share of udev -> notification, in one guest run."""
+    nodes = vm.control("GET", "/v4l2/nodes")
+    capture = sorted(
+        n
+        for n, caps in nodes.items()
+        if any(c.startswith("Video Capture") for c in caps) and "Touch Device" not in caps
+    )
+    q = urllib.parse.urlencode(
+        [("node", n) for n in capture] + [("isolated", isolated), ("rapid", rapid), ("gap", gap)]
+    )
+    m = vm.control("POST", "/measure/latency?" + q, timeout=600)
+    if m["error"]:
+        raise RuntimeError(m["error"])
+    return latency_figures(m)
+
+
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
     ap = argparse.ArgumentParser()
     ap.add_argument("--env", default=os.path.join(here, "cache", "current.env"))
     ap.add_argument("--log", default=os.path.join(here, "cache", "serial.log"))
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument(
+        "--bench",
+        action="store_true",
+        help="measure udev event -> notification, camsvc vs bench/broadcaster.py, in the guest; print the figures",
+    )
+    ap.add_argument("--isolated", type=int, default=20, help="--bench: isolated unplug/plug cycles")
+    ap.add_argument("--rapid", type=int, default=20, help="--bench: cycles with sysfs writes --gap s apart")
+    ap.add_argument("--gap", type=float, default=0.1)
     args = ap.parse_args()
     vm = GuestVM(args.env, args.log)
     vm.start()
@@ -199,6 +287,12 @@ def main():
                 indent=2,
             )
         )
+        if args.bench:
+            t0 = time.monotonic()
+            figures = bench(vm, args.isolated, args.rapid, args.gap)
+            figures["duration_s"] = round(time.monotonic() - t0, 1)
+            figures["load_average"] = os.getloadavg()
+            print(json.dumps(figures, indent=2))
         if args.keep:
             print("Ctrl-C stops the guest")
             while vm.alive():

@@ -17,15 +17,23 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   POST /v4l2/ctrl?device=D&name=N&value=V   v4l2-ctl -d D -c N=V (a change outside camsvc)
   GET  /v4l2/ctrls?device=D         v4l2-ctl -d D --list-ctrls-menus
   GET  /exists?path=P     whether a file exists
+  GET  /realpath?path=P   where a /dev path (a by-id/by-path link) leads
   POST /mediamtx/record?name=N
                           a recording written as MediaMTX's user would
-  POST /measure/cycles?camera_id=C&n=N
-                          N unplug/plug cycles timed in the guest by a local
-                          WebSocket client: sysfs write -> camera_status_update
+  POST /measure/latency?node=D&node=D2&isolated=N&rapid=M&gap=S
+                          udev event -> notification at guest-local WebSocket
+                          clients of camsvc and of the minimal broadcaster
+                          (bench/broadcaster.py, started for the run), for N
+                          isolated unplug/plug cycles and M cycles whose sysfs
+                          writes are S seconds apart
+  POST /probe/nice        one unplug/plug; the niceness of camsvc's capability
+                          probe children (sampled from /proc) and of camsvc
+  GET  /image/mean?name=F the mean RGB of a snapshot (ffmpeg, scaled to 1x1)
 
 Replies are JSON with guest-side CLOCK_MONOTONIC timings of the action itself.
-No arbitrary command execution: every action is a fixed argv.  Stdlib only
-(the guest has Debian's python3 and camsvc's dependencies, nothing else).
+No arbitrary command execution: every action is a fixed argv.  Stdlib only,
+but for pyudev (a camsvc dependency, so in the guest) in the latency run's
+udev monitor.
 """
 
 import argparse
@@ -33,9 +41,13 @@ import base64
 import glob
 import json
 import os
+import select
+import signal
 import socket
 import struct
 import subprocess
+import sys
+import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
@@ -366,32 +378,299 @@ class WsClient:
 TOKEN_FILE = "/etc/camsvc-e2e/api_key"
 
 
-def measure_cycles(camera_id, n, timeout=30):
-    """n unplug/plug cycles timed in the guest: sysfs write -> notification."""
-    ws = WsClient()
+# --- latency: udev event -> notification, camsvc vs the minimal broadcaster --------
+#
+# Three stamping processes, so that no stamp waits for another's GIL: one reads
+# udevd's netlink multicast (the same one camsvc and the broadcaster read), one is a
+# WebSocket client of camsvc, one of the broadcaster.  Each prints one line per event
+# with its CLOCK_MONOTONIC time (system-wide, so comparable); this process drives the
+# sysfs writes and matches the k-th udev transition of a node with the k-th
+# notification transition of the same node at each client.
+
+SELF = os.path.abspath(__file__)
+BROADCASTER = os.path.join(os.path.dirname(SELF), "broadcaster.py")
+BROADCASTER_PORT = 8010
+BROADCASTER_UNIT = "camsvc-e2e-broadcaster"
+
+
+def listen_udev():
+    """Child mode: ``T add|remove NODE`` per video4linux event, stamped on readability."""
+    import pyudev
+
+    monitor = pyudev.Monitor.from_netlink(pyudev.Context())
+    monitor.filter_by("video4linux")
+    monitor.start()
+    print("ready", flush=True)
+    fd = monitor.fileno()
+    while True:
+        select.select([fd], [], [])
+        t = time.monotonic()
+        while True:
+            dev = monitor.poll(timeout=0)
+            if dev is None:
+                break
+            print(f"{t:.6f} {dev.action} {dev.device_node or '-'}", flush=True)
+
+
+def listen_ws(port, key_file):
+    """Child mode: ``T NODE STATUS`` per camera_status_update, stamped on readability."""
+    ws = WsClient(port)
+    if key_file:
+        reply = ws.call("authenticate", auth_token=open(key_file).read().strip())
+        if "error" in reply:
+            print(f"error {reply['error']}", flush=True)
+            return
+        ws.call("get_camera_list")  # a session the service knows about
+    print("ready", flush=True)
+    while True:
+        select.select([ws.sock], [], [])
+        t = time.monotonic()
+        msg = ws.recv(60)
+        if msg.get("method") == "camera_status_update":
+            cam = msg.get("params") or {}
+            cam = cam.get("camera", cam)
+            print(f"{t:.6f} {cam.get('device') or '-'} {cam.get('status')}", flush=True)
+
+
+class Stamper:
+    """One stamping child and the events it printed (``(t, node, present)``)."""
+
+    def __init__(self, argv, cond):
+        self.argv = argv
+        self.cond = cond
+        self.events = []
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def wait_ready(self):
+        """Until the child listens (interpreter start-up takes seconds under TCG)."""
+        first = self.proc.stdout.readline().strip()
+        if first != "ready":
+            self.stop()
+            raise RuntimeError(f"{self.argv[2:]}: {first!r} {self.proc.stderr.read()[-2000:]}")
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            parts = line.split()
+            if len(parts) != 3:
+                continue
+            t, a, b = parts
+            if a in ("add", "remove", "change", "bind", "unbind"):  # udev: action node
+                if a not in ("add", "remove"):
+                    continue
+                ev = (float(t), b, a == "add")
+            else:  # client: node status
+                ev = (float(t), a, b != "DISCONNECTED")
+            with self.cond:
+                self.events.append(ev)
+                self.cond.notify_all()
+
+    def transitions(self, node):
+        """[(t, present)] of ``node``: the first event of each presence change
+        (every camera is present when the run starts)."""
+        out, state = [], True
+        for t, n, present in list(self.events):
+            if n == node and present != state:
+                out.append((t, present))
+                state = present
+        return out
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def start_broadcaster(timeout=90):
+    """bench/broadcaster.py as a transient unit under exactly camsvc's sandbox
+    (user, seccomp filter, device policy): the same conditions as the service."""
+    subprocess.run(["systemctl", "stop", BROADCASTER_UNIT], capture_output=True)
+    subprocess.run(["systemctl", "reset-failed", BROADCASTER_UNIT], capture_output=True)
+    r = run(
+        [
+            "systemd-run",
+            "--quiet",
+            "--collect",
+            f"--unit={BROADCASTER_UNIT}",
+            *sandbox_properties(),
+            "--",
+            "/usr/bin/python3",
+            BROADCASTER,
+            "--port",
+            str(BROADCASTER_PORT),
+        ]
+    )
+    if r["rc"] != 0:
+        raise RuntimeError(f"broadcaster: {r}")
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", BROADCASTER_PORT), timeout=2).close()
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    "broadcaster not listening: " + run(["journalctl", "-u", BROADCASTER_UNIT])["stdout"]
+                ) from None
+            time.sleep(0.2)
+
+
+def measure_latency(nodes, isolated, rapid, gap, settle=0.5, timeout=30):
+    """``isolated`` unplug/plug cycles (each write once every client has seen the
+    previous transition, plus ``settle`` s), then ``rapid`` cycles whose sysfs writes
+    start ``gap`` s apart; for every node the udev transitions and each client's
+    notification transitions, matched in order."""
+    cond = threading.Condition()
+    stampers = {}
+    writes = []
+    result = {"nodes": nodes, "isolated": isolated, "rapid": rapid, "gap": gap, "error": None}
     try:
-        if os.path.exists(TOKEN_FILE):
-            reply = ws.call("authenticate", auth_token=open(TOKEN_FILE).read().strip())
-            if "error" in reply:
-                return {"error": reply["error"]}
-        ws.call("get_camera_list")
-        unplug, plug = [], []
-        for _ in range(n):
-            t0 = time.monotonic()
-            w = sysfs_write("unbind")
+        start_broadcaster()
+        stampers["udev"] = Stamper([sys.executable, SELF, "--listen-udev"], cond)
+        stampers["camsvc"] = Stamper([sys.executable, SELF, "--listen-ws", "8002", TOKEN_FILE], cond)
+        stampers["broadcaster"] = Stamper([sys.executable, SELF, "--listen-ws", str(BROADCASTER_PORT), ""], cond)
+        for stamper in stampers.values():
+            stamper.wait_ready()
+
+        def write(name):
+            t = time.monotonic()
+            w = sysfs_write(name)
+            writes.append((t, name, w["duration"]))
             if w["error"]:
-                return {"error": w, "unplug": unplug, "plug": plug}
-            unplug.append(ws.wait_status(camera_id, "DISCONNECTED", timeout) - t0)
-            t0 = time.monotonic()
-            w = sysfs_write("bind")
-            if w["error"]:
-                return {"error": w, "unplug": unplug, "plug": plug}
-            plug.append(ws.wait_status(camera_id, "CONNECTED", timeout) - t0)
-        return {"error": None, "unplug": unplug, "plug": plug}
-    except (TimeoutError, ConnectionError, OSError) as e:
-        return {"error": f"{type(e).__name__}: {e}", "unplug": unplug, "plug": plug}
+                raise RuntimeError(f"{name}: {w['error']}")
+
+        def wait(count):
+            deadline = time.monotonic() + timeout
+            with cond:
+                while True:
+                    short = {
+                        name: {n: len(s.transitions(n)) for n in nodes}
+                        for name, s in stampers.items()
+                        if any(len(s.transitions(n)) < count for n in nodes)
+                    }
+                    if not short:
+                        return
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"after {count} transitions expected: {short}")
+                    cond.wait(left)
+
+        count = 0
+        for _ in range(isolated):
+            for name in ("unbind", "bind"):
+                write(name)
+                count += 1
+                wait(count)
+                time.sleep(settle)
+        start = time.monotonic()
+        for i in range(2 * rapid):
+            delay = start + i * gap - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            write(("unbind", "bind")[i % 2])
+            count += 1
+        wait(count)
+        time.sleep(settle)  # nothing more may come
+        result["writes"] = [(round(t, 6), name, round(d, 6)) for t, name, d in writes]
+        result["transitions"] = {
+            name: {n: [(round(t, 6), p) for t, p in s.transitions(n)] for n in nodes} for name, s in stampers.items()
+        }
+    except (RuntimeError, TimeoutError, ConnectionError, OSError) as e:
+        result["error"] = f"{type(e).__name__}: {e}"
+        result["transitions"] = {
+            name: {n: [(round(t, 6), p) for t, p in s.transitions(n)] for n in nodes} for name, s in stampers.items()
+        }
     finally:
-        ws.close()
+        for s in stampers.values():
+            s.stop()
+        subprocess.run(["systemctl", "stop", BROADCASTER_UNIT], capture_output=True)
+    return result
+
+
+def _stat_fields(pid):
+    """/proc/PID/stat after the command name: [state, ppid, ..., nice (16), ...]."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rpartition(")")[2].split()
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:  # no CONFIG_PROC_CHILDREN: scan
+        out = []
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    if int(_stat_fields(d)[1]) == pid:
+                        out.append(int(d))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return out
+
+
+def probe_nice(timeout=60):
+    """One unplug/plug, then camsvc's children sampled from /proc every 20 ms until
+    the capability probes it starts have come and gone: their niceness and argv."""
+    main = int(unit_info()["props"].get("MainPID", "0"))
+    if not main:
+        return {"error": "camsvc not running"}
+    service_nice = int(_stat_fields(main)[16])
+    for name in ("unbind", "bind"):
+        w = sysfs_write(name)
+        if w["error"]:
+            return {"error": w}
+        time.sleep(0.3 if name == "unbind" else 0)
+    seen = {}
+    t0 = time.monotonic()
+    last_seen = None
+    while time.monotonic() - t0 < timeout:
+        probing = False
+        for pid in _children(main):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as f:
+                    argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+                nice = int(_stat_fields(pid)[16])
+            except (OSError, IndexError, ValueError):
+                continue
+            # before its exec, `nice -n 10 python3 -m ...` is still `nice` at the parent's niceness
+            if "camsvc.cameras.v4l2" in argv and argv and os.path.basename(argv[0]) != "nice":
+                probing = True
+                seen.setdefault(
+                    pid, {"pid": pid, "argv": argv, "nice": nice, "after_s": round(time.monotonic() - t0, 3)}
+                )
+        if probing:
+            last_seen = time.monotonic()
+        elif last_seen is not None and time.monotonic() - last_seen > 1.0:
+            break
+        time.sleep(0.02)
+    return {"error": None, "service_pid": main, "service_nice": service_nice, "probes": list(seen.values())}
+
+
+def image_mean(name):
+    """Mean colour of a snapshot in camsvc's snapshots directory, as ``[r, g, b]``."""
+    if "/" in name or name.startswith(".") or not name:
+        return {"error": "bad name"}
+    out = run(
+        [
+            "/usr/bin/ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-i",
+            os.path.join("/var/lib/camsvc/snapshots", name),
+            "-vf",
+            "scale=1:1:flags=area",
+            "-f",
+            "rawvideo",
+            "-pix_fmt",
+            "rgb24",
+            "pipe:1",
+        ],
+        binary=True,
+    )
+    out["rgb"] = list(bytes.fromhex(out["stdout_head"]))[:3] if out["rc"] == 0 else None
+    return out
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -416,6 +695,13 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(
                 run(["journalctl", "-b", "--no-pager", "-o", "short-monotonic", "-u", unit, "-n", str(int(lines))])
             )
+        elif u.path == "/realpath":
+            path = q["path"][0]
+            if not path.startswith("/dev/"):
+                return self._reply({"error": "not under /dev"}, 400)
+            self._reply({"path": path, "realpath": os.path.realpath(path), "exists": os.path.exists(path)})
+        elif u.path == "/image/mean":
+            self._reply(image_mean(q["name"][0]))
         elif u.path == "/exists":
             self._reply({"exists": os.path.exists(q["path"][0])})
         elif u.path == "/unit":
@@ -452,8 +738,17 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):
         u = urlparse(self.path)
         path, q = u.path, parse_qs(u.query)
-        if path == "/measure/cycles":
-            self._reply(measure_cycles(q["camera_id"][0], int(q.get("n", ["1"])[0])))
+        if path == "/measure/latency":
+            self._reply(
+                measure_latency(
+                    q["node"],
+                    int(q.get("isolated", ["10"])[0]),
+                    int(q.get("rapid", ["10"])[0]),
+                    float(q.get("gap", ["0.1"])[0]),
+                )
+            )
+        elif path == "/probe/nice":
+            self._reply(probe_nice())
         elif path == "/mediamtx/record":
             self._reply(mediamtx_record(q["name"][0]))
         elif path == "/vivid/unbind":
@@ -483,7 +778,12 @@ class Handler(BaseHTTPRequestHandler):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, default=8003)
+    ap.add_argument("--listen-udev", action="store_true", help="child mode of /measure/latency")
+    ap.add_argument("--listen-ws", nargs=2, metavar=("PORT", "KEY_FILE"), help="child mode of /measure/latency")
     args = ap.parse_args()
+    if args.listen_udev or args.listen_ws:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        return listen_udev() if args.listen_udev else listen_ws(int(args.listen_ws[0]), args.listen_ws[1])
     ThreadingHTTPServer(("0.0.0.0", args.port), Handler).serve_forever()
 
 
