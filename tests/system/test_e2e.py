@@ -10,6 +10,7 @@ itself as the feature lands.
 
 import asyncio
 import json
+import os
 import statistics
 import struct
 import time
@@ -25,8 +26,10 @@ pytestmark = pytest.mark.system
 
 # Unplug/plug cycles of test_survives_unplug_plug_cycles: isolated ones, then ones
 # whose sysfs writes are GAP s apart (a replug after a USB reset, a loose cable).
-ISOLATED = 10
-RAPID = 10
+# (`python3 tests/system/vm.py --bench` runs more of them, each isolated one once
+# camsvc's capability probes are done: the figures docs/performance.md quotes.)
+ISOLATED = 8
+RAPID = 8
 GAP = 0.1
 NOTIFY_TIMEOUT = 30  # seconds; TCG is slow, but a lost event must not hang the suite
 
@@ -593,15 +596,17 @@ def test_survives_unplug_plug_cycles(guest, results):
     t0 = time.monotonic()
     m, seen, listing = run(body, guest)
     results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
-    assert m["error"] is None, m
-    figures = latency_figures(m)  # every change, in order, at both guest clients
-    cycles = ISOLATED + RAPID
-    for cid, statuses in seen.items():
-        # the host's client: every unplug and plug of this camera, in order (a probe
-        # may add ERROR/CONNECTED updates between them, never a missing transition)
+    with open(os.path.join(os.path.dirname(os.environ["CAMSVC_SYSTEM_ENV"]), "latency-run.json"), "w") as f:
+        json.dump(m, f)  # the raw stamps, for a failure's diagnosis
+    assert m["error"] is None, m["error"]
+    figures = latency_figures(m)  # every change udev reported, in order, at both guest clients
+    for c in cams:
+        # the host's client: the same presence changes as camsvc's guest-local client,
+        # in order (a probe may add ERROR/CONNECTED updates between them)
+        statuses = seen[c["camera_id"]]
         present = [st != "DISCONNECTED" for st in statuses]
         changes = [p for i, p in enumerate(present) if p != (present[i - 1] if i else True)]
-        assert changes == [i % 2 == 1 for i in range(2 * cycles)], (cid, statuses)
+        assert changes == [p for _, p in m["transitions"]["camsvc"][c["device"]]], (c["camera_id"], statuses)
     for c in cams:
         mine = [x for x in listing["cameras"] if x["camera_id"] == c["camera_id"]]
         assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing

@@ -20,12 +20,13 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /realpath?path=P   where a /dev path (a by-id/by-path link) leads
   POST /mediamtx/record?name=N
                           a recording written as MediaMTX's user would
-  POST /measure/latency?node=D&node=D2&isolated=N&rapid=M&gap=S
+  POST /measure/latency?node=D&node=D2&isolated=N&rapid=M&gap=S[&quiet=1]
                           udev event -> notification at guest-local WebSocket
                           clients of camsvc and of the minimal broadcaster
                           (bench/broadcaster.py, started for the run), for N
-                          isolated unplug/plug cycles and M cycles whose sysfs
-                          writes are S seconds apart
+                          isolated unplug/plug cycles (quiet=1: each once camsvc's
+                          capability probes are done) and M cycles in which each
+                          sysfs write comes S s after udev reported the last one
   POST /probe/nice        one unplug/plug; the niceness of camsvc's capability
                           probe children (sampled from /proc) and of camsvc
   GET  /image/mean?name=F the mean RGB of a snapshot (ffmpeg, scaled to 1x1)
@@ -394,7 +395,10 @@ BROADCASTER_UNIT = "camsvc-e2e-broadcaster"
 
 
 def listen_udev():
-    """Child mode: ``T add|remove NODE`` per video4linux event, stamped on readability."""
+    """Child mode: ``T add|remove|add-unknown NODE`` per video4linux event, stamped on
+    readability.  ``add-unknown``: udev could not tell what the node is (no
+    ``:capture:`` in ID_V4L_CAPABILITIES: it vanished before v4l_id opened it, as
+    when an unplug follows a plug within ~100 ms), so nobody can announce a camera."""
     import pyudev
 
     monitor = pyudev.Monitor.from_netlink(pyudev.Context())
@@ -409,7 +413,10 @@ def listen_udev():
             dev = monitor.poll(timeout=0)
             if dev is None:
                 break
-            print(f"{t:.6f} {dev.action} {dev.device_node or '-'}", flush=True)
+            action = dev.action
+            if action == "add" and ":capture:" not in (dev.properties.get("ID_V4L_CAPABILITIES") or ""):
+                action = "add-unknown"
+            print(f"{t:.6f} {action} {dev.device_node or '-'}", flush=True)
 
 
 def listen_ws(port, key_file):
@@ -439,6 +446,8 @@ class Stamper:
         self.argv = argv
         self.cond = cond
         self.events = []
+        self.raw = {}  # node -> udev events of any kind (one per sysfs write)
+        self.unknown = {}  # node -> udev adds of a node nobody could identify
         self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def wait_ready(self):
@@ -455,14 +464,18 @@ class Stamper:
             if len(parts) != 3:
                 continue
             t, a, b = parts
-            if a in ("add", "remove", "change", "bind", "unbind"):  # udev: action node
-                if a not in ("add", "remove"):
-                    continue
-                ev = (float(t), b, a == "add")
-            else:  # client: node status
-                ev = (float(t), a, b != "DISCONNECTED")
             with self.cond:
-                self.events.append(ev)
+                if a in ("add", "remove", "add-unknown", "change", "bind", "unbind"):  # udev: action node
+                    if a not in ("add", "remove", "add-unknown"):
+                        continue
+                    self.raw[b] = self.raw.get(b, 0) + 1
+                    if a == "add-unknown":
+                        self.unknown.setdefault(b, []).append(float(t))
+                        self.cond.notify_all()
+                        continue
+                    self.events.append((float(t), b, a == "add"))
+                else:  # client: node status
+                    self.events.append((float(t), a, b != "DISCONNECTED"))
                 self.cond.notify_all()
 
     def transitions(self, node):
@@ -515,11 +528,12 @@ def start_broadcaster(timeout=90):
             time.sleep(0.2)
 
 
-def measure_latency(nodes, isolated, rapid, gap, settle=0.5, timeout=30):
+def measure_latency(nodes, isolated, rapid, gap, quiet=False, settle=0.3, timeout=30):
     """``isolated`` unplug/plug cycles (each write once every client has seen the
-    previous transition, plus ``settle`` s), then ``rapid`` cycles whose sysfs writes
-    start ``gap`` s apart; for every node the udev transitions and each client's
-    notification transitions, matched in order."""
+    previous transition, plus ``settle`` s, and with ``quiet`` once camsvc's capability
+    probes have finished), then ``rapid`` cycles in which each sysfs write comes
+    ``gap`` s after udev reported the previous one; for every node the udev
+    transitions and each client's notification transitions."""
     cond = threading.Condition()
     stampers = {}
     writes = []
@@ -540,20 +554,70 @@ def measure_latency(nodes, isolated, rapid, gap, settle=0.5, timeout=30):
                 raise RuntimeError(f"{name}: {w['error']}")
 
         def wait(count):
+            """Until udev reported ``count`` events per node and each client as many
+            presence changes as udev's (an add udev could not identify is none)."""
             deadline = time.monotonic() + timeout
+            udev = stampers["udev"]
             with cond:
                 while True:
+                    want = {n: len(udev.transitions(n)) for n in nodes}
                     short = {
                         name: {n: len(s.transitions(n)) for n in nodes}
                         for name, s in stampers.items()
-                        if any(len(s.transitions(n)) < count for n in nodes)
+                        if name != "udev" and any(len(s.transitions(n)) < want[n] for n in nodes)
                     }
-                    if not short:
+                    if all(udev.raw.get(n, 0) >= count for n in nodes) and not short:
                         return
                     left = deadline - time.monotonic()
                     if left <= 0:
-                        raise TimeoutError(f"after {count} transitions expected: {short}")
+                        raise TimeoutError(
+                            f"{count} udev events per node expected, seen {udev.raw}; "
+                            f"udev presence changes {want}; clients short: {short}"
+                        )
                     cond.wait(left)
+
+        def wait_udev(count):
+            """Until udev reported ``count`` events per node."""
+            deadline = time.monotonic() + timeout
+            udev = stampers["udev"]
+            with cond:
+                while not all(udev.raw.get(n, 0) >= count for n in nodes):
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"{count} udev events per node expected, seen {udev.raw}")
+                    cond.wait(left)
+
+        def wait_caught_up():
+            """Until each client announced every node present after udev's last add of it
+            (a plug whose node was gone before a service could read it may be missing:
+            latency_figures allows a whole plug + unplug pair to be, nothing else)."""
+            deadline = time.monotonic() + timeout
+            udev = stampers["udev"]
+            with cond:
+                while True:
+                    last_add = {n: udev.transitions(n)[-1][0] for n in nodes}
+                    behind = {}
+                    for name, s in stampers.items():
+                        if name == "udev":
+                            continue
+                        for n in nodes:
+                            seen = s.transitions(n)
+                            if not seen or not seen[-1][1] or seen[-1][0] < last_add[n]:
+                                behind.setdefault(name, []).append(n)
+                    if not any(behind.values()):
+                        return
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise TimeoutError(f"not announced present after udev's last add: {behind}")
+                    cond.wait(left)
+
+        main = int(unit_info()["props"].get("MainPID", "0"))
+
+        def wait_probes_done():
+            """Isolated means quiet: no capability probe of camsvc's still running."""
+            deadline = time.monotonic() + timeout
+            while any(_is_probe(pid) for pid in _children(main)) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
         count = 0
         for _ in range(isolated):
@@ -562,16 +626,18 @@ def measure_latency(nodes, isolated, rapid, gap, settle=0.5, timeout=30):
                 count += 1
                 wait(count)
                 time.sleep(settle)
-        start = time.monotonic()
+                if quiet:
+                    wait_probes_done()
+        result["rapid_start"] = time.monotonic()
         for i in range(2 * rapid):
-            delay = start + i * gap - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
             write(("unbind", "bind")[i % 2])
             count += 1
-        wait(count)
+            wait_udev(count)
+            time.sleep(gap)  # the next change comes `gap` s after udev reported this one
+        wait_caught_up()
         time.sleep(settle)  # nothing more may come
         result["writes"] = [(round(t, 6), name, round(d, 6)) for t, name, d in writes]
+        result["unidentified_adds"] = {n: len(stampers["udev"].unknown.get(n, [])) for n in nodes}
         result["transitions"] = {
             name: {n: [(round(t, 6), p) for t, p in s.transitions(n)] for n in nodes} for name, s in stampers.items()
         }
@@ -609,6 +675,27 @@ def _children(pid):
         return out
 
 
+def _probe_argv(pid):
+    """The argv of ``pid`` if it is a capability probe child past its ``nice`` exec, else None."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return None
+    # before its exec, `nice -n 10 python3 -m ...` is still `nice` at the parent's niceness
+    if "camsvc.cameras.v4l2" in argv and os.path.basename(argv[0]) != "nice":
+        return argv
+    return None
+
+
+def _is_probe(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"camsvc.cameras.v4l2" in f.read()
+    except OSError:
+        return False
+
+
 def probe_nice(timeout=60):
     """One unplug/plug, then camsvc's children sampled from /proc every 20 ms until
     the capability probes it starts have come and gone: their niceness and argv."""
@@ -627,14 +714,14 @@ def probe_nice(timeout=60):
     while time.monotonic() - t0 < timeout:
         probing = False
         for pid in _children(main):
+            argv = _probe_argv(pid)
+            if argv is None:
+                continue
             try:
-                with open(f"/proc/{pid}/cmdline", "rb") as f:
-                    argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
                 nice = int(_stat_fields(pid)[16])
             except (OSError, IndexError, ValueError):
                 continue
-            # before its exec, `nice -n 10 python3 -m ...` is still `nice` at the parent's niceness
-            if "camsvc.cameras.v4l2" in argv and argv and os.path.basename(argv[0]) != "nice":
+            if argv:
                 probing = True
                 seen.setdefault(
                     pid, {"pid": pid, "argv": argv, "nice": nice, "after_s": round(time.monotonic() - t0, 3)}
@@ -745,6 +832,7 @@ class Handler(BaseHTTPRequestHandler):
                     int(q.get("isolated", ["10"])[0]),
                     int(q.get("rapid", ["10"])[0]),
                     float(q.get("gap", ["0.1"])[0]),
+                    quiet=q.get("quiet", ["0"])[0] == "1",
                 )
             )
         elif path == "/probe/nice":
@@ -783,6 +871,12 @@ def main():
     args = ap.parse_args()
     if args.listen_udev or args.listen_ws:
         signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        # A measuring instrument: woken before the services it measures (it runs for
+        # microseconds per event), so its stamps wait for no one's time slice.
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(10))
+        except OSError:
+            pass
         return listen_udev() if args.listen_udev else listen_ws(int(args.listen_ws[0]), args.listen_ws[1])
     ThreadingHTTPServer(("0.0.0.0", args.port), Handler).serve_forever()
 
