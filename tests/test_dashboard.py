@@ -124,7 +124,12 @@ def card_button(driver, camera_id: str, action: str):
 
 
 def click_card(driver, camera_id: str, action: str) -> None:
-    """Click a card's button; a card redrawn between finding and clicking (stale) is found again.
+    """Click a card's button (see :func:`click_retrying`)."""
+    click_retrying(driver, f'[data-camera="{camera_id}"] [data-action="{action}"]')
+
+
+def click_retrying(driver, selector: str) -> None:
+    """Click the element *selector* names; one redrawn between finding and clicking (stale) is found again.
 
     A stale reference fails before any input event is sent, so a retry never clicks twice.
     """
@@ -132,7 +137,7 @@ def click_card(driver, camera_id: str, action: str) -> None:
 
     for attempt in range(5):
         try:
-            click(driver, card_button(driver, camera_id, action))
+            click(driver, driver.find_element("css selector", selector))
             return
         except StaleElementReferenceException:
             if attempt == 4:
@@ -196,14 +201,24 @@ def test_stream_links_and_capabilities(driver, stack):
     with RpcClient(stack.url) as client:
         streams = client.call("get_camera_status", {"device": camera_id})["streams"]
     card = f'[data-camera="{camera_id}"]'
-    assert driver.find_element("css selector", f"{card} input").get_attribute("value") == streams["rtsp"]
-    webrtc = driver.find_element("css selector", f'{card} [data-action="webrtc"]')
-    hls = driver.find_element("css selector", f'{card} [data-action="hls"]')
+    # The card is re-rendered whenever a notification arrives, so its parts are read in one
+    # script call (element handles taken earlier may be stale by the next line).
+    links = wait(
+        driver,
+        lambda d: js(
+            d,
+            """const c = document.querySelector(arguments[0]); if (!c) return null;
+               const w = c.querySelector('[data-action="webrtc"]'), h = c.querySelector('[data-action="hls"]');
+               return {rtsp: c.querySelector('input').value, webrtc: w.href, target: w.target, hls: h.href};""",
+            card,
+        ),
+        what="the card's stream links",
+    )
+    assert links["rtsp"] == streams["rtsp"]
     # MediaMTX's own player pages, in a new tab.
-    assert webrtc.get_attribute("href") == streams["webrtc"] and webrtc.get_attribute("target") == "_blank"
-    assert hls.get_attribute("href") == streams["hls"].removesuffix("index.m3u8")
-    copy = driver.find_element("css selector", f'{card} [data-action="copy-rtsp"]')
-    click(driver, copy)
+    assert links["webrtc"] == streams["webrtc"] and links["target"] == "_blank"
+    assert links["hls"] == streams["hls"].removesuffix("index.m3u8")
+    click_retrying(driver, f'{card} [data-action="copy-rtsp"]')
     wait(
         driver,
         lambda d: d.find_element("css selector", f'{card} [data-action="copy-rtsp"]').text == "Copied",
@@ -211,12 +226,27 @@ def test_stream_links_and_capabilities(driver, stack):
         "Copied",
     )
     # The capability table lists every mode the camera reported.
-    click(driver, driver.find_element("css selector", f"{card} details.caps summary"))
-    rows = driver.find_elements("css selector", f"{card} .caps-table tbody tr")
     with RpcClient(stack.url) as client:
         caps = client.call("get_camera_capabilities", {"device": camera_id})
-    assert len(rows) == sum(len(f["sizes"]) or 1 for f in caps["formats"])
-    assert rows[0].text.split()[0] == caps["formats"][0]["format"]
+    expected = sum(len(f["sizes"]) or 1 for f in caps["formats"])
+    click_retrying(driver, f"{card} details.caps summary")
+    first_cells = wait(
+        driver,
+        lambda d: (
+            (
+                cells := js(
+                    d,
+                    """return [...document.querySelectorAll(arguments[0])]
+                     .map(tr => tr.cells[0].textContent.trim().split(/\\s+/)[0]);""",
+                    f"{card} .caps-table tbody tr",
+                )
+            )
+            and len(cells) == expected
+            and cells
+        ),
+        what=f"{expected} rows in the capability table",
+    )
+    assert first_cells[0] == caps["formats"][0]["format"]
 
 
 def timer_seconds(driver, camera_id: str) -> int | None:
