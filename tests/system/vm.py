@@ -300,8 +300,11 @@ def bench(vm, isolated, rapid, gap, quiet=True):
         [("node", n) for n in capture] + [("isolated", isolated), ("rapid", rapid), ("gap", gap), ("quiet", int(quiet))]
     )
     m = vm.control("POST", "/measure/latency?" + q, timeout=1200)
+    raw = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cache", "latency-bench.json")
+    with open(raw, "w") as f:
+        json.dump(m, f)  # the raw stamps, for a failure's diagnosis
     if m["error"]:
-        raise RuntimeError(m["error"])
+        raise RuntimeError(f"{m['error']} (raw stamps in {raw})")
     return latency_figures(m)
 
 

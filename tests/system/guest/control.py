@@ -420,14 +420,19 @@ def listen_udev():
 
 
 def listen_ws(port, key_file):
-    """Child mode: ``T NODE STATUS`` per camera_status_update, stamped on readability."""
+    """Child mode: ``T NODE STATUS`` per camera_status_update, stamped on readability.
+
+    With ``key_file`` (camsvc): only the cameras present at the start, each by the
+    node it had then (a DISCONNECTED record of another camera names its last node)."""
     ws = WsClient(port)
+    ids = {}
     if key_file:
         reply = ws.call("authenticate", auth_token=open(key_file).read().strip())
         if "error" in reply:
             print(f"error {reply['error']}", flush=True)
             return
-        ws.call("get_camera_list")  # a session the service knows about
+        listing = ws.call("get_camera_list")["result"]["cameras"]
+        ids = {c["camera_id"]: c["device"] for c in listing if c["status"] != "DISCONNECTED"}
     print("ready", flush=True)
     while True:
         select.select([ws.sock], [], [])
@@ -436,7 +441,9 @@ def listen_ws(port, key_file):
         if msg.get("method") == "camera_status_update":
             cam = msg.get("params") or {}
             cam = cam.get("camera", cam)
-            print(f"{t:.6f} {cam.get('device') or '-'} {cam.get('status')}", flush=True)
+            node = ids.get(cam.get("camera_id")) if ids else cam.get("device")
+            if node:
+                print(f"{t:.6f} {node} {cam.get('status')}", flush=True)
 
 
 class Stamper:
