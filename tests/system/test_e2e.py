@@ -253,6 +253,13 @@ def test_only_capture_nodes_are_cameras(guest):
     assert listed == expected, {n: nodes.get(n) for n in set(listed) ^ set(expected)}
 
 
+SHARED_BY_PATH = "/dev/v4l/by-path/platform-vivid.0-video-index0"
+
+
+def ids_nodes(status):
+    return [st["device"] for st in status]
+
+
 def test_two_vivid_cameras_are_two_cameras(guest, results):
     """vivid with n_devs=2: two capture nodes under one platform device whose by-path
     names collide (only one node owns ``platform-vivid.0-video-index0``).  Two
@@ -276,6 +283,10 @@ def test_two_vivid_cameras_are_two_cameras(guest, results):
     assert len(set(ids)) == 2 and len(set(names)) == 2, results["two_cameras"]
     assert all(st["status"] == "CONNECTED" for st in status), status
     assert len(set(paths)) == 2, f"both cameras publish from the same path: {paths}"
+    # The collision itself: udev gives both capture nodes this one by-path name.
+    shared = guest.control("GET", "/realpath?path=" + urllib.parse.quote(SHARED_BY_PATH))
+    assert shared["exists"] and shared["realpath"] in ids_nodes(status), shared
+    assert SHARED_BY_PATH not in paths, paths
     for st in status:
         real = guest.control("GET", "/realpath?path=" + urllib.parse.quote(st["path"]))
         assert real["realpath"] == st["device"], (st["path"], real, st["device"])
