@@ -582,7 +582,6 @@ def test_survives_unplug_plug_cycles(guest, results):
     cams = STATE.get("cameras")
     if not cams:
         pytest.skip("no camera listed")
-    ids = [c["camera_id"] for c in cams]
     before = guest.control("GET", "/unit")["props"]
     q = urllib.parse.urlencode(
         [("node", c["device"]) for c in cams] + [("isolated", ISOLATED), ("rapid", RAPID), ("gap", GAP)]
@@ -593,13 +592,16 @@ def test_survives_unplug_plug_cycles(guest, results):
         rpc.drain()
         m = await control(guest, "POST", "/measure/latency?" + q, timeout=600)
         await asyncio.sleep(2)  # the last notifications' trip through the forward
-        seen = {cid: [] for cid in ids}
+        # camera id -> the node it had at the start (a camera camsvc re-identified on
+        # another node is in m["new_ids"]); the host's notifications per camera, in order
+        label = {c["camera_id"]: c["device"] for c in cams} | (m.get("new_ids") or {})
+        seen = {c["device"]: [] for c in cams}
         while not rpc.notifications.empty():
             _, msg = rpc.notifications.get_nowait()
             cam = msg.get("params") or {}
             cam = cam.get("camera", cam)
-            if msg.get("method") == "camera_status_update" and cam.get("camera_id") in seen:
-                seen[cam["camera_id"]].append(cam["status"])
+            if msg.get("method") == "camera_status_update" and cam.get("camera_id") in label:
+                seen[label[cam["camera_id"]]].append(cam["status"])
         assert await rpc.call("ping") == "pong"
         listing = await rpc.call("get_camera_list")
         return m, seen, listing
@@ -614,14 +616,18 @@ def test_survives_unplug_plug_cycles(guest, results):
     for c in cams:
         # the host's client: the same presence changes as camsvc's guest-local client,
         # in order (a probe may add ERROR/CONNECTED updates between them)
-        statuses = seen[c["camera_id"]]
+        statuses = seen[c["device"]]
         present = [st != "DISCONNECTED" for st in statuses]
         changes = [p for i, p in enumerate(present) if p != (present[i - 1] if i else True)]
         assert changes == [p for _, p in m["transitions"]["camsvc"][c["device"]]], (c["camera_id"], statuses)
-    for c in cams:
-        mine = [x for x in listing["cameras"] if x["camera_id"] == c["camera_id"]]
-        assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing
-        assert mine[0]["device"] == c["device"]
+    # Each camera back, on a capture node of its own (a replug may renumber a node whose
+    # old minor someone still held open: /dev/video4 -> /dev/video5, same camera id).
+    # (A camera camsvc gave a new id on its new node is recorded here; the id's
+    # stability is test_renumbered_node_keeps_camera_id's business.)
+    now, _ = capture_nodes(guest)
+    present = sorted(x["device"] for x in listing["cameras"] if x["status"] != "DISCONNECTED")
+    assert present == now, (present, now)
+    results["reidentified_during_cycles"] = m.get("new_ids") or {}
     after = guest.control("GET", "/unit")["props"]
     assert after["MainPID"] == before["MainPID"], "camsvc restarted during the cycles"
     assert after["NRestarts"] == before["NRestarts"]
@@ -633,3 +639,57 @@ def test_survives_unplug_plug_cycles(guest, results):
         guest.control("GET", "/status")
         rtt.append((time.monotonic() - t) * 1000)
     results["control_channel_rtt_ms_median"] = round(statistics.median(rtt), 1)
+
+
+class CameraIdChanged(AssertionError):
+    pass
+
+
+@pytest.mark.xfail(
+    raises=CameraIdChanged,
+    strict=True,
+    reason="issue 13 (open): the two vivid capture nodes share ID_PATH and index, so camsvc keys them "
+    "by sys path, which holds the node number; a camera back on another node gets a new id",
+)
+def test_renumbered_node_keeps_camera_id(guest, results):
+    """A camera whose node was still open when it was unplugged comes back on another
+    node (the kernel frees a minor only at the last close: /dev/video4 -> /dev/video5),
+    as a real webcam does when some program still holds it.  Same camera, same id.
+    Seen in a latency run (camsvc's own fd open at the unbind) before being made
+    deterministic here: the guest holds the node open across the unbind."""
+    cams = STATE.get("cameras")
+    if not cams or len(cams) < 2:
+        pytest.skip("two cameras not listed")
+    camera_id = cams[1]["camera_id"]
+
+    async def body(rpc):
+        listing = await rpc.call("get_camera_list")
+        mine = [c for c in listing["cameras"] if c["camera_id"] == camera_id and c["status"] != "DISCONNECTED"]
+        assert mine, listing
+        old = mine[0]["device"]
+        rpc.drain()
+        out = await control(guest, "POST", "/vivid/replug-held?device=" + urllib.parse.quote(old))
+        assert out["error"] is None, out
+        new = sorted(set(out["nodes_after"]) - set(out["nodes_before"]))
+        assert new, f"no node was renumbered: {out}"  # else this test proves nothing
+        _, cam = await wait_note_status(rpc, lambda c: c.get("device") in new and c.get("status") == "CONNECTED")
+        return old, new, cam
+
+    old, new, cam = run(body, guest)
+    results["renumbered_node"] = {"before": old, "after": cam["device"], "camera_id": cam["camera_id"]}
+    if cam["camera_id"] != camera_id:
+        raise CameraIdChanged(f"{camera_id} on {old} came back on {cam['device']} as {cam['camera_id']}")
+
+
+async def wait_note_status(rpc, predicate, timeout=NOTIFY_TIMEOUT):
+    """The first camera_status_update whose camera satisfies ``predicate``: (t, camera)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no matching camera_status_update in {timeout}s")
+        t, msg = await asyncio.wait_for(rpc.notifications.get(), left)
+        cam = msg.get("params") or {}
+        cam = cam.get("camera", cam) if isinstance(cam, dict) else {}
+        if msg.get("method") == "camera_status_update" and predicate(cam):
+            return t, cam

@@ -6,6 +6,7 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /status            vivid bound?, /dev/video* nodes, camsvc unit state
   POST /vivid/unbind      simulated unplug (write vivid.0 to the driver's unbind)
   POST /vivid/bind        simulated plug
+  POST /vivid/replug-held?device=D  unplug/plug with D held open meanwhile
   POST /camsvc/restart    systemctl restart camsvc
   GET  /journal?unit=U&lines=N   journalctl output of one unit
   GET  /unit              `systemctl show camsvc` plus the main process's ids
@@ -86,6 +87,29 @@ def sysfs_write(name):
     except OSError as e:
         err = str(e)
     return {"action": name, "error": err, "duration": time.monotonic() - t0}
+
+
+def replug_held(device):
+    """Unplug with ``device`` held open (closed after the plug), as when a program still
+    has a camera open when it is pulled: the kernel frees its minor only at the last
+    close, so the re-created node gets another number."""
+    if device not in glob.glob("/dev/video*"):
+        return {"error": "no such device"}
+    before = sorted(glob.glob("/dev/video*"))
+    fd = os.open(device, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        w = sysfs_write("unbind")
+        if w["error"]:
+            return {"error": w}
+        w = sysfs_write("bind")
+        if w["error"]:
+            return {"error": w}
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + 30
+    while len(glob.glob("/dev/video*")) < len(before) and time.monotonic() < deadline:
+        time.sleep(0.1)  # udev creating the nodes
+    return {"error": None, "nodes_before": before, "nodes_after": sorted(glob.glob("/dev/video*"))}
 
 
 def unit_info():
@@ -397,6 +421,40 @@ BROADCASTER_UNIT = "camsvc-e2e-broadcaster"
 STAMP_SLACK = 0.05
 
 
+def v4l_name(node):
+    """The driver's name of a node (sysfs ``name``: vivid's ``vivid-001-vid-cap``), or None."""
+    try:
+        with open(f"/sys/class/video4linux/{os.path.basename(node)}/name") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+class Labels:
+    """Node -> the label of the camera it is: the node that camera had when the run
+    started.  A replugged camera can come back on another node (its old minor still
+    held open by someone: /dev/video4 -> /dev/video5), so nodes are told apart by the
+    driver's name of them, read on add and remembered for the remove."""
+
+    def __init__(self):
+        self.by_name = json.loads(os.environ.get("CAMSVC_E2E_LABELS") or "{}")  # driver name -> label
+        self.names = {}
+        for path in glob.glob("/sys/class/video4linux/*"):
+            node = "/dev/" + os.path.basename(path)
+            name = v4l_name(node)
+            if name:
+                self.names[node] = name
+
+    def added(self, node):
+        name = v4l_name(node)
+        if name:
+            self.names[node] = name
+        return self.by_name.get(self.names.get(node))
+
+    def removed(self, node):
+        return self.by_name.get(self.names.get(node))
+
+
 def listen_udev():
     """Child mode: ``T add|remove|add-unknown NODE`` per video4linux event, stamped on
     readability.  ``add-unknown``: udev could not tell what the node is (no
@@ -408,6 +466,7 @@ def listen_udev():
     monitor.filter_by("video4linux")
     monitor.start()
     print("ready", flush=True)
+    labels = Labels()
     fd = monitor.fileno()
     while True:
         select.select([fd], [], [])
@@ -416,10 +475,12 @@ def listen_udev():
             dev = monitor.poll(timeout=0)
             if dev is None:
                 break
-            action = dev.action
+            action, node = dev.action, dev.device_node or "-"
             if action == "add" and ":capture:" not in (dev.properties.get("ID_V4L_CAPABILITIES") or ""):
                 action = "add-unknown"
-            print(f"{t:.6f} {action} {dev.device_node or '-'}", flush=True)
+            label = labels.removed(node) if action == "remove" else labels.added(node)
+            if label:
+                print(f"{t:.6f} {action} {label}", flush=True)
 
 
 def listen_ws(port, key_file):
@@ -428,6 +489,7 @@ def listen_ws(port, key_file):
     With ``key_file`` (camsvc): only the cameras present at the start, each by the
     node it had then (a DISCONNECTED record of another camera names its last node)."""
     ws = WsClient(port)
+    labels = Labels()
     ids = {}
     if key_file:
         reply = ws.call("authenticate", auth_token=open(key_file).read().strip())
@@ -444,21 +506,35 @@ def listen_ws(port, key_file):
         if msg.get("method") == "camera_status_update":
             cam = msg.get("params") or {}
             cam = cam.get("camera", cam)
-            node = ids.get(cam.get("camera_id")) if ids else cam.get("device")
-            if node:
-                print(f"{t:.6f} {node} {cam.get('status')}", flush=True)
+            status = cam.get("status")
+            cid = cam.get("camera_id")
+            if ids and cid not in ids and status != "DISCONNECTED":
+                # a camera back under a new id (camsvc re-identified it): known by its node's name
+                label = labels.added(cam.get("device") or "-")
+                if label:
+                    ids[cid] = label
+                    print(f"newid {cid} {label}", flush=True)
+            if ids:
+                label = ids.get(cid)
+            else:  # the broadcaster: by node
+                node = cam.get("device") or "-"
+                label = labels.removed(node) if status == "DISCONNECTED" else labels.added(node)
+            if label:
+                print(f"{t:.6f} {label} {status}", flush=True)
 
 
 class Stamper:
     """One stamping child and the events it printed (``(t, node, present)``)."""
 
-    def __init__(self, argv, cond):
+    def __init__(self, argv, cond, labels):
         self.argv = argv
         self.cond = cond
         self.events = []
-        self.raw = {}  # node -> udev events of any kind (one per sysfs write)
-        self.unknown = {}  # node -> udev adds of a node nobody could identify
-        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.raw = {}  # label -> udev events of any kind (one per sysfs write)
+        self.unknown = {}  # label -> udev adds of a node nobody could identify
+        self.new_ids = {}  # camera id -> label: cameras camsvc announced under a new id
+        env = dict(os.environ, CAMSVC_E2E_LABELS=json.dumps(labels))
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
     def wait_ready(self):
         """Until the child listens (interpreter start-up takes seconds under TCG)."""
@@ -474,6 +550,10 @@ class Stamper:
             if len(parts) != 3:
                 continue
             t, a, b = parts
+            if t == "newid":
+                with self.cond:
+                    self.new_ids[a] = b
+                continue
             with self.cond:
                 if a in ("add", "remove", "add-unknown", "change", "bind", "unbind"):  # udev: action node
                     if a not in ("add", "remove", "add-unknown"):
@@ -539,7 +619,10 @@ def start_broadcaster(timeout=90):
 
 
 def measure_latency(nodes, isolated, rapid, gap, quiet=False, settle=0.3, timeout=30):
-    """``isolated`` unplug/plug cycles (each write once every client has seen the
+    """``nodes``: the cameras, by their node when the run starts (the label each
+    camera keeps in the reply even if it comes back on another node).
+
+    ``isolated`` unplug/plug cycles (each write once every client has seen the
     previous transition, plus ``settle`` s, and with ``quiet`` once camsvc's capability
     probes have finished), then ``rapid`` cycles in which each sysfs write comes
     ``gap`` s after udev reported the previous one; for every node the udev
@@ -550,9 +633,15 @@ def measure_latency(nodes, isolated, rapid, gap, quiet=False, settle=0.3, timeou
     result = {"nodes": nodes, "isolated": isolated, "rapid": rapid, "gap": gap, "error": None}
     try:
         start_broadcaster()
-        stampers["udev"] = Stamper([sys.executable, SELF, "--listen-udev"], cond)
-        stampers["camsvc"] = Stamper([sys.executable, SELF, "--listen-ws", "8002", TOKEN_FILE], cond)
-        stampers["broadcaster"] = Stamper([sys.executable, SELF, "--listen-ws", str(BROADCASTER_PORT), ""], cond)
+        # each camera is labelled by its node now, and known by the driver's name of it
+        labels = {v4l_name(n): n for n in nodes}
+        if None in labels or len(labels) != len(nodes):
+            raise RuntimeError(f"cannot tell the nodes apart by name: {labels}")
+        stampers["udev"] = Stamper([sys.executable, SELF, "--listen-udev"], cond, labels)
+        stampers["camsvc"] = Stamper([sys.executable, SELF, "--listen-ws", "8002", TOKEN_FILE], cond, labels)
+        stampers["broadcaster"] = Stamper(
+            [sys.executable, SELF, "--listen-ws", str(BROADCASTER_PORT), ""], cond, labels
+        )
         for stamper in stampers.values():
             stamper.wait_ready()
 
@@ -649,6 +738,7 @@ def measure_latency(nodes, isolated, rapid, gap, quiet=False, settle=0.3, timeou
         time.sleep(settle)  # nothing more may come
         result["writes"] = [(round(t, 6), name, round(d, 6)) for t, name, d in writes]
         result["unidentified_adds"] = {n: len(stampers["udev"].unknown.get(n, [])) for n in nodes}
+        result["new_ids"] = stampers["camsvc"].new_ids
         result["transitions"] = {
             name: {n: [(round(t, 6), p) for t, p in s.transitions(n)] for n in nodes} for name, s in stampers.items()
         }
@@ -850,6 +940,8 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(probe_nice())
         elif path == "/mediamtx/record":
             self._reply(mediamtx_record(q["name"][0]))
+        elif path == "/vivid/replug-held":
+            self._reply(replug_held(q["device"][0]))
         elif path == "/vivid/unbind":
             self._reply(sysfs_write("unbind"))
         elif path == "/vivid/bind":
