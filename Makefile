@@ -42,12 +42,12 @@ test-unit: venv
 test: test-unit $(TEST_STAGES)
 
 lint: venv
-	$(VENV)/bin/ruff check camsvc tests twisted bench examples tools
-	$(VENV)/bin/ruff format --check camsvc tests twisted bench examples tools
+	$(VENV)/bin/ruff check camsvc tests faults twisted bench examples tools
+	$(VENV)/bin/ruff format --check camsvc tests faults twisted bench examples tools
 
 format: venv
-	$(VENV)/bin/ruff format camsvc tests twisted bench examples tools
-	$(VENV)/bin/ruff check --fix camsvc tests twisted bench examples tools
+	$(VENV)/bin/ruff format camsvc tests faults twisted bench examples tools
+	$(VENV)/bin/ruff check --fix camsvc tests faults twisted bench examples tools
 
 clean:
 	rm -rf build dist *.egg-info .pytest_cache run twisted/plugins/dropin.cache

@@ -244,13 +244,14 @@ TRIM_EVERY = 60.0
 def makeService(options: Options) -> MultiService:
     from twisted.internet import reactor
 
-    from camsvc.ops import dispatch, lean
+    from camsvc.ops import clockstep, dispatch, lean
     from camsvc.ops.lifecycle import HARD_MARGIN, STOP_MARGIN, SignalService
     from camsvc.ops.logs import LevelControl, make_observer, stdout_is_journal
     from camsvc.ops.reload import Reloader
     from camsvc.ops.systemd import setup_systemd
 
     config = options.config
+    clockstep.install(reactor)  # first: every timer scheduled from here on survives clock steps
     dispatch.install(reactor)
     lean.schedule_trims(reactor, first=TRIM_AFTER, every=TRIM_EVERY)
     control = LevelControl(config.logging.level)

@@ -19,7 +19,7 @@ PYENV_ROOT ?= $(or $(wildcard /root/.pyenv),$(HOME)/.pyenv)
 # pyenv python of a minor version: the newest installed 3.N.x.
 pyenv_python = $(lastword $(sort $(wildcard $(PYENV_ROOT)/versions/$(1).*/bin/python3)))
 
-# The tests that exercise the third-party libraries' APIs: Twisted's reactor,
+# The tests that exercise the third-party libraries' APIs: Twisted's reactor (its timer lists: clockstep),
 # web and TLS, Autobahn's WebSocket server, treq against the MediaMTX stand-in,
 # pyudev (and umockdev), PyYAML, PyJWT, prometheus-client, service-identity, paho-mqtt.
 # Browser, fuzzing, layering and packaging checks do not depend on them.
@@ -30,7 +30,8 @@ DISTRO_TESTS ?= tests/test_ws.py tests/test_ws_flow.py tests/test_rpc.py tests/t
 	tests/test_discovery.py tests/test_discovery_umockdev.py tests/test_http_files.py \
 	tests/test_lifecycle.py tests/test_shutdown_recording.py tests/test_admin.py tests/test_client.py \
 	tests/test_smoke.py tests/test_python_support.py tests/test_mqtt_bridge.py tests/test_mqtt_broker.py \
-	tests/test_mqtt_payloads.py tests/test_http_limits.py tests/test_unauthenticated.py tests/test_ws_frames.py
+	tests/test_mqtt_payloads.py tests/test_http_limits.py tests/test_unauthenticated.py tests/test_ws_frames.py \
+	tests/test_clockstep.py
 # The umockdev event storm is left to the main run: it measures umockdev's
 # preload (whose fd table overflows under heavy load), not a library version.
 DISTRO_PYTEST_ARGS ?= -q -p no:cacheprovider \

@@ -10,7 +10,10 @@ bench-flood: venv
 bench: bench-flood
 
 # The fault-injection suite (faults/, docs/faults.md): MediaMTX SIGKILLed and restarted 100
-# times, its configuration reloaded 20 times. About 3 minutes on the 2-core VM.
+# times, its configuration reloaded 20 times; camsvc SIGKILLed during recordings 10 times; the
+# wall clock stepped by +1 h and -1 h (libfaketime: Debian's faketime); 1,000 clients, 10 slow
+# readers and the unauthenticated flood at once.  Counts: FAULT_* variables (docs/faults.md).
+APT_PACKAGES += faketime
 .PHONY: test-faults
 test-faults: venv
 	$(PY) -m pytest -q -s faults

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from tests.support.server import ServiceProcess
+from tests.support.server import PROBE_TIMEOUT, ServiceProcess
 from tests.support.umockdev import Testbed, raised_dgram_qlen, umockdev_available
 from tests.support.wsclient import RpcCallError, RpcClient
 
@@ -61,11 +61,11 @@ def bed():
 
 
 def start_camsvc(tmp_path, tb, **discovery):
-    config = {"discovery": {"enabled": True, "debounce": DEBOUNCE, "probe_timeout": 10, **discovery}}
+    config = {"discovery": {"enabled": True, "debounce": DEBOUNCE, "probe_timeout": PROBE_TIMEOUT, **discovery}}
     return ServiceProcess(tmp_path, config, env=tb.env(), wait_ready=True).start()
 
 
-def update(client, camera_id, predicate=lambda p: True, timeout=10):
+def update(client, camera_id, predicate=lambda p: True, timeout=30):
     """The next camera_status_update for ``camera_id`` matching ``predicate``."""
     note = client.wait_notification(
         "camera_status_update", lambda p: p["camera_id"] == camera_id and predicate(p), timeout=timeout
@@ -77,7 +77,7 @@ def probed(p):
     return p["resolution"] != ""
 
 
-def wait_for(check, timeout=10.0, what="condition"):
+def wait_for(check, timeout=60.0, what="condition"):
     deadline = time.monotonic() + timeout
     while True:
         value = check()

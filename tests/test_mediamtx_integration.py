@@ -50,7 +50,7 @@ def cam(n: int) -> Camera:
     )
 
 
-async def eventually(predicate, timeout: float = 5.0, what: str = "condition"):
+async def eventually(predicate, timeout: float = 30.0, what: str = "condition"):
     return await _eventually(predicate, timeout, what)
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from tests.support.ha_discovery import fleet_problems, problems
 from tests.support.mosquitto import Broker, Subscriber, make_ca, mosquitto_binary
-from tests.support.server import ServiceProcess
+from tests.support.server import PROBE_TIMEOUT, ServiceProcess
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcCallError, RpcClient
 
@@ -77,7 +77,7 @@ def camsvc(tmp, broker, host_id, *, bed=None, password_file=None, **mqtt):
     section.update(mqtt)
     config = {"mqtt": section}
     if bed is not None:
-        config["discovery"] = {"enabled": True, "debounce": 0.1, "probe_timeout": 10}
+        config["discovery"] = {"enabled": True, "debounce": 0.1, "probe_timeout": PROBE_TIMEOUT}
     return ServiceProcess(tmp / host_id, config, env=bed.env() if bed is not None else None).start()
 
 

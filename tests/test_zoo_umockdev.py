@@ -18,7 +18,7 @@ import pytest
 
 from tests.support import zoo
 from tests.support.mediamtx_process import StandInProcess
-from tests.support.server import ServiceProcess
+from tests.support.server import PROBE_TIMEOUT, ServiceProcess
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
 from tests.test_mediamtx_e2e import standin_path
@@ -41,7 +41,7 @@ CASES = {
 }
 
 
-def wait_for(check, what, timeout=15.0):
+def wait_for(check, what, timeout=60.0):
     deadline = time.monotonic() + timeout
     while True:
         value = check()
@@ -100,7 +100,7 @@ def test_population_on_umockdev(tmp_path, name):
             svc = ServiceProcess(
                 tmp_path / "camsvc",
                 {
-                    "discovery": {"enabled": True, "debounce": 0.2, "probe_timeout": 10, **discovery},
+                    "discovery": {"enabled": True, "debounce": 0.2, "probe_timeout": PROBE_TIMEOUT, **discovery},
                     "mediamtx": {
                         "enabled": True,
                         "api_url": standin.url,

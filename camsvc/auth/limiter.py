@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections import OrderedDict, deque
 from typing import Any
 
+from camsvc.common.clocks import steady
+
 
 class _Entry:
     __slots__ = ("times", "strikes", "locked_until")
@@ -45,7 +47,7 @@ class FailureLimiter:
 
     def retry_after(self, *keys: str) -> float | None:
         """Seconds until a failure is no longer refused for every key, or None if not locked now."""
-        now = self.clock.seconds()
+        now = steady(self.clock)  # durations only: a wall-clock step is no time passing
         wait = 0.0
         for key in keys:
             entry = self._prune(key, now)
@@ -60,7 +62,7 @@ class FailureLimiter:
         return wait
 
     def record(self, *keys: str) -> None:
-        now = self.clock.seconds()
+        now = steady(self.clock)  # durations only: a wall-clock step is no time passing
         for key in keys:
             entry = self._prune(key, now)
             if entry is None:

@@ -59,6 +59,7 @@ from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, P
 from camsvc.cameras.selection import decide, node_number, udev_capture
 from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
 from camsvc.cameras.v4l2 import ProbeError
+from camsvc.common.clocks import steady
 from camsvc.common.writer import BackgroundWriter
 
 log = Logger()
@@ -119,6 +120,8 @@ class DiscoveryService(Service):
         self._key_holders: dict[str, str] = {}  # key -> sys_path of the present node
         self._rejected: set[str] = set()  # sys_paths the probe found are not capture nodes
         self._probes: dict[str, ProbeState] = {}
+        # Times in these three are on the monotonic clock (common.clocks.steady): a step of the
+        # wall clock neither delays a probe by the step nor starts it early.
         self._probe_queue: dict[str, float] = {}  # camera_id -> when its probe may start
         self._probing = 0
         self._probe_call: Any = None
@@ -590,7 +593,7 @@ class DiscoveryService(Service):
             self._want_probe(camera_id)
 
     def _presence_changed(self, camera_id: str, present: bool) -> None:
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         last = self._last_change.get(camera_id)
         self._last_change[camera_id] = now
         if last is not None and now - last < self.config.debounce:
@@ -648,7 +651,7 @@ class DiscoveryService(Service):
             return
         if ps.retry is not None and ps.retry.active():
             return
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         due = max(now + PROBE_START_DELAY, self._hold.get(camera_id, 0.0))
         self._probe_queue[camera_id] = max(due, self._probe_queue.get(camera_id, 0.0))
         self._schedule_probes()
@@ -657,7 +660,7 @@ class DiscoveryService(Service):
         if not self._probe_queue or not self.running or self._probing >= MAX_CONCURRENT:
             return
         due = min(self._probe_queue.values())
-        delay = max(0.0, due - self.reactor.seconds())
+        delay = max(0.0, due - steady(self.reactor))
         call = self._probe_call
         if call is not None and call.active():
             if call.getTime() <= self.reactor.seconds() + delay:
@@ -671,7 +674,7 @@ class DiscoveryService(Service):
 
     def _start_probes(self) -> None:
         self._probe_call = None
-        now = self.reactor.seconds()
+        now = steady(self.reactor)
         for camera_id, due in list(self._probe_queue.items()):
             if self._probing >= MAX_CONCURRENT or not self.running:
                 break
@@ -686,7 +689,7 @@ class DiscoveryService(Service):
                 ps.running[1].cancel()  # a probe of an older node of this camera
             self.stats["probes"] += 1
             self._probing += 1
-            started = self.reactor.seconds()
+            started = steady(self.reactor)
             try:
                 d = self.prober.probe(node.device.device_node)  # the node udev named: this camera's
             except Exception as exc:
@@ -711,7 +714,7 @@ class DiscoveryService(Service):
                 return
             if self._present.get(camera_id) is not node or not self.running:
                 return
-            self._apply_probe(outcome, camera_id, node, self.reactor.seconds() - started)
+            self._apply_probe(outcome, camera_id, node, steady(self.reactor) - started)
         finally:
             if ps.running is None and not (ps.retry is not None and ps.retry.active()):
                 self._wake(ps)

@@ -49,6 +49,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from camsvc.cameras.registry import CONNECTED, Camera
+from camsvc.common.clocks import steady
 from camsvc.common.errors import CameraNotFound, InternalError, InvalidParams, InvalidState, RpcError
 from camsvc.common.writer import BackgroundWriter
 from camsvc.media.files import RECORDINGS, FileStore, learn_utc_offset, time_from_name
@@ -225,6 +226,8 @@ class Session:
     reader: KeepAliveReader | None = None
     timer: Any = None
     resume_deadline: float | None = None
+    #: ``start_time`` on the clock's steady (monotonic) scale: the duration survives clock steps.
+    steady_start: float | None = None
 
     def persisted(self) -> dict:
         keys = ("camera_id", "session_id", "start_time", "duration", "format", "filename", "device")
@@ -380,6 +383,7 @@ class Recordings(Service):
             began = time_from_name(first, offset)
             if began is not None and now - 60.0 <= began <= now + 1.0:
                 session.start_time = began
+        session.steady_start = steady(self.clock) - (now - session.start_time)
         self._arm_timer(session)
         self._save()
         self._count("started")
@@ -478,6 +482,8 @@ class Recordings(Service):
         if session.duration is None:
             return
         remaining = session.start_time + session.duration - self.clock.seconds()
+        if session.steady_start is not None:  # a clock step since the start does not count
+            remaining = session.steady_start + session.duration - steady(self.clock)
         session.timer = self.clock.callLater(max(0.0, remaining), self._auto_stop, session)
 
     def _auto_stop(self, session: Session) -> None:
@@ -533,6 +539,9 @@ class Recordings(Service):
         self._pending_resume.pop(session.camera_id, None)
         self._disk_watch_idle()
         end = self.clock.seconds()
+        elapsed = end - session.start_time
+        if session.steady_start is not None:  # the time it really recorded, whatever the clock did
+            elapsed = steady(self.clock) - session.steady_start
         files = self._session_files(session)
         result = {
             "device": session.device,
@@ -542,7 +551,7 @@ class Recordings(Service):
             "status": STOPPED,
             "start_time": session.start_time,
             "end_time": end,
-            "duration": max(0.0, end - session.start_time),
+            "duration": max(0.0, elapsed),
             "file_size": sum(f.size for f in files),
             "files": [f.filename for f in files],
             "reason": reason,
@@ -735,6 +744,8 @@ class Recordings(Service):
         self._cancel_resume_timer_if_idle()
         session.device = camera.device
         session.state = "recording"
+        # Resumed in a new process: the wall clock is all that links it to the start.
+        session.steady_start = steady(self.clock) - (self.clock.seconds() - session.start_time)
         session.reader = self._reader(camera_id)
         session.reader.start()
         self.sessions[camera_id] = session

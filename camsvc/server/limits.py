@@ -23,6 +23,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
+from camsvc.common.clocks import steady
 from camsvc.common.errors import AuthenticationRequired, RateLimitExceeded
 
 log = Logger()
@@ -50,7 +51,7 @@ class RateLimiter:
     def __call__(self, session: Any, method: Any) -> None:
         if self.per_minute <= 0:
             return
-        now = self.clock.seconds()
+        now = steady(self.clock)  # durations only: a wall-clock step is no time passing
         bucket = session.extra.get("rate")
         if bucket is None:
             bucket = session.extra["rate"] = [float(self.per_minute), now, False]
@@ -107,7 +108,7 @@ class UnauthenticatedBudget:
             return
         if method.name not in UNAUTHENTICATED_METHODS:
             raise AuthenticationRequired(f"Authentication required: call 'authenticate' before '{method.name}'")
-        now = self.clock.seconds()
+        now = steady(self.clock)  # durations only: a wall-clock step is no time passing
         bucket = session.extra.get("anon_rate")
         if bucket is None:
             bucket = session.extra["anon_rate"] = [float(self.burst), now]
@@ -143,7 +144,7 @@ class AddressBuckets:
         self._buckets: OrderedDict[str, list] = OrderedDict()
 
     def allow(self, address: str) -> float | None:
-        now = self.clock.seconds()
+        now = steady(self.clock)  # durations only: a wall-clock step is no time passing
         rate = self.per_minute / 60.0
         bucket = self._buckets.get(address)
         if bucket is None:

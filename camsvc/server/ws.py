@@ -48,6 +48,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from camsvc.common.addresses import client_address, parse_networks, peer_address
+from camsvc.common.clocks import steady
 from camsvc.common.hosts import host_of
 from camsvc.config import is_loopback_host
 from camsvc.server.session import Session
@@ -263,14 +264,14 @@ class RpcServerProtocol(WebSocketServerProtocol):
     # WebSocket stack answers pings is never idle; a dead or silent peer is.
 
     def _heard(self) -> None:
-        self._last_heard = self.factory.reactor.seconds()
+        self._last_heard = steady(self.factory.reactor)
 
     def _check_idle(self) -> None:
         self._idle_call = None
         if self.state != self.STATE_OPEN or self._closing:
             return
         timeout = self.factory.idle_timeout
-        silent = self.factory.reactor.seconds() - self._last_heard
+        silent = steady(self.factory.reactor) - self._last_heard  # a clock step is no silence
         if silent >= timeout:
             log.info(
                 "Closing connection {conn_id} ({peer}): nothing received for {silent:.0f} s",

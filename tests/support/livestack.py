@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from camsvc.testing import webcam_controls
-from tests.support.server import ROOT, ServiceProcess, merge
+from tests.support.server import PROBE_TIMEOUT, ROOT, ServiceProcess, merge
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
 
@@ -176,7 +176,7 @@ class LiveStack:
             config = merge(
                 {
                     **snapshot_config(),
-                    "discovery": {"enabled": True},
+                    "discovery": {"enabled": True, "probe_timeout": PROBE_TIMEOUT},
                     "mediamtx": {
                         "enabled": True,
                         "api_url": self.mediamtx.api_url,

@@ -25,6 +25,11 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# discovery.probe_timeout for services under test that probe cameras: the probe is a Python
+# child process, about 0.1 s on an idle machine but seconds each under CPU load (3.7 s seen
+# under stress-ng --cpu 2, probes one after another), so the default 5 s put cameras in ERROR.
+PROBE_TIMEOUT = 60.0
+
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 
@@ -80,7 +85,15 @@ class ServiceProcess:
         wait_ready: bool = False,
         ssl_context: Any = None,
         nofile: int | None = None,
+        new_session: bool = False,
+        launcher: list[str] | None = None,
     ):
+        #: What runs twistd (default: this interpreter with twistd's ``run()``); a test may
+        #: give a module that wraps it (faults/twistd_with_cameras.py).
+        self.launcher = launcher or [sys.executable, "-c", TWISTD]
+        #: Start twistd in a session (and process group) of its own, as systemd starts a unit:
+        #: :meth:`kill_group` then kills camsvc and its children at once (KillMode=control-group).
+        self.new_session = new_session
         self.ssl_context = ssl_context
         #: RLIMIT_NOFILE for the process (both soft and hard), as systemd's LimitNOFILE would set it.
         self.nofile = nofile
@@ -119,12 +132,13 @@ class ServiceProcess:
     def start(self, timeout: float = 20.0) -> "ServiceProcess":
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
+            [*self.launcher, "-n", "--pidfile=", "camsvc", "--config", str(self.config_path)],
             cwd=str(self.tmp),
             env=self.env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
             preexec_fn=self._limits if self.nofile else None,
+            start_new_session=self.new_session,
         )
         path = "/health/ready" if self.wait_ready else "/health/live"
         deadline = time.monotonic() + timeout
@@ -142,6 +156,17 @@ class ServiceProcess:
         raise RuntimeError(
             f"camsvc did not become {'ready' if self.wait_ready else 'live'} in {timeout}s:\n{self.log()}"
         )
+
+    def kill_group(self, sig: int = signal.SIGKILL) -> int | None:
+        """Signal camsvc's whole process group (``new_session``), as systemd kills a unit's cgroup."""
+        assert self.new_session and self.proc is not None
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+        code = self.proc.wait(20)
+        self._log.close()
+        return code
 
     def log(self) -> str:
         try:
@@ -167,6 +192,11 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.new_session:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # children left behind, as systemd would
+            except (ProcessLookupError, PermissionError):
+                pass
         self._log.close()
         return self.proc.returncode
 

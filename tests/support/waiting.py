@@ -11,7 +11,7 @@ from twisted.internet.task import deferLater
 
 
 async def eventually(
-    predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition", interval: float = 0.02
+    predicate: Callable[[], Any], timeout: float = 30.0, what: str = "condition", interval: float = 0.02
 ) -> Any:
     """Return the first truthy value of ``predicate()`` (awaited when it is a coroutine
     function), polling every ``interval`` seconds; fail after ``timeout`` seconds."""
