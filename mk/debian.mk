@@ -4,6 +4,7 @@
 #   make test-deb      deb + lintian + systemd-analyze + install it here + twistd3 smoke test
 #   make test-system   deb + Debian 12 QEMU guest with the vivid camera + e2e pytest
 #   make system-image  only build (or reuse) the guest image
+#   make bench-guest   the guest's latency figures (camsvc vs the minimal broadcaster)
 #   make test-deb12-libs  the unit suite on Debian 12's own libraries (Twisted 22.4, Autobahn
 #                      22.7, treq 22.2, pyudev 0.24, ...), i.e. what the .deb runs on
 #
@@ -22,7 +23,7 @@ SYSTEM_PYTEST  ?= $(or $(wildcard .venv/bin/pytest),pytest)
 
 TEST_STAGES += test-deb12-libs test-deb test-system
 
-.PHONY: deb deb-build-deps test-deb system-image test-system deb-clean test-deb12-libs
+.PHONY: deb deb-build-deps test-deb system-image test-system bench-guest deb-clean test-deb12-libs
 
 deb-build-deps:
 	@$(DEB_ENV) sh tests/system/apt_deps.sh build
@@ -54,6 +55,11 @@ system-image: deb
 test-system: system-image
 	CAMSVC_SYSTEM_ENV=$(CURDIR)/tests/system/cache/current.env \
 	  $(SYSTEM_PYTEST) -m system -p no:cacheprovider -v tests/system
+
+# udev event -> notification in the guest, camsvc vs bench/broadcaster.py in one run
+# (tests/system/README.md, "The latency run"); BENCH_GUEST_ARGS e.g. --isolated 30 --rapid 30.
+bench-guest: system-image
+	$(or $(wildcard .venv/bin/python),python3) tests/system/vm.py --bench $(BENCH_GUEST_ARGS)
 
 # Debian's python3 with --system-site-packages: every runtime library and
 # pytest/pytest-twisted/hypothesis/jsonschema come from Debian packages; only

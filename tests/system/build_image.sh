@@ -177,7 +177,7 @@ fi
 
 # --- test image: base + camsvc .deb + config ---------------------------------
 GUEST_CONFIG=$(readlink -f "$GUEST_CONFIG")
-gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE"/guest/install-camsvc.sh "$HERE"/guest/control.py | cut -d' ' -f1) | hash_of)
+gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE"/guest/install-camsvc.sh "$HERE"/guest/control.py "$TOP"/bench/broadcaster.py | cut -d' ' -f1) | hash_of)
 IMAGE=$CACHE/image-$gkey.ext4
 if [ ! -e "$IMAGE" ]; then
     log "assembling image with $(basename "$DEB")"
@@ -187,7 +187,7 @@ if [ ! -e "$IMAGE" ]; then
     rm -f "$work/.done"
     cp "$DEB" "$work/tmp/camsvc.deb"
     cp "$GUEST_CONFIG" "$work/tmp/camsvc-test.yaml"
-    cp "$HERE/guest/install-camsvc.sh" "$HERE/guest/control.py" "$work/tmp/"
+    cp "$HERE/guest/install-camsvc.sh" "$HERE/guest/control.py" "$TOP/bench/broadcaster.py" "$work/tmp/"
     # As on a real system, maintainer scripts see /proc (systemd-tmpfiles needs it).
     mount -t proc proc "$work/proc"
     chroot "$work" /bin/sh /tmp/install-camsvc.sh > "$CACHE/install-camsvc.log" 2>&1 \
@@ -195,7 +195,7 @@ if [ ! -e "$IMAGE" ]; then
     unmount_under "$work"
     # The credentials minted in the image, for the host-side test client.
     install -m 600 "$work/etc/camsvc-e2e/token" "$IMAGE.token"
-    rm -f "$work"/tmp/camsvc.deb "$work"/tmp/install-camsvc.sh "$work"/tmp/camsvc-test.yaml "$work"/tmp/control.py
+    rm -f "$work"/tmp/camsvc.deb "$work"/tmp/install-camsvc.sh "$work"/tmp/camsvc-test.yaml "$work"/tmp/control.py "$work"/tmp/broadcaster.py
     # 1.5x the content + 256 MiB of room for logs, snapshots and the journal.
     size_mb=$(( $(du -sm "$work" | cut -f1) * 3 / 2 + 256 ))
     mke2fs -q -t ext4 -L camsvc-e2e -E root_owner=0:0 -d "$work" "$IMAGE.tmp" "${size_mb}M"

@@ -10,6 +10,7 @@ itself as the feature lands.
 
 import asyncio
 import json
+import os
 import statistics
 import struct
 import time
@@ -19,10 +20,17 @@ import urllib.request
 
 import pytest
 import websockets
+from camsvc_system_vm import latency_figures
 
 pytestmark = pytest.mark.system
 
-CYCLES = 20
+# Unplug/plug cycles of test_survives_unplug_plug_cycles: isolated ones, then ones
+# whose sysfs writes are GAP s apart (a replug after a USB reset, a loose cable).
+# (`python3 tests/system/vm.py --bench` runs more of them, each isolated one once
+# camsvc's capability probes are done: the figures docs/performance.md quotes.)
+ISOLATED = 8
+RAPID = 8
+GAP = 0.1
 NOTIFY_TIMEOUT = 30  # seconds; TCG is slow, but a lost event must not hang the suite
 
 
@@ -116,8 +124,8 @@ def run(coro_fn, guest):
         pytest.skip(f"camsvc does not implement `{e.args[0]}` yet (-32601 method not found)")
 
 
-async def control(guest, method, path):
-    return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path)
+async def control(guest, method, path, timeout=120):
+    return await asyncio.get_running_loop().run_in_executor(None, guest.control, method, path, timeout)
 
 
 STATE = {}
@@ -182,10 +190,11 @@ def test_camera_listed_with_driver_capabilities(guest, results):
         mine = [c for c in listing["cameras"] if c["device"] == expected[0]]
         assert mine, f"{expected[0]} not listed: {listing}"
         caps = await rpc.call("get_camera_capabilities", device=mine[0]["camera_id"])
-        return mine[0], caps
+        return mine[0], caps, listing
 
-    cam, caps = run(body, guest)
+    cam, caps, listing = run(body, guest)
     STATE["camera"] = cam
+    STATE["cameras"] = [c for n in expected for c in listing["cameras"] if c["device"] == n]
     assert cam["camera_id"].startswith("camera")
     assert cam["status"] == "CONNECTED", cam
     # What camsvc reports is what the driver reports in the guest (v4l2-ctl).
@@ -242,6 +251,48 @@ def test_only_capture_nodes_are_cameras(guest):
     listing = run(body, guest)
     listed = sorted(c["device"] for c in listing["cameras"] if c["status"] != "DISCONNECTED")
     assert listed == expected, {n: nodes.get(n) for n in set(listed) ^ set(expected)}
+
+
+SHARED_BY_PATH = "/dev/v4l/by-path/platform-vivid.0-video-index0"
+
+
+def ids_nodes(status):
+    return [st["device"] for st in status]
+
+
+def test_two_vivid_cameras_are_two_cameras(guest, results):
+    """vivid with n_devs=2: two capture nodes under one platform device whose by-path
+    names collide (only one node owns ``platform-vivid.0-video-index0``).  Two
+    cameras, two ids, two names, and each camera's publish device (the path its
+    MediaMTX publish command, snapshots and probes open) leads to its own node."""
+    cams = STATE.get("cameras") or []
+    expected, _ = capture_nodes(guest)
+    assert len(expected) == 2, f"vivid n_devs=2 should give two capture nodes: {expected}"
+    assert [c["device"] for c in cams] == expected, cams
+
+    async def body(rpc):
+        return [await rpc.call("get_camera_status", device=c["camera_id"]) for c in cams]
+
+    status = run(body, guest)
+    ids = [st["camera_id"] for st in status]
+    names = [st["name"] for st in status]
+    paths = [st["path"] for st in status]
+    results["two_cameras"] = [
+        {"camera_id": st["camera_id"], "name": st["name"], "device": st["device"], "path": st["path"]} for st in status
+    ]
+    assert len(set(ids)) == 2 and len(set(names)) == 2, results["two_cameras"]
+    assert all(st["status"] == "CONNECTED" for st in status), status
+    assert len(set(paths)) == 2, f"both cameras publish from the same path: {paths}"
+    # The collision itself: udev gives both capture nodes this one by-path name.
+    shared = guest.control("GET", "/realpath?path=" + urllib.parse.quote(SHARED_BY_PATH))
+    assert shared["exists"] and shared["realpath"] in ids_nodes(status), shared
+    assert SHARED_BY_PATH not in paths, paths
+    for st in status:
+        real = guest.control("GET", "/realpath?path=" + urllib.parse.quote(st["path"]))
+        assert real["realpath"] == st["device"], (st["path"], real, st["device"])
+        published = (st.get("capabilities") or {}).get("published")
+        assert published and published["width"] > 0, st.get("capabilities")
+    STATE["two_cameras"] = status
 
 
 async def unplug_plug(rpc, guest, camera_id):
@@ -414,6 +465,61 @@ def test_snapshot_is_a_valid_jpeg(guest, results):
     results["snapshot_jpeg"] = f"{w}x{h}, {len(data)} bytes"
 
 
+def menu_index(guest, device, control, label):
+    """The index of ``label`` in the menu ``control`` of ``device`` (v4l2-ctl --list-ctrls-menus)."""
+    out = guest.control("GET", "/v4l2/ctrls?device=" + urllib.parse.quote(device))
+    assert out["rc"] == 0, out
+    inside = False
+    for line in out["stdout"].splitlines():
+        text = line.strip()
+        if not line.startswith("\t\t\t"):
+            inside = text.split(" ", 1)[0] == control
+        elif inside and text.endswith(": " + label):
+            return int(text.split(":", 1)[0])
+    raise AssertionError(f"{control} of {device} has no menu entry {label!r}: {out['stdout']}")
+
+
+def set_ctrl(guest, device, name, value):
+    w = guest.control("POST", f"/v4l2/ctrl?device={urllib.parse.quote(device)}&name={name}&value={value}")
+    assert w["rc"] == 0, w
+
+
+def test_snapshot_from_each_camera(guest, results):
+    """Each of the two cameras shows its own picture (vivid's test pattern set to
+    solid red on one and solid blue on the other, with v4l2-ctl on the node), and
+    take_snapshot of each camera gives a JPEG of that camera's colour: the path
+    camsvc opens for a camera is that camera's device."""
+    cams = STATE.get("two_cameras")
+    if not cams:
+        pytest.skip("two cameras not listed (see test_two_vivid_cameras_are_two_cameras)")
+    colours = {"100% Red": 0, "100% Blue": 2}  # label -> the RGB channel that must dominate
+    plan = list(zip(cams, colours, strict=True))
+    for cam, label in plan:
+        set_ctrl(guest, cam["device"], "test_pattern", menu_index(guest, cam["device"], "test_pattern", label))
+        set_ctrl(guest, cam["device"], "osd_text_mode", menu_index(guest, cam["device"], "osd_text_mode", "None"))
+
+    async def body(rpc):
+        return [await rpc.call("take_snapshot", timeout=120, device=cam["camera_id"], format="jpg") for cam, _ in plan]
+
+    snaps = run(body, guest)
+    figures = {}
+    for (cam, label), snap in zip(plan, snaps, strict=True):
+        assert snap["status"] == "completed" and snap["camera_id"] == cam["camera_id"], snap
+        url = urllib.parse.urljoin(guest.http_base + "/", snap["download_url"])
+        data = fetch(url)
+        assert len(data) == snap["file_size"]
+        w, h = jpeg_size(data)
+        assert w > 0 and h > 0
+        mean = guest.control("GET", "/image/mean?name=" + urllib.parse.quote(snap["filename"]))
+        assert mean["rc"] == 0 and mean["rgb"], mean
+        rgb = mean["rgb"]
+        channel = colours[label]
+        others = [v for i, v in enumerate(rgb) if i != channel]
+        assert rgb[channel] > 150 and max(others) < 100, (cam["camera_id"], label, rgb)
+        figures[cam["camera_id"]] = f"{label}: mean RGB {rgb}, {w}x{h}, {len(data)} bytes"
+    results["two_camera_snapshots"] = figures
+
+
 def test_recording_written_by_mediamtx_user_is_managed_by_camsvc(guest, results):
     """The shared-group setup of docs/deployment.md: a file MediaMTX's user writes
     into the setgid recordings directory is listed, served and deleted by the
@@ -448,27 +554,54 @@ def fetch(url):
         return r.read()
 
 
-def test_survives_unplug_plug_cycles(guest, results):
-    """CYCLES unplug/plug cycles timed inside the guest (sysfs write ->
-    notification on a guest-local WebSocket), while the host's client, through
-    the forward, must see every DISCONNECTED/CONNECTED pair too."""
-    if "camera" not in STATE:
+def test_probe_child_runs_niced(guest, results):
+    """Under the shipped unit (SystemCallFilter= allowing setpriority again), the
+    capability probe child camsvc starts after a plug runs at a lower CPU priority
+    than the service: its niceness read from /proc while it runs."""
+    if not STATE.get("cameras"):
         pytest.skip("no camera listed")
-    camera_id = STATE["camera"]["camera_id"]
+    out = guest.control("POST", "/probe/nice", timeout=180)
+    assert out["error"] is None, out
+    assert out["probes"], f"no capability probe child of camsvc seen after a plug: {out}"
+    for probe in out["probes"]:
+        assert probe["nice"] > out["service_nice"], (probe, out["service_nice"])
+    results["probe_nice"] = {
+        "service": out["service_nice"],
+        "probes": [(p["nice"], p["argv"][-1], p["after_s"]) for p in out["probes"]],
+    }
+
+
+def test_survives_unplug_plug_cycles(guest, results):
+    """ISOLATED isolated unplug/plug cycles, then RAPID cycles whose sysfs writes are
+    GAP s apart, of both cameras at once, driven inside the guest: udev event ->
+    notification at guest-local WebSocket clients of camsvc and of the minimal
+    pyudev + Autobahn broadcaster (bench/broadcaster.py, same sandbox, same run).
+    Each client is notified of every presence change of every node in order; so is
+    the host's client through the forward; no service restart.  The two services'
+    shares (p50, ratio) are figures in results.json, not assertions."""
+    cams = STATE.get("cameras")
+    if not cams:
+        pytest.skip("no camera listed")
     before = guest.control("GET", "/unit")["props"]
+    q = urllib.parse.urlencode(
+        [("node", c["device"]) for c in cams] + [("isolated", ISOLATED), ("rapid", RAPID), ("gap", GAP)]
+    )
 
     async def body(rpc):
         await rpc.call("get_camera_list")
         rpc.drain()
-        m = await control(guest, "POST", f"/measure/cycles?camera_id={camera_id}&n={CYCLES}")
+        m = await control(guest, "POST", "/measure/latency?" + q, timeout=600)
         await asyncio.sleep(2)  # the last notifications' trip through the forward
-        seen = []
+        # camera id -> the node it had at the start (a camera camsvc re-identified on
+        # another node is in m["new_ids"]); the host's notifications per camera, in order
+        label = {c["camera_id"]: c["device"] for c in cams} | (m.get("new_ids") or {})
+        seen = {c["device"]: [] for c in cams}
         while not rpc.notifications.empty():
             _, msg = rpc.notifications.get_nowait()
             cam = msg.get("params") or {}
             cam = cam.get("camera", cam)
-            if msg.get("method") == "camera_status_update" and cam.get("camera_id") == camera_id:
-                seen.append(cam["status"])
+            if msg.get("method") == "camera_status_update" and cam.get("camera_id") in label:
+                seen[label[cam["camera_id"]]].append(cam["status"])
         assert await rpc.call("ping") == "pong"
         listing = await rpc.call("get_camera_list")
         return m, seen, listing
@@ -476,24 +609,30 @@ def test_survives_unplug_plug_cycles(guest, results):
     t0 = time.monotonic()
     m, seen, listing = run(body, guest)
     results["cycles_duration_s"] = round(time.monotonic() - t0, 1)
-    assert m["error"] is None, m
-    assert len(m["unplug"]) == len(m["plug"]) == CYCLES
-    # Every unplug and every plug reached the remote client, in order (a probe
-    # may add ERROR/CONNECTED updates between them, never a missing transition).
-    transitions = [
-        st for i, st in enumerate(seen) if st in ("DISCONNECTED", "CONNECTED") and (i == 0 or st != seen[i - 1])
-    ]
-    assert transitions.count("DISCONNECTED") == CYCLES, seen
-    assert transitions[-1] == "CONNECTED", seen
-    mine = [c for c in listing["cameras"] if c["camera_id"] == camera_id]
-    assert len(mine) == 1 and mine[0]["status"] != "DISCONNECTED", listing
-    assert mine[0]["device"] == STATE["camera"]["device"]
+    with open(os.path.join(os.path.dirname(os.environ["CAMSVC_SYSTEM_ENV"]), "latency-run.json"), "w") as f:
+        json.dump(m, f)  # the raw stamps, for a failure's diagnosis
+    assert m["error"] is None, m["error"]
+    figures = latency_figures(m)  # every change udev reported, in order, at both guest clients
+    for c in cams:
+        # the host's client: the same presence changes as camsvc's guest-local client,
+        # in order (a probe may add ERROR/CONNECTED updates between them)
+        statuses = seen[c["device"]]
+        present = [st != "DISCONNECTED" for st in statuses]
+        changes = [p for i, p in enumerate(present) if p != (present[i - 1] if i else True)]
+        assert changes == [p for _, p in m["transitions"]["camsvc"][c["device"]]], (c["camera_id"], statuses)
+    # Each camera back, on a capture node of its own (a replug may renumber a node whose
+    # old minor someone still held open: /dev/video4 -> /dev/video5, same camera id).
+    # (A camera camsvc gave a new id on its new node is recorded here; the id's
+    # stability is test_renumbered_node_keeps_camera_id's business.)
+    now, _ = capture_nodes(guest)
+    present = sorted(x["device"] for x in listing["cameras"] if x["status"] != "DISCONNECTED")
+    assert present == now, (present, now)
+    results["reidentified_during_cycles"] = m.get("new_ids") or {}
     after = guest.control("GET", "/unit")["props"]
     assert after["MainPID"] == before["MainPID"], "camsvc restarted during the cycles"
     assert after["NRestarts"] == before["NRestarts"]
-    results["cycles"] = CYCLES
-    results["guest_unplug_to_notification_ms"] = summary([x * 1000 for x in m["unplug"]])
-    results["guest_plug_to_notification_ms"] = summary([x * 1000 for x in m["plug"]])
+    results["cycles"] = {"isolated": ISOLATED, "rapid": RAPID, "gap_s": GAP, "cameras": len(cams)}
+    results["udev_to_notification_ms"] = figures
     rtt = []
     for _ in range(5):
         t = time.monotonic()
@@ -502,11 +641,55 @@ def test_survives_unplug_plug_cycles(guest, results):
     results["control_channel_rtt_ms_median"] = round(statistics.median(rtt), 1)
 
 
-def summary(xs):
-    xs = sorted(xs)
-    return {
-        "min": round(xs[0]),
-        "median": round(statistics.median(xs)),
-        "p90": round(xs[int(0.9 * (len(xs) - 1))]),
-        "max": round(xs[-1]),
-    }
+class CameraIdChanged(AssertionError):
+    pass
+
+
+@pytest.mark.xfail(
+    raises=CameraIdChanged,
+    strict=True,
+    reason="issue 13 (open): the two vivid capture nodes share ID_PATH and index, so camsvc keys them "
+    "by sys path, which holds the node number; a camera back on another node gets a new id",
+)
+def test_renumbered_node_keeps_camera_id(guest, results):
+    """A camera whose node was still open when it was unplugged comes back on another
+    node (the kernel frees a minor only at the last close: /dev/video4 -> /dev/video5),
+    as a real webcam does when some program still holds it.  Same camera, same id.
+    Seen in a latency run (camsvc's own fd open at the unbind) before being made
+    deterministic here: the guest holds the node open across the unbind."""
+    cams = STATE.get("cameras")
+    if not cams or len(cams) < 2:
+        pytest.skip("two cameras not listed")
+    camera_id = cams[1]["camera_id"]
+
+    async def body(rpc):
+        listing = await rpc.call("get_camera_list")
+        mine = [c for c in listing["cameras"] if c["camera_id"] == camera_id and c["status"] != "DISCONNECTED"]
+        assert mine, listing
+        old = mine[0]["device"]
+        rpc.drain()
+        out = await control(guest, "POST", "/vivid/replug-held?device=" + urllib.parse.quote(old))
+        assert out["error"] is None, out
+        new = sorted(set(out["nodes_after"]) - set(out["nodes_before"]))
+        assert new, f"no node was renumbered: {out}"  # else this test proves nothing
+        _, cam = await wait_note_status(rpc, lambda c: c.get("device") in new and c.get("status") == "CONNECTED")
+        return old, new, cam
+
+    old, new, cam = run(body, guest)
+    results["renumbered_node"] = {"before": old, "after": cam["device"], "camera_id": cam["camera_id"]}
+    if cam["camera_id"] != camera_id:
+        raise CameraIdChanged(f"{camera_id} on {old} came back on {cam['device']} as {cam['camera_id']}")
+
+
+async def wait_note_status(rpc, predicate, timeout=NOTIFY_TIMEOUT):
+    """The first camera_status_update whose camera satisfies ``predicate``: (t, camera)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"no matching camera_status_update in {timeout}s")
+        t, msg = await asyncio.wait_for(rpc.notifications.get(), left)
+        cam = msg.get("params") or {}
+        cam = cam.get("camera", cam) if isinstance(cam, dict) else {}
+        if msg.get("method") == "camera_status_update" and predicate(cam):
+            return t, cam

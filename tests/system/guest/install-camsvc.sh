@@ -9,6 +9,8 @@ dpkg -i /tmp/camsvc.deb
 install -m 0640 -o root -g camsvc /tmp/camsvc-test.yaml /etc/camsvc/camsvc.yaml
 # The host's command channel into the guest (test image only, never packaged).
 install -D -m 755 /tmp/control.py /usr/local/lib/camsvc-e2e/control.py
+# The latency baseline (bench/broadcaster.py), run beside camsvc by /measure/latency.
+install -m 644 /tmp/broadcaster.py /usr/local/lib/camsvc-e2e/broadcaster.py
 cat > /etc/systemd/system/camsvc-e2e-control.service <<'U'
 [Unit]
 Description=camsvc e2e test control listener (test image only)

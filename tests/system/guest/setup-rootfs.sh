@@ -36,8 +36,14 @@ cat > "$R/etc/systemd/journald.conf.d/e2e.conf" <<'J'
 Storage=volatile
 J
 
-# The real kernel camera.
+# The real kernel cameras: two vivid instances under the one platform device
+# vivid.0 (one unbind removes both).  The first has vivid's default node set
+# (capture, output, VBI, radio, SDR, metadata, touch: the nodes camsvc must not
+# list); the second only a video capture node (0x1), which keeps udev's work per
+# unplug/plug small under TCG.  Both capture nodes get the same by-path name
+# (ID_PATH platform-vivid.0, index 0 within each instance): only one owns the link.
 echo vivid > "$R/etc/modules-load.d/vivid.conf"
+echo 'options vivid n_devs=2 node_types=0xe1d3d,0x1' > "$R/etc/modprobe.d/vivid.conf"
 
 # Units that only cost boot time in a throw-away guest.
 for u in apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer e2scrub_reap.service \
