@@ -13,9 +13,11 @@ from camsvc.config import parse_config_dict
 from camsvc.ops.lean import tls_needed
 from tests.support.server import ROOT
 
+# The service's own start path (``python3 -m camsvc``): twistd's plugin scan would regenerate
+# dropin.cache on a fresh tree and import every plugin, pyOpenSSL's users among them.
 PROBE = """
 import sys
-from twisted.scripts.twistd import ServerOptions
+from camsvc.__main__ import ServerOptions
 options = ServerOptions()
 options.parseOptions(["-n", "--pidfile=", "camsvc", "--config", sys.argv[1]])
 from twisted.internet import reactor
@@ -85,7 +87,7 @@ def test_trim_heap_returns_freed_heap_to_the_kernel():
 
 NVX_PROBE = """
 import sys
-from twisted.scripts.twistd import ServerOptions
+from camsvc.__main__ import ServerOptions
 options = ServerOptions()
 options.parseOptions(["-n", "--pidfile=", "camsvc", "--config", sys.argv[1]])
 from twisted.internet import reactor
@@ -99,7 +101,7 @@ print(HAS_NVX, "pycparser" in sys.modules, p.create_xor_masker.__name__, "treq" 
 
 
 def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp_path):
-    """Under twistd, Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
+    """Started as the unit starts it (``python3 -m camsvc``), Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
     Autobahn would fall back to its pure-Python masker it gets camsvc's; without the MediaMTX
     integration treq is not loaded."""
     config = tmp_path / "c.yaml"

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 
 from tests.support.mediamtx_process import StandInProcess
-from tests.support.server import ServiceProcess
+from tests.support.server import PROBE_TIMEOUT, ServiceProcess
 from tests.support.umockdev import Testbed, umockdev_available
 from tests.support.wsclient import RpcClient
 
@@ -38,7 +38,7 @@ def camsvc_process(tmp_path, standin) -> ServiceProcess:
                 "api_url": standin.url,
                 "health_interval": 0.2,
                 "reconcile_interval": 2,
-                "request_timeout": 2,
+                "request_timeout": 10,
             }
         },
         wait_ready=True,
@@ -134,7 +134,7 @@ def standin_path(standin: StandInProcess, name: str) -> dict | None:
         raise
 
 
-def wait_for(predicate, what: str, timeout: float = 10.0):
+def wait_for(predicate, what: str, timeout: float = PROBE_TIMEOUT):
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
