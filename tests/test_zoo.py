@@ -295,7 +295,10 @@ def test_vivid_node_renumbered_keeps_its_camera_id(bed, tmp_path):
             *[d for d in ("/dev/video0", "/dev/video4", "/dev/video5") if b.by_video[d].sys_path in b.udev.devices]
         )
         b.plug(*order)
-        assert {cid: c.device for cid, c in b.cameras().items()} == {"camera0": "/dev/video0", "camera1": "/dev/video5"}
+        assert b.table() == {
+            "camera0": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-000)"),
+            "camera1": ("/dev/video5", "/dev/video5", "vivid (platform:vivid-001)"),  # same name too
+        }
     assert all("/video" not in c.key for c in b.cameras().values()), [c.key for c in b.cameras().values()]
     b.unplug("/dev/video5")
     b.plug("/dev/video4")  # and back on its old node
@@ -405,8 +408,8 @@ def test_vivid_with_two_instances_gives_two_cameras_with_their_own_nodes(bed, tm
     nodes; the shared by-path name is used by neither, each publishes from its node."""
     b = bed(zoo.vivid_two_instances)
     assert b.table() == {
-        "camera0": ("/dev/video0", "/dev/video0", "vivid (/dev/video0)"),
-        "camera1": ("/dev/video4", "/dev/video4", "vivid (/dev/video4)"),
+        "camera0": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-000)"),
+        "camera1": ("/dev/video4", "/dev/video4", "vivid (platform:vivid-001)"),
     }
     assert_unique_paths(b)
     keys = {c.camera_id: c.key for c in b.cameras().values()}
