@@ -313,6 +313,23 @@ def test_vivid_node_renumbered_keeps_its_camera_id(bed, tmp_path):
     assert {cid: c.device for cid, c in again.cameras().items()} == {"camera0": "/dev/video0", "camera1": "/dev/video5"}
 
 
+def test_vivid_instances_that_swap_nodes_keep_their_ids(bed):
+    """Instance 0 back on instance 1's old node and the other way round (a held node
+    shifts the kernel's minors): each keeps its id, read from QUERYCAP again (an answer
+    remembered for the node would be the other camera's)."""
+    b = bed(zoo.vivid_two_instances)
+    first, second = b.nodes
+    swapped = [zoo.renumbered(first, 4), zoo.renumbered(second, 0)]
+    b.unplug("/dev/video0", "/dev/video4")
+    b.nodes[:] = swapped
+    b.by_video.update({n.devnode: n for n in swapped})
+    b.plug("/dev/video4", "/dev/video0")
+    assert b.table() == {
+        "camera0": ("/dev/video4", "/dev/video4", "vivid (platform:vivid-000)"),
+        "camera1": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-001)"),
+    }
+
+
 def test_vivid_map_with_node_keys_migrates_without_renumbering(bed, tmp_path):
     """A map written before the rule (the two vivid instances keyed by sysfs path, node
     number included): each entry moves to the port + bus_info key of its node, same id;

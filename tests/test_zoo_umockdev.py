@@ -138,10 +138,12 @@ def test_vivid_node_renumbered_on_umockdev_keeps_its_camera_id(tmp_path):
     """vivid n_devs=2 unbound while a program still holds the second instance's node:
     bound again, that instance comes back on another node and sysfs name (/dev/video4 ->
     /dev/video5, the kernel frees a minor only at the last close), same properties and
-    QUERYCAP.  Same camera id, on the node it is on now; and back on its old node."""
+    QUERYCAP.  Same camera id, on the node it is on now; also when the two come back on
+    each other's nodes (QUERYCAP's bus_info tells them apart); and back on the old ones."""
     nodes = zoo.vivid_two_instances()
     (before,) = zoo.bed_plugs(nodes)
     (after,) = zoo.bed_plugs([nodes[0], zoo.renumbered(nodes[1], 5)])
+    (swapped,) = zoo.bed_plugs([zoo.renumbered(nodes[0], 4), zoo.renumbered(nodes[1], 0)])
     with Testbed() as bed:
         bed.add_zoo(before)
         svc = ServiceProcess(
@@ -160,6 +162,7 @@ def test_vivid_node_renumbered_on_umockdev_keeps_its_camera_id(tmp_path):
                 wait_for(lambda: devices() == want, f"{want}")
                 for plug, want in (
                     (after, {"camera0": "/dev/video0", "camera1": "/dev/video5"}),
+                    (swapped, {"camera0": "/dev/video4", "camera1": "/dev/video0"}),  # each on the other's node
                     (before, {"camera0": "/dev/video0", "camera1": "/dev/video4"}),
                 ):
                     bed.remove(before["name"])

@@ -350,7 +350,8 @@ class DiscoveryService(Service):
         """(still there, QUERYCAP or None) for a candidate node.
 
         Remembered per node and udev identity (node, card, ID_SERIAL, links): a camera
-        replugged on the same port answers the same, and the ioctl is skipped.  Also
+        replugged on the same port answers the same, and the ioctl is skipped (not
+        under a port shared by several cameras: :meth:`_shared_port`).  Also
         remembered per USB model and node (:func:`model_key`): what QUERYCAP says
         (driver, card, capabilities) is the same for every node of one model, interface
         and node index under one running kernel, so a second camera of a model, or a
@@ -362,7 +363,7 @@ class DiscoveryService(Service):
         props = device.properties
         signature = (device.device_node, props.get("ID_V4L_PRODUCT"), props.get("ID_SERIAL"), props.get("DEVLINKS"))
         known = self._caps_cache.get(device.sys_path)
-        if known is not None and known[0] == signature:
+        if known is not None and known[0] == signature and not self._shared_port(device):
             return True, known[1]
         model = model_key(device)
         info = self._model_caps.get(model) if model is not None else None
@@ -386,6 +387,13 @@ class DiscoveryService(Service):
         except Exception:
             log.failure("QUERYCAP of {device} failed; going by udev", device=device.describe())
         return True, None
+
+    def _shared_port(self, device: UdevDevice) -> bool:
+        """Several cameras under this node's port (``vivid n_devs=2``): udev's view of them
+        is the same, only QUERYCAP's ``bus_info`` tells which one is on this node now (a
+        held node shifts the kernel's minors: one may come back on the other's old node),
+        so their answers are never reused."""
+        return port_key(device.properties, device.device_node, device.index) in self.identity.shared_ports
 
     def _remember_caps(self, sys_path: str, signature: tuple, info: Any) -> None:
         if len(self._caps_cache) >= CAPS_CACHE_SIZE:
