@@ -16,6 +16,7 @@ import time
 
 import jwt
 import pytest
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.task import Clock
 
 from camsvc.auth.authenticator import SWEEP_INTERVAL, Authenticator
@@ -30,7 +31,7 @@ from camsvc.auth.keystore import (
 )
 from camsvc.auth.limiter import FailureLimiter
 from camsvc.auth.tokens import AuthError
-from camsvc.common.addresses import client_address, parse_networks, peer_address
+from camsvc.common.addresses import client_address, parse_networks, peer_address, peer_string
 from camsvc.config import parse_config_dict
 from camsvc.server.rpc import Role
 from camsvc.server.session import Session
@@ -459,3 +460,17 @@ def test_forwarded_for_only_from_trusted_proxies():
     assert client_address("198.51.100.1", "203.0.113.9", trusted) == "198.51.100.1"
     assert client_address("127.0.0.1", None, trusted) == "127.0.0.1"
     assert client_address("127.0.0.1", "203.0.113.9", []) == "127.0.0.1"
+
+
+@pytest.mark.parametrize(
+    "address, peer",
+    [
+        (IPv4Address("TCP", "127.0.0.1", 5555), "tcp4:127.0.0.1:5555"),
+        (IPv6Address("TCP", "2001:db8::7", 443), "tcp6:2001:db8::7:443"),
+        (UNIXAddress(b"/run/x.sock"), "unix:/run/x.sock"),
+    ],
+)
+def test_peer_string_names_an_address_as_autobahn_does_on_every_release(address, peer):
+    """Autobahn 21.11's peer2str takes an address, 22.x's a transport: camsvc names it itself."""
+    assert peer_string(address) == peer
+    assert peer_address(peer_string(address)) == peer_address(peer)

@@ -8,6 +8,25 @@ the client is.
 from __future__ import annotations
 
 import ipaddress
+import os
+
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+
+
+def peer_string(address: object) -> str:
+    """A Twisted address as Autobahn names a peer ("tcp4:1.2.3.4:5678", "tcp6:...", "unix:path").
+
+    Autobahn's own ``peer2str`` takes an address up to 21.x and a transport from 22.x on
+    (Ubuntu 22.04 ships 21.11), so the early handshake refusal names peers with this.
+    """
+    if isinstance(address, IPv4Address):
+        return f"tcp4:{address.host}:{address.port}"
+    if isinstance(address, IPv6Address):
+        return f"tcp6:{address.host}:{address.port}"
+    if isinstance(address, UNIXAddress):
+        name = address.name
+        return f"unix:{os.fsdecode(name) if name is not None else ''}"
+    return f"?:{address}"
 
 
 def peer_address(peer: str) -> str:

@@ -48,7 +48,7 @@ from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from camsvc.common.addresses import client_address, parse_networks, peer_address
+from camsvc.common.addresses import client_address, parse_networks, peer_address, peer_string
 from camsvc.common.clocks import steady
 from camsvc.common.hosts import host_of
 from camsvc.config import is_loopback_host
@@ -690,9 +690,7 @@ class RpcWebSocketResource(WebSocketResource):
         }
         if _handshake_credential(headers) is not None:
             return None
-        from autobahn.twisted.util import peer2str
-
-        peer = peer2str(request.channel.transport)
+        peer = peer_string(request.channel.transport.getPeer())
         forwarded = request.getHeader(b"x-forwarded-for")
         address = client_address(
             peer_address(peer), forwarded.decode("latin-1") if forwarded else None, factory.trusted_proxies
