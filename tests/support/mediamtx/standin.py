@@ -76,12 +76,16 @@ class MediaMTXStandIn:
         spec: OpenAPISpec | None = None,
         validate_responses: bool = True,
         timezone: _dt.tzinfo | None = None,
+        publishers: bool = False,
     ):
         if reactor is None:
             from twisted.internet import reactor as _reactor
 
             reactor = _reactor
         self.reactor = reactor
+        #: Publish mode (:mod:`tests.support.mediamtx.publish`): real runOnDemand
+        #: publishers, recordings of what they send.  Needs the RTSP port.
+        self.publishers = publishers
         #: The zone recordPath times are rendered in (None: this process's local zone).
         self.timezone = timezone
         self.interface = interface
