@@ -709,11 +709,10 @@ def test_unplug_during_recording_cycles(guest, results):
     cams = STATE.get("cameras")
     if not cams:
         pytest.skip("no camera listed")
-    camera_id = cams[0]["camera_id"]
     out = guest.control("POST", "/mediamtx/standin/start", timeout=120)
     assert out["error"] is None, out
 
-    async def path_back(timeout=90):
+    async def path_back(camera_id, timeout=90):
         deadline = time.monotonic() + timeout
         while True:
             paths = (await control(guest, "GET", "/mediamtx/paths"))["paths"]
@@ -722,9 +721,23 @@ def test_unplug_during_recording_cycles(guest, results):
             assert time.monotonic() < deadline, f"camsvc made no MediaMTX path for {camera_id}: {paths}"
             await asyncio.sleep(0.5)
 
+    async def all_back(rpc, timeout=90):
+        """Once every camera is CONNECTED again: the one on the lowest node.  (The
+        publisher holds the node at the unbind, so the kernel may renumber it; camsvc
+        may then give the camera a new id: test_renumbered_node_keeps_camera_id.)"""
+        deadline = time.monotonic() + timeout
+        while True:
+            listing = await rpc.call("get_camera_list")
+            live = sorted((c for c in listing["cameras"] if c["status"] == "CONNECTED"), key=lambda c: c["device"])
+            if len(live) == len(cams):
+                return live[0]["camera_id"]
+            assert time.monotonic() < deadline, f"cameras not back: {listing}"
+            await asyncio.sleep(0.5)
+
     async def body(rpc):
         cycles = []
-        await path_back()
+        camera_id = await all_back(rpc)
+        await path_back(camera_id)
         for i in range(UNPLUG_RECORDING_CYCLES):
             t0 = time.monotonic()
             rpc.drain()
@@ -745,9 +758,9 @@ def test_unplug_during_recording_cycles(guest, results):
             assert note["status"] == "FAILED" and note.get("reason") == "camera_disconnected", (i, note)
             w = await control(guest, "POST", "/vivid/bind")
             assert w["error"] is None, w
-            await rpc.wait_status(camera_id, "CONNECTED", timeout=90)
+            next_id = await all_back(rpc)
             name = started["filename"]
-            listing = await rpc.call("list_recordings", device=camera_id, limit=1000)
+            listing = await rpc.call("list_recordings", limit=1000)
             mine = [f for f in listing["files"] if f["filename"] == name]
             assert mine, (name, [f["filename"] for f in listing["files"]])
             probe = await control(guest, "GET", "/ffprobe?name=" + urllib.parse.quote(name))
@@ -757,9 +770,11 @@ def test_unplug_during_recording_cycles(guest, results):
             assert stream["codec_name"] == "h264" and frames > 0, probe
             # finalised: the listing's size (after the replug) is the size ffprobe read
             assert int(probe["probe"]["format"]["size"]) == mine[0]["file_size"], (probe, mine)
-            await path_back()
+            await path_back(next_id)
             cycles.append(
                 {
+                    "camera_id": camera_id,
+                    "came_back_as": next_id,
                     "start_s": round(t_started - t0, 2),
                     "unplug_to_failed_s": round(t_failed - t_unplug, 2),
                     "frames": frames,
@@ -767,6 +782,7 @@ def test_unplug_during_recording_cycles(guest, results):
                     "cycle_s": round(time.monotonic() - t0, 2),
                 }
             )
+            camera_id = next_id
         assert await rpc.call("ping") == "pong"
         return cycles
 
@@ -790,6 +806,7 @@ def test_unplug_during_recording_cycles(guest, results):
         "unplug_to_failed_max_s": max(c["unplug_to_failed_s"] for c in cycles),
         "frames_min": min(c["frames"] for c in cycles),
         "cycle_p50_s": p50("cycle_s"),
+        "came_back_with_a_new_id": sum(c["camera_id"] != c["came_back_as"] for c in cycles),
         "all": cycles,
     }
     assert len(cycles) == UNPLUG_RECORDING_CYCLES
