@@ -695,8 +695,9 @@ async def wait_note_status(rpc, predicate, timeout=NOTIFY_TIMEOUT):
             return t, cam
 
 
-# Unplug-during-recording cycles of test_unplug_during_recording_cycles (issue 15).
-UNPLUG_RECORDING_CYCLES = 20
+# Unplug-during-recording cycles of test_unplug_during_recording_cycles (issue 15 asks
+# for 20; about 25 s each under TCG on a loaded host).
+UNPLUG_RECORDING_CYCLES = int(os.environ.get("CAMSVC_UNPLUG_RECORDING_CYCLES", "20"))
 
 
 def test_unplug_during_recording_cycles(guest, results):
