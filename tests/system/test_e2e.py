@@ -715,8 +715,9 @@ def test_unplug_during_recording_cycles(guest, results):
 
     async def all_back(rpc, timeout=90):
         """Once every camera is CONNECTED again: the one on the lowest node.  (The
-        publisher holds the node at the unbind, so the kernel may renumber it; camsvc
-        may then give the camera a new id: test_renumbered_node_keeps_camera_id.)"""
+        publisher holds the node at the unbind, so the kernel may renumber it; before
+        camsvc keyed vivid's cameras by bus_info that gave the camera a new id, counted
+        in the figures; that the id is kept is test_renumbered_node_keeps_camera_id's.)"""
         deadline = time.monotonic() + timeout
         while True:
             listing = await rpc.call("get_camera_list")
