@@ -177,7 +177,11 @@ fi
 
 # --- test image: base + camsvc .deb + config ---------------------------------
 GUEST_CONFIG=$(readlink -f "$GUEST_CONFIG")
-gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE"/guest/install-camsvc.sh "$HERE"/guest/control.py "$TOP"/bench/broadcaster.py | cut -d' ' -f1) | hash_of)
+# The MediaMTX stand-in (publish mode) for test_unplug_during_recording_cycles:
+# copied as it is into /opt/camsvc-e2e/standin, run by the control listener.
+STANDIN_FILES=$(cd "$TOP" && ls tests/__init__.py tests/support/__init__.py tests/support/openapi.py \
+    tests/support/mediamtx/*.py tests/data/mediamtx.yml tests/data/mediamtx-openapi.yaml)
+gkey=$( (echo "$RECIPE $bkey"; sha256sum "$DEB" "$GUEST_CONFIG" "$HERE"/guest/install-camsvc.sh "$HERE"/guest/control.py "$TOP"/bench/broadcaster.py | cut -d' ' -f1; cd "$TOP" && sha256sum $STANDIN_FILES) | hash_of)
 IMAGE=$CACHE/image-$gkey.ext4
 if [ ! -e "$IMAGE" ]; then
     log "assembling image with $(basename "$DEB")"
@@ -188,6 +192,7 @@ if [ ! -e "$IMAGE" ]; then
     cp "$DEB" "$work/tmp/camsvc.deb"
     cp "$GUEST_CONFIG" "$work/tmp/camsvc-test.yaml"
     cp "$HERE/guest/install-camsvc.sh" "$HERE/guest/control.py" "$TOP/bench/broadcaster.py" "$work/tmp/"
+    for f in $STANDIN_FILES; do install -D -m 644 "$TOP/$f" "$work/opt/camsvc-e2e/standin/$f"; done
     # As on a real system, maintainer scripts see /proc (systemd-tmpfiles needs it).
     mount -t proc proc "$work/proc"
     chroot "$work" /bin/sh /tmp/install-camsvc.sh > "$CACHE/install-camsvc.log" 2>&1 \

@@ -21,19 +21,23 @@ Owns everything camsvc's tests need from a MediaMTX they cannot install:
 * recording: real fMP4 segment files named by ``recordPath`` while a recording
   path is ready, built from a small H.264 clip that ffmpeg generates once per
   process (:func:`ensure_clip`), and ``/v3/recordings/*`` reading them back;
+* publish mode (off by default; ``publishers=True``, ``--publishers``): the
+  path's real ``runOnDemand`` command is run, its RTSP session spliced to an
+  ffmpeg RTSP server, and what it sends is what gets recorded; when it dies the
+  path goes not ready and the segment ends whole (:mod:`.publish`);
 * a log of every request received (:attr:`MediaMTXStandIn.requests`) and the
   list of requests the OpenAPI document does not allow
   (:attr:`MediaMTXStandIn.violations`, see :mod:`tests.support.openapi`).
 
 Modules: :mod:`.gojson` (Go formats), :mod:`.schema` (configuration model),
 :mod:`.clip` (the fMP4 clip), :mod:`.recordpath` (recordPath), :mod:`.runtime`
-(readers, publisher, recorder), :mod:`.rtsp`, :mod:`.http` (resource, routes),
+(readers, publisher, recorder), :mod:`.rtsp`, :mod:`.publish` (publish mode), :mod:`.http` (resource, routes),
 :mod:`.standin` (:class:`MediaMTXStandIn`), ``__main__`` (standalone).
 
 Run it on its own::
 
     python -m tests.support.mediamtx --port 9997 --rtsp-port 8554 \
-        [--record-root DIR] [--user U --password P] [--delay 0.2] [--config mediamtx.yml]
+        [--record-root DIR] [--user U --password P] [--delay 0.2] [--config mediamtx.yml] [--publishers]
 
 It prints ``READY <port>`` (plus `` rtsp=<port>`` when RTSP is on) once listening.
 """

@@ -51,6 +51,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="empty OK bodies, errors without 'status'",
     )
+    ap.add_argument(
+        "--publishers",
+        action="store_true",
+        help="publish mode: run each path's runOnDemand command and record what it publishes"
+        " (needs ffmpeg and the RTSP port; see tests.support.mediamtx.publish)",
+    )
+    ap.add_argument(
+        "--no-spec-check",
+        action="store_true",
+        help="neither requests nor replies checked against MediaMTX's OpenAPI document (no jsonschema needed)",
+    )
     args = ap.parse_args(argv)
 
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
@@ -84,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         static_paths=static,
         legacy_replies=args.legacy_replies,
         auth_pause=args.auth_pause,
+        publishers=args.publishers,
+        validate_responses=not args.no_spec_check,
+        check_requests=not args.no_spec_check,
         timezone=None if args.utc_offset is None else _dt.timezone(_dt.timedelta(hours=args.utc_offset)),
     )
 

@@ -28,14 +28,18 @@ class _RTSPReaderProtocol(Protocol):
         self.standin = standin
         self.buffer = b""
         self.reader: Reader | None = None
+        self.publishing = None  # publish mode: the PublishSession this connection was handed to
         self.lost = defer.Deferred()
 
     def connectionMade(self):
         self.standin._rtsp_conns.add(self)
 
     def dataReceived(self, data):
+        if self.publishing is not None:
+            self.publishing.from_publisher(data)
+            return
         self.buffer += data
-        while b"\r\n\r\n" in self.buffer:
+        while self.publishing is None and b"\r\n\r\n" in self.buffer:
             head, _, rest = self.buffer.partition(b"\r\n\r\n")
             lines = head.decode("latin-1").split("\r\n")
             headers = {}
@@ -45,8 +49,12 @@ class _RTSPReaderProtocol(Protocol):
             length = int(headers.get("content-length", "0") or 0)
             if len(rest) < length:
                 return
+            raw = self.buffer[: len(head) + 4 + length]
             self.buffer = rest[length:]
-            self._request(lines[0], headers)
+            self._request(lines[0], headers, raw)
+        if self.publishing is not None and self.buffer:
+            rest, self.buffer = self.buffer, b""
+            self.publishing.from_publisher(rest)
 
     def _reply(self, status: str, cseq: str, extra: str = "", body: bytes = b""):
         if self.transport is None or not self.transport.connected:
@@ -56,7 +64,7 @@ class _RTSPReaderProtocol(Protocol):
             head += f"Content-Length: {len(body)}\r\n"
         self.transport.write(head.encode("latin-1") + b"\r\n" + body)
 
-    def _request(self, line: str, headers: dict):
+    def _request(self, line: str, headers: dict, raw: bytes = b""):
         cseq = headers.get("cseq", "0")
         parts = line.split()
         if len(parts) != 3 or not parts[2].startswith("RTSP/"):
@@ -74,6 +82,9 @@ class _RTSPReaderProtocol(Protocol):
             self._reply("200 OK", cseq, "Session: 12345678;timeout=60\r\n")
             return
         name = unquote(urlsplit(url).path).strip("/")
+        if method == "ANNOUNCE" and self.standin.publishers:
+            self._publish(name, cseq, raw)
+            return
         if method == "SETUP" and "/" in name:
             name = name.rsplit("/", 1)[0]
         try:
@@ -96,8 +107,22 @@ class _RTSPReaderProtocol(Protocol):
             lambda f: (self._reply("404 Not Found", cseq), None)[1],
         )
 
+    def _publish(self, name: str, cseq: str, raw: bytes) -> None:
+        """Publish mode: hand this connection (from its ANNOUNCE on) to a real RTSP server."""
+        from tests.support.mediamtx.publish import PublishSession
+
+        rt = self.standin._runtimes.get(name) if self.standin.running else None
+        if rt is None:
+            log.info("RTSP publisher of {path} refused: not configured", path=name)
+            self._reply("404 Not Found", cseq)
+            return
+        self.publishing = PublishSession(rt, self, int(cseq) if cseq.isdigit() else 1)
+        self.publishing.from_publisher(raw)
+
     def connectionLost(self, reason):
         self.standin._rtsp_conns.discard(self)
+        if self.publishing is not None:
+            self.publishing.publisher_lost()
         if self.reader is not None:
             reader, self.reader = self.reader, None
             self.standin.detach_reader(reader)

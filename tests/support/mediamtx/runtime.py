@@ -87,7 +87,7 @@ class _Recorder:
         self._loop.clock = self.standin.reactor
         self._loop.start(min(max(part, 0.05), 1.0), now=False)
 
-    def _new_segment(self) -> None:
+    def _new_segment(self, data: bytes | None = None) -> None:
         now = self.standin.reactor.seconds()
         conf = self._conf()
         # MediaMTX renders recordPath in its own local time zone (a container's is often UTC).
@@ -97,9 +97,12 @@ class _Recorder:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(target, "wb") as f:
-                f.write(self._init)
-                if self._frags:
-                    f.write(self._frags[0])
+                if data is not None:
+                    f.write(data)
+                else:
+                    f.write(self._init)
+                    if self._frags:
+                        f.write(self._frags[0])
         except OSError as exc:
             log.error(
                 "[path {path}] [record] cannot create {file}: {err}",
@@ -126,31 +129,72 @@ class _Recorder:
             self._new_segment()
             return
         if self._file is not None and self._next_frag < len(self._frags):
+            if self._append(self._frags[self._next_frag]):
+                self._next_frag += 1
+
+    def _append(self, frag: bytes) -> bool:
+        """Append one whole fragment to the current segment (False: the write failed)."""
+        try:
+            fd = os.open(self._file, os.O_WRONLY | os.O_APPEND)
             try:
-                fd = os.open(self._file, os.O_WRONLY | os.O_APPEND)
+                size = os.fstat(fd).st_size
+                view = memoryview(frag)
                 try:
-                    size = os.fstat(fd).st_size
-                    view = memoryview(self._frags[self._next_frag])
-                    try:
-                        while view:
-                            view = view[os.write(fd, view) :]
-                    except OSError:
-                        os.ftruncate(fd, size)  # a fragment is written whole or not at all
-                        raise
-                finally:
-                    os.close(fd)
-            except OSError as exc:
-                # MediaMTX logs the failed write and keeps the recorder running.
-                log.error("[path {path}] [record] write failed: {err}", path=self.runtime.name, err=exc.strerror)
-                self.write_errors += 1
-                return
-            self._next_frag += 1
+                    while view:
+                        view = view[os.write(fd, view) :]
+                except OSError:
+                    os.ftruncate(fd, size)  # a fragment is written whole or not at all
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            # MediaMTX logs the failed write and keeps the recorder running.
+            log.error("[path {path}] [record] write failed: {err}", path=self.runtime.name, err=exc.strerror)
+            self.write_errors += 1
+            return False
+        return True
 
     def stop(self) -> None:
         """Finalise: the segment on disk is a complete fMP4 file; stop growing it."""
         if self._loop is not None and self._loop.running:
             self._loop.stop()
         self._loop = None
+        self._file = None
+
+
+class _LiveRecorder(_Recorder):
+    """Publish mode: writes what the path's real publisher sends (see :mod:`.publish`).
+
+    Fed whole fMP4 fragments (one per keyframe) by the publish session; a
+    segment is the init part and the fragments from one keyframe on, a new one
+    once ``recordSegmentDuration`` has passed, as MediaMTX cuts them.
+    """
+
+    def __init__(self, standin: MediaMTXStandIn, runtime: _PathRuntime):
+        self.standin = standin
+        self.runtime = runtime
+        self.segments: list[Path] = []
+        self._file: Path | None = None
+        self._seg_start = 0.0
+        self.write_errors = 0
+        self._loop = None
+        self._stopped = False
+
+    def start(self) -> None:
+        pass  # the first fragment opens the first segment
+
+    def feed(self, init: bytes, frag: bytes) -> None:
+        if self._stopped:
+            return
+        seg = parse_go_duration(self._conf()["recordSegmentDuration"] or "1h") / 1e9
+        if self._file is None or self.standin.reactor.seconds() - self._seg_start >= seg:
+            self._file = None
+            self._new_segment(init + frag)
+        else:
+            self._append(frag)
+
+    def stop(self) -> None:
+        self._stopped = True
         self._file = None
 
 
@@ -174,6 +218,9 @@ class _PathRuntime:
         self._start_call = None
         self._close_call = None
         self.recorder: _Recorder | None = None
+        #: Publish mode: the runOnDemand command and the publisher's session.
+        self.command = None
+        self.publish_session = None
 
     def _advance(self) -> None:
         """Bring the byte counters up to now (they grow while the path is ready)."""
@@ -234,6 +281,12 @@ class _PathRuntime:
         self._cancel_close()
         if self.ready:
             self._activate(reader)
+        elif self.standin.publishers:
+            if self.command is None and self.conf["runOnDemand"]:
+                from tests.support.mediamtx.publish import OnDemandCommand
+
+                self.command = OnDemandCommand(self, self.conf["runOnDemand"])
+                self.command.start()
         elif self._start_call is None:
             log.info(
                 "runOnDemand of {path}: starting {cmd!r}",
@@ -281,6 +334,8 @@ class _PathRuntime:
         if self._start_call is not None:
             self._start_call.cancel()
             self._start_call = None
+        elif self.command is not None and not self.ready:
+            self._stop_command()
         elif self.on_demand and self.ready and self._close_call is None:
             after = parse_go_duration(self.conf["runOnDemandCloseAfter"] or "0s") / 1e9
             self._close_call = self.standin.reactor.callLater(after, self._close_on_demand)
@@ -293,12 +348,45 @@ class _PathRuntime:
     def _close_on_demand(self) -> None:
         self._close_call = None
         log.info("runOnDemand of {path}: stopping (no readers)", path=self.name)
+        if self.standin.publishers:
+            self._stop_command()
         self.set_not_ready()
+
+    # -- publish mode (see tests.support.mediamtx.publish) ---------------------
+
+    def _stop_command(self) -> None:
+        command, self.command = self.command, None
+        if command is not None:
+            command.stop()
+        session, self.publish_session = self.publish_session, None
+        if session is not None:
+            session.publisher_lost()
+
+    def publisher_ready(self, session) -> None:
+        """A publisher's RECORD was accepted: it is the path's source now."""
+        old, self.publish_session = self.publish_session, session
+        if old is not None and old is not session:
+            old.publisher_lost()  # overridePublisher: the new one wins
+        self.set_ready()
+        self.on_demand = self.command is not None
+
+    def publisher_gone(self, session) -> None:
+        """The publisher's session ended: the path is not ready, its segment closed."""
+        if self.publish_session is not session:
+            return
+        self.publish_session = None
+        log.info("[path {path}] publisher gone: path not ready", path=self.name)
+        self.set_not_ready()
+
+    def command_gone(self, command) -> None:
+        if self.command is command:
+            self.command = None
 
     def update_recording(self) -> None:
         want = self.ready and bool(self.conf["record"])
         if want and self.recorder is None:
-            self.recorder = _Recorder(self.standin, self)
+            cls = _LiveRecorder if self.standin.publishers else _Recorder
+            self.recorder = cls(self.standin, self)
             self.standin._recorders_seen.setdefault(self.name, []).append(self.recorder)
             self.recorder.start()
         elif not want and self.recorder is not None:
@@ -311,6 +399,7 @@ class _PathRuntime:
             if c is not None and c.active():
                 c.cancel()
         self._start_call = self._close_call = None
+        self._stop_command()
         self.set_not_ready()
         for r in list(self.readers):
             self.readers.remove(r)

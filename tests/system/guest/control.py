@@ -21,6 +21,13 @@ on a port the host reaches only through QEMU's loopback-bound forward:
   GET  /realpath?path=P   where a /dev path (a by-id/by-path link) leads
   POST /mediamtx/record?name=N
                           a recording written as MediaMTX's user would
+  POST /mediamtx/standin/start   the MediaMTX stand-in (tests/support/mediamtx, copied to
+                          /opt/camsvc-e2e/standin) in publish mode, as MediaMTX's user,
+                          on MediaMTX's ports 9997/8554: it runs camsvc's real publish
+                          commands (ffmpeg reading /dev/videoN) and records what they send
+  POST /mediamtx/standin/stop    stop it (camsvc is back to running without MediaMTX)
+  GET  /mediamtx/paths    the stand-in's /v3/paths/list
+  GET  /ffprobe?name=F    ffprobe of one file in camsvc's recordings directory
   POST /measure/latency?node=D&node=D2&isolated=N&rapid=M&gap=S[&quiet=1]
                           udev event -> notification at guest-local WebSocket
                           clients of camsvc and of the minimal broadcaster
@@ -194,6 +201,89 @@ try:
 except MemoryError as e:
     print("twisted CertificateOptions FAILED", e)
 """
+
+
+STANDIN_DIR = "/opt/camsvc-e2e/standin"
+RECORDINGS = "/var/lib/camsvc/recordings"
+
+
+def standin_start():
+    """The stand-in as a transient unit with MediaMTX's service settings; waits for its API."""
+    out = run(
+        [
+            "systemd-run",
+            "--quiet",
+            "--unit=mediamtx-standin",
+            "--collect",
+            "-p",
+            "User=mediamtx",
+            "-p",
+            "Group=mediamtx",
+            "-p",
+            "SupplementaryGroups=video camsvc",
+            "-p",
+            "UMask=0027",
+            "-p",
+            "WorkingDirectory=" + STANDIN_DIR,
+            "--",
+            "/usr/bin/python3",
+            "-m",
+            "tests.support.mediamtx",
+            "--port",
+            "9997",
+            "--rtsp-port",
+            "8554",
+            "--publishers",
+            "--no-spec-check",
+        ]
+    )
+    t0 = time.monotonic()
+    out["error"] = None if out["rc"] == 0 else "systemd-run failed"
+    while out["error"] is None:
+        try:
+            with socket.create_connection(("127.0.0.1", 9997), timeout=2):
+                break
+        except OSError:
+            if time.monotonic() - t0 > 90:
+                out["error"] = "the stand-in's API never listened"
+            time.sleep(0.2)
+    out["wait_s"] = round(time.monotonic() - t0, 2)
+    return out
+
+
+def standin_paths():
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:9997/v3/paths/list", timeout=10) as r:
+            return {"error": None, "paths": json.loads(r.read())["items"]}
+    except (OSError, ValueError) as e:
+        return {"error": str(e), "paths": []}
+
+
+def ffprobe(name):
+    if "/" in name or name.startswith("."):
+        return {"error": "bad name"}
+    path = os.path.join(RECORDINGS, name)
+    out = run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames:format=duration,size",
+            "-of",
+            "json",
+            path,
+        ],
+        timeout=120,
+    )
+    try:
+        out["probe"] = json.loads(out["stdout"])
+    except ValueError:
+        out["probe"] = None
+    return out
 
 
 def mediamtx_record(name):
@@ -898,6 +988,10 @@ class Handler(BaseHTTPRequestHandler):
             self._reply(
                 {"time": run(["systemd-analyze", "time"]), "blame": run(["systemd-analyze", "blame", "--no-pager"])}
             )
+        elif u.path == "/mediamtx/paths":
+            self._reply(standin_paths())
+        elif u.path == "/ffprobe":
+            self._reply(ffprobe(q["name"][0]))
         elif u.path == "/v4l2/nodes":
             self._reply(v4l2_nodes())
         elif u.path in ("/v4l2/ctrl", "/v4l2/ctrls"):
@@ -938,6 +1032,10 @@ class Handler(BaseHTTPRequestHandler):
             )
         elif path == "/probe/nice":
             self._reply(probe_nice())
+        elif path == "/mediamtx/standin/start":
+            self._reply(standin_start())
+        elif path == "/mediamtx/standin/stop":
+            self._reply(run(["systemctl", "stop", "mediamtx-standin"]))
         elif path == "/mediamtx/record":
             self._reply(mediamtx_record(q["name"][0]))
         elif path == "/vivid/replug-held":
