@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from twisted.web.resource import Resource
 
     from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.component import DisabledDiscovery
     from camsvc.cameras.controls import CameraControls
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
@@ -95,7 +96,7 @@ class App:
     #: Which encoders ffmpeg offers (for stream settings; probed on first use).
     encoders: EncoderProbe | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
-    discovery: DiscoveryService | None = None
+    discovery: DiscoveryService | DisabledDiscovery | None = None
     media: Media | None = None
     recordings: Recordings | None = None
     camera_notifier: CameraNotifier | None = None

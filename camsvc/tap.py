@@ -129,7 +129,8 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import controls, discovery
+    from camsvc.cameras import component as discovery
+    from camsvc.cameras import controls
     from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
     from camsvc.cameras.settings import CameraSettings
     from camsvc.cameras.stream_settings import EncoderProbe
@@ -159,6 +160,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     app.controls = controls.setup(app, app.camera_settings)
     app.encoders = EncoderProbe(reactor)
     app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
+    # Without discovery.enabled its null object: the discovery chain stays unimported.
     app.discovery = discovery.setup(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed

@@ -166,13 +166,16 @@ service = makeService(options.subOptions)
 reactor.callWhenRunning(service.startService)
 reactor.callLater(0.5, reactor.stop)
 reactor.run()
-print(json.dumps(sorted(sys.modules)))
+# A module camsvc.common.lazy deferred is in sys.modules before its body runs: not loaded.
+print(json.dumps(sorted(m for m, mod in sys.modules.items() if type(mod).__name__ != "_LazyModule")))
 """
 
 #: What an idle camsvc started as the unit starts it does not load (docs/performance.md,
 #: "Memory: camsvc's own idle share"): twistd's plugin scan (every dropin's interfaces),
 #: PyYAML after the configuration is parsed, twisted.web.static (the system's MIME types)
-#: before a page or a download is asked for.
+#: before a page or a download is asked for; with discovery.enabled false the discovery chain
+#: (camsvc.cameras.component's null object instead); the V4L2 bindings before a camera's
+#: controls are asked for (camsvc.cameras.controls imports them lazily).
 NOT_AT_IDLE = (
     "yaml",
     "_yaml",
@@ -183,6 +186,16 @@ NOT_AT_IDLE = (
     "twisted.web.static",
     "mimetypes",
     "twisted.internet.utils",
+    "camsvc.cameras.discovery",
+    "camsvc.cameras.udev",
+    "camsvc.cameras.probing",
+    "camsvc.cameras.selection",
+    "camsvc.cameras.presence",
+    "camsvc.cameras.scheduling",
+    "camsvc.cameras.identity",
+    "camsvc.cameras.v4l2",
+    "camsvc.cameras.v4l2_controls",
+    "pyudev",
 )
 
 

@@ -38,15 +38,22 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from camsvc.cameras import v4l2_controls as vc
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import InvalidParams, InvalidState
+from camsvc.common.lazy import lazy_import
+
+if TYPE_CHECKING:
+    from camsvc.cameras import v4l2_controls as vc
+else:
+    # The V4L2 bindings (and camsvc.cameras.v4l2's ctypes structures) load with the first
+    # camera's controls: an idle camsvc without a camera never needs them.
+    vc = lazy_import("camsvc.cameras.v4l2_controls")
 
 log = Logger()
 
@@ -104,12 +111,12 @@ class ControlDevice:
         self,
         path: str,
         *,
-        ioctl: vc.IoctlFunc = vc._default_ioctl,
+        ioctl: vc.IoctlFunc | None = None,
         opener: Callable[[str, int], int] = os.open,
         closer: Callable[[int], None] = os.close,
     ) -> None:
         self.path = path
-        self.ioctl = ioctl
+        self.ioctl = ioctl or vc._default_ioctl
         self._closer = closer
         self._menus: vc.MenuCache = {}
         self.fd = opener(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
