@@ -547,7 +547,7 @@ def test_null_discovery_reports_what_the_disabled_service_reports(make, tmp_path
     config = parse_config_dict({"discovery": {"enabled": False}, "storage": {"state_dir": str(tmp_path)}})
     app = App(config, MemoryReactorClock())
     app.service = MultiService()
-    null = component.setup(app)
+    null = component.setup_discovery(app)
     assert isinstance(null, component.DisabledDiscovery) and null.parent is app.service
     assert not app.health.is_ok("discovery")  # required at build, ok once started
     null.startService()
@@ -567,7 +567,7 @@ def test_enabled_discovery_is_the_real_service(tmp_path):
 
     app = App(parse_config_dict({"storage": {"state_dir": str(tmp_path)}}), MemoryReactorClock())
     app.service = MultiService()
-    assert isinstance(component.setup(app), DiscoveryService)
+    assert isinstance(component.setup_discovery(app), DiscoveryService)
 
 
 def test_udev_unavailable_at_start_is_retried(make):

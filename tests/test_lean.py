@@ -166,7 +166,7 @@ service = makeService(options.subOptions)
 reactor.callWhenRunning(service.startService)
 reactor.callLater(0.5, reactor.stop)
 reactor.run()
-# A module camsvc.common.lazy deferred is in sys.modules before its body runs: not loaded.
+# A module camsvc.common.lazy deferred is in sys.modules before its body runs: not loaded yet.
 print(json.dumps(sorted(m for m, mod in sys.modules.items() if type(mod).__name__ != "_LazyModule")))
 """
 
@@ -174,8 +174,9 @@ print(json.dumps(sorted(m for m, mod in sys.modules.items() if type(mod).__name_
 #: "Memory: camsvc's own idle share"): twistd's plugin scan (every dropin's interfaces),
 #: PyYAML after the configuration is parsed, twisted.web.static (the system's MIME types)
 #: before a page or a download is asked for; with discovery.enabled false the discovery chain
-#: (camsvc.cameras.component's null object instead); the V4L2 bindings before a camera's
-#: controls are asked for (camsvc.cameras.controls imports them lazily).
+#: (camsvc.cameras.component's null object instead); camera controls and the V4L2 bindings
+#: before the first camera (camsvc.cameras.component.ControlsOnFirstUse); the snapshot code
+#: and the MP4 reader before the first snapshot or recording listing (camsvc.media.component).
 NOT_AT_IDLE = (
     "yaml",
     "_yaml",
@@ -195,6 +196,9 @@ NOT_AT_IDLE = (
     "camsvc.cameras.identity",
     "camsvc.cameras.v4l2",
     "camsvc.cameras.v4l2_controls",
+    "camsvc.cameras.controls",
+    "camsvc.media.snapshots",
+    "camsvc.media.mp4",
     "pyudev",
 )
 

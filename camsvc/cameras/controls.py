@@ -38,22 +38,15 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
+from camsvc.cameras import v4l2_controls as vc
 from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.common.errors import InvalidParams, InvalidState
-from camsvc.common.lazy import lazy_import
-
-if TYPE_CHECKING:
-    from camsvc.cameras import v4l2_controls as vc
-else:
-    # The V4L2 bindings (and camsvc.cameras.v4l2's ctypes structures) load with the first
-    # camera's controls: an idle camsvc without a camera never needs them.
-    vc = lazy_import("camsvc.cameras.v4l2_controls")
 
 log = Logger()
 
@@ -111,12 +104,12 @@ class ControlDevice:
         self,
         path: str,
         *,
-        ioctl: vc.IoctlFunc | None = None,
+        ioctl: vc.IoctlFunc = vc._default_ioctl,
         opener: Callable[[str, int], int] = os.open,
         closer: Callable[[int], None] = os.close,
     ) -> None:
         self.path = path
-        self.ioctl = ioctl or vc._default_ioctl
+        self.ioctl = ioctl
         self._closer = closer
         self._menus: vc.MenuCache = {}
         self.fd = opener(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -755,22 +748,3 @@ class CameraControls(Service):
         """One watch pass over the connected cameras (the first pass only takes a reference)."""
         for camera in self.cameras.connected():
             self._changed(camera)
-
-
-def setup(app: Any, settings: Any) -> CameraControls:
-    """Component entry point: the controls service (subscribed to the camera registry).
-
-    Created before MediaMTX in :func:`camsvc.tap.build`, so stored values are applied in
-    ``camera_added`` before the MediaMTX observer hears of the camera.
-    """
-    controls = CameraControls(
-        app.cameras,
-        settings,
-        app.clock,
-        app.hub.publish,
-        poll_interval=app.config.controls.poll_interval,
-    )
-    app.cameras.subscribe(controls)
-    controls.setServiceParent(app.service)
-    app.status_providers["controls"] = controls.status
-    return controls

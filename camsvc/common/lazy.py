@@ -1,10 +1,10 @@
 """Modules imported at their first use: :func:`lazy_import`.
 
-Owns the one way camsvc defers an import that an idle process never needs (the V4L2
-bindings until the first camera): :class:`importlib.util.LazyLoader`, whose module runs
-its body at the first attribute access.  A caller keeps a ``TYPE_CHECKING`` import of
-the same module next to the call, so type checkers and tests/test_layering.py see the
-dependency.
+Owns the one way camsvc defers an import that an idle process never needs (the MP4 reader
+until the first recording's duration, in camsvc.media.component):
+:class:`importlib.util.LazyLoader`, whose module runs its body at the first attribute
+access.  A caller keeps a ``TYPE_CHECKING`` import of the same module next to the call, so
+type checkers and tests/test_layering.py see the dependency.
 """
 
 from __future__ import annotations
