@@ -19,27 +19,14 @@ import pytest_twisted
 import treq
 from twisted.internet import reactor
 
-from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
+from tests.support.cameras import acme_camera as cam
 from tests.support.mediamtx_process import StandInProcess
 from tests.support.waiting import eventually
 
 KILLS = int(os.environ.get("FAULT_MEDIAMTX_KILLS", "100"))
 RELOADS = int(os.environ.get("FAULT_MEDIAMTX_RELOADS", "20"))
-CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
-
-
-def cam(n: int) -> Camera:
-    return Camera(
-        camera_id=f"camera{n}",
-        device=f"/dev/video{2 * n}",
-        status=CONNECTED,
-        name=f"Acme {n}",
-        links=(f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",),
-        capabilities=CAPS,
-        default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
-    )
 
 
 def config(tmp_path, api_url: str, rtsp_port: int, reconcile_interval: float = 30.0):

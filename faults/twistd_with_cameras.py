@@ -14,21 +14,7 @@ from __future__ import annotations
 import os
 
 from camsvc import tap
-from camsvc.cameras.registry import CONNECTED, Camera
-
-CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
-
-
-def camera(n: int) -> Camera:
-    return Camera(
-        camera_id=f"camera{n}",
-        device=f"/dev/video{2 * n}",
-        status=CONNECTED,
-        name=f"Acme {n}",
-        links=(f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",),
-        capabilities=CAPS,
-        default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
-    )
+from tests.support.cameras import acme_camera as camera
 
 
 def main() -> None:

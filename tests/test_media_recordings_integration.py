@@ -16,26 +16,13 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 
-from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.media import mp4
 from camsvc.tap import build
+from tests.support.cameras import acme_camera as cam
 from tests.support.waiting import eventually
 
-CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
 READER = f"{sys.executable} -m tests.support.standin_reader 127.0.0.1:{{rtsp_port}} {{camera_id}}"
-
-
-def cam(n: int = 0) -> Camera:
-    return Camera(
-        camera_id=f"camera{n}",
-        device=f"/dev/video{2 * n}",
-        status=CONNECTED,
-        name=f"Acme {n}",
-        links=(f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",),
-        capabilities=CAPS,
-        default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
-    )
 
 
 def make_config(tmp_path, standin, **recording):

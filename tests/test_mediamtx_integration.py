@@ -17,7 +17,6 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
-from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.mediamtx.client import (
     MediaMTXBadRequest,
@@ -30,24 +29,10 @@ from camsvc.mediamtx.client import (
 )
 from camsvc.mediamtx.desired import desired_path, differences
 from camsvc.tap import build
+from tests.support.cameras import acme_camera as cam
 from tests.support.logcapture import captured_logs
 from tests.support.server import free_port
 from tests.support.waiting import eventually as _eventually
-
-CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
-
-
-def cam(n: int) -> Camera:
-    return Camera(
-        camera_id=f"camera{n}",
-        device=f"/dev/video{2 * n}",
-        status=CONNECTED,
-        name=f"Acme {n}",
-        links=(f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",),
-        path=f"/dev/v4l/by-id/usb-Acme_{n}-video-index0",  # discovery's unique path
-        capabilities=CAPS,
-        default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
-    )
 
 
 async def eventually(predicate, timeout: float = 30.0, what: str = "condition"):

@@ -8,23 +8,10 @@ import treq
 from prometheus_client.parser import text_string_to_metric_families
 from twisted.internet import reactor
 
-from camsvc.cameras.registry import CONNECTED, Camera
 from camsvc.config import parse_config_dict
 from camsvc.tap import build
+from tests.support.cameras import acme_camera as camera
 from tests.support.waiting import eventually as _eventually
-
-CAPS = {"formats": [{"format": "MJPG", "sizes": [{"width": 640, "height": 480, "fps": [30]}]}]}
-
-
-def camera(n: int) -> Camera:
-    return Camera(
-        camera_id=f"camera{n}",
-        device=f"/dev/video{2 * n}",
-        status=CONNECTED,
-        name=f"Acme {n}",
-        capabilities=CAPS,
-        default={"format": "MJPG", "width": 640, "height": 480, "fps": 30},
-    )
 
 
 async def eventually(predicate, timeout: float = 10.0, what: str = "condition"):
