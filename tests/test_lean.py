@@ -286,3 +286,39 @@ def test_pyyaml_is_unloaded_after_parsing_unless_something_else_loaded_it(tmp_pa
     assert expected in out.stdout, out.stdout
     if "error" in out.stdout:
         assert out.stdout.strip().endswith("False")
+
+
+DISCOVERY_PROBE = """
+import sys
+from twisted.internet.testing import MemoryReactorClock
+from camsvc.cameras.discovery import DiscoveryService
+from camsvc.cameras.identity import IdentityStore
+from camsvc.cameras.registry import CameraRegistry
+from camsvc.config import parse_config_dict
+from camsvc.testing import FakeProber, FakeUdev, usb_camera
+
+reactor = MemoryReactorClock()
+registry = CameraRegistry(reactor)
+udev = FakeUdev([usb_camera(0, serial="A")] if sys.argv[2] == "camera" else [])
+svc = DiscoveryService(
+    registry, parse_config_dict({}).discovery, IdentityStore(sys.argv[1]), reactor, udev_factory=udev, prober=FakeProber()
+)
+svc.startService()
+module = sys.modules.get("camsvc.cameras.v4l2")
+print(svc.started, len(registry.cameras()), module is not None and type(module).__name__ != "_LazyModule")
+"""
+
+
+@pytest.mark.parametrize("devices, expected", [("none", "True 0 False"), ("camera", "True 1 True")])
+def test_discovery_loads_the_v4l2_binding_with_the_first_device(tmp_path, devices, expected):
+    """A camera box with nothing plugged does not load camsvc.cameras.v4l2 (0.2 MiB); the first
+    device's QUERYCAP does."""
+    out = subprocess.run(
+        [sys.executable, "-c", DISCOVERY_PROBE, str(tmp_path / "ids.json"), devices],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected
