@@ -1,9 +1,9 @@
 """Modules imported at their first use: :func:`lazy_import`.
 
 Owns the one way camsvc defers an import that an idle process never needs (the MP4 reader
-until the first recording's duration, in camsvc.media.component):
-:class:`importlib.util.LazyLoader`, whose module runs its body at the first attribute
-access.  A caller keeps a ``TYPE_CHECKING`` import of the same module next to the call, so
+until the first recording's duration, in camsvc.media.component; the V4L2 binding until the
+first device's QUERYCAP, in camsvc.cameras.discovery): :class:`importlib.util.LazyLoader`,
+whose module runs its body at the first attribute access.  A caller keeps a ``TYPE_CHECKING`` import of the same module next to the call, so
 type checkers and tests/test_layering.py see the dependency.
 """
 
