@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key
+from camsvc.cameras.identity import FILENAME, IdentityStore, fallback_key, identity_key, node_key
 from camsvc.testing import platform_camera, usb_camera
 
 
@@ -133,3 +133,17 @@ def test_a_failed_write_is_logged_and_retried(tmp_path):
     assert store.camera_id("k") == ("camera0", False)  # ids stay stable in memory
     store.path = str(tmp_path / FILENAME)
     assert store.flush() and not store.dirty
+
+
+def test_node_key_of_cameras_under_one_port_holds_no_node_number():
+    props = {"ID_PATH": "platform-vivid.0"}
+    four = node_key(props, 0, "platform:vivid-001", "/sys/devices/platform/vivid.0/video4linux/video4")
+    five = node_key(props, 0, "platform:vivid-001", "/sys/devices/platform/vivid.0/video4linux/video5")
+    assert four == five == "path:platform-vivid.0#bus:platform:vivid-001"
+    assert node_key(props, 0, "platform:vivid-000", "/x/video0") != four
+    assert (
+        node_key(props, 2, "platform:vivid-001", "/x/video6") == "path:platform-vivid.0#bus:platform:vivid-001#index2"
+    )
+    # nothing stable to tell them apart: the sysfs path is the last resort
+    assert node_key(props, 0, " ", "/x/video4") == "sys:/x/video4"
+    assert node_key({}, 0, "platform:vivid-001", "/x/video4") == "sys:/x/video4"

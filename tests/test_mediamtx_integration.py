@@ -187,12 +187,15 @@ async def test_stopped_mediamtx_degrades_then_recovers(camsvc, mediamtx_standin)
     assert (await camsvc.call("ping"))["result"] == "pong"
     err = (await camsvc.call("get_streams"))["error"]
     assert err["code"] == -32006 and "MediaMTX is unavailable" in err["message"]
-    assert err["data"]["reason"] == reason
+    # The reason is the latest failed request's (the health probe's, or a pass's on a loaded
+    # machine), so it may name another route than the first one; it always says why.
+    assert "unreachable" in err["data"]["reason"] and mediamtx_standin.url in err["data"]["reason"]
     status = (await camsvc.call("get_status"))["result"]
     assert status["status"] == "degraded"
     assert status["components"]["mediamtx"]["available"] is False
     downs = [p for m, p in camsvc.notes if m == "system_status_update"]
-    assert downs == [{"component": "mediamtx", "status": "down", "message": reason}]
+    assert [(p["component"], p["status"]) for p in downs] == [("mediamtx", "down")]  # one, however many failed
+    assert "unreachable" in downs[0]["message"] and mediamtx_standin.url in downs[0]["message"]
 
     await mediamtx_standin.start()
     await eventually(lambda: app.mediamtx.available, what="recovery")

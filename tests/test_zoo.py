@@ -280,6 +280,103 @@ def test_every_population_restarts_with_the_same_ids(bed, tmp_path, name):
     assert_unique_paths(again)
 
 
+def test_vivid_node_renumbered_keeps_its_camera_id(bed, tmp_path):
+    """A vivid instance unplugged while a program still held its node comes back on
+    another one (/dev/video4 -> /dev/video5, sysfs .../video5): same camera, same id,
+    also after a restart; the key holds no node number."""
+    b = bed(zoo.vivid_two_instances)
+    first, second = b.nodes
+    assert {cid: c.device for cid, c in b.cameras().items()} == {"camera0": "/dev/video0", "camera1": "/dev/video4"}
+    moved = zoo.renumbered(second, 5)
+    b.nodes.append(moved)
+    b.by_video[moved.devnode] = moved
+    for order in (("/dev/video0", "/dev/video5"), ("/dev/video5", "/dev/video0")):
+        b.unplug(
+            *[d for d in ("/dev/video0", "/dev/video4", "/dev/video5") if b.by_video[d].sys_path in b.udev.devices]
+        )
+        b.plug(*order)
+        assert b.table() == {
+            "camera0": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-000)"),
+            "camera1": ("/dev/video5", "/dev/video5", "vivid (platform:vivid-001)"),  # same name too
+        }
+    assert all("/video" not in c.key for c in b.cameras().values()), [c.key for c in b.cameras().values()]
+    b.unplug("/dev/video5")
+    b.plug("/dev/video4")  # and back on its old node
+    assert {cid: c.device for cid, c in b.cameras().items()} == {"camera0": "/dev/video0", "camera1": "/dev/video4"}
+    assert len(b.svc.identity) == 2
+    b.stop()
+    again = bed(zoo.vivid_two_instances, present=["/dev/video0"])
+    moved_again = zoo.renumbered(again.nodes[1], 5)
+    again.nodes.append(moved_again)
+    again.by_video[moved_again.devnode] = moved_again
+    again.plug("/dev/video5")
+    assert {cid: c.device for cid, c in again.cameras().items()} == {"camera0": "/dev/video0", "camera1": "/dev/video5"}
+
+
+def test_vivid_instances_that_swap_nodes_keep_their_ids(bed):
+    """Instance 0 back on instance 1's old node and the other way round (a held node
+    shifts the kernel's minors): each keeps its id, read from QUERYCAP again (an answer
+    remembered for the node would be the other camera's)."""
+    b = bed(zoo.vivid_two_instances)
+    first, second = b.nodes
+    swapped = [zoo.renumbered(first, 4), zoo.renumbered(second, 0)]
+    b.unplug("/dev/video0", "/dev/video4")
+    b.nodes[:] = swapped
+    b.by_video.update({n.devnode: n for n in swapped})
+    b.plug("/dev/video4", "/dev/video0")
+    assert b.table() == {
+        "camera0": ("/dev/video4", "/dev/video4", "vivid (platform:vivid-000)"),
+        "camera1": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-001)"),
+    }
+
+
+def test_vivid_map_with_node_keys_migrates_without_renumbering(bed, tmp_path):
+    """A map written before the rule (the two vivid instances keyed by sysfs path, node
+    number included): each entry moves to the port + bus_info key of its node, same id;
+    the node the kernel renumbers afterwards keeps it."""
+    old = {
+        "version": 1,
+        "next_number": 3,
+        "cameras": {
+            "camera1": {"key": "sys:/sys/devices/platform/vivid.0/video4linux/video0", "name": "vivid"},
+            "camera2": {"key": "sys:/sys/devices/platform/vivid.0/video4linux/video4", "name": "vivid"},
+        },
+        "shared_ports": ["path:platform-vivid.0"],
+    }
+    (tmp_path / FILENAME).write_text(json.dumps(old))
+    b = bed(zoo.vivid_two_instances)
+    assert {cid: c.device for cid, c in b.cameras().items()} == {"camera1": "/dev/video0", "camera2": "/dev/video4"}
+    b.stop()
+    saved = json.loads((tmp_path / FILENAME).read_text())
+    assert {cid: e["key"] for cid, e in saved["cameras"].items()} == {
+        "camera1": "path:platform-vivid.0#bus:platform:vivid-000",
+        "camera2": "path:platform-vivid.0#bus:platform:vivid-001",
+    }
+    assert saved["next_number"] == 3
+    again = bed(zoo.vivid_two_instances, present=["/dev/video0"])
+    moved = zoo.renumbered(again.nodes[1], 5)
+    again.nodes.append(moved)
+    again.by_video[moved.devnode] = moved
+    again.plug("/dev/video5")
+    assert {cid: c.device for cid, c in again.cameras().items()} == {"camera1": "/dev/video0", "camera2": "/dev/video5"}
+
+
+def test_cameras_under_one_port_without_bus_info_fall_back_to_their_nodes(bed):
+    """QUERYCAP told nothing apart (no bus_info): the sysfs path is the last resort."""
+
+    def blank():
+        nodes = zoo.vivid_two_instances()
+        for n in nodes:
+            n.bus_info = ""
+        return nodes
+
+    b = bed(blank)
+    assert {c.camera_id: c.key for c in b.cameras().values()} == {
+        "camera0": "sys:/sys/devices/platform/vivid.0/video4linux/video0",
+        "camera1": "sys:/sys/devices/platform/vivid.0/video4linux/video4",
+    }
+
+
 def test_elp_two_capture_nodes_are_two_cameras(bed):
     b = bed(zoo.elp_h264_two_capture_nodes)
     t = b.table()
@@ -328,14 +425,14 @@ def test_vivid_with_two_instances_gives_two_cameras_with_their_own_nodes(bed, tm
     nodes; the shared by-path name is used by neither, each publishes from its node."""
     b = bed(zoo.vivid_two_instances)
     assert b.table() == {
-        "camera0": ("/dev/video0", "/dev/video0", "vivid (/dev/video0)"),
-        "camera1": ("/dev/video4", "/dev/video4", "vivid (/dev/video4)"),
+        "camera0": ("/dev/video0", "/dev/video0", "vivid (platform:vivid-000)"),
+        "camera1": ("/dev/video4", "/dev/video4", "vivid (platform:vivid-001)"),
     }
     assert_unique_paths(b)
     keys = {c.camera_id: c.key for c in b.cameras().values()}
     assert keys == {
-        "camera0": "sys:/sys/devices/platform/vivid.0/video4linux/video0",
-        "camera1": "sys:/sys/devices/platform/vivid.0/video4linux/video4",
+        "camera0": "path:platform-vivid.0#bus:platform:vivid-000",  # port + QUERYCAP bus_info, no node number
+        "camera1": "path:platform-vivid.0#bus:platform:vivid-001",
     }
     b.unplug("/dev/video0", "/dev/video4")  # unbind: both go
     b.plug("/dev/video4", "/dev/video0")  # bind: udev may report them in any order

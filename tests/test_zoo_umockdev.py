@@ -132,3 +132,48 @@ def test_population_on_umockdev(tmp_path, name):
             assert "Traceback" not in svc.log()
     finally:
         standin.stop()
+
+
+def test_vivid_node_renumbered_on_umockdev_keeps_its_camera_id(tmp_path):
+    """vivid n_devs=2 unbound while a program still holds the second instance's node:
+    bound again, that instance comes back on another node and sysfs name (/dev/video4 ->
+    /dev/video5, the kernel frees a minor only at the last close), same properties and
+    QUERYCAP.  Same camera id, on the node it is on now; also when the two come back on
+    each other's nodes (QUERYCAP's bus_info tells them apart); and back on the old ones."""
+    nodes = zoo.vivid_two_instances()
+    (before,) = zoo.bed_plugs(nodes)
+    (after,) = zoo.bed_plugs([nodes[0], zoo.renumbered(nodes[1], 5)])
+    (swapped,) = zoo.bed_plugs([zoo.renumbered(nodes[0], 4), zoo.renumbered(nodes[1], 0)])
+    with Testbed() as bed:
+        bed.add_zoo(before)
+        svc = ServiceProcess(
+            tmp_path / "camsvc",
+            {"discovery": {"enabled": True, "debounce": 0.2, "probe_timeout": PROBE_TIMEOUT}},
+            env=bed.env(),
+            wait_ready=True,
+        ).start()
+        try:
+            with RpcClient(svc.url) as client:
+
+                def devices():
+                    return {cid: device for cid, (device, _, _) in listing(client).items()}
+
+                want = {"camera0": "/dev/video0", "camera1": "/dev/video4"}
+                wait_for(lambda: devices() == want, f"{want}")
+                for plug, want in (
+                    (after, {"camera0": "/dev/video0", "camera1": "/dev/video5"}),
+                    (swapped, {"camera0": "/dev/video4", "camera1": "/dev/video0"}),  # each on the other's node
+                    (before, {"camera0": "/dev/video0", "camera1": "/dev/video4"}),
+                ):
+                    bed.remove(before["name"])
+                    wait_for(lambda: devices() == {}, "all DISCONNECTED")
+                    bed.add_zoo(plug)
+                    try:
+                        wait_for(lambda w=want: devices() == w, f"{want}", timeout=30)
+                    except AssertionError:
+                        raise AssertionError(f"want {want}, got {devices()}") from None
+                ids = {c["camera_id"] for c in client.call("get_camera_list")["cameras"]}
+                assert ids == {"camera0", "camera1"}  # no id burnt on the renumbered node
+        finally:
+            svc.stop_cleanly()
+        assert "Traceback" not in svc.log()

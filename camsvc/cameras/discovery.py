@@ -51,7 +51,7 @@ from twisted.internet.defer import CancelledError, Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from camsvc.cameras.identity import FILENAME, IdentityStore, port_key, serial_key, usable_serial
+from camsvc.cameras.identity import FILENAME, IdentityStore, node_key, port_key, serial_key, usable_serial
 from camsvc.cameras.presence import Node, display_names, unique_paths
 from camsvc.cameras.probing import MAX_CONCURRENT, ProbeFailed, ProcessProber
 from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
@@ -337,6 +337,7 @@ class DiscoveryService(Service):
             same = node.device.device_node == devnode and node.key in (
                 serial_key(props, index),
                 port_key(props, devnode, index),
+                node_key(props, index, getattr(node.info, "bus_info", "") or "", sys_path),
                 f"sys:{sys_path}",
             )
             if not same:
@@ -356,7 +357,8 @@ class DiscoveryService(Service):
         """(still there, QUERYCAP or None) for a candidate node.
 
         Remembered per node and udev identity (node, card, ID_SERIAL, links): a camera
-        replugged on the same port answers the same, and the ioctl is skipped.  Also
+        replugged on the same port answers the same, and the ioctl is skipped (not
+        under a port shared by several cameras: :meth:`_shared_port`).  Also
         remembered per USB model and node (:func:`model_key`): what QUERYCAP says
         (driver, card, capabilities) is the same for every node of one model, interface
         and node index under one running kernel, so a second camera of a model, or a
@@ -368,7 +370,7 @@ class DiscoveryService(Service):
         props = device.properties
         signature = (device.device_node, props.get("ID_V4L_PRODUCT"), props.get("ID_SERIAL"), props.get("DEVLINKS"))
         known = self._caps_cache.get(device.sys_path)
-        if known is not None and known[0] == signature:
+        if known is not None and known[0] == signature and not self._shared_port(device):
             return True, known[1]
         model = model_key(device)
         info = self._model_caps.get(model) if model is not None else None
@@ -393,6 +395,13 @@ class DiscoveryService(Service):
             log.failure("QUERYCAP of {device} failed; going by udev", device=device.describe())
         return True, None
 
+    def _shared_port(self, device: UdevDevice) -> bool:
+        """Several cameras under this node's port (``vivid n_devs=2``): udev's view of them
+        is the same, only QUERYCAP's ``bus_info`` tells which one is on this node now (a
+        held node shifts the kernel's minors: one may come back on the other's old node),
+        so their answers are never reused."""
+        return port_key(device.properties, device.device_node, device.index) in self.identity.shared_ports
+
     def _remember_caps(self, sys_path: str, signature: tuple, info: Any) -> None:
         if len(self._caps_cache) >= CAPS_CACHE_SIZE:
             del self._caps_cache[next(iter(self._caps_cache))]
@@ -407,7 +416,7 @@ class DiscoveryService(Service):
             self._rejected.add(device.sys_path)
             log.info("{device} is not a camera: {why}", device=device.describe(), why=why)
             return
-        key = self._key_for(device)
+        key = self._key_for(device, info)
         camera_id, new = self.identity.camera_id(key, device.name)
         if new:
             self._schedule_flush()
@@ -432,8 +441,9 @@ class DiscoveryService(Service):
             new=", new id" if new else "",
         )
 
-    def _key_for(self, device: UdevDevice) -> str:
-        """The identity key of a new node: its serial only while that tells cameras apart."""
+    def _key_for(self, device: UdevDevice, info: Any = None) -> str:
+        """The identity key of a new node: its serial only while that tells cameras apart;
+        else its port; several cameras under one port by port and bus (:meth:`_node_key`)."""
         props, devnode, index, sys_path = device.properties, device.device_node, device.index, device.sys_path
         port = port_key(props, devnode, index)
         serial = usable_serial(props)
@@ -449,11 +459,11 @@ class DiscoveryService(Service):
             elif key is not None:
                 self._unshare(serial, key, holder)
         if port in self.identity.shared_ports:
-            return f"sys:{sys_path}"
+            return self._node_key(device, info)
         holder = self._key_holders.get(port)
         if holder is not None and holder != sys_path:
             self._unshare_port(port, holder)
-            return f"sys:{sys_path}"
+            return self._node_key(device, info)
         legacy = serial_key(props, index)
         if (
             legacy is not None
@@ -471,6 +481,36 @@ class DiscoveryService(Service):
                 new=port,
             )
         return port
+
+    def _free_node_key(self, device: UdevDevice, info: Any) -> str:
+        """:func:`node_key` unless another present node holds it (QUERYCAP told them
+        apart by no ``bus_info``): then the sysfs path."""
+        key = node_key(device.properties, device.index, getattr(info, "bus_info", "") or "", device.sys_path)
+        holder = self._key_holders.get(key)
+        if holder is not None and holder != device.sys_path:
+            return f"sys:{device.sys_path}"
+        return key
+
+    def _node_key(self, device: UdevDevice, info: Any) -> str:
+        """The key of a node under a port shared by several cameras; an older map's
+        ``sys:<sysfs path>`` entry of this very node moves to it (its id was right)."""
+        key = self._free_node_key(device, info)
+        legacy = f"sys:{device.sys_path}"
+        if (
+            key != legacy
+            and self.identity.get(key) is None
+            and self.identity.get(legacy) is not None
+            and legacy not in self._key_holders
+        ):
+            camera_id = self.identity.rekey(legacy, key)
+            self._schedule_flush()
+            log.info(
+                "Camera {camera_id}: identity {old} becomes {new} (no node number in it)",
+                camera_id=camera_id,
+                old=legacy,
+                new=key,
+            )
+        return key
 
     def _unshare(self, serial: str, key: str, holder: str) -> None:
         """Two present cameras report ``serial``: from now on (and across restarts) it
@@ -496,14 +536,15 @@ class DiscoveryService(Service):
 
     def _unshare_port(self, port: str, holder: str) -> None:
         """Two present nodes have the same port key (several cameras under one platform
-        device): from now on each is keyed by its sysfs path, in any plug order; the one
-        that had the port key keeps its id."""
+        device): from now on each is keyed by port and QUERYCAP bus_info
+        (:func:`~camsvc.cameras.identity.node_key`), in any plug order; the one that had
+        the port key keeps its id."""
         self.identity.mark_port_shared(port)
-        new = f"sys:{holder}"
+        other = self._nodes[holder]
+        new = self._free_node_key(other.device, other.info)
         self.identity.rekey(port, new)
         del self._key_holders[port]
         self._key_holders[new] = holder
-        other = self._nodes[holder]
         other.key = new
         self._schedule_flush()
         log.warn(

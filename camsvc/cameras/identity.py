@@ -23,7 +23,10 @@ This module owns two things:
   ``shared_serials`` (optional) lists serials seen on two cameras at once: they
   identify no camera from then on (:meth:`IdentityStore.mark_shared`);
   ``shared_ports`` port keys seen on two nodes at once (several cameras under one
-  platform device): those cameras are keyed ``sys:<sysfs path>``.
+  platform device): those cameras are keyed by port and QUERYCAP ``bus_info``
+  (:func:`node_key`, never by the node number: a node the kernel renumbers keeps its
+  camera), ``sys:<sysfs path>`` only when QUERYCAP gave no ``bus_info`` (older maps
+  used it always: such an entry moves to the new key when its node is seen).
 
   Ids are never reused for another key: ``next_number`` only grows, even when an
   operator deletes an entry.  Writes are atomic (temp file, fsync, rename, fsync of
@@ -120,6 +123,20 @@ def port_key(properties: Mapping[str, str], devnode: str | None, index: int = 0)
     if properties.get("ID_PATH"):
         return _indexed(f"path:{properties['ID_PATH']}", index)
     return f"node:{devnode or '?'}"
+
+
+def node_key(properties: Mapping[str, str], index: int, bus_info: str, sys_path: str) -> str:
+    """The key of one of several cameras under one port (``vivid n_devs=2``: two V4L2
+    devices under the platform device ``vivid.0``, same ``ID_PATH``, both index 0):
+    ``path:<ID_PATH>#bus:<bus_info>[#index<N>]`` from the node's QUERYCAP ``bus_info``
+    (names the V4L2 device: ``platform:vivid-001``; a USB camera's is its port), which
+    stays the same when the kernel gives the node another number; ``sys:<sysfs path>``
+    (holds the node number) only without an ``ID_PATH`` or a ``bus_info``."""
+    id_path = properties.get("ID_PATH")
+    bus = (bus_info or "").strip()
+    if id_path and bus:
+        return _indexed(f"path:{id_path}#bus:{bus}", index)
+    return f"sys:{sys_path}"
 
 
 def identity_key(

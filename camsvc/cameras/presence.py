@@ -19,7 +19,9 @@ identity key and QUERYCAP) and two rules over the whole present set:
   IR functions: "Logitech BRIO") get the least specific place that tells them
   apart appended: the USB port (``HD Pro Webcam C920 (usb 1.2)``), port and
   interface (``Logitech BRIO (usb 1.1.4.1, interface 2)``), the whole ID_PATH (two
-  C270 on port 1 of two host controllers), the node.
+  C270 on port 1 of two host controllers), QUERYCAP's ``bus_info`` (several V4L2
+  devices under one platform device: ``vivid (platform:vivid-001)``, the same when the
+  kernel renumbers the node), the node.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ _USB_PORT = re.compile(r"-usb(?:v2)?-\d+:([\d.]+):\d+\.(\d+)$")
 
 def _labels(node: Node) -> list[str]:
     """Ever more specific place names for a node: the USB port; port and interface;
-    the whole ID_PATH; ID_PATH and node index; the node."""
+    the whole ID_PATH; ID_PATH and node index; QUERYCAP bus_info; the node."""
     device = node.device
     id_path = device.properties.get("ID_PATH", "")
     interface = device.properties.get("ID_USB_INTERFACE_NUM", "")
@@ -112,6 +114,9 @@ def _labels(node: Node) -> list[str]:
         labels += [f"usb {match.group(1)}", f"usb {match.group(1)}, interface {iface}"]
     if id_path:
         labels += [id_path, f"{id_path}, index {device.index}"]
+        bus = (getattr(node.info, "bus_info", "") or "").strip()
+        if bus:  # several V4L2 devices under one port (vivid n_devs=2): platform:vivid-001
+            labels.append(f"{bus}, index {device.index}" if device.index else bus)
     labels.append(devnode)
     return labels
 

@@ -19,7 +19,7 @@ tests/test_zoo.py replays every population (and replugs in every order).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from camsvc.cameras.udev import UdevDevice
 from camsvc.cameras.v4l2 import DeviceInfo
@@ -499,9 +499,22 @@ def vivid_two_instances() -> list[ZooNode]:
             id_path="platform-vivid.0",
         )
         node.properties["ID_V4L_CAPABILITIES"] = ":capture:video_overlay:tuner:"  # vm-camera.md
+        node.bus_info = f"platform:vivid-{len(nodes):03d}"  # vivid: "platform:" + v4l2_dev name "vivid-%03d"
         node.formats = YUYV_MJPG
         nodes.append(node)
     return nodes
+
+
+def renumbered(node: ZooNode, video: int) -> ZooNode:
+    """``node`` back on ``/dev/video<video>`` (the kernel frees a minor only at the last
+    close: a camera replugged while a program still holds its node comes back on another
+    one): same device, properties and QUERYCAP answer, another node number and sysfs name."""
+    new = f"/dev/video{video}"
+    sys_path = f"{node.sys_path.rsplit('/', 1)[0]}/video{video}"
+    props = dict(node.properties)
+    props["DEVNAME"] = new
+    props["DEVPATH"] = sys_path[len("/sys") :]
+    return replace(node, sys_path=sys_path, devnode=new, properties=props)
 
 
 POPULATIONS = {
