@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from twisted.web.resource import Resource
 
     from camsvc.api.cameras import CameraNotifier
+    from camsvc.cameras.component import ControlsOnFirstUse, DisabledDiscovery
     from camsvc.cameras.controls import CameraControls
     from camsvc.cameras.discovery import DiscoveryService
     from camsvc.cameras.registry import Camera
@@ -91,11 +92,11 @@ class App:
     #: Stored control values and stream settings per camera id (camera-settings.json).
     camera_settings: CameraSettings | None = None
     #: V4L2 controls of the cameras (re-applies stored values on plug).
-    controls: CameraControls | None = None
+    controls: ControlsOnFirstUse | CameraControls | None = None
     #: Which encoders ffmpeg offers (for stream settings; probed on first use).
     encoders: EncoderProbe | None = None
     mediamtx: MediaMTX | DisabledMediaMTX | None = None
-    discovery: DiscoveryService | None = None
+    discovery: DiscoveryService | DisabledDiscovery | None = None
     media: Media | None = None
     recordings: Recordings | None = None
     camera_notifier: CameraNotifier | None = None

@@ -129,7 +129,7 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     from camsvc.api.http_files import protected_files
     from camsvc.app import App
     from camsvc.auth.http import protect
-    from camsvc.cameras import controls, discovery
+    from camsvc.cameras import component as camera_components
     from camsvc.cameras.settings import FILENAME as SETTINGS_FILE
     from camsvc.cameras.settings import CameraSettings
     from camsvc.cameras.stream_settings import EncoderProbe
@@ -156,10 +156,12 @@ def build(config: Config, reactor: Any, *, root: MultiService | None = None) -> 
     # -- components (core) --------------------------------------------------------------
     app.camera_settings = CameraSettings(os.path.join(config.storage.state_dir, SETTINGS_FILE), app.clock)
     # Before MediaMTX: a plugged camera gets its stored controls before its path exists.
-    app.controls = controls.setup(app, app.camera_settings)
+    # CameraControls (and the V4L2 bindings) made at the first camera or control call.
+    app.controls = camera_components.setup_controls(app, app.camera_settings)
     app.encoders = EncoderProbe(reactor)
     app.mediamtx = mediamtx.setup(app, stream_settings=app.camera_settings.stream)
-    app.discovery = discovery.setup(app)
+    # Without discovery.enabled its null object: the discovery chain stays unimported.
+    app.discovery = camera_components.setup_discovery(app)
 
     def republish(camera: Any) -> None:  # a camera's recording state changed
         if app.camera_notifier is not None:

@@ -290,3 +290,37 @@ def test_a_stored_value_the_camera_no_longer_takes_is_skipped(cenv, tmp_path):
     again = cenv([cam], node=FakeControlDevice(table))
     assert again.node.values[0x00980901] == 10 and again.node.values[BRIGHTNESS] == 128
     assert again.app.controls.stats["applied"] == 1
+
+
+def test_camera_controls_are_made_at_the_first_camera_and_answer_as_made_before(cenv):
+    """app.controls is camsvc.cameras.component.ControlsOnFirstUse: without a camera nothing of
+    CameraControls runs and get_status reports an empty component; the first camera makes it
+    (with the injected node) and its stored values are applied as before."""
+    from camsvc.cameras.component import ControlsOnFirstUse
+    from camsvc.cameras.controls import CameraControls
+
+    cam = usb_camera(0, serial="S1")
+    e = cenv([])
+    assert isinstance(e.app.controls, ControlsOnFirstUse) and e.app.controls.component is None
+    empty = CameraControls(e.app.cameras, e.app.camera_settings, e.reactor, lambda *a: None)
+    assert e.app.status_providers["controls"]() == empty.status()
+    assert e.error("get_camera_controls", {"device": "camera9"})["code"] == -32004
+    e.udev.add(cam)
+    e.deliver()
+    e.reactor.advance(1)
+    made = e.app.controls.component
+    assert isinstance(made, CameraControls) and made.open_device == e.node.open
+    e.result("set_camera_controls", {"device": "camera0", "controls": {"brightness": 200}})
+    assert e.app.status_providers["controls"]() == made.status() and made.status()["open_devices"] == 1
+    assert e.app.controls.stats is made.stats
+
+
+def test_stopping_before_any_camera_flushes_pending_camera_settings(cenv, tmp_path):
+    e = cenv([])
+    e.app.camera_settings.store_stream("camera0", {"fps": 15})
+    assert e.app.camera_settings.pending and e.app.controls.component is None
+    e.app.controls.startService()
+    e.app.controls.stopService()
+    assert not e.app.camera_settings.pending
+    assert json.loads((tmp_path / FILENAME).read_text())["cameras"]["camera0"]["stream"] == {"fps": 15}
+    assert e.app.controls.component is None

@@ -140,3 +140,31 @@ def test_forwarded_for_is_believed_only_from_trusted_proxies():
     assert client_address("10.0.0.1", " , ", proxies) == "10.0.0.1"
     # garbage is not an address of a proxy: it is taken as the client, truncated
     assert client_address("10.0.0.1", "x" * 500, proxies) == "x" * 64
+
+
+def test_lazy_import_runs_the_module_body_at_its_first_attribute_access(tmp_path, monkeypatch):
+    from unittest import mock
+
+    from camsvc.common.lazy import lazy_import
+
+    package = tmp_path / "lazypkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "heavy.py").write_text("import sys\nsys.modules['lazypkg'].ran += 1\nVALUE = 42\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    for name in ("lazypkg", "lazypkg.heavy"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    import lazypkg
+
+    lazypkg.ran = 0
+    heavy = lazy_import("lazypkg.heavy")
+    assert lazypkg.ran == 0 and sys.modules["lazypkg.heavy"] is heavy
+    import lazypkg.heavy as again  # the same module (3.12+ runs its body here, 3.10 at first use)
+
+    assert again is heavy
+    assert heavy.VALUE == 42 and lazypkg.ran == 1  # the body ran once
+    assert lazy_import("lazypkg.heavy") is heavy and lazypkg.ran == 1
+    with mock.patch("lazypkg.heavy.VALUE", 7):
+        assert heavy.VALUE == 7
+    with pytest.raises(ModuleNotFoundError):
+        lazy_import("lazypkg.missing")

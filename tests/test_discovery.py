@@ -534,6 +534,42 @@ def test_disabled_discovery_is_ready_with_no_cameras(make):
     h.stop()
 
 
+def test_null_discovery_reports_what_the_disabled_service_reports(make, tmp_path):
+    """discovery.enabled: false builds camsvc.cameras.component's null object (the discovery
+    chain stays unimported): its readiness, status, probes and forget answer as the real
+    service does when disabled."""
+    from twisted.application.service import MultiService
+
+    from camsvc.app import App
+    from camsvc.cameras import component
+
+    h = make([usb_camera(0, serial="A")], enabled=False).start()
+    config = parse_config_dict({"discovery": {"enabled": False}, "storage": {"state_dir": str(tmp_path)}})
+    app = App(config, MemoryReactorClock())
+    app.service = MultiService()
+    null = component.setup_discovery(app)
+    assert isinstance(null, component.DisabledDiscovery) and null.parent is app.service
+    assert not app.health.is_ok("discovery")  # required at build, ok once started
+    null.startService()
+    assert app.health.report()["checks"]["discovery"]["ok"] is True
+    assert app.status_providers["discovery"]() == h.svc.status()
+    assert null.when_probed("camera0") is None is h.svc.when_probed("camera0")
+    assert null.forget("camera0") is False is h.svc.forget("camera0")
+    null.stopService()
+    h.stop()
+
+
+def test_enabled_discovery_is_the_real_service(tmp_path):
+    from twisted.application.service import MultiService
+
+    from camsvc.app import App
+    from camsvc.cameras import component
+
+    app = App(parse_config_dict({"storage": {"state_dir": str(tmp_path)}}), MemoryReactorClock())
+    app.service = MultiService()
+    assert isinstance(component.setup_discovery(app), DiscoveryService)
+
+
 def test_udev_unavailable_at_start_is_retried(make):
     h = make([usb_camera(0, serial="A")])
     h.udev.fail_enumerate = OSError(errno.ENOENT, "no /sys")

@@ -166,13 +166,17 @@ service = makeService(options.subOptions)
 reactor.callWhenRunning(service.startService)
 reactor.callLater(0.5, reactor.stop)
 reactor.run()
-print(json.dumps(sorted(sys.modules)))
+# A module camsvc.common.lazy deferred is in sys.modules before its body runs: not loaded yet.
+print(json.dumps(sorted(m for m, mod in sys.modules.items() if type(mod).__name__ != "_LazyModule")))
 """
 
 #: What an idle camsvc started as the unit starts it does not load (docs/performance.md,
 #: "Memory: camsvc's own idle share"): twistd's plugin scan (every dropin's interfaces),
 #: PyYAML after the configuration is parsed, twisted.web.static (the system's MIME types)
-#: before a page or a download is asked for.
+#: before a page or a download is asked for; with discovery.enabled false the discovery chain
+#: (camsvc.cameras.component's null object instead); camera controls and the V4L2 bindings
+#: before the first camera (camsvc.cameras.component.ControlsOnFirstUse); the snapshot code
+#: and the MP4 reader before the first snapshot or recording listing (camsvc.media.component).
 NOT_AT_IDLE = (
     "yaml",
     "_yaml",
@@ -183,6 +187,19 @@ NOT_AT_IDLE = (
     "twisted.web.static",
     "mimetypes",
     "twisted.internet.utils",
+    "camsvc.cameras.discovery",
+    "camsvc.cameras.udev",
+    "camsvc.cameras.probing",
+    "camsvc.cameras.selection",
+    "camsvc.cameras.presence",
+    "camsvc.cameras.scheduling",
+    "camsvc.cameras.identity",
+    "camsvc.cameras.v4l2",
+    "camsvc.cameras.v4l2_controls",
+    "camsvc.cameras.controls",
+    "camsvc.media.snapshots",
+    "camsvc.media.mp4",
+    "pyudev",
 )
 
 
@@ -269,3 +286,39 @@ def test_pyyaml_is_unloaded_after_parsing_unless_something_else_loaded_it(tmp_pa
     assert expected in out.stdout, out.stdout
     if "error" in out.stdout:
         assert out.stdout.strip().endswith("False")
+
+
+DISCOVERY_PROBE = """
+import sys
+from twisted.internet.testing import MemoryReactorClock
+from camsvc.cameras.discovery import DiscoveryService
+from camsvc.cameras.identity import IdentityStore
+from camsvc.cameras.registry import CameraRegistry
+from camsvc.config import parse_config_dict
+from camsvc.testing import FakeProber, FakeUdev, usb_camera
+
+reactor = MemoryReactorClock()
+registry = CameraRegistry(reactor)
+udev = FakeUdev([usb_camera(0, serial="A")] if sys.argv[2] == "camera" else [])
+svc = DiscoveryService(
+    registry, parse_config_dict({}).discovery, IdentityStore(sys.argv[1]), reactor, udev_factory=udev, prober=FakeProber()
+)
+svc.startService()
+module = sys.modules.get("camsvc.cameras.v4l2")
+print(svc.started, len(registry.cameras()), module is not None and type(module).__name__ != "_LazyModule")
+"""
+
+
+@pytest.mark.parametrize("devices, expected", [("none", "True 0 False"), ("camera", "True 1 True")])
+def test_discovery_loads_the_v4l2_binding_with_the_first_device(tmp_path, devices, expected):
+    """A camera box with nothing plugged does not load camsvc.cameras.v4l2 (0.2 MiB); the first
+    device's QUERYCAP does."""
+    out = subprocess.run(
+        [sys.executable, "-c", DISCOVERY_PROBE, str(tmp_path / "ids.json"), devices],
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == expected

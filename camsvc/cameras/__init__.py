@@ -5,7 +5,8 @@ observers), udev discovery (:mod:`.discovery`; reading udev in :mod:`.udev`, whi
 nodes are cameras in :mod:`.selection`, the present set in :mod:`.presence`,
 probe scheduling in :mod:`.scheduling`), stable ids (:mod:`.identity`,
 ``camera-ids.json``), capability probing in a child process
-(:mod:`.probing`) and the V4L2 ioctl binding (:mod:`.v4l2`).
+(:mod:`.probing`), the V4L2 ioctl binding (:mod:`.v4l2`) and the entry points that keep
+an idle camsvc from loading camera code it does not run (:mod:`.component`).
 
 May import: :mod:`camsvc.common`, :mod:`camsvc.config`.  Knows nothing of
 WebSockets, HTTP, JSON-RPC sessions, MediaMTX or media.

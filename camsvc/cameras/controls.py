@@ -748,22 +748,3 @@ class CameraControls(Service):
         """One watch pass over the connected cameras (the first pass only takes a reference)."""
         for camera in self.cameras.connected():
             self._changed(camera)
-
-
-def setup(app: Any, settings: Any) -> CameraControls:
-    """Component entry point: the controls service (subscribed to the camera registry).
-
-    Created before MediaMTX in :func:`camsvc.tap.build`, so stored values are applied in
-    ``camera_added`` before the MediaMTX observer hears of the camera.
-    """
-    controls = CameraControls(
-        app.cameras,
-        settings,
-        app.clock,
-        app.hub.publish,
-        poll_interval=app.config.controls.poll_interval,
-    )
-    app.cameras.subscribe(controls)
-    controls.setServiceParent(app.service)
-    app.status_providers["controls"] = controls.status
-    return controls

@@ -44,7 +44,7 @@ import errno
 import os
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.application.service import Service
 from twisted.internet.defer import CancelledError, Deferred
@@ -58,9 +58,16 @@ from camsvc.cameras.registry import CONNECTED, DISCONNECTED, ERROR, Camera
 from camsvc.cameras.scheduling import PROBE_START_DELAY, VANISHED_RETRY_DELAY, ProbeState
 from camsvc.cameras.selection import decide, node_number, udev_capture
 from camsvc.cameras.udev import MAX_DISCARD, MAX_EVENTS_PER_READ, SUBSYSTEM, MonitorReader, PyudevBackend, UdevDevice
-from camsvc.cameras.v4l2 import DeviceInfo, ProbeError
 from camsvc.common.clocks import steady
+from camsvc.common.lazy import lazy_import
 from camsvc.common.writer import BackgroundWriter
+
+if TYPE_CHECKING:
+    from camsvc.cameras import v4l2
+else:
+    # The V4L2 binding (0.2 MiB of ctypes structures and code) loads with the first device's
+    # QUERYCAP (the udev backend imports it then): a camera box with nothing plugged is spared it.
+    v4l2 = lazy_import("camsvc.cameras.v4l2")
 
 log = Logger()
 
@@ -377,9 +384,9 @@ class DiscoveryService(Service):
             if model is not None and info is not None:
                 if len(self._model_caps) >= CAPS_CACHE_SIZE:
                     del self._model_caps[next(iter(self._model_caps))]
-                self._model_caps[model] = replace(info, bus_info="") if isinstance(info, DeviceInfo) else info
+                self._model_caps[model] = replace(info, bus_info="") if isinstance(info, v4l2.DeviceInfo) else info
             return True, info
-        except ProbeError as exc:
+        except v4l2.ProbeError as exc:
             if exc.reason == "vanished":
                 log.debug("{device} vanished before QUERYCAP", device=device.describe())
                 return False, None

@@ -15,7 +15,8 @@ Submodules: :mod:`.files` (names, lookups, listing), :mod:`.mp4` (durations),
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from twisted.application.service import Service
@@ -23,13 +24,20 @@ from twisted.logger import Logger
 
 from camsvc.common.errors import InvalidState
 from camsvc.common.hosts import valid_host_header
+from camsvc.common.lazy import lazy_import
 from camsvc.common.timefmt import iso
-from camsvc.media import mp4
 from camsvc.media.files import FileStore, MediaFile
 from camsvc.media.process import ProcessGroup
 from camsvc.media.recordings import Recordings
-from camsvc.media.snapshots import Snapshotter
 from camsvc.media.storage import OK, Retention, StorageMonitor
+
+if TYPE_CHECKING:
+    from camsvc.media import mp4
+    from camsvc.media.snapshots import Snapshotter
+else:
+    # What an idle camsvc never runs loads at first use: the MP4 reader with the first
+    # recording's duration, the snapshot code with the first snapshot (Media.snapshots).
+    mp4 = lazy_import("camsvc.media.mp4")
 
 log = Logger()
 
@@ -71,7 +79,7 @@ class Media:
         config = app.config
         self.config = config
         self.store = FileStore(
-            config.storage.recordings_dir, config.storage.snapshots_dir, duration_reader=mp4.duration
+            config.storage.recordings_dir, config.storage.snapshots_dir, duration_reader=lambda path: mp4.duration(path)
         )
         self.processes = ProcessGroup(app.reactor, app.clock)
         self.storage = StorageMonitor(self.store, config.storage, app.clock, app.hub.publish)
@@ -84,19 +92,25 @@ class Media:
             protected=lambda: self.protected(),
             on_deleted=app.metrics.retention_deleted,
         )
-        self.snapshots = Snapshotter(
-            processes=self.processes,
-            store=self.store,
-            clock=app.clock,
-            cameras=app.cameras,
-            config=config,
-            path_ready=lambda camera_id: self.path_ready(camera_id),
-            require_space=self.storage.require_space,
-            observe=app.metrics.snapshot,
-        )
         self.sign_download = sign_download
         self.recordings: Recordings | None = None
         self.storage.listeners.append(self._storage_changed)
+
+    @cached_property
+    def snapshots(self) -> Snapshotter:
+        """The :class:`~camsvc.media.snapshots.Snapshotter`, made at the first snapshot."""
+        from camsvc.media.snapshots import Snapshotter
+
+        return Snapshotter(
+            processes=self.processes,
+            store=self.store,
+            clock=self.app.clock,
+            cameras=self.app.cameras,
+            config=self.config,
+            path_ready=lambda camera_id: self.path_ready(camera_id),
+            require_space=self.storage.require_space,
+            observe=self.app.metrics.snapshot,
+        )
 
     # -- hooks with defaults ---------------------------------------------------------
 
