@@ -13,6 +13,36 @@ from camsvc.config import parse_config_dict
 from camsvc.ops.lean import tls_needed
 from tests.support.server import ROOT
 
+
+def run_probe(*args: str, cwd=None) -> str:
+    """``python -c``/``-m`` ``args`` in a fresh interpreter with camsvc importable: its stdout
+    (the probes print their finding last); a failed probe fails the test with its stderr."""
+    out = subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+def last_line(stdout: str) -> str:
+    return stdout.strip().splitlines()[-1]
+
+
+def service_config(tmp_path, server: str, extra: str = "discovery: {enabled: false}\nmediamtx: {enabled: false}\n"):
+    """A camsvc configuration in ``tmp_path`` (no auth, storage in ``tmp_path``)."""
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"server: {{{server}}}\nauth: {{required: false}}\n"
+        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n" + extra
+    )
+    return config
+
+
 # The service's own start path (``python3 -m camsvc``): twistd's plugin scan would regenerate
 # dropin.cache on a fresh tree and import every plugin, pyOpenSSL's users among them.
 PROBE = """
@@ -36,22 +66,9 @@ print("OpenSSL" in sys.modules)
     ],
 )
 def test_tls_stack_loaded_only_when_needed(tmp_path, extra, loaded):
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "server: {host: 127.0.0.1, port: 8002}\nauth: {required: false}\n"
-        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
-        "discovery: {enabled: false}\n" + extra
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", PROBE, str(config)],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == str(loaded)
+    config = service_config(tmp_path, "host: 127.0.0.1, port: 8002", "discovery: {enabled: false}\n" + extra)
+    stdout = run_probe("-c", PROBE, str(config), cwd=tmp_path)
+    assert last_line(stdout) == str(loaded)
 
 
 def test_tls_needed():
@@ -74,15 +91,8 @@ def test_trim_heap_returns_freed_heap_to_the_kernel():
         "assert trim_heap()\n"
         "print(before - rss())\n"
     )
-    out = subprocess.run(
-        [sys.executable, "-c", script],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert int(out.stdout) > 5000, out.stdout  # KiB given back
+    stdout = run_probe("-c", script)
+    assert int(stdout) > 5000, stdout  # KiB given back
 
 
 NVX_PROBE = """
@@ -104,22 +114,9 @@ def test_autobahn_native_helpers_not_loaded_and_camsvc_masker_in_their_place(tmp
     """Started as the unit starts it (``python3 -m camsvc``), Autobahn's NVX (CFFI, pycparser at import) stays unloaded, and where
     Autobahn would fall back to its pure-Python masker it gets camsvc's; without the MediaMTX
     integration treq is not loaded."""
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        "server: {host: 127.0.0.1, port: 8003}\nauth: {required: false}\n"
-        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
-        "discovery: {enabled: false}\nmediamtx: {enabled: false}\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", NVX_PROBE, str(config)],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    has_nvx, pycparser, masker, treq = out.stdout.strip().splitlines()[-1].split()
+    config = service_config(tmp_path, "host: 127.0.0.1, port: 8003")
+    stdout = run_probe("-c", NVX_PROBE, str(config), cwd=tmp_path)
+    has_nvx, pycparser, masker, treq = last_line(stdout).split()
     assert has_nvx == "False" and pycparser == "False"
     assert treq == "False"  # mediamtx.enabled: false, so no HTTP client stack either
     import autobahn.websocket.xormasker as xm
@@ -206,22 +203,9 @@ NOT_AT_IDLE = (
 def test_idle_service_started_like_the_unit_loads_none_of_what_idle_never_needs(tmp_path):
     from tests.support.server import free_port
 
-    config = tmp_path / "c.yaml"
-    config.write_text(
-        f"server: {{host: 127.0.0.1, port: {free_port()}}}\nauth: {{required: false}}\n"
-        f"storage: {{state_dir: {tmp_path}, recordings_dir: {tmp_path}/r, snapshots_dir: {tmp_path}/s}}\n"
-        "discovery: {enabled: false}\nmediamtx: {enabled: false}\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", IDLE_PROBE, str(config)],
-        cwd=tmp_path,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    modules = set(json.loads(out.stdout.strip().splitlines()[-1]))
+    config = service_config(tmp_path, f"host: 127.0.0.1, port: {free_port()}")
+    stdout = run_probe("-c", IDLE_PROBE, str(config), cwd=tmp_path)
+    modules = set(json.loads(last_line(stdout)))
     assert "camsvc.server.ws" in modules  # the probe did build and start the service
     loaded = sorted(m for m in modules if m in NOT_AT_IDLE or m.startswith(tuple(n + "." for n in NOT_AT_IDLE)))
     assert loaded == []
@@ -235,17 +219,10 @@ def test_python_m_camsvc_is_twistd_with_camsvc_as_its_only_and_default_subcomman
     options = ServerOptions()
     assert [name for name, *_ in options.subCommands] == ["camsvc"]
     assert options.defaultSubCommand == "camsvc"
-    out = subprocess.run(
-        [sys.executable, "-m", "camsvc", "--help"],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert "--nodaemon" in out.stdout and "--pidfile" in out.stdout  # twistd's own options
-    commands = out.stdout.split("Commands:", 1)[1].split()
-    assert commands[0] == "camsvc" and "web" not in commands and "conch" not in commands, out.stdout
+    stdout = run_probe("-m", "camsvc", "--help")
+    assert "--nodaemon" in stdout and "--pidfile" in stdout  # twistd's own options
+    commands = stdout.split("Commands:", 1)[1].split()
+    assert commands[0] == "camsvc" and "web" not in commands and "conch" not in commands, stdout
 
 
 YAML_PROBE = """
@@ -275,17 +252,10 @@ if sys.argv[2] == "preloaded":
 def test_pyyaml_is_unloaded_after_parsing_unless_something_else_loaded_it(tmp_path, text, preloaded, expected):
     config = tmp_path / "c.yaml"
     config.write_text(text)
-    out = subprocess.run(
-        [sys.executable, "-c", YAML_PROBE, str(config), preloaded],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert expected in out.stdout, out.stdout
-    if "error" in out.stdout:
-        assert out.stdout.strip().endswith("False")
+    stdout = run_probe("-c", YAML_PROBE, str(config), preloaded)
+    assert expected in stdout, stdout
+    if "error" in stdout:
+        assert stdout.strip().endswith("False")
 
 
 DISCOVERY_PROBE = """
@@ -313,12 +283,5 @@ print(svc.started, len(registry.cameras()), module is not None and type(module).
 def test_discovery_loads_the_v4l2_binding_with_the_first_device(tmp_path, devices, expected):
     """A camera box with nothing plugged does not load camsvc.cameras.v4l2 (0.2 MiB); the first
     device's QUERYCAP does."""
-    out = subprocess.run(
-        [sys.executable, "-c", DISCOVERY_PROBE, str(tmp_path / "ids.json"), devices],
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip().splitlines()[-1] == expected
+    stdout = run_probe("-c", DISCOVERY_PROBE, str(tmp_path / "ids.json"), devices)
+    assert last_line(stdout) == expected
