@@ -74,8 +74,11 @@ class _Recorder:
         self._next_frag = 0
         self.write_errors = 0
         self._loop: LoopingCall | None = None
-        init_frags = standin._clip_parts()
-        self._init, self._frags = init_frags
+        self._init, self._frags = self._source()
+
+    def _source(self) -> tuple[bytes, list[bytes]]:
+        """The init part and the fragments it records from: the stand-in's clip."""
+        return self.standin._clip_parts()
 
     def _conf(self) -> dict:
         return self.runtime.conf
@@ -171,14 +174,11 @@ class _LiveRecorder(_Recorder):
     """
 
     def __init__(self, standin: MediaMTXStandIn, runtime: _PathRuntime):
-        self.standin = standin
-        self.runtime = runtime
-        self.segments: list[Path] = []
-        self._file: Path | None = None
-        self._seg_start = 0.0
-        self.write_errors = 0
-        self._loop = None
+        super().__init__(standin, runtime)
         self._stopped = False
+
+    def _source(self) -> tuple[bytes, list[bytes]]:
+        return b"", []  # no clip: the publisher's fragments arrive as they are sent
 
     def start(self) -> None:
         pass  # the first fragment opens the first segment
