@@ -68,7 +68,7 @@ def need(stack: LiveStack, *methods: str) -> None:
         pytest.skip(reason)
 
 
-def wait(driver, condition, timeout: float = 15.0, what: str = "condition"):
+def wait(driver, condition, timeout: float = 30.0, what: str = "condition"):
     """Poll ``condition(driver)`` until it is truthy; return its value.
 
     Cards are redrawn when their camera changes, so an element found a moment ago
@@ -128,19 +128,23 @@ def click_card(driver, camera_id: str, action: str) -> None:
     click_retrying(driver, f'[data-camera="{camera_id}"] [data-action="{action}"]')
 
 
-def click_retrying(driver, selector: str) -> None:
-    """Click the element *selector* names; one redrawn between finding and clicking (stale) is found again.
+def click_retrying(driver, selector: str, timeout: float = 30.0) -> None:
+    """Click the element *selector* names once it is there (a card shows its capability table
+    once its camera is probed: later on a loaded machine); one redrawn between finding and
+    clicking (stale) is found again.
 
-    A stale reference fails before any input event is sent, so a retry never clicks twice.
+    A missing element or a stale reference fails before any input event is sent, so a retry
+    never clicks twice.
     """
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 
-    for attempt in range(5):
+    deadline = time.monotonic() + timeout
+    while True:
         try:
             click(driver, driver.find_element("css selector", selector))
             return
-        except StaleElementReferenceException:
-            if attempt == 4:
+        except (NoSuchElementException, StaleElementReferenceException):
+            if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
 
@@ -222,12 +226,16 @@ def test_stream_links_and_capabilities(driver, stack):
     wait(
         driver,
         lambda d: d.find_element("css selector", f'{card} [data-action="copy-rtsp"]').text == "Copied",
-        5,
+        30,
         "Copied",
     )
     # The capability table lists every mode the camera reported.
     with RpcClient(stack.url) as client:
-        caps = client.call("get_camera_capabilities", {"device": camera_id})
+        caps = wait(
+            driver,
+            lambda d: (c := client.call("get_camera_capabilities", {"device": camera_id}))["formats"] and c,
+            what="the camera's probed capabilities",
+        )
     expected = sum(len(f["sizes"]) or 1 for f in caps["formats"])
     click_retrying(driver, f"{card} details.caps summary")
     first_cells = wait(
@@ -313,7 +321,7 @@ def test_recording_start_stop_and_list(driver, stack):
     # The card may be redrawn between two looks (a stale element): read the timer inside wait().
     started = wait(driver, lambda d: [s] if (s := timer_seconds(d, camera_id)) is not None else None, what="the timer")
     assert started[0] < 5
-    wait(driver, lambda d: (timer_seconds(d, camera_id) or 0) >= 2, 10, "the timer to run")
+    wait(driver, lambda d: (timer_seconds(d, camera_id) or 0) >= 2, 30, "the timer to run")
     click(driver, driver.find_element("id", "tab-recordings"))
     shot(driver, "dashboard-recording")
     before = set(
@@ -338,13 +346,13 @@ def test_recording_start_stop_and_list(driver, stack):
     other = next((c["id"] for c in cards(driver) if c["status"] == "CONNECTED" and c["id"] != camera_id), None)
     if other is not None:
         click_card(driver, other, "record")
-        wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 20, "a second recording")
+        wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 30, "a second recording")
         # A page opened while it records shows how long it has been recording.
         first_window = driver.current_window_handle
         driver.switch_to.new_window("tab")
         try:
             driver.get(stack.http + "/")
-            wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 15, "the timer on a fresh page")
+            wait(driver, lambda d: (timer_seconds(d, other) or 0) >= 3, 30, "the timer on a fresh page")
         finally:
             driver.close()
             driver.switch_to.window(first_window)
